@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use duration::{format_duration, parse_duration};
 pub use load::{Loaded, Origins, Warning, load, load_from_tables};
 pub use render::render;
-pub use validate::{resolve_runtimes, validate};
+pub use validate::{KNOWN_CAPABILITIES, find_on_path, parse_ulimit, resolve_runtimes, validate};
 
 /// Default location of the main configuration file.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/crio/crio.conf";

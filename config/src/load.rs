@@ -24,7 +24,11 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: unknown key, ignored", self.source_name, self.key)
+        write!(
+            f,
+            "{}: {}: unknown key, ignored",
+            self.source_name, self.key
+        )
     }
 }
 
@@ -280,14 +284,34 @@ mod tests {
             "[crio.runtime]\nctr_stop_timeout = 10\npids_limit = 100\n",
         )
         .unwrap();
-        std::fs::write(d.join("20-b.conf"), "[crio.runtime]\nctr_stop_timeout = 30\n").unwrap();
-        std::fs::write(d.join("10-a.conf"), "[crio.runtime]\nctr_stop_timeout = 20\n").unwrap();
-        std::fs::write(d.join("99-ignored.txt"), "[crio.runtime]\nctr_stop_timeout = 99\n").unwrap();
+        std::fs::write(
+            d.join("20-b.conf"),
+            "[crio.runtime]\nctr_stop_timeout = 30\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("10-a.conf"),
+            "[crio.runtime]\nctr_stop_timeout = 20\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("99-ignored.txt"),
+            "[crio.runtime]\nctr_stop_timeout = 99\n",
+        )
+        .unwrap();
         let loaded = load(&main, true, &d, None).unwrap();
         assert_eq!(loaded.config.runtime.ctr_stop_timeout, 30);
         assert_eq!(loaded.config.runtime.pids_limit, 100);
-        assert!(loaded.origin("crio.runtime.ctr_stop_timeout").ends_with("20-b.conf"));
-        assert!(loaded.origin("crio.runtime.pids_limit").ends_with("crio.conf"));
+        assert!(
+            loaded
+                .origin("crio.runtime.ctr_stop_timeout")
+                .ends_with("20-b.conf")
+        );
+        assert!(
+            loaded
+                .origin("crio.runtime.pids_limit")
+                .ends_with("crio.conf")
+        );
         assert_eq!(loaded.origin("crio.root"), "defaults");
     }
 

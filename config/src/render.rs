@@ -8,86 +8,266 @@ use crate::{Config, File};
 
 /// What each key is for, shown above it; `*` stands for a runtime handler's name.
 const DOCS: &[(&str, &str)] = &[
-    ("crio", "crio-rs configuration (CRI-O's crio.conf tables and keys)."),
-    ("crio.root", "Persistent state: images, layers, container upper dirs, records."),
-    ("crio.runroot", "Volatile state: socket, bundles, shim sockets, exit files."),
-    ("crio.storage_driver", "Storage driver; only overlay is supported."),
+    (
+        "crio",
+        "crio-rs configuration (CRI-O's crio.conf tables and keys).",
+    ),
+    (
+        "crio.root",
+        "Persistent state: images, layers, container upper dirs, records.",
+    ),
+    (
+        "crio.runroot",
+        "Volatile state: socket, bundles, shim sockets, exit files.",
+    ),
+    (
+        "crio.storage_driver",
+        "Storage driver; only overlay is supported.",
+    ),
     ("crio.storage_option", "Storage driver options."),
     ("crio.log_dir", "Default directory for container logs."),
-    ("crio.version_file", "Version file in volatile storage; missing after a reboot."),
-    ("crio.version_file_persist", "Version file that survives reboots (\"\" = none)."),
-    ("crio.clean_shutdown_file", "Written at a clean shutdown; missing means an unclean stop."),
+    (
+        "crio.version_file",
+        "Version file in volatile storage; missing after a reboot.",
+    ),
+    (
+        "crio.version_file_persist",
+        "Version file that survives reboots (\"\" = none).",
+    ),
+    (
+        "crio.clean_shutdown_file",
+        "Written at a clean shutdown; missing means an unclean stop.",
+    ),
     ("crio.api", "The CRI socket and the streaming server."),
     ("crio.api.listen", "Path of the CRI gRPC unix socket."),
-    ("crio.api.stream_address", "IP address the streaming server binds to."),
-    ("crio.api.stream_port", "Port of the streaming server; \"0\" picks a free one."),
-    ("crio.api.stream_enable_tls", "Serve exec, attach and port-forward over TLS."),
-    ("crio.api.stream_tls_cert", "Certificate of the streaming server (reloaded on change)."),
-    ("crio.api.stream_tls_key", "Key of the streaming server (reloaded on change)."),
-    ("crio.api.stream_tls_ca", "CA that streaming clients' certificates must chain to."),
-    ("crio.api.stream_idle_timeout", "Close idle streaming sessions after this long (\"\" = never)."),
-    ("crio.api.grpc_max_send_msg_size", "Largest gRPC message sent, bytes."),
-    ("crio.api.grpc_max_recv_msg_size", "Largest gRPC message accepted, bytes."),
+    (
+        "crio.api.stream_address",
+        "IP address the streaming server binds to.",
+    ),
+    (
+        "crio.api.stream_port",
+        "Port of the streaming server; \"0\" picks a free one.",
+    ),
+    (
+        "crio.api.stream_enable_tls",
+        "Serve exec, attach and port-forward over TLS.",
+    ),
+    (
+        "crio.api.stream_tls_cert",
+        "Certificate of the streaming server (reloaded on change).",
+    ),
+    (
+        "crio.api.stream_tls_key",
+        "Key of the streaming server (reloaded on change).",
+    ),
+    (
+        "crio.api.stream_tls_ca",
+        "CA that streaming clients' certificates must chain to.",
+    ),
+    (
+        "crio.api.stream_idle_timeout",
+        "Close idle streaming sessions after this long (\"\" = never).",
+    ),
+    (
+        "crio.api.grpc_max_send_msg_size",
+        "Largest gRPC message sent, bytes.",
+    ),
+    (
+        "crio.api.grpc_max_recv_msg_size",
+        "Largest gRPC message accepted, bytes.",
+    ),
     ("crio.runtime", "OCI runtimes and container defaults."),
-    ("crio.runtime.default_runtime", "Runtime handler used when a pod names none."),
-    ("crio.runtime.log_level", "trace, debug, info, warn or error."),
+    (
+        "crio.runtime.default_runtime",
+        "Runtime handler used when a pod names none.",
+    ),
+    (
+        "crio.runtime.log_level",
+        "trace, debug, info, warn or error.",
+    ),
     ("crio.runtime.cgroup_manager", "cgroupfs or systemd."),
-    ("crio.runtime.default_capabilities", "Capabilities of a container that adds or drops none."),
-    ("crio.runtime.default_sysctls", "Sysctls set in every pod, key=value."),
-    ("crio.runtime.default_ulimits", "Ulimits of every container, name=soft:hard."),
-    ("crio.runtime.default_env", "Environment added to every container, KEY=value."),
-    ("crio.runtime.seccomp_profile", "Seccomp profile for RuntimeDefault (\"\" = built-in)."),
-    ("crio.runtime.apparmor_profile", "AppArmor profile for RuntimeDefault."),
+    (
+        "crio.runtime.default_capabilities",
+        "Capabilities of a container that adds or drops none.",
+    ),
+    (
+        "crio.runtime.default_sysctls",
+        "Sysctls set in every pod, key=value.",
+    ),
+    (
+        "crio.runtime.default_ulimits",
+        "Ulimits of every container, name=soft:hard.",
+    ),
+    (
+        "crio.runtime.default_env",
+        "Environment added to every container, KEY=value.",
+    ),
+    (
+        "crio.runtime.seccomp_profile",
+        "Seccomp profile for RuntimeDefault (\"\" = built-in).",
+    ),
+    (
+        "crio.runtime.apparmor_profile",
+        "AppArmor profile for RuntimeDefault.",
+    ),
     ("crio.runtime.selinux", "Label containers with SELinux."),
-    ("crio.runtime.pids_limit", "Default pids limit of a container (-1 or 0 = none)."),
-    ("crio.runtime.namespaces_dir", "Where pod namespaces are pinned."),
-    ("crio.runtime.drop_infra_ctr", "No infra container unless the pod shares a PID namespace."),
-    ("crio.runtime.ctr_stop_timeout", "Default stop timeout of a container, seconds."),
+    (
+        "crio.runtime.pids_limit",
+        "Default pids limit of a container (-1 or 0 = none).",
+    ),
+    (
+        "crio.runtime.namespaces_dir",
+        "Where pod namespaces are pinned.",
+    ),
+    (
+        "crio.runtime.drop_infra_ctr",
+        "No infra container unless the pod shares a PID namespace.",
+    ),
+    (
+        "crio.runtime.ctr_stop_timeout",
+        "Default stop timeout of a container, seconds.",
+    ),
     ("crio.runtime.hooks_dir", "OCI hooks directories."),
-    ("crio.runtime.log_size_max", "Largest container log, bytes (-1 = no limit)."),
-    ("crio.runtime.restrict_oom_score_adj", "Clamp oom_score_adj to the daemon's own."),
+    (
+        "crio.runtime.log_size_max",
+        "Largest container log, bytes (-1 = no limit).",
+    ),
+    (
+        "crio.runtime.restrict_oom_score_adj",
+        "Clamp oom_score_adj to the daemon's own.",
+    ),
     ("crio.runtime.runtimes", "Runtime handlers, by name."),
     ("crio.runtime.runtimes.*", "A runtime handler."),
-    ("crio.runtime.runtimes.*.runtime_path", "Runtime binary (\"\" = the handler's name on PATH)."),
+    (
+        "crio.runtime.runtimes.*.runtime_path",
+        "Runtime binary (\"\" = the handler's name on PATH).",
+    ),
     ("crio.runtime.runtimes.*.runtime_type", "oci"),
-    ("crio.runtime.runtimes.*.runtime_root", "The runtime's --root directory."),
-    ("crio.runtime.runtimes.*.runtime_config_path", "Configuration file of the runtime."),
-    ("crio.runtime.runtimes.*.monitor_path", "Pod shim binary (\"\" = beside crio, then PATH)."),
-    ("crio.runtime.runtimes.*.monitor_cgroup", "Cgroup of the pod shims (\"\" = the pod's)."),
-    ("crio.runtime.runtimes.*.monitor_env", "Environment of the pod shim."),
-    ("crio.runtime.runtimes.*.privileged_without_host_devices", "Privileged containers get no host devices."),
-    ("crio.runtime.runtimes.*.allowed_annotations", "Annotations this handler may act on."),
+    (
+        "crio.runtime.runtimes.*.runtime_root",
+        "The runtime's --root directory.",
+    ),
+    (
+        "crio.runtime.runtimes.*.runtime_config_path",
+        "Configuration file of the runtime.",
+    ),
+    (
+        "crio.runtime.runtimes.*.monitor_path",
+        "Pod shim binary (\"\" = beside crio, then PATH).",
+    ),
+    (
+        "crio.runtime.runtimes.*.monitor_cgroup",
+        "Cgroup of the pod shims (\"\" = the pod's).",
+    ),
+    (
+        "crio.runtime.runtimes.*.monitor_env",
+        "Environment of the pod shim.",
+    ),
+    (
+        "crio.runtime.runtimes.*.privileged_without_host_devices",
+        "Privileged containers get no host devices.",
+    ),
+    (
+        "crio.runtime.runtimes.*.allowed_annotations",
+        "Annotations this handler may act on.",
+    ),
     ("crio.image", "Pulling and trusting images."),
-    ("crio.image.default_transport", "Transport of references that name none."),
-    ("crio.image.global_auth_file", "containers-auth.json used when a pull brings no credentials."),
-    ("crio.image.pause_image", "Image of the infra container (pinned)."),
-    ("crio.image.pause_image_auth_file", "Credentials for the pause image."),
-    ("crio.image.pause_command", "Command of the infra container."),
-    ("crio.image.signature_policy", "containers-policy.json (\"\" = /etc/containers/policy.json)."),
-    ("crio.image.registries_conf", "containers-registries.conf file."),
-    ("crio.image.insecure_registries", "Registries reached over plain HTTP or unverified TLS."),
-    ("crio.image.image_volumes", "Image VOLUMEs: mkdir, bind or ignore."),
-    ("crio.image.pull_progress_timeout", "Cancel a pull without progress for this long (0s = never)."),
-    ("crio.image.big_files_temporary_dir", "Temporary directory for large downloads."),
+    (
+        "crio.image.default_transport",
+        "Transport of references that name none.",
+    ),
+    (
+        "crio.image.global_auth_file",
+        "containers-auth.json used when a pull brings no credentials.",
+    ),
+    (
+        "crio.image.pause_image",
+        "Image of the infra container (pinned).",
+    ),
+    (
+        "crio.image.pause_image_auth_file",
+        "Credentials for the pause image.",
+    ),
+    (
+        "crio.image.pause_command",
+        "Command of the infra container.",
+    ),
+    (
+        "crio.image.signature_policy",
+        "containers-policy.json (\"\" = /etc/containers/policy.json).",
+    ),
+    (
+        "crio.image.registries_conf",
+        "containers-registries.conf file.",
+    ),
+    (
+        "crio.image.insecure_registries",
+        "Registries reached over plain HTTP or unverified TLS.",
+    ),
+    (
+        "crio.image.image_volumes",
+        "Image VOLUMEs: mkdir, bind or ignore.",
+    ),
+    (
+        "crio.image.pull_progress_timeout",
+        "Cancel a pull without progress for this long (0s = never).",
+    ),
+    (
+        "crio.image.big_files_temporary_dir",
+        "Temporary directory for large downloads.",
+    ),
     ("crio.network", "CNI networking."),
-    ("crio.network.cni_default_network", "CNI network to use (\"\" = the first valid one)."),
-    ("crio.network.network_dir", "Directory of CNI configuration files."),
-    ("crio.network.plugin_dirs", "Directories searched for CNI plugins."),
+    (
+        "crio.network.cni_default_network",
+        "CNI network to use (\"\" = the first valid one).",
+    ),
+    (
+        "crio.network.network_dir",
+        "Directory of CNI configuration files.",
+    ),
+    (
+        "crio.network.plugin_dirs",
+        "Directories searched for CNI plugins.",
+    ),
     ("crio.metrics", "Prometheus metrics."),
     ("crio.metrics.enable_metrics", "Serve metrics."),
-    ("crio.metrics.metrics_collectors", "Enabled collectors (empty = all)."),
-    ("crio.metrics.metrics_host", "Address of the metrics server."),
+    (
+        "crio.metrics.metrics_collectors",
+        "Enabled collectors (empty = all).",
+    ),
+    (
+        "crio.metrics.metrics_host",
+        "Address of the metrics server.",
+    ),
     ("crio.metrics.metrics_port", "Port of the metrics server."),
-    ("crio.metrics.metrics_socket", "Also serve metrics on this unix socket."),
-    ("crio.metrics.metrics_cert", "TLS certificate of the metrics server."),
+    (
+        "crio.metrics.metrics_socket",
+        "Also serve metrics on this unix socket.",
+    ),
+    (
+        "crio.metrics.metrics_cert",
+        "TLS certificate of the metrics server.",
+    ),
     ("crio.metrics.metrics_key", "TLS key of the metrics server."),
     ("crio.tracing", "OpenTelemetry tracing."),
     ("crio.tracing.enable_tracing", "Export spans over OTLP."),
-    ("crio.tracing.tracing_endpoint", "OTLP gRPC endpoint, host:port."),
-    ("crio.tracing.tracing_sampling_rate_per_million", "Sampled spans per million."),
+    (
+        "crio.tracing.tracing_endpoint",
+        "OTLP gRPC endpoint, host:port.",
+    ),
+    (
+        "crio.tracing.tracing_sampling_rate_per_million",
+        "Sampled spans per million.",
+    ),
     ("crio.stats", "Stats collection."),
-    ("crio.stats.stats_collection_period", "Seconds between background collections (0 = on demand)."),
-    ("crio.stats.collection_period", "Seconds between background collections of all stats."),
+    (
+        "crio.stats.stats_collection_period",
+        "Seconds between background collections (0 = on demand).",
+    ),
+    (
+        "crio.stats.collection_period",
+        "Seconds between background collections of all stats.",
+    ),
 ];
 
 fn doc(path: &str) -> Option<&'static str> {
@@ -172,7 +352,9 @@ mod tests {
         let config = Config::default();
         assert_eq!(round_trip(&config), config);
         let text = render(&config);
-        assert!(text.contains("# Path of the CRI gRPC unix socket.\nlisten = \"/run/crio/crio.sock\""));
+        assert!(
+            text.contains("# Path of the CRI gRPC unix socket.\nlisten = \"/run/crio/crio.sock\"")
+        );
         assert!(text.contains("[crio.runtime.runtimes.runc]"));
     }
 
@@ -194,10 +376,7 @@ mod tests {
         let lines: Vec<_> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
             if line.contains(" = ") && !line.starts_with('#') {
-                assert!(
-                    lines[i - 1].starts_with("# "),
-                    "undocumented key: {line}"
-                );
+                assert!(lines[i - 1].starts_with("# "), "undocumented key: {line}");
             }
         }
     }

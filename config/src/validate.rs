@@ -84,8 +84,17 @@ impl Checker<'_> {
         }
     }
 
-    fn check(&self, ok: bool, key: &str, reason: impl FnOnce() -> String) -> Result<(), ConfigError> {
-        if ok { Ok(()) } else { Err(self.fail(key, reason())) }
+    fn check(
+        &self,
+        ok: bool,
+        key: &str,
+        reason: impl FnOnce() -> String,
+    ) -> Result<(), ConfigError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.fail(key, reason()))
+        }
     }
 
     fn absolute(&self, key: &str, path: &Path, may_be_empty: bool) -> Result<(), ConfigError> {
@@ -105,12 +114,16 @@ impl Checker<'_> {
         if value.is_empty() && may_be_empty {
             return Ok(());
         }
-        parse_duration(value).map(drop).map_err(|e| self.fail(key, e))
+        parse_duration(value)
+            .map(drop)
+            .map_err(|e| self.fail(key, e))
     }
 
     fn pairs(&self, key: &str, items: &[String], what: &str) -> Result<(), ConfigError> {
         for item in items {
-            let ok = item.split_once('=').is_some_and(|(k, _)| !k.trim().is_empty());
+            let ok = item
+                .split_once('=')
+                .is_some_and(|(k, _)| !k.trim().is_empty());
             self.check(ok, key, || format!("{item:?} is not of the form {what}"))?;
         }
         Ok(())
@@ -124,37 +137,60 @@ pub fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
     c.absolute("crio.runroot", &config.runroot, false)?;
     c.absolute("crio.log_dir", &config.log_dir, false)?;
     c.absolute("crio.version_file", &config.version_file, true)?;
-    c.absolute("crio.clean_shutdown_file", &config.clean_shutdown_file, true)?;
+    c.absolute(
+        "crio.clean_shutdown_file",
+        &config.clean_shutdown_file,
+        true,
+    )?;
     c.check(
         matches!(config.storage_driver.as_str(), "" | "overlay" | "overlay2"),
         "crio.storage_driver",
-        || format!("driver {:?} is not supported (only overlay)", config.storage_driver),
+        || {
+            format!(
+                "driver {:?} is not supported (only overlay)",
+                config.storage_driver
+            )
+        },
     )?;
 
     let api = &config.api;
     c.absolute("crio.api.listen", &api.listen, false)?;
-    c.check(api.stream_port.parse::<u16>().is_ok(), "crio.api.stream_port", || {
-        format!("{:?} is not a port number (0-65535)", api.stream_port)
-    })?;
+    c.check(
+        api.stream_port.parse::<u16>().is_ok(),
+        "crio.api.stream_port",
+        || format!("{:?} is not a port number (0-65535)", api.stream_port),
+    )?;
     c.check(
         api.stream_address.parse::<std::net::IpAddr>().is_ok() || api.stream_address.is_empty(),
         "crio.api.stream_address",
         || format!("{:?} is not an IP address", api.stream_address),
     )?;
-    c.duration("crio.api.stream_idle_timeout", &api.stream_idle_timeout, true)?;
+    c.duration(
+        "crio.api.stream_idle_timeout",
+        &api.stream_idle_timeout,
+        true,
+    )?;
     if api.stream_enable_tls {
         for (name, path) in [
             ("stream_tls_cert", &api.stream_tls_cert),
             ("stream_tls_key", &api.stream_tls_key),
         ] {
-            c.check(!path.as_os_str().is_empty(), "crio.api.stream_enable_tls", || {
-                format!("TLS needs crio.api.{name} to be set")
-            })?;
+            c.check(
+                !path.as_os_str().is_empty(),
+                "crio.api.stream_enable_tls",
+                || format!("TLS needs crio.api.{name} to be set"),
+            )?;
         }
     }
     for (key, size) in [
-        ("crio.api.grpc_max_send_msg_size", api.grpc_max_send_msg_size),
-        ("crio.api.grpc_max_recv_msg_size", api.grpc_max_recv_msg_size),
+        (
+            "crio.api.grpc_max_send_msg_size",
+            api.grpc_max_send_msg_size,
+        ),
+        (
+            "crio.api.grpc_max_recv_msg_size",
+            api.grpc_max_recv_msg_size,
+        ),
     ] {
         c.check(size >= 4096 && size <= u64::from(u32::MAX), key, || {
             format!("{size} is outside 4096..=4294967295")
@@ -165,9 +201,15 @@ pub fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
     c.one_of(
         "crio.runtime.log_level",
         &rt.log_level,
-        &["trace", "debug", "info", "warn", "warning", "error", "fatal", "panic"],
+        &[
+            "trace", "debug", "info", "warn", "warning", "error", "fatal", "panic",
+        ],
     )?;
-    c.one_of("crio.runtime.cgroup_manager", &rt.cgroup_manager, &["cgroupfs", "systemd"])?;
+    c.one_of(
+        "crio.runtime.cgroup_manager",
+        &rt.cgroup_manager,
+        &["cgroupfs", "systemd"],
+    )?;
     c.check(
         rt.runtimes.contains_key(&rt.default_runtime),
         "crio.runtime.default_runtime",
@@ -196,7 +238,11 @@ pub fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
             || format!("{cap:?} is not a Linux capability"),
         )?;
     }
-    c.pairs("crio.runtime.default_sysctls", &rt.default_sysctls, "key=value")?;
+    c.pairs(
+        "crio.runtime.default_sysctls",
+        &rt.default_sysctls,
+        "key=value",
+    )?;
     c.pairs("crio.runtime.default_env", &rt.default_env, "KEY=value")?;
     for ulimit in &rt.default_ulimits {
         let ok = parse_ulimit(ulimit).is_some();
@@ -209,22 +255,43 @@ pub fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
     c.check(rt.pids_limit >= -1, "crio.runtime.pids_limit", || {
         format!("{} is below -1", rt.pids_limit)
     })?;
-    c.check(rt.ctr_stop_timeout >= 0, "crio.runtime.ctr_stop_timeout", || {
-        format!("{} is negative", rt.ctr_stop_timeout)
-    })?;
+    c.check(
+        rt.ctr_stop_timeout >= 0,
+        "crio.runtime.ctr_stop_timeout",
+        || format!("{} is negative", rt.ctr_stop_timeout),
+    )?;
     c.check(
         rt.log_size_max == -1 || rt.log_size_max == 0 || rt.log_size_max >= 8192,
         "crio.runtime.log_size_max",
-        || format!("{} must be -1 (no limit) or at least 8192 bytes", rt.log_size_max),
+        || {
+            format!(
+                "{} must be -1 (no limit) or at least 8192 bytes",
+                rt.log_size_max
+            )
+        },
     )?;
 
     let image = &config.image;
-    c.one_of("crio.image.default_transport", &image.default_transport, &["docker://", ""])?;
-    c.one_of("crio.image.image_volumes", &image.image_volumes, &["mkdir", "bind", "ignore"])?;
-    c.duration("crio.image.pull_progress_timeout", &image.pull_progress_timeout, true)?;
-    c.check(!image.pause_image.is_empty(), "crio.image.pause_image", || {
-        "must not be empty".into()
-    })?;
+    c.one_of(
+        "crio.image.default_transport",
+        &image.default_transport,
+        &["docker://", ""],
+    )?;
+    c.one_of(
+        "crio.image.image_volumes",
+        &image.image_volumes,
+        &["mkdir", "bind", "ignore"],
+    )?;
+    c.duration(
+        "crio.image.pull_progress_timeout",
+        &image.pull_progress_timeout,
+        true,
+    )?;
+    c.check(
+        !image.pause_image.is_empty(),
+        "crio.image.pause_image",
+        || "must not be empty".into(),
+    )?;
     c.absolute("crio.image.global_auth_file", &image.global_auth_file, true)?;
     c.absolute("crio.image.signature_policy", &image.signature_policy, true)?;
 
@@ -234,9 +301,11 @@ pub fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
         c.absolute("crio.network.plugin_dirs", dir, false)?;
     }
 
-    c.check(config.metrics.metrics_port != 0, "crio.metrics.metrics_port", || {
-        "must be between 1 and 65535".into()
-    })?;
+    c.check(
+        config.metrics.metrics_port != 0,
+        "crio.metrics.metrics_port",
+        || "must be between 1 and 65535".into(),
+    )?;
     c.check(
         config.tracing.tracing_sampling_rate_per_million <= 1_000_000,
         "crio.tracing.tracing_sampling_rate_per_million",
@@ -348,31 +417,131 @@ mod tests {
     fn each_invalid_value_names_file_key_and_reason() {
         let cases = [
             ("[crio]\nroot = \"relative\"", "crio.root", "absolute"),
-            ("[crio]\nstorage_driver = \"btrfs\"", "crio.storage_driver", "not supported"),
-            ("[crio.api]\nlisten = \"crio.sock\"", "crio.api.listen", "absolute"),
-            ("[crio.api]\nstream_port = \"http\"", "crio.api.stream_port", "port"),
-            ("[crio.api]\nstream_address = \"nowhere\"", "crio.api.stream_address", "IP"),
-            ("[crio.api]\nstream_idle_timeout = \"5 minutes\"", "crio.api.stream_idle_timeout", "duration"),
-            ("[crio.api]\nstream_enable_tls = true", "crio.api.stream_enable_tls", "stream_tls_cert"),
-            ("[crio.api]\ngrpc_max_send_msg_size = 10", "crio.api.grpc_max_send_msg_size", "outside"),
-            ("[crio.runtime]\nlog_level = \"loud\"", "crio.runtime.log_level", "not one of"),
-            ("[crio.runtime]\ncgroup_manager = \"cgmanager\"", "crio.runtime.cgroup_manager", "cgroupfs, systemd"),
-            ("[crio.runtime]\ndefault_runtime = \"kata\"", "crio.runtime.default_runtime", "not among"),
-            ("[crio.runtime.runtimes.x]\nruntime_type = \"vm\"", "crio.runtime.runtimes.x.runtime_type", "not one of"),
-            ("[crio.runtime.runtimes.x]\nruntime_path = \"bin/x\"", "crio.runtime.runtimes.x.runtime_path", "absolute"),
-            ("[crio.runtime]\ndefault_capabilities = [\"CHOWN\", \"FLY\"]", "crio.runtime.default_capabilities", "\"FLY\""),
-            ("[crio.runtime]\ndefault_sysctls = [\"net.ipv4.ip_forward\"]", "crio.runtime.default_sysctls", "key=value"),
-            ("[crio.runtime]\ndefault_env = [\"=x\"]", "crio.runtime.default_env", "KEY=value"),
-            ("[crio.runtime]\ndefault_ulimits = [\"nofile=2048:1024\"]", "crio.runtime.default_ulimits", "soft:hard"),
-            ("[crio.runtime]\npids_limit = -7", "crio.runtime.pids_limit", "below"),
-            ("[crio.runtime]\nctr_stop_timeout = -1", "crio.runtime.ctr_stop_timeout", "negative"),
-            ("[crio.runtime]\nlog_size_max = 100", "crio.runtime.log_size_max", "8192"),
-            ("[crio.image]\nimage_volumes = \"copy\"", "crio.image.image_volumes", "not one of"),
-            ("[crio.image]\npull_progress_timeout = \"soon\"", "crio.image.pull_progress_timeout", "duration"),
-            ("[crio.image]\npause_image = \"\"", "crio.image.pause_image", "empty"),
-            ("[crio.network]\nnetwork_dir = \"net.d\"", "crio.network.network_dir", "absolute"),
-            ("[crio.metrics]\nmetrics_port = 0", "crio.metrics.metrics_port", "65535"),
-            ("[crio.tracing]\ntracing_sampling_rate_per_million = 2000000", "crio.tracing.tracing_sampling_rate_per_million", "above"),
+            (
+                "[crio]\nstorage_driver = \"btrfs\"",
+                "crio.storage_driver",
+                "not supported",
+            ),
+            (
+                "[crio.api]\nlisten = \"crio.sock\"",
+                "crio.api.listen",
+                "absolute",
+            ),
+            (
+                "[crio.api]\nstream_port = \"http\"",
+                "crio.api.stream_port",
+                "port",
+            ),
+            (
+                "[crio.api]\nstream_address = \"nowhere\"",
+                "crio.api.stream_address",
+                "IP",
+            ),
+            (
+                "[crio.api]\nstream_idle_timeout = \"5 minutes\"",
+                "crio.api.stream_idle_timeout",
+                "duration",
+            ),
+            (
+                "[crio.api]\nstream_enable_tls = true",
+                "crio.api.stream_enable_tls",
+                "stream_tls_cert",
+            ),
+            (
+                "[crio.api]\ngrpc_max_send_msg_size = 10",
+                "crio.api.grpc_max_send_msg_size",
+                "outside",
+            ),
+            (
+                "[crio.runtime]\nlog_level = \"loud\"",
+                "crio.runtime.log_level",
+                "not one of",
+            ),
+            (
+                "[crio.runtime]\ncgroup_manager = \"cgmanager\"",
+                "crio.runtime.cgroup_manager",
+                "cgroupfs, systemd",
+            ),
+            (
+                "[crio.runtime]\ndefault_runtime = \"kata\"",
+                "crio.runtime.default_runtime",
+                "not among",
+            ),
+            (
+                "[crio.runtime.runtimes.x]\nruntime_type = \"vm\"",
+                "crio.runtime.runtimes.x.runtime_type",
+                "not one of",
+            ),
+            (
+                "[crio.runtime.runtimes.x]\nruntime_path = \"bin/x\"",
+                "crio.runtime.runtimes.x.runtime_path",
+                "absolute",
+            ),
+            (
+                "[crio.runtime]\ndefault_capabilities = [\"CHOWN\", \"FLY\"]",
+                "crio.runtime.default_capabilities",
+                "\"FLY\"",
+            ),
+            (
+                "[crio.runtime]\ndefault_sysctls = [\"net.ipv4.ip_forward\"]",
+                "crio.runtime.default_sysctls",
+                "key=value",
+            ),
+            (
+                "[crio.runtime]\ndefault_env = [\"=x\"]",
+                "crio.runtime.default_env",
+                "KEY=value",
+            ),
+            (
+                "[crio.runtime]\ndefault_ulimits = [\"nofile=2048:1024\"]",
+                "crio.runtime.default_ulimits",
+                "soft:hard",
+            ),
+            (
+                "[crio.runtime]\npids_limit = -7",
+                "crio.runtime.pids_limit",
+                "below",
+            ),
+            (
+                "[crio.runtime]\nctr_stop_timeout = -1",
+                "crio.runtime.ctr_stop_timeout",
+                "negative",
+            ),
+            (
+                "[crio.runtime]\nlog_size_max = 100",
+                "crio.runtime.log_size_max",
+                "8192",
+            ),
+            (
+                "[crio.image]\nimage_volumes = \"copy\"",
+                "crio.image.image_volumes",
+                "not one of",
+            ),
+            (
+                "[crio.image]\npull_progress_timeout = \"soon\"",
+                "crio.image.pull_progress_timeout",
+                "duration",
+            ),
+            (
+                "[crio.image]\npause_image = \"\"",
+                "crio.image.pause_image",
+                "empty",
+            ),
+            (
+                "[crio.network]\nnetwork_dir = \"net.d\"",
+                "crio.network.network_dir",
+                "absolute",
+            ),
+            (
+                "[crio.metrics]\nmetrics_port = 0",
+                "crio.metrics.metrics_port",
+                "65535",
+            ),
+            (
+                "[crio.tracing]\ntracing_sampling_rate_per_million = 2000000",
+                "crio.tracing.tracing_sampling_rate_per_million",
+                "above",
+            ),
         ];
         for (text, key, reason) in cases {
             let err = err_for(text);
@@ -384,9 +553,15 @@ mod tests {
 
     #[test]
     fn ulimits_parse() {
-        assert_eq!(parse_ulimit("nofile=1024:2048"), Some(("nofile".into(), 1024, 2048)));
+        assert_eq!(
+            parse_ulimit("nofile=1024:2048"),
+            Some(("nofile".into(), 1024, 2048))
+        );
         assert_eq!(parse_ulimit("core=-1"), Some(("core".into(), -1, -1)));
-        assert_eq!(parse_ulimit("nofile=unlimited:-1"), Some(("nofile".into(), -1, -1)));
+        assert_eq!(
+            parse_ulimit("nofile=unlimited:-1"),
+            Some(("nofile".into(), -1, -1))
+        );
         assert_eq!(parse_ulimit("bogus=1:2"), None);
         assert_eq!(parse_ulimit("nofile=x"), None);
         assert_eq!(parse_ulimit("nofile=-1:10"), None);
@@ -415,9 +590,17 @@ mod tests {
         assert!(err.reason.contains("not found on PATH"), "{err}");
 
         let mut config = Config::default();
-        config.runtime.runtimes.get_mut("runc").unwrap().runtime_path = dir.path().join("nope");
+        config
+            .runtime
+            .runtimes
+            .get_mut("runc")
+            .unwrap()
+            .runtime_path = dir.path().join("nope");
         let mut origins = Origins::new();
-        origins.insert("crio.runtime.runtimes.runc.runtime_path".into(), "x.conf".into());
+        origins.insert(
+            "crio.runtime.runtimes.runc.runtime_path".into(),
+            "x.conf".into(),
+        );
         let err = resolve_runtimes(&mut config, &origins, &path_env).unwrap_err();
         assert_eq!(err.source_name, "x.conf");
         assert!(err.reason.contains("not an executable file"), "{err}");

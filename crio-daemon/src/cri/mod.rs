@@ -1,0 +1,31 @@
+//! The CRI gRPC services. Each RPC family lives in a module named after it;
+//! the trait impls here only dispatch. RPCs whose issue has not landed answer
+//! `Unimplemented` with a message naming the RPC.
+
+mod image_service;
+mod runtime_config;
+mod runtime_service;
+mod runtime_status;
+mod runtime_version;
+
+use std::sync::Arc;
+
+use crio_config::Config;
+
+pub use image_service::ImageApi;
+pub use runtime_service::RuntimeApi;
+
+/// What every CRI handler can reach.
+#[derive(Debug)]
+pub struct State {
+    /// The effective configuration (runtime paths resolved).
+    pub config: Config,
+}
+
+/// Both CRI services over one shared state.
+pub fn services(state: Arc<State>) -> (RuntimeApi, ImageApi) {
+    (RuntimeApi::new(state), ImageApi)
+}
+
+/// The result type of every RPC handler.
+pub type Rpc<T> = Result<tonic::Response<T>, tonic::Status>;

@@ -1,0 +1,236 @@
+//! The CRI RuntimeService: dispatch to the module of each RPC family.
+
+use std::sync::Arc;
+
+use crio_api::cri::{
+    AttachRequest, AttachResponse, CheckpointContainerRequest, CheckpointContainerResponse,
+    ContainerStatsRequest, ContainerStatsResponse, ContainerStatusRequest, ContainerStatusResponse,
+    CreateContainerRequest, CreateContainerResponse, ExecRequest, ExecResponse, ExecSyncRequest,
+    ExecSyncResponse, GetEventsRequest, ListContainerStatsRequest, ListContainerStatsResponse,
+    ListContainersRequest, ListContainersResponse, ListMetricDescriptorsRequest,
+    ListMetricDescriptorsResponse, ListPodSandboxMetricsRequest, ListPodSandboxMetricsResponse,
+    ListPodSandboxRequest, ListPodSandboxResponse, ListPodSandboxStatsRequest,
+    ListPodSandboxStatsResponse, PodSandboxStatsRequest, PodSandboxStatsResponse,
+    PodSandboxStatusRequest, PodSandboxStatusResponse, PortForwardRequest, PortForwardResponse,
+    RemoveContainerRequest, RemoveContainerResponse, RemovePodSandboxRequest,
+    RemovePodSandboxResponse, ReopenContainerLogRequest, ReopenContainerLogResponse,
+    RunPodSandboxRequest, RunPodSandboxResponse, RuntimeConfigRequest, RuntimeConfigResponse,
+    StartContainerRequest, StartContainerResponse, StatusRequest, StatusResponse,
+    StopContainerRequest, StopContainerResponse, StopPodSandboxRequest, StopPodSandboxResponse,
+    UpdateContainerResourcesRequest, UpdateContainerResourcesResponse, UpdateRuntimeConfigRequest,
+    UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
+    runtime_service_server::RuntimeService,
+};
+use crio_api::status::unimplemented;
+use tonic::{Request, Response};
+
+use super::{Rpc, State, runtime_config, runtime_status, runtime_version};
+
+/// Serves the CRI RuntimeService.
+#[derive(Debug, Clone)]
+pub struct RuntimeApi {
+    state: Arc<State>,
+}
+
+impl RuntimeApi {
+    /// A service over the daemon's state.
+    pub fn new(state: Arc<State>) -> Self {
+        Self { state }
+    }
+}
+
+#[tonic::async_trait]
+impl RuntimeService for RuntimeApi {
+    async fn version(&self, req: Request<VersionRequest>) -> Rpc<VersionResponse> {
+        Ok(Response::new(runtime_version::version(req.get_ref())))
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        _req: Request<RunPodSandboxRequest>,
+    ) -> Rpc<RunPodSandboxResponse> {
+        Err(unimplemented("RunPodSandbox"))
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        _req: Request<StopPodSandboxRequest>,
+    ) -> Rpc<StopPodSandboxResponse> {
+        Err(unimplemented("StopPodSandbox"))
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        _req: Request<RemovePodSandboxRequest>,
+    ) -> Rpc<RemovePodSandboxResponse> {
+        Err(unimplemented("RemovePodSandbox"))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        _req: Request<PodSandboxStatusRequest>,
+    ) -> Rpc<PodSandboxStatusResponse> {
+        Err(unimplemented("PodSandboxStatus"))
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        _req: Request<ListPodSandboxRequest>,
+    ) -> Rpc<ListPodSandboxResponse> {
+        Err(unimplemented("ListPodSandbox"))
+    }
+
+    async fn create_container(
+        &self,
+        _req: Request<CreateContainerRequest>,
+    ) -> Rpc<CreateContainerResponse> {
+        Err(unimplemented("CreateContainer"))
+    }
+
+    async fn start_container(
+        &self,
+        _req: Request<StartContainerRequest>,
+    ) -> Rpc<StartContainerResponse> {
+        Err(unimplemented("StartContainer"))
+    }
+
+    async fn stop_container(
+        &self,
+        _req: Request<StopContainerRequest>,
+    ) -> Rpc<StopContainerResponse> {
+        Err(unimplemented("StopContainer"))
+    }
+
+    async fn remove_container(
+        &self,
+        _req: Request<RemoveContainerRequest>,
+    ) -> Rpc<RemoveContainerResponse> {
+        Err(unimplemented("RemoveContainer"))
+    }
+
+    async fn list_containers(
+        &self,
+        _req: Request<ListContainersRequest>,
+    ) -> Rpc<ListContainersResponse> {
+        Err(unimplemented("ListContainers"))
+    }
+
+    async fn container_status(
+        &self,
+        _req: Request<ContainerStatusRequest>,
+    ) -> Rpc<ContainerStatusResponse> {
+        Err(unimplemented("ContainerStatus"))
+    }
+
+    async fn update_container_resources(
+        &self,
+        _req: Request<UpdateContainerResourcesRequest>,
+    ) -> Rpc<UpdateContainerResourcesResponse> {
+        Err(unimplemented("UpdateContainerResources"))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        _req: Request<ReopenContainerLogRequest>,
+    ) -> Rpc<ReopenContainerLogResponse> {
+        Err(unimplemented("ReopenContainerLog"))
+    }
+
+    async fn exec_sync(&self, _req: Request<ExecSyncRequest>) -> Rpc<ExecSyncResponse> {
+        Err(unimplemented("ExecSync"))
+    }
+
+    async fn exec(&self, _req: Request<ExecRequest>) -> Rpc<ExecResponse> {
+        Err(unimplemented("Exec"))
+    }
+
+    async fn attach(&self, _req: Request<AttachRequest>) -> Rpc<AttachResponse> {
+        Err(unimplemented("Attach"))
+    }
+
+    async fn port_forward(&self, _req: Request<PortForwardRequest>) -> Rpc<PortForwardResponse> {
+        Err(unimplemented("PortForward"))
+    }
+
+    async fn container_stats(
+        &self,
+        _req: Request<ContainerStatsRequest>,
+    ) -> Rpc<ContainerStatsResponse> {
+        Err(unimplemented("ContainerStats"))
+    }
+
+    async fn list_container_stats(
+        &self,
+        _req: Request<ListContainerStatsRequest>,
+    ) -> Rpc<ListContainerStatsResponse> {
+        Err(unimplemented("ListContainerStats"))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        _req: Request<PodSandboxStatsRequest>,
+    ) -> Rpc<PodSandboxStatsResponse> {
+        Err(unimplemented("PodSandboxStats"))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        _req: Request<ListPodSandboxStatsRequest>,
+    ) -> Rpc<ListPodSandboxStatsResponse> {
+        Err(unimplemented("ListPodSandboxStats"))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        _req: Request<UpdateRuntimeConfigRequest>,
+    ) -> Rpc<UpdateRuntimeConfigResponse> {
+        Err(unimplemented("UpdateRuntimeConfig"))
+    }
+
+    async fn status(&self, req: Request<StatusRequest>) -> Rpc<StatusResponse> {
+        Ok(Response::new(runtime_status::status(
+            &self.state.config,
+            req.get_ref(),
+        )))
+    }
+
+    async fn checkpoint_container(
+        &self,
+        _req: Request<CheckpointContainerRequest>,
+    ) -> Rpc<CheckpointContainerResponse> {
+        Err(unimplemented("CheckpointContainer"))
+    }
+
+    type GetContainerEventsStream =
+        tokio_stream::Empty<Result<crio_api::cri::ContainerEventResponse, tonic::Status>>;
+
+    async fn get_container_events(
+        &self,
+        _req: Request<GetEventsRequest>,
+    ) -> Rpc<Self::GetContainerEventsStream> {
+        Err(unimplemented("GetContainerEvents"))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _req: Request<ListMetricDescriptorsRequest>,
+    ) -> Rpc<ListMetricDescriptorsResponse> {
+        Err(unimplemented("ListMetricDescriptors"))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _req: Request<ListPodSandboxMetricsRequest>,
+    ) -> Rpc<ListPodSandboxMetricsResponse> {
+        Err(unimplemented("ListPodSandboxMetrics"))
+    }
+
+    async fn runtime_config(
+        &self,
+        _req: Request<RuntimeConfigRequest>,
+    ) -> Rpc<RuntimeConfigResponse> {
+        Ok(Response::new(runtime_config::runtime_config(
+            &self.state.config,
+        )))
+    }
+}

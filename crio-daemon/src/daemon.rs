@@ -1,0 +1,124 @@
+//! Start-up and serving: configuration, directories, the CRI socket, and a
+//! graceful stop on SIGTERM/SIGINT that never touches containers.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use crio_api::cri::image_service_server::ImageServiceServer;
+use crio_api::cri::runtime_service_server::RuntimeServiceServer;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::cli::Cli;
+use crate::cri::{self, State};
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(cli: Cli) -> ExitCode {
+    let loaded = match cli.load_config() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("crio: invalid configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    crate::logging::init(&loaded.config.runtime.log_level, cli.log_format);
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(loaded)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("crio: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prepares the host side (runtime binaries, shim, directories), then serves
+/// the CRI until a stop signal arrives.
+async fn serve(loaded: crio_config::Loaded) -> Result<()> {
+    let mut config = loaded.config;
+    let path_env = std::env::var("PATH").unwrap_or_default();
+    for note in crio_config::resolve_runtimes(&mut config, &loaded.origins, &path_env)? {
+        tracing::warn!("{note}");
+    }
+    let own_exe = std::env::current_exe().ok();
+    for (name, handler) in config.runtime.runtimes.iter_mut() {
+        match crate::shim_binary::locate(&handler.monitor_path, own_exe.as_deref(), &path_env) {
+            Some(path) => handler.monitor_path = path,
+            None => tracing::warn!(
+                handler = %name,
+                "pod shim {} not found (monitor_path, beside crio, PATH): pods of this handler cannot start",
+                crate::shim_binary::SHIM_NAME
+            ),
+        }
+    }
+    for dir in [&config.root, &config.runroot] {
+        create_private_dir(dir)?;
+    }
+
+    let listen = config.api.listen.clone();
+    let listener = crate::socket::bind(&listen).await?;
+    let (send_max, recv_max) = (
+        usize::try_from(config.api.grpc_max_send_msg_size).unwrap_or(usize::MAX),
+        usize::try_from(config.api.grpc_max_recv_msg_size).unwrap_or(usize::MAX),
+    );
+    let (runtime_api, image_api) = cri::services(Arc::new(State { config }));
+    tracing::info!(socket = %listen.display(), version = env!("CARGO_PKG_VERSION"), "crio-rs serving the CRI");
+
+    let result = tonic::transport::Server::builder()
+        .add_service(
+            RuntimeServiceServer::new(runtime_api)
+                .max_encoding_message_size(send_max)
+                .max_decoding_message_size(recv_max),
+        )
+        .add_service(
+            ImageServiceServer::new(image_api)
+                .max_encoding_message_size(send_max)
+                .max_decoding_message_size(recv_max),
+        )
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop_signal())
+        .await;
+    let _ = std::fs::remove_file(&listen);
+    result.context("CRI server")?;
+    tracing::info!("stopped; containers keep running");
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(dir)
+        .with_context(|| format!("create {}", dir.display()))
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn stop_signal() {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!("{name} received: finishing in-flight calls");
+}

@@ -1,0 +1,11 @@
+//! The crio-rs daemon: serves the CRI over a unix socket, and owns images,
+//! networking and the per-pod shims.
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod cri;
+pub mod daemon;
+pub mod logging;
+pub mod shim_binary;
+pub mod socket;
+pub mod version;

@@ -1,0 +1,56 @@
+//! Finding the pod shim binary: the handler's `monitor_path`, else next to
+//! the daemon's own executable, else on PATH.
+
+use std::path::{Path, PathBuf};
+
+/// The shim binary's file name.
+pub const SHIM_NAME: &str = "containerd-shim-crio-v2";
+
+/// Where the shim is, or `None` when it is nowhere to be found.
+pub fn locate(monitor_path: &Path, own_exe: Option<&Path>, path_env: &str) -> Option<PathBuf> {
+    if !monitor_path.as_os_str().is_empty() {
+        return monitor_path.is_file().then(|| monitor_path.to_path_buf());
+    }
+    own_exe
+        .and_then(Path::parent)
+        .map(|dir| dir.join(SHIM_NAME))
+        .filter(|p| p.is_file())
+        .or_else(|| crio_config::find_on_path(SHIM_NAME, path_env))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn executable(path: &Path) {
+        std::fs::write(path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn search_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (beside, on_path) = (tmp.path().join("bin"), tmp.path().join("path"));
+        std::fs::create_dir_all(&beside).unwrap();
+        std::fs::create_dir_all(&on_path).unwrap();
+        let exe = beside.join("crio");
+        let path_env = on_path.display().to_string();
+
+        assert_eq!(locate(Path::new(""), Some(&exe), &path_env), None);
+        executable(&on_path.join(SHIM_NAME));
+        assert_eq!(
+            locate(Path::new(""), Some(&exe), &path_env),
+            Some(on_path.join(SHIM_NAME))
+        );
+        executable(&beside.join(SHIM_NAME));
+        assert_eq!(
+            locate(Path::new(""), Some(&exe), &path_env),
+            Some(beside.join(SHIM_NAME))
+        );
+        let explicit = tmp.path().join("my-shim");
+        assert_eq!(locate(&explicit, Some(&exe), &path_env), None);
+        executable(&explicit);
+        assert_eq!(locate(&explicit, Some(&exe), &path_env), Some(explicit));
+    }
+}
