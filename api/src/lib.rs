@@ -6,6 +6,7 @@
 //! protobuf stacks meet here and nowhere else.
 #![deny(unsafe_code)]
 
+pub mod client;
 pub mod status;
 pub mod time;
 

@@ -60,7 +60,7 @@ pub fn format_duration(d: Duration) -> String {
     let nanos = d.subsec_nanos();
     if nanos == 0 {
         out += &format!("{s}s");
-    } else if secs == 0 && nanos % 1_000_000 == 0 {
+    } else if secs == 0 && nanos.is_multiple_of(1_000_000) {
         out += &format!("{}ms", nanos / 1_000_000);
     } else {
         let frac = format!("{:09}", nanos);

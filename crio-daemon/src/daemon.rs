@@ -14,6 +14,9 @@ use tokio_stream::wrappers::UnixListenerStream;
 use crate::cli::Cli;
 use crate::cri::{self, State};
 
+/// How long a stop waits for in-flight calls and open connections.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(cli: Cli) -> ExitCode {
     let loaded = match cli.load_config() {
@@ -41,7 +44,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("crio: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -79,21 +81,39 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
     let (runtime_api, image_api) = cri::services(Arc::new(State { config }));
     tracing::info!(socket = %listen.display(), version = env!("CARGO_PKG_VERSION"), "crio-rs serving the CRI");
 
-    let result = tonic::transport::Server::builder()
-        .add_service(
-            RuntimeServiceServer::new(runtime_api)
-                .max_encoding_message_size(send_max)
-                .max_decoding_message_size(recv_max),
-        )
-        .add_service(
-            ImageServiceServer::new(image_api)
-                .max_encoding_message_size(send_max)
-                .max_decoding_message_size(recv_max),
-        )
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop_signal())
-        .await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                RuntimeServiceServer::new(runtime_api)
+                    .max_encoding_message_size(send_max)
+                    .max_decoding_message_size(recv_max),
+            )
+            .add_service(
+                ImageServiceServer::new(image_api)
+                    .max_encoding_message_size(send_max)
+                    .max_decoding_message_size(recv_max),
+            )
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+                let _ = stop_rx.await;
+            }),
+    );
+    let result = tokio::select! {
+        done = &mut server => done,
+        () = stop_signal() => {
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                Ok(done) => done,
+                Err(_) => {
+                    tracing::warn!("in-flight calls still running after {SHUTDOWN_GRACE:?}: exiting anyway");
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
     let _ = std::fs::remove_file(&listen);
-    result.context("CRI server")?;
+    result.context("CRI server task")?.context("CRI server")?;
     tracing::info!("stopped; containers keep running");
     Ok(())
 }

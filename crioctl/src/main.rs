@@ -1,1 +1,6 @@
-fn main() {}
+//! `crioctl`: the crio-rs client CLI.
+#![deny(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    crioctl::main()
+}

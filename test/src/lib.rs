@@ -1,1 +1,13 @@
+//! The test world of crio-rs: a real registry with images the tests build
+//! themselves, and a real daemon per test with its own root, runroot, socket
+//! and CNI directory, all torn down on drop, also when the test fails.
 #![deny(unsafe_code)]
+
+pub mod bins;
+pub mod daemon;
+pub mod image;
+pub mod images;
+pub mod registry;
+
+pub use daemon::TestDaemon;
+pub use registry::Registry;

@@ -1,0 +1,96 @@
+//! crioctl: a crictl-like CRI client for crio-rs. Each verb is one module of
+//! [`cmd`]; this file holds the global flags and the dispatch.
+#![deny(unsafe_code)]
+
+pub mod cmd;
+pub mod output;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Default CRI endpoint, crio-rs's default socket.
+pub const DEFAULT_ENDPOINT: &str = "unix:///run/crio/crio.sock";
+
+/// Client for the Kubernetes Container Runtime Interface of crio-rs.
+#[derive(Debug, Parser)]
+#[command(name = "crioctl", version, about)]
+pub struct Cli {
+    /// CRI runtime endpoint.
+    #[arg(short = 'r', long, global = true, env = "CONTAINER_RUNTIME_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub runtime_endpoint: String,
+    /// CRI image endpoint (defaults to the runtime endpoint).
+    #[arg(short = 'i', long, global = true, env = "IMAGE_SERVICE_ENDPOINT")]
+    pub image_endpoint: Option<String>,
+    /// Timeout of the connection and of each call, like crictl's (2s, 500ms, 1m).
+    #[arg(short = 't', long, global = true, default_value = "2s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// The verb.
+    #[command(subcommand)]
+    pub command: Verb,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Runtime name and versions.
+    Version,
+    /// Runtime status: conditions, handlers and (verbose) configuration.
+    Info(cmd::info::Args),
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("bad timeout {text:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("bad timeout {text:?}: use ms, s or m")),
+    }
+}
+
+/// Entry point of the `crioctl` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("crioctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cmd::run(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crioctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_timeout("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_timeout("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_timeout("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_timeout("1h").is_err());
+    }
+}

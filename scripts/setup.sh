@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets a Debian 12 host up for crio-rs and starts the daemon on its default
+# configuration: host packages, a release build, the binaries in
+# /usr/local/bin, a default CNI network, and `crio` serving /run/crio/crio.sock.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+echo "setup: building release binaries (a cold build takes about 11 minutes on 2 cores)"
+cargo build --release --locked --bin crio --bin crioctl
+
+install -m 0755 target/release/crio target/release/crioctl /usr/local/bin/
+if [ -f target/release/containerd-shim-crio-v2 ]; then
+  install -m 0755 target/release/containerd-shim-crio-v2 /usr/local/bin/
+fi
+
+# A default pod network, as CRI-O's packages ship one, unless one exists.
+mkdir -p /etc/cni/net.d /etc/crio/crio.conf.d
+if ! ls /etc/cni/net.d/*.conf* >/dev/null 2>&1; then
+  install -m 0644 packaging/cni/10-crio-bridge.conflist /etc/cni/net.d/
+fi
+
+bash scripts/start-daemon.sh

@@ -1,0 +1,216 @@
+//! A real `crio` per test, in its own directory: root, runroot, socket,
+//! CNI configuration directory and config files. Dropping it stops the
+//! daemon, unmounts whatever is left under its directory and removes it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use crio_api::client::{CriClient, connect};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::bins::bin;
+
+/// Where Debian installs the CNI plugins.
+pub const CNI_PLUGIN_DIR: &str = "/usr/lib/cni";
+
+/// A daemon under test.
+pub struct TestDaemon {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+}
+
+impl TestDaemon {
+    /// Starts a daemon with the test defaults.
+    pub fn start() -> Result<Self> {
+        Self::start_with("", &[])
+    }
+
+    /// Starts a daemon whose crio.conf gets `extra_toml` appended and whose
+    /// command line gets `args`.
+    pub fn start_with(extra_toml: &str, args: &[&str]) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("crio-test-").tempdir()?;
+        let d = dir.path();
+        for sub in ["root", "run", "net.d", "conf.d", "ns", "logs"] {
+            std::fs::create_dir_all(d.join(sub))?;
+        }
+        let config = format!(
+            "[crio]\nroot = \"{root}\"\nrunroot = \"{run}\"\nlog_dir = \"{logs}\"\n\
+             version_file = \"{run}/version\"\nclean_shutdown_file = \"{root}/clean.shutdown\"\n\
+             [crio.api]\nlisten = \"{sock}\"\n\
+             [crio.runtime]\nnamespaces_dir = \"{ns}\"\nlog_level = \"debug\"\n\
+             [crio.network]\nnetwork_dir = \"{net}\"\nplugin_dirs = [\"{CNI_PLUGIN_DIR}\"]\n{extra_toml}\n",
+            root = d.join("root").display(),
+            run = d.join("run").display(),
+            logs = d.join("logs").display(),
+            sock = d.join("crio.sock").display(),
+            ns = d.join("ns").display(),
+            net = d.join("net.d").display(),
+        );
+        std::fs::write(d.join("crio.conf"), config)?;
+        let mut daemon = Self {
+            dir,
+            child: None,
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        daemon.spawn()?;
+        Ok(daemon)
+    }
+
+    /// Starts the daemon process again (after a stop or kill).
+    pub fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let child = Command::new(bin("crio"))
+            .args(self.base_args())
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn crio")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                bail!("crio exited during start-up with {status}:\n{}", self.log());
+            }
+            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("crio did not open its socket in time:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `--config` and `--config-dir` of this daemon, for other `crio` runs.
+    pub fn base_args(&self) -> Vec<String> {
+        vec![
+            "--config".into(),
+            self.path("crio.conf").display().to_string(),
+            "--config-dir".into(),
+            self.path("conf.d").display().to_string(),
+        ]
+    }
+
+    /// A path inside the daemon's directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The CRI socket.
+    pub fn socket(&self) -> PathBuf {
+        self.path("crio.sock")
+    }
+
+    /// The socket as a CRI endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// The CNI configuration directory the daemon watches.
+    pub fn cni_dir(&self) -> PathBuf {
+        self.path("net.d")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.path("crio.log")
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The daemon's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A CRI client on the daemon's socket.
+    pub async fn client(&self) -> Result<CriClient> {
+        connect(&self.endpoint(), Duration::from_secs(30))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// Runs `crioctl` against this daemon.
+    pub fn crioctl(&self, args: &[&str]) -> Result<Output> {
+        Command::new(bin("crioctl"))
+            .arg("--runtime-endpoint")
+            .arg(self.endpoint())
+            .args(args)
+            .output()
+            .context("run crioctl")
+    }
+
+    /// Sends `signal` and waits for the daemon to exit.
+    pub fn signal_and_wait(&mut self, signal: Signal) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("daemon not running")?;
+        kill(Pid::from_raw(child.id() as i32), signal)?;
+        wait_timeout(&mut child, Duration::from_secs(10))
+    }
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let status = child.wait()?;
+            bail!("process did not exit within {timeout:?}; killed ({status})");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Unmounts every mount at or below `dir`, deepest first.
+pub fn unmount_below(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            if wait_timeout(&mut child, Duration::from_secs(10)).is_err() {
+                eprintln!("crio did not stop on SIGTERM");
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- crio log ({}) ---\n{}",
+                self.dir.path().display(),
+                self.log()
+            );
+        }
+        unmount_below(self.dir.path());
+    }
+}
