@@ -1,0 +1,2 @@
+//! Images: references, registries.conf, trust policy, registry client and pulls.
+#![deny(unsafe_code)]
