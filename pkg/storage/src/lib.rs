@@ -1,2 +1,13 @@
-//! Layer storage: unpacking layers safely, overlay mounts, image records, GC.
+//! Layer storage: unpacking layers safely, the layer store keyed by chain
+//! ID, image records, overlay mounts, usage figures and garbage collection.
 #![deny(unsafe_code)]
+
+pub mod atomic;
+pub mod images;
+pub mod layers;
+pub mod mount;
+pub mod unpack;
+pub mod usage;
+
+pub use images::{ImageRecord, ImageStore};
+pub use layers::{LayerInfo, LayerStore, chain_ids};

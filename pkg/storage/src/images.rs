@@ -1,0 +1,260 @@
+//! Image records: one JSON file per image, written atomically, indexed in
+//! memory. A tag names exactly one image: tagging moves it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::atomic;
+
+/// One stored image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// `sha256:` digest of the config: the image ID.
+    pub id: String,
+    /// Fully qualified `registry/repo:tag` names.
+    pub repo_tags: Vec<String>,
+    /// `registry/repo@sha256:` names of the manifests pulled.
+    pub repo_digests: Vec<String>,
+    /// Bytes of the compressed layers and config, as the registry served them.
+    pub size: u64,
+    /// Chain IDs of the layers, lowest first.
+    pub layers: Vec<String>,
+    /// The image configuration document.
+    pub config: serde_json::Value,
+    /// Never removed by RemoveImage or GC (the pause image).
+    pub pinned: bool,
+    /// When it was pulled, nanoseconds since the epoch.
+    pub pulled_at: i64,
+}
+
+impl ImageRecord {
+    /// The `User` of the image config ("" when unset).
+    pub fn user(&self) -> &str {
+        self.config["config"]["User"].as_str().unwrap_or("")
+    }
+}
+
+/// Why an image record operation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("image store {path}: {source}")]
+pub struct ImageStoreError {
+    path: PathBuf,
+    source: io::Error,
+}
+
+fn err(path: &Path) -> impl FnOnce(io::Error) -> ImageStoreError + '_ {
+    move |source| ImageStoreError {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The records, on disk and in memory.
+#[derive(Debug)]
+pub struct ImageStore {
+    dir: PathBuf,
+    records: Mutex<BTreeMap<String, ImageRecord>>,
+}
+
+fn file_name(id: &str) -> String {
+    format!("{}.json", id.strip_prefix("sha256:").unwrap_or(id))
+}
+
+impl ImageStore {
+    /// Loads every record in `dir`, removing leftovers of interrupted writes
+    /// and records that do not parse.
+    pub fn open(dir: &Path) -> Result<Self, ImageStoreError> {
+        fs::create_dir_all(dir).map_err(err(dir))?;
+        atomic::remove_debris(dir).map_err(err(dir))?;
+        let mut records = BTreeMap::new();
+        for entry in fs::read_dir(dir).map_err(err(dir))?.flatten() {
+            let path = entry.path();
+            match fs::read(&path)
+                .ok()
+                .and_then(|d| serde_json::from_slice::<ImageRecord>(&d).ok())
+            {
+                Some(r) => {
+                    records.insert(r.id.clone(), r);
+                }
+                None => {
+                    tracing::warn!(path = %path.display(), "removing unreadable image record");
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            records: Mutex::new(records),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ImageRecord>> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self, record: &ImageRecord) -> Result<(), ImageStoreError> {
+        let path = self.dir.join(file_name(&record.id));
+        let data = serde_json::to_vec_pretty(record).expect("image record serialises");
+        atomic::write(&path, &data).map_err(err(&path))
+    }
+
+    /// Every image.
+    pub fn list(&self) -> Vec<ImageRecord> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// The image with this exact ID.
+    pub fn get(&self, id: &str) -> Option<ImageRecord> {
+        self.lock().get(id).cloned()
+    }
+
+    /// The image a name refers to: its ID (with or without `sha256:`), a
+    /// unique ID prefix of at least 3 characters, a repo tag or a repo digest.
+    pub fn find(&self, name: &str) -> Option<ImageRecord> {
+        let records = self.lock();
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if let Some(r) = records.get(&format!("sha256:{hex}")) {
+            return Some(r.clone());
+        }
+        if let Some(r) = records
+            .values()
+            .find(|r| r.repo_tags.iter().chain(&r.repo_digests).any(|t| t == name))
+        {
+            return Some(r.clone());
+        }
+        if hex.len() >= 3 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut matches = records.values().filter(|r| r.id[7..].starts_with(hex));
+            if let (Some(r), None) = (matches.next(), matches.next()) {
+                return Some(r.clone());
+            }
+        }
+        None
+    }
+
+    /// Stores `record`, merging names into an existing image of the same ID;
+    /// its tags are taken from any other image that held them.
+    pub fn add(&self, record: ImageRecord) -> Result<ImageRecord, ImageStoreError> {
+        let mut records = self.lock();
+        let mut changed = Vec::new();
+        for other in records.values_mut().filter(|r| r.id != record.id) {
+            let before = other.repo_tags.len();
+            other.repo_tags.retain(|t| !record.repo_tags.contains(t));
+            if other.repo_tags.len() != before {
+                changed.push(other.clone());
+            }
+        }
+        let merged = match records.get(&record.id) {
+            Some(existing) => {
+                let mut m = existing.clone();
+                for t in &record.repo_tags {
+                    if !m.repo_tags.contains(t) {
+                        m.repo_tags.push(t.clone());
+                    }
+                }
+                for d in &record.repo_digests {
+                    if !m.repo_digests.contains(d) {
+                        m.repo_digests.push(d.clone());
+                    }
+                }
+                m.pinned |= record.pinned;
+                m
+            }
+            None => record,
+        };
+        // The new record first: a crash in between leaves a tag on two
+        // images, which the next add of either repairs.
+        self.write(&merged)?;
+        for c in &changed {
+            self.write(c)?;
+            records.insert(c.id.clone(), c.clone());
+        }
+        records.insert(merged.id.clone(), merged.clone());
+        Ok(merged)
+    }
+
+    /// Replaces the stored record of `record.id` as it is.
+    pub fn update(&self, record: ImageRecord) -> Result<(), ImageStoreError> {
+        self.write(&record)?;
+        self.lock().insert(record.id.clone(), record);
+        Ok(())
+    }
+
+    /// Deletes an image record.
+    pub fn remove(&self, id: &str) -> Result<(), ImageStoreError> {
+        let path = self.dir.join(file_name(id));
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(err(&path)(e)),
+            _ => {}
+        }
+        self.lock().remove(id);
+        Ok(())
+    }
+
+    /// Chain IDs used by some image.
+    pub fn layers_in_use(&self) -> HashSet<String> {
+        self.lock()
+            .values()
+            .flat_map(|r| r.layers.iter().cloned())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, tags: &[&str]) -> ImageRecord {
+        ImageRecord {
+            id: format!("sha256:{}", id.repeat(64 / id.len())),
+            repo_tags: tags.iter().map(|t| t.to_string()).collect(),
+            repo_digests: vec![],
+            size: 1,
+            layers: vec![format!("sha256:l{id}")],
+            config: serde_json::json!({"config": {"User": "tester"}}),
+            pinned: false,
+            pulled_at: 0,
+        }
+    }
+
+    #[test]
+    fn add_find_move_tags_and_reload() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(tmp.path()).unwrap();
+        let a = store.add(record("a", &["r/x:1", "r/x:latest"])).unwrap();
+        assert_eq!(a.user(), "tester");
+        assert_eq!(store.find("r/x:1").unwrap().id, a.id);
+        assert_eq!(store.find(&a.id).unwrap().id, a.id);
+        assert_eq!(store.find(&a.id[7..]).unwrap().id, a.id);
+        assert_eq!(store.find("aaa").unwrap().id, a.id);
+        assert!(store.find("aa").is_none());
+        assert!(store.find("r/x:2").is_none());
+
+        let b = store.add(record("b", &["r/x:latest"])).unwrap();
+        assert_eq!(store.get(&a.id).unwrap().repo_tags, ["r/x:1"]);
+        assert_eq!(store.find("r/x:latest").unwrap().id, b.id);
+
+        let again = store.add(record("a", &["r/x:2"])).unwrap();
+        assert_eq!(again.repo_tags, ["r/x:1", "r/x:2"]);
+
+        let reopened = ImageStore::open(tmp.path()).unwrap();
+        assert_eq!(reopened.list(), store.list());
+        assert_eq!(reopened.layers_in_use().len(), 2);
+        reopened.remove(&a.id).unwrap();
+        assert!(ImageStore::open(tmp.path()).unwrap().get(&a.id).is_none());
+    }
+
+    #[test]
+    fn torn_and_garbage_records_are_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join(".x.json.1.tmp"), b"{").unwrap();
+        fs::write(tmp.path().join("bad.json"), b"not json").unwrap();
+        let store = ImageStore::open(tmp.path()).unwrap();
+        assert!(store.list().is_empty());
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+}
