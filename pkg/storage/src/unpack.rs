@@ -403,8 +403,11 @@ mod tests {
         h
     }
 
+    /// Kind, name, link target and content of a test entry.
+    type Entry<'a> = (tar::EntryType, &'a str, &'a str, &'a [u8]);
+
     /// A tar with raw names (the `tar` crate's builder refuses `..`).
-    fn raw_tar(entries: &[(tar::EntryType, &str, &str, &[u8])]) -> Vec<u8> {
+    fn raw_tar(entries: &[Entry]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (kind, name, link, data) in entries {
             let mut h = header(*kind, 0o644, data.len() as u64);
@@ -488,7 +491,7 @@ mod tests {
 
     #[test]
     fn hostile_entries_are_refused() {
-        let cases: &[(&[(T, &str, &str, &[u8])], &str)] = &[
+        let cases: &[(&[Entry], &str)] = &[
             (&[(T::Regular, "../escape", "", b"x")], "\"..\""),
             (&[(T::Regular, "a/../../escape", "", b"x")], "\"..\""),
             (&[(T::Regular, "/etc/escape", "", b"x")], "absolute"),

@@ -28,10 +28,10 @@ pub fn usage(root: &Path) -> Usage {
         }
         total.inodes += 1;
         total.bytes += meta.blocks() * 512;
-        if meta.is_dir() {
-            if let Ok(entries) = fs::read_dir(&path) {
-                stack.extend(entries.flatten().map(|e| e.path()));
-            }
+        if meta.is_dir()
+            && let Ok(entries) = fs::read_dir(&path)
+        {
+            stack.extend(entries.flatten().map(|e| e.path()));
         }
     }
     total
