@@ -60,7 +60,11 @@ async fn sigterm_stops_cleanly_and_removes_the_socket() {
     let mut daemon = TestDaemon::start().unwrap();
     // An open client connection does not hold the stop up.
     let mut client = daemon.client().await.unwrap();
-    client.runtime.version(VersionRequest::default()).await.unwrap();
+    client
+        .runtime
+        .version(VersionRequest::default())
+        .await
+        .unwrap();
     let status = daemon.signal_and_wait(Signal::SIGTERM).unwrap();
     assert!(status.success(), "exit status {status}");
     assert!(!daemon.socket().exists());
