@@ -155,22 +155,19 @@ impl LayerStore {
             .collect()
     }
 
-    /// Unpacks the uncompressed tar `reader` as layer `chain_id` and checks
-    /// its content against `diff_id`. Nothing is visible until it is whole;
-    /// an existing layer is kept as it is.
+    /// Unpacks the uncompressed tar `reader` as the layer above `parent`
+    /// (a chain ID) and, when given, checks its content against
+    /// `expected_diff_id`. Nothing is visible until it is whole; a layer that
+    /// another pull completed meanwhile is kept as it is.
     pub fn put(
         &self,
-        chain_id: &str,
         parent: Option<&str>,
-        diff_id: &str,
+        expected_diff_id: Option<&str>,
         reader: impl Read,
         limits: &Limits,
     ) -> Result<LayerInfo, LayerError> {
-        if let Some(info) = self.get(chain_id) {
-            return Ok(info);
-        }
         let work = tempfile_dir(&self.dir.join("tmp")).map_err(io_err(&self.dir))?;
-        let result = self.unpack_into(&work, chain_id, parent, diff_id, reader, limits);
+        let result = self.unpack_into(&work, parent, expected_diff_id, reader, limits);
         if result.is_err() {
             let _ = fs::remove_dir_all(&work);
         }
@@ -180,52 +177,59 @@ impl LayerStore {
     fn unpack_into(
         &self,
         work: &Path,
-        chain_id: &str,
         parent: Option<&str>,
-        diff_id: &str,
+        expected_diff_id: Option<&str>,
         reader: impl Read,
         limits: &Limits,
     ) -> Result<LayerInfo, LayerError> {
         let diff = work.join("diff");
         fs::create_dir(&diff).map_err(io_err(&diff))?;
         let mut hashing = HashingReader::new(reader);
+        let shown = expected_diff_id.unwrap_or("(schema 1 layer)").to_string();
         let unpack_err = |source| LayerError::Unpack {
-            diff_id: diff_id.to_string(),
+            diff_id: shown.clone(),
             source,
         };
         let stats = unpack(&mut hashing, &diff, limits).map_err(unpack_err)?;
         // The tar end marker may leave padding unread: the digest covers all.
         io::copy(&mut hashing, &mut io::sink()).map_err(|e| unpack_err(UnpackError::Read(e)))?;
-        let actual = hashing.digest();
-        if actual != diff_id {
+        let diff_id = hashing.digest();
+        if let Some(expected) = expected_diff_id.filter(|e| *e != diff_id) {
             return Err(LayerError::DiffIdMismatch {
-                expected: diff_id.to_string(),
-                actual,
+                expected: expected.to_string(),
+                actual: diff_id,
             });
         }
+        let chain_id = match parent {
+            Some(p) => chain_ids(&[p.to_string(), diff_id.clone()]).remove(1),
+            None => diff_id.clone(),
+        };
+        if let Some(existing) = self.get(&chain_id) {
+            let _ = fs::remove_dir_all(work);
+            return Ok(existing);
+        }
         let info = LayerInfo {
-            chain_id: chain_id.to_string(),
-            diff_id: diff_id.to_string(),
+            link: short_name(&chain_id),
+            chain_id,
+            diff_id,
             parent: parent.map(str::to_string),
             size: stats.bytes,
-            link: short_name(chain_id),
         };
         let record = serde_json::to_vec_pretty(&info).expect("layer info serialises");
         atomic::write(&work.join("layer.json"), &record).map_err(io_err(work))?;
-        let target = self.layer_dir(chain_id);
-        match fs::rename(work, &target) {
-            Ok(()) => {}
+        let target = self.layer_dir(&info.chain_id);
+        if let Err(e) = fs::rename(work, &target) {
             // Another pull finished the same layer first: keep that one.
-            Err(_) if self.get(chain_id).is_some() => {
-                let _ = fs::remove_dir_all(work);
-                return Ok(self.get(chain_id).unwrap_or(info));
-            }
-            Err(e) => return Err(io_err(&target)(e)),
+            let _ = fs::remove_dir_all(work);
+            return self.get(&info.chain_id).ok_or_else(|| io_err(&target)(e));
         }
         let link = self.dir.join("l").join(&info.link);
         let _ = fs::remove_file(&link);
-        std::os::unix::fs::symlink(Path::new("..").join(hex_of(chain_id)).join("diff"), &link)
-            .map_err(io_err(&link))?;
+        std::os::unix::fs::symlink(
+            Path::new("..").join(hex_of(&info.chain_id)).join("diff"),
+            &link,
+        )
+        .map_err(io_err(&link))?;
         Ok(info)
     }
 
@@ -347,8 +351,9 @@ mod tests {
         let tar = tar_of(&[("hello", b"world")]);
         let d = digest(&tar);
         let info = store
-            .put(&d, None, &d, &tar[..], &Limits::default())
+            .put(None, Some(&d), &tar[..], &Limits::default())
             .unwrap();
+        assert_eq!(info.chain_id, d);
         assert_eq!(info.size, 5);
         assert_eq!(info.link.len(), 26);
         assert_eq!(
@@ -356,13 +361,19 @@ mod tests {
             b"world"
         );
         assert_eq!(store.list(), vec![info.clone()]);
-        // A second put of the same layer is a no-op.
+        // A second put of the same layer keeps the first.
         assert_eq!(
-            store
-                .put(&d, None, &d, &b""[..], &Limits::default())
-                .unwrap(),
+            store.put(None, None, &tar[..], &Limits::default()).unwrap(),
             info
         );
+        // A layer above it is keyed by the chain.
+        let top = tar_of(&[("up", b"per")]);
+        let above = store
+            .put(Some(&d), None, &top[..], &Limits::default())
+            .unwrap();
+        assert_eq!(above.chain_id, chain_ids(&[d.clone(), digest(&top)])[1]);
+        assert_eq!(above.parent.as_deref(), Some(d.as_str()));
+        store.remove(&above.chain_id).unwrap();
         store.remove(&d).unwrap();
         assert!(store.get(&d).is_none());
         assert!(!store.short_path(&info).exists());
@@ -375,7 +386,7 @@ mod tests {
         let tar = tar_of(&[("x", b"y")]);
         let wrong = digest(b"other");
         let err = store
-            .put(&wrong, None, &wrong, &tar[..], &Limits::default())
+            .put(None, Some(&wrong), &tar[..], &Limits::default())
             .unwrap_err();
         assert!(matches!(err, LayerError::DiffIdMismatch { .. }), "{err}");
         assert!(store.list().is_empty());
