@@ -1,2 +1,4 @@
 //! Images: references, registries.conf, trust policy, registry client and pulls.
 #![deny(unsafe_code)]
+
+pub mod reference;
