@@ -1,4 +1,5 @@
 //! Images: references, registries.conf, trust policy, registry client and pulls.
 #![deny(unsafe_code)]
 
+pub mod auth;
 pub mod reference;

@@ -1,0 +1,656 @@
+//! Registry credentials: what a pull presents to a registry, taken from the
+//! CRI request's AuthConfig or from an auth file in the containers
+//! auth.json format, and the `WWW-Authenticate` challenges registries answer
+//! with.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+use crate::reference::DOCKER_HUB;
+
+/// Base64 as auth files and AuthConfig carry it, with or without padding.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Largest auth file read, to bound work on a hostile file.
+const MAX_AUTH_FILE: u64 = 4 << 20;
+/// Longest `WWW-Authenticate` value parsed.
+const MAX_CHALLENGE: usize = 8192;
+
+/// What a pull presents to a registry.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum Credentials {
+    /// No credentials: anonymous pulls, or a token service that grants them.
+    #[default]
+    Anonymous,
+    /// User name and password, sent as basic auth or to a token service.
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password.
+        password: String,
+    },
+    /// An OAuth2 refresh token, exchanged at the token service.
+    IdentityToken(String),
+    /// A bearer token sent to the registry as it is.
+    RegistryToken(String),
+}
+
+/// Secrets stay out of logs: only the kind and the user name are shown.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            Credentials::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+            Credentials::RegistryToken(_) => f.write_str("RegistryToken(<redacted>)"),
+        }
+    }
+}
+
+/// Why credentials could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The auth file exists but cannot be read.
+    #[error("auth file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The auth file is not the auth.json format.
+    #[error("auth file {source_name}: {detail}")]
+    Format {
+        /// The file (or another name of the text).
+        source_name: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// One entry of `auths` is unusable.
+    #[error("auth file {source_name}: auths {key:?}: {reason}")]
+    Entry {
+        /// The file.
+        source_name: String,
+        /// The entry's key.
+        key: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The CRI AuthConfig is unusable.
+    #[error("auth config: {0}")]
+    AuthConfig(&'static str),
+}
+
+impl Credentials {
+    /// Credentials from the CRI AuthConfig fields, or None when they carry
+    /// none. The most direct form wins: a registry token, then an identity
+    /// token, then user name and password, then `auth` (base64 of
+    /// `user:password`). The AuthConfig's `server_address` is not needed:
+    /// the kubelet sends the credentials it chose for this image's registry.
+    pub fn from_auth_config(
+        username: &str,
+        password: &str,
+        auth: &str,
+        identity_token: &str,
+        registry_token: &str,
+    ) -> Result<Option<Credentials>, AuthError> {
+        if !registry_token.is_empty() {
+            return Ok(Some(Credentials::RegistryToken(registry_token.into())));
+        }
+        if !identity_token.is_empty() {
+            return Ok(Some(Credentials::IdentityToken(identity_token.into())));
+        }
+        if !username.is_empty() {
+            return Ok(Some(Credentials::Basic {
+                username: username.into(),
+                password: password.into(),
+            }));
+        }
+        if !password.is_empty() {
+            return Err(AuthError::AuthConfig("password given without username"));
+        }
+        if !auth.is_empty() {
+            return decode_basic(auth).map(Some).map_err(AuthError::AuthConfig);
+        }
+        Ok(None)
+    }
+}
+
+/// Decodes `base64(user:password)`.
+fn decode_basic(auth: &str) -> Result<Credentials, &'static str> {
+    let bytes = BASE64
+        .decode(auth.trim())
+        .map_err(|_| "auth is not valid base64")?;
+    let text = String::from_utf8(bytes).map_err(|_| "auth is not UTF-8")?;
+    match text.split_once(':') {
+        Some((username, password)) if !username.is_empty() => Ok(Credentials::Basic {
+            username: username.into(),
+            password: password.into(),
+        }),
+        _ => Err("auth is not base64 of user:password"),
+    }
+}
+
+/// Credentials by registry and repository, from an auth file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthFile {
+    /// Normalised key (`host[/path]`) to its credentials and whether the key
+    /// was written in the legacy URL style.
+    entries: BTreeMap<String, (Credentials, bool)>,
+}
+
+#[derive(serde::Deserialize)]
+struct AuthJson {
+    #[serde(default)]
+    auths: BTreeMap<String, AuthEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct AuthEntry {
+    #[serde(default)]
+    auth: String,
+    #[serde(default)]
+    identitytoken: String,
+}
+
+impl AuthFile {
+    /// Reads an auth file; a missing file holds no credentials, as in the
+    /// containers tools.
+    pub fn load(path: &Path) -> Result<AuthFile, AuthError> {
+        let read_error = |source| AuthError::Read {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AuthFile::default()),
+            Err(e) => return Err(read_error(e)),
+        };
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_AUTH_FILE + 1), &mut text)
+            .map_err(read_error)?;
+        if text.len() as u64 > MAX_AUTH_FILE {
+            return Err(AuthError::Format {
+                source_name: path.display().to_string(),
+                detail: format!("larger than {MAX_AUTH_FILE} bytes"),
+            });
+        }
+        AuthFile::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses auth.json text; `source_name` names it in errors. `credHelpers`
+    /// and other keys are ignored; entries without credentials are skipped.
+    pub fn parse(text: &str, source_name: &str) -> Result<AuthFile, AuthError> {
+        let json: AuthJson = serde_json::from_str(text).map_err(|e| AuthError::Format {
+            source_name: source_name.into(),
+            detail: e.to_string(),
+        })?;
+        let mut entries = BTreeMap::new();
+        for (key, entry) in json.auths {
+            let entry_error = |reason| AuthError::Entry {
+                source_name: source_name.into(),
+                key: key.clone(),
+                reason,
+            };
+            let credentials = if !entry.identitytoken.is_empty() {
+                Credentials::IdentityToken(entry.identitytoken)
+            } else if !entry.auth.is_empty() {
+                decode_basic(&entry.auth).map_err(entry_error)?
+            } else {
+                continue;
+            };
+            let (normalised, legacy) =
+                normalise_key(&key).ok_or_else(|| entry_error("not a registry"))?;
+            // A plain key wins over a legacy URL key for the same registry.
+            let replace = match entries.get(&normalised) {
+                None => true,
+                Some((_, existing_legacy)) => *existing_legacy && !legacy,
+            };
+            if replace {
+                entries.insert(normalised, (credentials, legacy));
+            }
+        }
+        Ok(AuthFile { entries })
+    }
+
+    /// The credentials for `repository` on `registry` (both as in a
+    /// normalised [`crate::reference::Reference`]): the most specific key
+    /// wins (`host/ns/repo`, then `host/ns`, then `host`); Anonymous when
+    /// none matches.
+    pub fn lookup(&self, registry: &str, repository: &str) -> Credentials {
+        let mut key = format!("{registry}/{repository}");
+        loop {
+            if let Some((credentials, _)) = self.entries.get(&key) {
+                return credentials.clone();
+            }
+            match key.rfind('/') {
+                Some(i) => key.truncate(i),
+                None => return Credentials::Anonymous,
+            }
+        }
+    }
+}
+
+/// A key as it is looked up, and whether it was a legacy URL key.
+/// `https://index.docker.io/v1/` style keys name only their host; Docker
+/// Hub's host names all map to `docker.io`.
+fn normalise_key(key: &str) -> Option<(String, bool)> {
+    let (rest, legacy) = match key.split_once("://") {
+        Some((_, rest)) => (rest.split('/').next().unwrap_or(""), true),
+        None => (key.trim_end_matches('/'), false),
+    };
+    let (host, path) = match rest.split_once('/') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let host = match host {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB,
+        h => h,
+    };
+    Some((
+        match path {
+            Some(p) => format!("{host}/{p}"),
+            None => host.to_string(),
+        },
+        legacy,
+    ))
+}
+
+/// A registry's `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// Answer with basic auth.
+    Basic {
+        /// The protection space, if given.
+        realm: Option<String>,
+    },
+    /// Fetch a bearer token from `realm`.
+    Bearer {
+        /// The token service URL.
+        realm: String,
+        /// The `service` parameter for the token request.
+        service: Option<String>,
+        /// The `scope` parameter for the token request.
+        scope: Option<String>,
+    },
+}
+
+impl Challenge {
+    /// The first Basic or Bearer challenge of a `WWW-Authenticate` value
+    /// (schemes are case-insensitive, parameter values may be quoted and
+    /// hold commas and escaped quotes); None when there is none usable, or
+    /// a Bearer challenge lacks its realm.
+    pub fn parse(header: &str) -> Option<Challenge> {
+        if header.len() > MAX_CHALLENGE {
+            return None;
+        }
+        parse_challenges(header)?
+            .into_iter()
+            .find_map(|(scheme, params)| {
+                let param = |name: &str| {
+                    params
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.clone())
+                };
+                if scheme.eq_ignore_ascii_case("basic") {
+                    Some(Challenge::Basic {
+                        realm: param("realm"),
+                    })
+                } else if scheme.eq_ignore_ascii_case("bearer") {
+                    Some(Challenge::Bearer {
+                        realm: param("realm").filter(|r| !r.is_empty())?,
+                        service: param("service"),
+                        scope: param("scope"),
+                    })
+                } else {
+                    None
+                }
+            })
+    }
+}
+
+type Params = Vec<(String, String)>;
+
+/// Splits a `WWW-Authenticate` value into challenges (RFC 9110 section
+/// 11.6.1): `scheme [param=value *("," param=value)] *("," challenge)`.
+/// None when the syntax is broken.
+fn parse_challenges(header: &str) -> Option<Vec<(String, Params)>> {
+    let mut cursor = Cursor { rest: header };
+    let mut challenges: Vec<(String, Params)> = Vec::new();
+    loop {
+        cursor.skip(|c| c == ',' || c.is_ascii_whitespace());
+        if cursor.rest.is_empty() {
+            return Some(challenges);
+        }
+        let first = cursor.token()?;
+        cursor.skip(|c| c == ' ' || c == '\t');
+        if cursor.rest.starts_with('=') {
+            // A parameter of the current challenge.
+            cursor.rest = &cursor.rest[1..];
+            cursor.skip(|c| c == ' ' || c == '\t');
+            let value = cursor.value()?;
+            challenges.last_mut()?.1.push((first.to_string(), value));
+        } else {
+            challenges.push((first.to_string(), Vec::new()));
+        }
+    }
+}
+
+struct Cursor<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Cursor<'a> {
+    fn skip(&mut self, f: impl Fn(char) -> bool) {
+        self.rest = self.rest.trim_start_matches(f);
+    }
+
+    /// An RFC 9110 token (scheme or parameter name; token68 is not used by
+    /// registries and fails the parse).
+    fn token(&mut self) -> Option<&'a str> {
+        let end = self
+            .rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)))
+            .unwrap_or(self.rest.len());
+        if end == 0 {
+            return None;
+        }
+        let (token, rest) = self.rest.split_at(end);
+        self.rest = rest;
+        Some(token)
+    }
+
+    /// A token or a quoted string with backslash escapes.
+    fn value(&mut self) -> Option<String> {
+        let Some(quoted) = self.rest.strip_prefix('"') else {
+            return self.token().map(str::to_string);
+        };
+        let mut out = String::new();
+        let mut chars = quoted.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' => {
+                    self.rest = &quoted[i + 1..];
+                    return Some(out);
+                }
+                '\\' => out.push(chars.next()?.1),
+                c => out.push(c),
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(u: &str, p: &str) -> Credentials {
+        Credentials::Basic {
+            username: u.into(),
+            password: p.into(),
+        }
+    }
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn auth_config_precedence() {
+        let auth = b64("bob:secret");
+        let from = |u, p, a: &str, i, r| Credentials::from_auth_config(u, p, a, i, r).unwrap();
+        assert_eq!(from("", "", "", "", ""), None);
+        assert_eq!(
+            from("u", "p", &auth, "id", "reg"),
+            Some(Credentials::RegistryToken("reg".into()))
+        );
+        assert_eq!(
+            from("u", "p", &auth, "id", ""),
+            Some(Credentials::IdentityToken("id".into()))
+        );
+        assert_eq!(from("u", "p", &auth, "", ""), Some(basic("u", "p")));
+        assert_eq!(from("", "", &auth, "", ""), Some(basic("bob", "secret")));
+        // Unpadded base64 and a password holding ':' work.
+        let unpadded = b64("a:b:c").trim_end_matches('=').to_string();
+        assert_eq!(from("", "", &unpadded, "", ""), Some(basic("a", "b:c")));
+    }
+
+    #[test]
+    fn auth_config_errors() {
+        let err = |a: &str| {
+            Credentials::from_auth_config("", "", a, "", "")
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(err("!!!"), "auth config: auth is not valid base64");
+        assert_eq!(
+            err(&b64("nocolon")),
+            "auth config: auth is not base64 of user:password"
+        );
+        assert_eq!(
+            err(&b64(":pw")),
+            "auth config: auth is not base64 of user:password"
+        );
+        assert_eq!(
+            err(&base64::engine::general_purpose::STANDARD.encode([0xff, b':', b'x'])),
+            "auth config: auth is not UTF-8"
+        );
+        assert!(Credentials::from_auth_config("", "pw", "", "", "").is_err());
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let shown = format!(
+            "{:?} {:?} {:?}",
+            basic("bob", "hunter2"),
+            Credentials::IdentityToken("tok1".into()),
+            Credentials::RegistryToken("tok2".into())
+        );
+        assert!(shown.contains("bob"));
+        for secret in ["hunter2", "tok1", "tok2"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
+    fn auth_file_most_specific_key_wins() {
+        let text = format!(
+            r#"{{"auths": {{
+                "quay.io": {{"auth": "{}"}},
+                "quay.io/team": {{"auth": "{}"}},
+                "quay.io/team/app": {{"identitytoken": "refresh"}},
+                "https://index.docker.io/v1/": {{"auth": "{}"}},
+                "localhost:5000": {{"auth": "{}"}}
+            }}, "credHelpers": {{"gcr.io": "gcr"}}}}"#,
+            b64("host:1"),
+            b64("ns:2"),
+            b64("hub:3"),
+            b64("local:4"),
+        );
+        let f = AuthFile::parse(&text, "auth.json").unwrap();
+        assert_eq!(
+            f.lookup("quay.io", "team/app"),
+            Credentials::IdentityToken("refresh".into())
+        );
+        assert_eq!(f.lookup("quay.io", "team/app2"), basic("ns", "2"));
+        assert_eq!(f.lookup("quay.io", "team/sub/x"), basic("ns", "2"));
+        assert_eq!(f.lookup("quay.io", "teamx/app"), basic("host", "1"));
+        assert_eq!(f.lookup("docker.io", "library/busybox"), basic("hub", "3"));
+        assert_eq!(f.lookup("localhost:5000", "a"), basic("local", "4"));
+        assert_eq!(f.lookup("localhost", "a"), Credentials::Anonymous);
+        assert_eq!(f.lookup("quay.io.evil", "team/app"), Credentials::Anonymous);
+    }
+
+    #[test]
+    fn plain_key_beats_legacy_key() {
+        for order in [
+            ("https://index.docker.io/v1/", "docker.io"),
+            ("docker.io", "https://index.docker.io/v1/"),
+        ] {
+            let text = format!(
+                r#"{{"auths": {{"{}": {{"auth": "{}"}}, "{}": {{"auth": "{}"}}}}}}"#,
+                order.0,
+                b64(if order.0 == "docker.io" {
+                    "plain:p"
+                } else {
+                    "legacy:l"
+                }),
+                order.1,
+                b64(if order.1 == "docker.io" {
+                    "plain:p"
+                } else {
+                    "legacy:l"
+                }),
+            );
+            let f = AuthFile::parse(&text, "a").unwrap();
+            assert_eq!(
+                f.lookup("docker.io", "library/x"),
+                basic("plain", "p"),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            normalise_key("registry-1.docker.io/u"),
+            Some(("docker.io/u".into(), false))
+        );
+        assert_eq!(
+            normalise_key("http://h:5000/v2/"),
+            Some(("h:5000".into(), true))
+        );
+        assert_eq!(normalise_key("https:///x"), None);
+    }
+
+    #[test]
+    fn auth_file_errors_name_file_and_key() {
+        let e = AuthFile::parse(
+            r#"{"auths": {"quay.io": {"auth": "%%%"}}}"#,
+            "/etc/auth.json",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"auth file /etc/auth.json: auths "quay.io": auth is not valid base64"#
+        );
+        let e = AuthFile::parse("{not json", "f").unwrap_err().to_string();
+        assert!(e.starts_with("auth file f: "), "{e}");
+        assert!(AuthFile::parse(r#"{"auths": []}"#, "f").is_err());
+        // Empty entries and an empty file object are fine.
+        let f = AuthFile::parse(r#"{"auths": {"quay.io": {}}}"#, "f").unwrap();
+        assert_eq!(f.lookup("quay.io", "a"), Credentials::Anonymous);
+        assert_eq!(AuthFile::parse("{}", "f").unwrap(), AuthFile::default());
+    }
+
+    #[test]
+    fn auth_file_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = AuthFile::load(&dir.path().join("none.json")).unwrap();
+        assert_eq!(missing, AuthFile::default());
+        let path = dir.path().join("auth.json");
+        std::fs::write(
+            &path,
+            format!(r#"{{"auths": {{"h.io": {{"auth": "{}"}}}}}}"#, b64("u:p")),
+        )
+        .unwrap();
+        assert_eq!(
+            AuthFile::load(&path).unwrap().lookup("h.io", "r"),
+            basic("u", "p")
+        );
+        // A directory is not readable as a file.
+        assert!(matches!(
+            AuthFile::load(dir.path()),
+            Err(AuthError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn bearer_challenge() {
+        let c = Challenge::parse(
+            r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: "https://auth.example.com/token".into(),
+                service: Some("registry.example.com".into()),
+                scope: Some("repository:a/b:pull,push".into()),
+            })
+        );
+        // Case-insensitive scheme and names, spaces, unquoted values, escapes.
+        let c = Challenge::parse(r#"bearer  REALM = "https://a/t\"x" , service=reg"#);
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: "https://a/t\"x".into(),
+                service: Some("reg".into()),
+                scope: None,
+            })
+        );
+    }
+
+    #[test]
+    fn basic_and_multiple_challenges() {
+        assert_eq!(
+            Challenge::parse(r#"Basic realm="crio-test""#),
+            Some(Challenge::Basic {
+                realm: Some("crio-test".into())
+            })
+        );
+        assert_eq!(
+            Challenge::parse("Basic"),
+            Some(Challenge::Basic { realm: None })
+        );
+        // An unknown scheme first is skipped for the next usable one.
+        assert_eq!(
+            Challenge::parse(
+                r#"Negotiate, Digest realm="x", nonce="a,b", Bearer realm="https://t""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://t".into(),
+                service: None,
+                scope: None,
+            })
+        );
+    }
+
+    #[test]
+    fn hostile_challenges() {
+        for h in [
+            "",
+            "   ",
+            "Digest realm=x",
+            "Bearer",
+            "Bearer realm=\"\"",
+            "Bearer service=x",
+            "Bearer realm=\"unterminated",
+            "Bearer realm=\"trailing backslash\\",
+            "=x",
+            "Bearer realm=",
+            "Bearer realm=\"a\" junk=",
+            "Bearer realm=\"a\" ,, ,",
+            "\u{0}\u{1}",
+            "Bearer rëalm=x",
+        ] {
+            let parsed = Challenge::parse(h);
+            let ok = h == "Bearer realm=\"a\" ,, ,";
+            assert_eq!(parsed.is_some(), ok, "{h:?}: {parsed:?}");
+        }
+        let huge = format!("Bearer realm=\"{}\"", "a".repeat(MAX_CHALLENGE));
+        assert_eq!(Challenge::parse(&huge), None);
+    }
+}
