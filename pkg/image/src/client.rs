@@ -1,0 +1,453 @@
+//! A small, blocking client of the OCI distribution API: manifests and
+//! blobs, basic and bearer authentication, digest and size checks while the
+//! bytes stream. Pulls run it on blocking threads, one per layer.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::auth::{Challenge, Credentials};
+use crate::manifest::MAX_DOCUMENT;
+
+/// Why a registry request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The registry refused our credentials (or wants some).
+    #[error("{url}: unauthorized: {detail}")]
+    Unauthorized {
+        /// The request.
+        url: String,
+        /// What the registry said.
+        detail: String,
+    },
+    /// The manifest or blob does not exist.
+    #[error("{url}: not found")]
+    NotFound {
+        /// The request.
+        url: String,
+    },
+    /// Another HTTP error status.
+    #[error("{url}: HTTP {code}: {detail}")]
+    Status {
+        /// The request.
+        url: String,
+        /// The status code.
+        code: u16,
+        /// The start of the body.
+        detail: String,
+    },
+    /// Connection, TLS or timeout failure.
+    #[error("{url}: {detail}")]
+    Transport {
+        /// The request.
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// Content that does not match its digest or size.
+    #[error("{what}: {detail}")]
+    Verify {
+        /// The manifest or blob.
+        what: String,
+        /// The mismatch.
+        detail: String,
+    },
+    /// The pull was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl ClientError {
+    /// Whether another mirror or search registry may still succeed.
+    pub fn try_next(&self) -> bool {
+        matches!(
+            self,
+            ClientError::NotFound { .. }
+                | ClientError::Transport { .. }
+                | ClientError::Status { .. }
+        )
+    }
+}
+
+/// One registry endpoint as a pull uses it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `host[:port]`.
+    pub host: String,
+    /// Plain HTTP allowed (registries.conf `insecure` or `insecure_registries`).
+    pub insecure: bool,
+    /// Credentials for this registry.
+    pub credentials: Credentials,
+}
+
+impl Endpoint {
+    fn url(&self, path: &str) -> String {
+        let scheme = if self.insecure { "http" } else { "https" };
+        format!("{scheme}://{}{path}", self.host)
+    }
+}
+
+/// Shared state of a pull: bearer tokens and the cancel flag.
+#[derive(Debug, Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    tokens: Arc<Mutex<HashMap<String, String>>>,
+    cancel: Arc<AtomicBool>,
+}
+
+/// The Authorization value to send for a challenge, or to start with.
+fn basic(user: &str, password: &str) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+impl Client {
+    /// A client whose reads time out after `progress_timeout` without data
+    /// (no timeout when `None`), and which stops when `cancel` is set.
+    pub fn new(progress_timeout: Option<Duration>, cancel: Arc<AtomicBool>) -> Self {
+        let mut builder = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(30))
+            .user_agent(concat!("crio-rs/", env!("CARGO_PKG_VERSION")))
+            .redirects(5);
+        if let Some(t) = progress_timeout {
+            builder = builder.timeout_read(t);
+        }
+        Self {
+            agent: builder.build(),
+            tokens: Arc::default(),
+            cancel,
+        }
+    }
+
+    fn check_cancel(&self) -> Result<(), ClientError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Err(ClientError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn token_key(ep: &Endpoint, repo: &str) -> String {
+        format!("{}/{repo}", ep.host)
+    }
+
+    /// GET with authentication: a cached token first, then one retry after
+    /// answering the registry's challenge.
+    fn get(
+        &self,
+        ep: &Endpoint,
+        repo: &str,
+        path: &str,
+        accept: &str,
+    ) -> Result<ureq::Response, ClientError> {
+        self.check_cancel()?;
+        let url = ep.url(path);
+        let cached = self
+            .tokens
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&Self::token_key(ep, repo)).cloned());
+        let mut auth = cached.or_else(|| match &ep.credentials {
+            Credentials::RegistryToken(t) => Some(format!("Bearer {t}")),
+            _ => None,
+        });
+        for attempt in 0..2 {
+            let mut req = self.agent.get(&url).set("Accept", accept);
+            if let Some(a) = &auth {
+                req = req.set("Authorization", a);
+            }
+            match req.call() {
+                Ok(resp) => return Ok(resp),
+                Err(ureq::Error::Status(401, resp)) if attempt == 0 => {
+                    let header = resp.header("WWW-Authenticate").unwrap_or("").to_string();
+                    let value = self.answer(ep, repo, &url, &header)?;
+                    if let Ok(mut t) = self.tokens.lock() {
+                        t.insert(Self::token_key(ep, repo), value.clone());
+                    }
+                    auth = Some(value);
+                }
+                Err(e) => return Err(status_error(&url, e)),
+            }
+        }
+        Err(ClientError::Unauthorized {
+            url,
+            detail: "credentials rejected".into(),
+        })
+    }
+
+    /// The Authorization value answering a `WWW-Authenticate` challenge.
+    fn answer(
+        &self,
+        ep: &Endpoint,
+        repo: &str,
+        url: &str,
+        header: &str,
+    ) -> Result<String, ClientError> {
+        let unauthorized = |detail: String| ClientError::Unauthorized {
+            url: url.to_string(),
+            detail,
+        };
+        match Challenge::parse(header) {
+            Some(Challenge::Basic { .. }) => match &ep.credentials {
+                Credentials::Basic { username, password } => Ok(basic(username, password)),
+                _ => Err(unauthorized("the registry requires credentials".into())),
+            },
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
+                let scope = scope.unwrap_or_else(|| format!("repository:{repo}:pull"));
+                self.bearer_token(ep, &realm, service.as_deref(), &scope)
+                    .map(|t| format!("Bearer {t}"))
+            }
+            None => Err(unauthorized(format!("unsupported challenge {header:?}"))),
+        }
+    }
+
+    /// Fetches a bearer token from the registry's token service.
+    fn bearer_token(
+        &self,
+        ep: &Endpoint,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<String, ClientError> {
+        let transport = |e: ureq::Error| status_error(realm, e);
+        let resp = match &ep.credentials {
+            Credentials::IdentityToken(refresh) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.as_str()),
+                    ("client_id", "crio-rs"),
+                    ("scope", scope),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s));
+                }
+                self.agent.post(realm).send_form(&form).map_err(transport)?
+            }
+            creds => {
+                let mut req = self.agent.get(realm).query("scope", scope);
+                if let Some(s) = service {
+                    req = req.query("service", s);
+                }
+                if let Credentials::Basic { username, password } = creds {
+                    req = req.set("Authorization", &basic(username, password));
+                }
+                req.call().map_err(transport)?
+            }
+        };
+        let body: serde_json::Value = read_json(resp, realm)?;
+        body["token"]
+            .as_str()
+            .or_else(|| body["access_token"].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Unauthorized {
+                url: realm.to_string(),
+                detail: "token service answered without a token".into(),
+            })
+    }
+
+    /// A manifest by tag or digest: its bytes, Content-Type and digest.
+    /// When `reference` is a digest the content must match it.
+    pub fn manifest(
+        &self,
+        ep: &Endpoint,
+        repo: &str,
+        reference: &str,
+        accept: &str,
+    ) -> Result<(Vec<u8>, Option<String>, String), ClientError> {
+        let resp = self.get(
+            ep,
+            repo,
+            &format!("/v2/{repo}/manifests/{reference}"),
+            accept,
+        )?;
+        let content_type = resp.header("Content-Type").map(str::to_string);
+        let what = format!("manifest {}/{repo}:{reference}", ep.host);
+        let body = read_bounded(resp, MAX_DOCUMENT, &what)?;
+        let digest = sha256(&body);
+        if reference.contains(':') && reference != digest {
+            return Err(ClientError::Verify {
+                what,
+                detail: format!("content digest {digest} differs"),
+            });
+        }
+        Ok((body, content_type, digest))
+    }
+
+    /// A small blob (a config) read whole and checked.
+    pub fn document(
+        &self,
+        ep: &Endpoint,
+        repo: &str,
+        digest: &str,
+        size: u64,
+    ) -> Result<Vec<u8>, ClientError> {
+        if size > MAX_DOCUMENT {
+            return Err(ClientError::Verify {
+                what: format!("blob {digest}"),
+                detail: format!("{size} bytes is too large for a config"),
+            });
+        }
+        let mut data = Vec::new();
+        self.blob(ep, repo, digest, Some(size))?
+            .read_to_end(&mut data)
+            .map_err(|e| read_error(e, &format!("blob {digest}")))?;
+        Ok(data)
+    }
+
+    /// A blob as a stream that fails if it is longer than `size`, or if at
+    /// its end the size (when known) or digest differ.
+    pub fn blob(
+        &self,
+        ep: &Endpoint,
+        repo: &str,
+        digest: &str,
+        size: Option<u64>,
+    ) -> Result<BlobReader, ClientError> {
+        let resp = self.get(ep, repo, &format!("/v2/{repo}/blobs/{digest}"), "*/*")?;
+        Ok(BlobReader {
+            inner: resp.into_reader(),
+            hasher: Sha256::new(),
+            expected: digest.to_string(),
+            size,
+            read: 0,
+            cancel: self.cancel.clone(),
+        })
+    }
+}
+
+/// The error carried in io::Error by [`BlobReader`], recovered.
+pub fn read_error(e: io::Error, what: &str) -> ClientError {
+    if e.to_string() == CANCELLED_TEXT {
+        return ClientError::Cancelled;
+    }
+    match e.kind() {
+        io::ErrorKind::InvalidData => ClientError::Verify {
+            what: what.to_string(),
+            detail: e.to_string(),
+        },
+        _ => ClientError::Transport {
+            url: what.to_string(),
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// The message of the io::Error a cancelled read returns.
+pub const CANCELLED_TEXT: &str = "pull cancelled";
+
+/// A verifying blob stream.
+pub struct BlobReader {
+    inner: Box<dyn Read + Send + Sync>,
+    hasher: Sha256,
+    expected: String,
+    size: Option<u64>,
+    read: u64,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            // Not `Interrupted`: readers retry on that.
+            return Err(io::Error::other(CANCELLED_TEXT));
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if let Some(size) = self.size.filter(|s| self.read > *s) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "blob {} is longer than its declared {size} bytes",
+                    self.expected
+                ),
+            ));
+        }
+        self.hasher.update(&buf[..n]);
+        if n == 0 && !buf.is_empty() {
+            let actual = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
+            if let Some(size) = self.size.filter(|s| self.read != *s) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "blob {} ended after {} of {size} bytes",
+                        self.expected, self.read
+                    ),
+                ));
+            }
+            if actual != self.expected {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "blob digest mismatch: expected {}, got {actual}",
+                        self.expected
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+fn status_error(url: &str, e: ureq::Error) -> ClientError {
+    match e {
+        ureq::Error::Status(code, resp) => {
+            let mut detail = String::new();
+            let _ = resp.into_reader().take(512).read_to_string(&mut detail);
+            let detail = detail.trim().to_string();
+            match code {
+                401 | 403 => ClientError::Unauthorized {
+                    url: url.to_string(),
+                    detail,
+                },
+                404 => ClientError::NotFound {
+                    url: url.to_string(),
+                },
+                _ => ClientError::Status {
+                    url: url.to_string(),
+                    code,
+                    detail,
+                },
+            }
+        }
+        ureq::Error::Transport(t) => ClientError::Transport {
+            url: url.to_string(),
+            detail: t.to_string(),
+        },
+    }
+}
+
+fn read_bounded(resp: ureq::Response, limit: u64, what: &str) -> Result<Vec<u8>, ClientError> {
+    let mut body = Vec::new();
+    resp.into_reader()
+        .take(limit + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| read_error(e, what))?;
+    if body.len() as u64 > limit {
+        return Err(ClientError::Verify {
+            what: what.to_string(),
+            detail: format!("larger than {limit} bytes"),
+        });
+    }
+    Ok(body)
+}
+
+fn read_json(resp: ureq::Response, url: &str) -> Result<serde_json::Value, ClientError> {
+    let body = read_bounded(resp, 1 << 20, url)?;
+    serde_json::from_slice(&body).map_err(|e| ClientError::Transport {
+        url: url.to_string(),
+        detail: format!("invalid JSON: {e}"),
+    })
+}
