@@ -2,4 +2,5 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod registries;
 pub mod reference;

@@ -105,6 +105,42 @@ fn looks_like_registry(component: &str) -> bool {
     component.contains(['.', ':']) || component == "localhost"
 }
 
+impl ReferenceError {
+    /// The same error told of `input`, for callers that parsed a name
+    /// derived from what the user gave.
+    pub(crate) fn with_input(self, input: &str) -> Self {
+        let input = input.to_string();
+        match self {
+            ReferenceError::NotQualified(_) => ReferenceError::NotQualified(input),
+            ReferenceError::Registry {
+                registry, reason, ..
+            } => ReferenceError::Registry {
+                reference: input,
+                registry,
+                reason,
+            },
+            ReferenceError::Repository {
+                repository, reason, ..
+            } => ReferenceError::Repository {
+                reference: input,
+                repository,
+                reason,
+            },
+            ReferenceError::Tag { tag, reason, .. } => ReferenceError::Tag {
+                reference: input,
+                tag,
+                reason,
+            },
+            ReferenceError::Digest { digest, reason, .. } => ReferenceError::Digest {
+                reference: input,
+                digest,
+                reason,
+            },
+            other @ (ReferenceError::Empty | ReferenceError::TooLong(_)) => other,
+        }
+    }
+}
+
 impl Reference {
     /// Parses a fully qualified reference, validates every part and
     /// normalises Docker Hub names.
