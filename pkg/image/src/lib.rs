@@ -2,5 +2,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
-pub mod registries;
+pub mod policy;
 pub mod reference;
+pub mod registries;
+pub mod sigstore;

@@ -100,6 +100,14 @@ pub fn is_short_name(name: &str) -> bool {
     }
 }
 
+/// What follows `prefix` (`host[:port][/path]`) in `name`
+/// (`registry/repository`), when the prefix covers whole components: `""`
+/// or a rest starting with `/`. A host prefix never matches another port.
+pub(crate) fn strip_name_prefix<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    name.strip_prefix(prefix)
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// The distribution rule telling a registry from a repository namespace.
 fn looks_like_registry(component: &str) -> bool {
     component.contains(['.', ':']) || component == "localhost"
@@ -498,6 +506,15 @@ mod tests {
         let r = parse(&format!("quay.io/app:v1@{D}"));
         assert_eq!(r.tag_or_latest(), "v1");
         assert_eq!(r.manifest_reference(), D);
+    }
+
+    #[test]
+    fn name_prefixes_cover_whole_components() {
+        assert_eq!(strip_name_prefix("quay.io/a/b", "quay.io"), Some("/a/b"));
+        assert_eq!(strip_name_prefix("quay.io/a/b", "quay.io/a"), Some("/b"));
+        assert_eq!(strip_name_prefix("quay.io/a/b", "quay.io/a/b"), Some(""));
+        assert_eq!(strip_name_prefix("quay.io/ab", "quay.io/a"), None);
+        assert_eq!(strip_name_prefix("quay.io:5000/a", "quay.io"), None);
     }
 
     #[test]

@@ -28,6 +28,7 @@ use serde::Deserialize;
 
 use crate::reference::{
     DOCKER_HUB, MAX_INPUT, Reference, ReferenceError, is_short_name, registry_problem,
+    strip_name_prefix,
 };
 
 /// Largest registries.conf file read.
@@ -176,8 +177,7 @@ impl Registry {
             let host = host_of(registry);
             return (host.len() > domain.len() && host.ends_with(domain)).then_some(registry.len());
         }
-        let rest = name.strip_prefix(self.prefix.as_str())?;
-        (rest.is_empty() || rest.starts_with('/')).then_some(self.prefix.len())
+        strip_name_prefix(name, &self.prefix).map(|_| self.prefix.len())
     }
 }
 
@@ -511,7 +511,7 @@ fn host_in(host: &str, entry: &str) -> bool {
 }
 
 /// The host of a `host[:port]`, IPv6 brackets kept.
-fn host_of(registry: &str) -> &str {
+pub(crate) fn host_of(registry: &str) -> &str {
     match registry.rfind(':') {
         Some(i) if !registry[i..].contains(']') => &registry[..i],
         _ => registry,
@@ -526,7 +526,7 @@ fn normalise_host(host: &str) -> String {
 }
 
 /// Checks a `host[:port]` with no path.
-fn host_problem(host: &str) -> Result<(), String> {
+pub(crate) fn host_problem(host: &str) -> Result<(), String> {
     if host.contains('/') {
         return Err("must be host[:port] without a path".into());
     }
@@ -534,7 +534,7 @@ fn host_problem(host: &str) -> Result<(), String> {
 }
 
 /// Normalises a `host[:port][/path]` prefix or location, as names are.
-fn normalise_location(value: &str) -> Result<String, String> {
+pub(crate) fn normalise_location(value: &str) -> Result<String, String> {
     if value.len() > MAX_INPUT {
         return Err("too long".into());
     }
