@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod image;
 pub mod images;
 pub mod registry;
+pub mod sign;
 
 pub use daemon::TestDaemon;
 pub use registry::Registry;
