@@ -32,12 +32,24 @@ pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
 
 /// Connects to a CRI endpoint; `timeout` bounds the connection and each call.
 pub async fn connect(endpoint: &str, timeout: Duration) -> Result<CriClient, String> {
+    connect_with(endpoint, timeout, Some(timeout)).await
+}
+
+/// Connects to a CRI endpoint within `connect_timeout`; each call is bounded
+/// by `call_timeout` when given (pulls take as long as they take).
+pub async fn connect_with(
+    endpoint: &str,
+    connect_timeout: Duration,
+    call_timeout: Option<Duration>,
+) -> Result<CriClient, String> {
     let path = socket_path(endpoint)?;
     let shown = path.display().to_string();
     // The URI is a placeholder: the connector below dials the socket.
-    let channel = Endpoint::from_static("http://[::]:50051")
-        .connect_timeout(timeout)
-        .timeout(timeout)
+    let mut endpoint = Endpoint::from_static("http://[::]:50051").connect_timeout(connect_timeout);
+    if let Some(t) = call_timeout {
+        endpoint = endpoint.timeout(t);
+    }
+    let channel = endpoint
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move {

@@ -78,7 +78,10 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
         usize::try_from(config.api.grpc_max_send_msg_size).unwrap_or(usize::MAX),
         usize::try_from(config.api.grpc_max_recv_msg_size).unwrap_or(usize::MAX),
     );
-    let (runtime_api, image_api) = cri::services(Arc::new(State { config }));
+    let images = crate::images::Images::open(&config).context("image store")?;
+    let state = Arc::new(State { config, images });
+    tokio::spawn(reload_on_sighup(state.clone()));
+    let (runtime_api, image_api) = cri::services(state);
     tracing::info!(socket = %listen.display(), version = env!("CARGO_PKG_VERSION"), "crio-rs serving the CRI");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -125,6 +128,23 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .mode(0o711)
         .create(dir)
         .with_context(|| format!("create {}", dir.display()))
+}
+
+/// Re-reads what can change without a restart (registries.conf, the trust
+/// policy, the auth file) on every SIGHUP.
+async fn reload_on_sighup(state: Arc<State>) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP: reload needs a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match state.images.reload() {
+            Ok(()) => tracing::info!("SIGHUP: reloaded registries, policy and auth file"),
+            Err(e) => {
+                tracing::error!("SIGHUP: reload failed, keeping the previous configuration: {e:#}")
+            }
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

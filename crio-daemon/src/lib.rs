@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod cri;
 pub mod daemon;
+pub mod images;
 pub mod logging;
 pub mod shim_binary;
 pub mod socket;

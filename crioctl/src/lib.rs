@@ -38,6 +38,16 @@ pub enum Verb {
     Version,
     /// Runtime status: conditions, handlers and (verbose) configuration.
     Info(cmd::info::Args),
+    /// Pull an image.
+    Pull(cmd::images::PullArgs),
+    /// List images.
+    Images(cmd::images::ImagesArgs),
+    /// Show images' status and configuration.
+    Inspecti(cmd::images::InspectArgs),
+    /// Remove images.
+    Rmi(cmd::images::RmiArgs),
+    /// Image filesystem usage.
+    Imagefsinfo(cmd::images::FsInfoArgs),
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {

@@ -32,8 +32,28 @@ impl TestDaemon {
     /// Starts a daemon whose crio.conf gets `extra_toml` appended and whose
     /// command line gets `args`.
     pub fn start_with(extra_toml: &str, args: &[&str]) -> Result<Self> {
+        Self::start_with_files(extra_toml, args, &[])
+    }
+
+    /// Like [`TestDaemon::start_with`], after writing `files` (path relative
+    /// to the daemon's directory, content) into the daemon's directory;
+    /// `{dir}` in `extra_toml` and in the contents stands for that directory.
+    pub fn start_with_files(
+        extra_toml: &str,
+        args: &[&str],
+        files: &[(&str, &str)],
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("crio-test-").tempdir()?;
         let d = dir.path();
+        let here = d.display().to_string();
+        for (rel, content) in files {
+            let path = d.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, content.replace("{dir}", &here))?;
+        }
+        let extra_toml = extra_toml.replace("{dir}", &here);
         for sub in ["root", "run", "net.d", "conf.d", "ns", "logs"] {
             std::fs::create_dir_all(d.join(sub))?;
         }

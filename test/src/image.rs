@@ -106,6 +106,31 @@ impl Layer {
         self.file(&format!("{dir}/.wh..wh..opq"), 0o644, b"")
     }
 
+    /// An entry written as given, name and link target included, for
+    /// hostile layers (the tar builder refuses `..` and absolute names).
+    pub fn raw(mut self, kind: tar::EntryType, name: &str, link: &str, data: &[u8]) -> Self {
+        let mut h = Self::header(kind, 0o644, data.len() as u64);
+        let old = h.as_old_mut();
+        let n = name.len().min(old.name.len());
+        old.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        let l = link.len().min(old.linkname.len());
+        old.linkname[..l].copy_from_slice(&link.as_bytes()[..l]);
+        h.set_cksum();
+        self.tar.append(&h, data).expect("tar in memory");
+        self
+    }
+
+    /// A header claiming `size` bytes followed by far fewer.
+    pub fn lying_size(mut self, name: &str, size: u64) -> Self {
+        let mut h = Self::header(tar::EntryType::Regular, 0o644, size);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        let mut bytes = h.as_bytes().to_vec();
+        bytes.extend_from_slice(&[0u8; 512]);
+        self.tar.get_mut().extend_from_slice(&bytes);
+        self
+    }
+
     /// The uncompressed tar stream.
     pub fn into_tar(self) -> Vec<u8> {
         self.tar.into_inner().expect("tar in memory")
@@ -119,6 +144,8 @@ pub enum Compression {
     None,
     /// gzip.
     Gzip,
+    /// zstd.
+    Zstd,
 }
 
 /// Manifest flavour.
@@ -149,6 +176,7 @@ impl Flavour {
         match (self, c) {
             (Flavour::Oci, Compression::None) => "application/vnd.oci.image.layer.v1.tar",
             (Flavour::Oci, Compression::Gzip) => "application/vnd.oci.image.layer.v1.tar+gzip",
+            (_, Compression::Zstd) => "application/vnd.oci.image.layer.v1.tar+zstd",
             (Flavour::Docker, Compression::None) => "application/vnd.docker.image.rootfs.diff.tar",
             (Flavour::Docker, Compression::Gzip) => {
                 "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -181,6 +209,10 @@ impl BuiltLayer {
                 gz.write_all(&tar).expect("gzip in memory");
                 gz.finish().expect("gzip in memory")
             }
+            Compression::Zstd => ruzstd::encoding::compress_to_vec(
+                &tar[..],
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ),
         };
         Self {
             diff_id: digest(&tar),
@@ -248,6 +280,10 @@ pub struct Pushed {
     pub manifest_digest: String,
     /// Digest of the config: the image id.
     pub config_digest: String,
+    /// Media type of the manifest.
+    pub media_type: String,
+    /// Size of the manifest.
+    pub size: usize,
 }
 
 impl Image {
@@ -347,6 +383,41 @@ impl Image {
             by_digest: format!("{}/{repo}@{manifest_digest}", registry.host()),
             manifest_digest,
             config_digest: digest(&config),
+            media_type: self.flavour.manifest_type().to_string(),
+            size: manifest.len(),
         })
     }
+}
+
+/// Pushes an OCI index of already pushed manifests (same repository), each
+/// entry with its `(architecture, variant)`.
+pub fn push_index(
+    registry: &Registry,
+    repo: &str,
+    tag: &str,
+    entries: &[(&Pushed, &str, Option<&str>)],
+) -> Result<Pushed> {
+    let manifests: Vec<Value> = entries
+        .iter()
+        .map(|(p, arch, variant)| {
+            let mut platform = json!({"architecture": arch, "os": "linux"});
+            if let Some(v) = variant {
+                platform["variant"] = json!(v);
+            }
+            json!({"mediaType": p.media_type, "digest": p.manifest_digest, "size": p.size, "platform": platform})
+        })
+        .collect();
+    let media = "application/vnd.oci.image.index.v1+json";
+    let body = serde_json::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": media, "manifests": manifests}),
+    )?;
+    let d = registry.put_manifest(repo, tag, media, &body)?;
+    Ok(Pushed {
+        reference: format!("{}/{repo}:{tag}", registry.host()),
+        by_digest: format!("{}/{repo}@{d}", registry.host()),
+        manifest_digest: d,
+        config_digest: String::new(),
+        media_type: media.to_string(),
+        size: body.len(),
+    })
 }

@@ -9,6 +9,7 @@ pub mod image;
 pub mod images;
 pub mod registry;
 pub mod sign;
+pub mod world;
 
 pub use daemon::TestDaemon;
 pub use registry::Registry;

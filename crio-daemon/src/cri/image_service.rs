@@ -5,34 +5,55 @@ use crio_api::cri::{
     ListImagesRequest, ListImagesResponse, PullImageRequest, PullImageResponse, RemoveImageRequest,
     RemoveImageResponse, image_service_server::ImageService,
 };
-use crio_api::status::unimplemented;
-use tonic::Request;
+use std::sync::Arc;
 
-use super::Rpc;
+use tonic::{Request, Response};
+
+use super::{Rpc, State, image_list, image_pull, image_remove};
 
 /// Serves the CRI ImageService.
-#[derive(Debug, Clone, Default)]
-pub struct ImageApi;
+#[derive(Clone)]
+pub struct ImageApi {
+    state: Arc<State>,
+}
+
+impl ImageApi {
+    /// A service over the daemon's state.
+    pub fn new(state: Arc<State>) -> Self {
+        Self { state }
+    }
+}
 
 #[tonic::async_trait]
 impl ImageService for ImageApi {
-    async fn list_images(&self, _req: Request<ListImagesRequest>) -> Rpc<ListImagesResponse> {
-        Err(unimplemented("ListImages"))
+    async fn list_images(&self, req: Request<ListImagesRequest>) -> Rpc<ListImagesResponse> {
+        Ok(Response::new(image_list::list_images(
+            &self.state.images,
+            req.get_ref(),
+        )))
     }
 
-    async fn image_status(&self, _req: Request<ImageStatusRequest>) -> Rpc<ImageStatusResponse> {
-        Err(unimplemented("ImageStatus"))
+    async fn image_status(&self, req: Request<ImageStatusRequest>) -> Rpc<ImageStatusResponse> {
+        Ok(Response::new(image_list::image_status(
+            &self.state.images,
+            req.get_ref(),
+        )))
     }
 
-    async fn pull_image(&self, _req: Request<PullImageRequest>) -> Rpc<PullImageResponse> {
-        Err(unimplemented("PullImage"))
+    async fn pull_image(&self, req: Request<PullImageRequest>) -> Rpc<PullImageResponse> {
+        image_pull::pull_image(&self.state.images, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn remove_image(&self, _req: Request<RemoveImageRequest>) -> Rpc<RemoveImageResponse> {
-        Err(unimplemented("RemoveImage"))
+    async fn remove_image(&self, req: Request<RemoveImageRequest>) -> Rpc<RemoveImageResponse> {
+        image_remove::remove_image(&self.state.images, req.get_ref())?;
+        Ok(Response::new(RemoveImageResponse {}))
     }
 
     async fn image_fs_info(&self, _req: Request<ImageFsInfoRequest>) -> Rpc<ImageFsInfoResponse> {
-        Err(unimplemented("ImageFsInfo"))
+        Ok(Response::new(image_remove::image_fs_info(
+            &self.state.images,
+        )))
     }
 }

@@ -2,6 +2,9 @@
 //! the trait impls here only dispatch. RPCs whose issue has not landed answer
 //! `Unimplemented` with a message naming the RPC.
 
+mod image_list;
+mod image_pull;
+mod image_remove;
 mod image_service;
 mod runtime_config;
 mod runtime_service;
@@ -16,15 +19,16 @@ pub use image_service::ImageApi;
 pub use runtime_service::RuntimeApi;
 
 /// What every CRI handler can reach.
-#[derive(Debug)]
 pub struct State {
     /// The effective configuration (runtime paths resolved).
     pub config: Config,
+    /// Images and their storage.
+    pub images: crate::images::Images,
 }
 
 /// Both CRI services over one shared state.
 pub fn services(state: Arc<State>) -> (RuntimeApi, ImageApi) {
-    (RuntimeApi::new(state), ImageApi)
+    (RuntimeApi::new(state.clone()), ImageApi::new(state))
 }
 
 /// The result type of every RPC handler.

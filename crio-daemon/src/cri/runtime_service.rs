@@ -27,7 +27,7 @@ use tonic::{Request, Response};
 use super::{Rpc, State, runtime_config, runtime_status, runtime_version};
 
 /// Serves the CRI RuntimeService.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RuntimeApi {
     state: Arc<State>,
 }

@@ -1,10 +1,11 @@
 //! One module per verb.
 
+pub mod images;
 pub mod info;
 pub mod version;
 
 use anyhow::{Result, anyhow};
-use crio_api::client::{CriClient, connect};
+use crio_api::client::{CriClient, connect, connect_with};
 
 use crate::{Cli, Verb};
 
@@ -13,6 +14,11 @@ pub async fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Verb::Version => version::run(&mut runtime_client(cli).await?).await,
         Verb::Info(args) => info::run(&mut runtime_client(cli).await?, args).await,
+        Verb::Pull(args) => images::pull(&mut pull_client(cli).await?, args).await,
+        Verb::Images(args) => images::images(&mut image_client(cli).await?, args).await,
+        Verb::Inspecti(args) => images::inspect(&mut image_client(cli).await?, args).await,
+        Verb::Rmi(args) => images::rmi(&mut image_client(cli).await?, args).await,
+        Verb::Imagefsinfo(args) => images::fs_info(&mut image_client(cli).await?, args).await,
     }
 }
 
@@ -20,6 +26,25 @@ async fn runtime_client(cli: &Cli) -> Result<CriClient> {
     connect(&cli.runtime_endpoint, cli.timeout)
         .await
         .map_err(|e| anyhow!(e))
+}
+
+/// Pulls are not bounded by `--timeout`, like crictl's.
+async fn pull_client(cli: &Cli) -> Result<CriClient> {
+    connect_with(image_endpoint(cli), cli.timeout, None)
+        .await
+        .map_err(|e| anyhow!(e))
+}
+
+async fn image_client(cli: &Cli) -> Result<CriClient> {
+    connect(image_endpoint(cli), cli.timeout)
+        .await
+        .map_err(|e| anyhow!(e))
+}
+
+fn image_endpoint(cli: &Cli) -> &str {
+    cli.image_endpoint
+        .as_deref()
+        .unwrap_or(&cli.runtime_endpoint)
 }
 
 /// A gRPC error as `rpc NAME: CODE: message`, the way crictl reports them.

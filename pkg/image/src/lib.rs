@@ -2,7 +2,10 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod client;
+pub mod manifest;
 pub mod policy;
+pub mod pull;
 pub mod reference;
 pub mod registries;
 pub mod sigstore;

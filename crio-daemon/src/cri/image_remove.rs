@@ -1,0 +1,37 @@
+//! RemoveImage and ImageFsInfo.
+
+use crio_api::Status;
+use crio_api::cri::{
+    FilesystemIdentifier, FilesystemUsage, ImageFsInfoResponse, RemoveImageRequest, UInt64Value,
+};
+use crio_api::status::invalid_field;
+
+use crate::images::Images;
+
+/// Removes (or untags) an image; a missing image is not an error.
+pub fn remove_image(images: &Images, req: &RemoveImageRequest) -> Result<(), Status> {
+    let name = req.image.as_ref().map(|s| s.image.as_str()).unwrap_or("");
+    if name.is_empty() {
+        return Err(invalid_field("image.image", "must name an image"));
+    }
+    images.remove(name)
+}
+
+/// Bytes and inodes used by image layers and by container writable layers.
+pub fn image_fs_info(images: &Images) -> ImageFsInfoResponse {
+    let now = crio_api::time::now_nanos();
+    let [layers, containers] = images.fs_usage().map(|(path, usage)| FilesystemUsage {
+        timestamp: now,
+        fs_id: Some(FilesystemIdentifier {
+            mountpoint: path.display().to_string(),
+        }),
+        used_bytes: Some(UInt64Value { value: usage.bytes }),
+        inodes_used: Some(UInt64Value {
+            value: usage.inodes,
+        }),
+    });
+    ImageFsInfoResponse {
+        image_filesystems: vec![layers],
+        container_filesystems: vec![containers],
+    }
+}

@@ -1,0 +1,313 @@
+//! The daemon's image subsystem: the stores, registries.conf and the trust
+//! policy (reloaded on SIGHUP), pulls (one at a time per image name, on
+//! blocking threads), lookups, removal and garbage collection.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use crio_api::{Code, Status};
+use crio_config::Config;
+use crio_image::auth::{AuthFile, Credentials};
+use crio_image::policy::Policy;
+use crio_image::pull::{PullError, PullOptions, Puller};
+use crio_image::reference::Reference;
+use crio_image::registries::RegistriesConf;
+use crio_storage::usage::{Usage, usage};
+use crio_storage::{ImageRecord, ImageStore, LayerStore};
+use tokio::sync::broadcast;
+
+/// Where trust decisions come from; replaced as a whole on reload.
+struct Trust {
+    registries: RegistriesConf,
+    policy: Option<Policy>,
+    auth: Option<AuthFile>,
+}
+
+/// The outcome of a pull, shared with callers that asked for the same name.
+type PullOutcome = Result<ImageRecord, (Code, String)>;
+
+/// Images: stores, pulls and trust configuration.
+pub struct Images {
+    store: Arc<ImageStore>,
+    layers: LayerStore,
+    puller: Arc<Puller>,
+    trust: RwLock<Arc<Trust>>,
+    in_flight: Mutex<HashMap<String, broadcast::Sender<PullOutcome>>>,
+    progress_timeout: Option<Duration>,
+    layers_dir: PathBuf,
+    containers_dir: PathBuf,
+    config: crio_config::ImageConfig,
+}
+
+impl Images {
+    /// Opens the stores under `root` (removing debris of interrupted pulls)
+    /// and loads registries.conf, the policy and the auth file.
+    pub fn open(config: &Config) -> Result<Self> {
+        let layers_dir = config.root.join("layers");
+        let layers = LayerStore::open(&layers_dir)?;
+        let store = Arc::new(ImageStore::open(&config.root.join("images"))?);
+        let containers_dir = config.root.join("containers");
+        std::fs::create_dir_all(&containers_dir)
+            .with_context(|| format!("create {}", containers_dir.display()))?;
+        let timeout = crio_config::parse_duration(&config.image.pull_progress_timeout)
+            .ok()
+            .filter(|d| !d.is_zero());
+        let images = Self {
+            puller: Arc::new(Puller::new(layers.clone(), store.clone())),
+            store,
+            layers,
+            trust: RwLock::new(Arc::new(load_trust(&config.image)?)),
+            in_flight: Mutex::default(),
+            progress_timeout: timeout,
+            layers_dir,
+            containers_dir,
+            config: config.image.clone(),
+        };
+        let removed = images.gc();
+        if removed > 0 {
+            tracing::info!(removed, "removed layers no image uses");
+        }
+        Ok(images)
+    }
+
+    /// Re-reads registries.conf, the policy and the auth file.
+    pub fn reload(&self) -> Result<()> {
+        let trust = load_trust(&self.config)?;
+        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(trust);
+        Ok(())
+    }
+
+    fn trust(&self) -> Arc<Trust> {
+        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The image records.
+    pub fn store(&self) -> &ImageStore {
+        &self.store
+    }
+
+    /// The image `name` refers to: an ID, ID prefix, repo tag or digest,
+    /// with short names resolved as a pull would.
+    pub fn find(&self, name: &str) -> Option<ImageRecord> {
+        if let Some(found) = self.store.find(name) {
+            return Some(found);
+        }
+        let trust = self.trust();
+        let candidates = trust.registries.resolve(name).ok()?;
+        candidates.iter().find_map(|r| {
+            let mut r = r.clone();
+            if r.tag.is_none() && r.digest.is_none() {
+                r.tag = Some("latest".into());
+            }
+            self.store.find(&r.to_string())
+        })
+    }
+
+    /// Pulls `name`. Concurrent pulls of the same name share one download.
+    /// Dropping the future (a cancelled RPC) stops the pull it started.
+    pub async fn pull(
+        &self,
+        name: &str,
+        credentials: Option<Credentials>,
+        pinned: bool,
+    ) -> Result<ImageRecord, Status> {
+        let key = format!("{name}\u{0}{}", credentials.is_some());
+        let waiter = {
+            let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(&key) {
+                Some(tx) => Some(tx.subscribe()),
+                None => {
+                    map.insert(key.clone(), broadcast::channel(1).0);
+                    None
+                }
+            }
+        };
+        if let Some(mut rx) = waiter {
+            return match rx.recv().await {
+                Ok(outcome) => outcome.map_err(|(code, msg)| Status::new(code, msg)),
+                Err(_) => Err(Status::aborted(format!(
+                    "pull of {name:?} by another request stopped"
+                ))),
+            };
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let guard = CancelOnDrop(cancel.clone());
+        let outcome = self.run_pull(name, credentials, pinned, cancel).await;
+        drop(guard);
+        if let Some(tx) = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key)
+        {
+            let _ = tx.send(outcome.clone());
+        }
+        outcome.map_err(|(code, msg)| Status::new(code, msg))
+    }
+
+    async fn run_pull(
+        &self,
+        name: &str,
+        credentials: Option<Credentials>,
+        pinned: bool,
+        cancel: Arc<AtomicBool>,
+    ) -> PullOutcome {
+        let puller = self.puller.clone();
+        let trust = self.trust();
+        let name = name.to_string();
+        let timeout = self.progress_timeout;
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let lookup = |r: &Reference| {
+                trust
+                    .auth
+                    .as_ref()
+                    .map(|a| a.lookup(&r.registry, &r.repository))
+                    .unwrap_or(Credentials::Anonymous)
+            };
+            let opts = PullOptions {
+                registries: &trust.registries,
+                policy: trust.policy.as_ref(),
+                credentials,
+                lookup_credentials: &lookup,
+                progress_timeout: timeout,
+                cancel,
+                pinned,
+            };
+            puller
+                .pull(&name, &opts)
+                .map_err(|e| (pull_code(&e), e.to_string()))
+        })
+        .await
+        .unwrap_or_else(|e| Err((Code::Internal, format!("pull task failed: {e}"))));
+        match &result {
+            Ok(image) => {
+                tracing::info!(image = %image.id, elapsed_ms = started.elapsed().as_millis() as u64, "pulled")
+            }
+            Err((_, msg)) => tracing::warn!("{msg}"),
+        }
+        result
+    }
+
+    /// Removes `name`: a tag of an image with other tags only loses that
+    /// tag; otherwise the image goes, and the layers no image uses.
+    pub fn remove(&self, name: &str) -> Result<(), Status> {
+        let Some(mut image) = self.find(name) else {
+            return Ok(());
+        };
+        if image.pinned {
+            return Err(Status::failed_precondition(format!(
+                "image {name:?} ({}) is pinned and cannot be removed",
+                image.id
+            )));
+        }
+        let storage = |e: crio_storage::images::ImageStoreError| Status::internal(e.to_string());
+        let by_tag = image.repo_tags.iter().position(|t| self.names_tag(name, t));
+        if let (Some(i), true) = (by_tag, image.repo_tags.len() > 1) {
+            image.repo_tags.remove(i);
+            return self.store.update(image).map_err(storage);
+        }
+        self.store.remove(&image.id).map_err(storage)?;
+        self.gc();
+        Ok(())
+    }
+
+    fn names_tag(&self, name: &str, tag: &str) -> bool {
+        name == tag
+            || self
+                .trust()
+                .registries
+                .resolve(name)
+                .map(|c| {
+                    c.iter().any(|r| {
+                        let mut r = r.clone();
+                        if r.tag.is_none() && r.digest.is_none() {
+                            r.tag = Some("latest".into());
+                        }
+                        r.to_string() == tag
+                    })
+                })
+                .unwrap_or(false)
+    }
+
+    /// Deletes layers that no image uses; returns how many.
+    pub fn gc(&self) -> usize {
+        let used = self.store.layers_in_use();
+        let mut removed = 0;
+        for layer in self.layers.list() {
+            if !used.contains(&layer.chain_id) && self.layers.remove(&layer.chain_id).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Usage of the image store and of the containers' writable layers.
+    pub fn fs_usage(&self) -> [(&Path, Usage); 2] {
+        [
+            (&self.layers_dir, usage(&self.layers_dir)),
+            (&self.containers_dir, usage(&self.containers_dir)),
+        ]
+    }
+}
+
+/// Sets the flag when dropped: a dropped RPC future cancels its pull.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn pull_code(e: &PullError) -> Code {
+    match e {
+        PullError::InvalidName(_) => Code::InvalidArgument,
+        PullError::Blocked(_) | PullError::Rejected(_) => Code::PermissionDenied,
+        PullError::NotFound(_) => Code::NotFound,
+        PullError::Unauthorized(_) => Code::Unauthenticated,
+        PullError::Cancelled(_) => Code::Cancelled,
+        PullError::Failed(_) => Code::Unknown,
+    }
+}
+
+/// The policy file used when `signature_policy` is empty.
+const DEFAULT_POLICY: &str = "/etc/containers/policy.json";
+
+fn load_trust(config: &crio_config::ImageConfig) -> Result<Trust> {
+    let conf = &config.registries_conf;
+    // Drop-ins live beside the file, as /etc/containers/registries.conf.d.
+    let dropins = conf.parent().map(|d| d.join("registries.conf.d"));
+    let mut registries = RegistriesConf::load(conf, dropins.as_deref())
+        .with_context(|| format!("load {}", conf.display()))?;
+    registries.set_insecure_registries(&config.insecure_registries);
+    let policy = if config.signature_policy.as_os_str().is_empty() {
+        let default = Path::new(DEFAULT_POLICY);
+        if default.exists() {
+            Some(Policy::load(default).with_context(|| format!("load {DEFAULT_POLICY}"))?)
+        } else {
+            tracing::warn!(
+                "no {DEFAULT_POLICY} and no signature_policy: images are accepted without checks"
+            );
+            None
+        }
+    } else {
+        let p = &config.signature_policy;
+        Some(Policy::load(p).with_context(|| format!("load {}", p.display()))?)
+    };
+    let auth = if config.global_auth_file.as_os_str().is_empty() {
+        None
+    } else {
+        let f = &config.global_auth_file;
+        Some(AuthFile::load(f).with_context(|| format!("load {}", f.display()))?)
+    };
+    Ok(Trust {
+        registries,
+        policy,
+        auth,
+    })
+}

@@ -1,0 +1,514 @@
+//! Pulling an image: name resolution through registries.conf, mirrors,
+//! manifest and platform, trust policy, then the layers in parallel, each
+//! streamed from the socket through decompression into its layer directory.
+//! The image record is written last, so a pull killed half-way leaves no
+//! visible image (only layers that start-up collects).
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crio_storage::unpack::Limits;
+use crio_storage::{ImageRecord, ImageStore, LayerStore, chain_ids};
+
+use crate::auth::Credentials;
+use crate::client::{Client, ClientError, Endpoint, read_error};
+use crate::manifest::{self, Descriptor, Manifest, Platform};
+use crate::policy::Policy;
+use crate::reference::Reference;
+use crate::registries::RegistriesConf;
+use crate::sigstore::{SigstoreSignature, signature_tag};
+
+/// Schema 1 manifests do not give layer sizes.
+const UNKNOWN_SIZE: u64 = u64::MAX;
+
+/// Why a pull failed. The daemon maps each kind to a gRPC code.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The name is not a valid image reference, or resolves to nothing.
+    #[error("{0}")]
+    InvalidName(String),
+    /// registries.conf blocks the registry.
+    #[error("{0}")]
+    Blocked(String),
+    /// No registry has the image.
+    #[error("{0}")]
+    NotFound(String),
+    /// The registry wants other credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The trust policy rejects the image.
+    #[error("{0}")]
+    Rejected(String),
+    /// The pull was cancelled or timed out.
+    #[error("{0}")]
+    Cancelled(String),
+    /// Bad content, storage or transport failure.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Everything a pull reads: configuration and stores.
+pub struct Puller {
+    /// Layer store.
+    pub layers: LayerStore,
+    /// Image records.
+    pub images: Arc<ImageStore>,
+    /// Limits on each layer's content.
+    pub limits: Limits,
+    /// Layers downloaded in parallel per pull.
+    pub parallel_layers: usize,
+    /// The platform whose image an index resolves to.
+    pub platform: Platform,
+    in_flight: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// What one pull request brings.
+pub struct PullOptions<'a> {
+    /// registries.conf.
+    pub registries: &'a RegistriesConf,
+    /// The trust policy (None: accept anything).
+    pub policy: Option<&'a Policy>,
+    /// Credentials of the request, used for every registry tried.
+    pub credentials: Option<Credentials>,
+    /// Credentials by registry (from the auth file), when the request has none.
+    pub lookup_credentials: &'a (dyn Fn(&Reference) -> Credentials + Sync),
+    /// A read that makes no progress for this long fails the pull.
+    pub progress_timeout: Option<Duration>,
+    /// Set to stop the pull.
+    pub cancel: Arc<AtomicBool>,
+    /// Keep the image from removal (the pause image).
+    pub pinned: bool,
+}
+
+/// The outcome of finding the manifest: where it came from and what it is.
+struct Found {
+    /// The name the user's input resolved to (tags recorded under it).
+    name: Reference,
+    endpoint: Endpoint,
+    /// Repository on the endpoint (a mirror may rewrite it).
+    repo: String,
+    top_digest: String,
+    manifest: Manifest,
+}
+
+impl Puller {
+    /// A puller over the stores.
+    pub fn new(layers: LayerStore, images: Arc<ImageStore>) -> Self {
+        Self {
+            layers,
+            images,
+            limits: Limits::default(),
+            parallel_layers: 3,
+            platform: Platform::host(),
+            in_flight: Mutex::default(),
+        }
+    }
+
+    /// Pulls `name` and returns the stored image.
+    pub fn pull(&self, name: &str, opts: &PullOptions) -> Result<ImageRecord, PullError> {
+        let client = Client::new(opts.progress_timeout, opts.cancel.clone());
+        let found = self.find_manifest(&client, name, opts)?;
+        let (config_desc, layer_descs) = match &found.manifest {
+            Manifest::Image { config, layers } => (Some(config.clone()), layers.clone()),
+            Manifest::Schema1 { layers, .. } => (
+                None,
+                layers
+                    .iter()
+                    .map(|d| Descriptor {
+                        media_type: String::new(),
+                        digest: d.clone(),
+                        size: UNKNOWN_SIZE,
+                        platform: None,
+                    })
+                    .collect(),
+            ),
+            Manifest::Index(_) => unreachable!("find_manifest resolves indexes"),
+        };
+        if let Some(policy) = opts.policy {
+            self.check_policy(&client, policy, &found)?;
+        }
+        let fail = |e: ClientError| client_error(&found.name, e);
+        let (config, chains) = match (&found.manifest, config_desc) {
+            (Manifest::Schema1 { top, .. }, _) => {
+                let infos = self.schema1_layers(&client, &found, &layer_descs)?;
+                let diff_ids: Vec<String> = infos.iter().map(|l| l.diff_id.clone()).collect();
+                let config = manifest::schema1_config(top, &diff_ids);
+                (config, infos.into_iter().map(|l| l.chain_id).collect())
+            }
+            (_, Some(desc)) => {
+                let data = client
+                    .document(&found.endpoint, &found.repo, &desc.digest, desc.size)
+                    .map_err(fail)?;
+                let config: serde_json::Value = serde_json::from_slice(&data)
+                    .map_err(|e| PullError::Failed(format!("{}: image config: {e}", found.name)))?;
+                let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|d| d.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if diff_ids.len() != layer_descs.len() {
+                    return Err(PullError::Failed(format!(
+                        "{}: config lists {} layers, manifest {}",
+                        found.name,
+                        diff_ids.len(),
+                        layer_descs.len()
+                    )));
+                }
+                let chains = chain_ids(&diff_ids);
+                self.fetch_layers(&client, &found, &layer_descs, &diff_ids, &chains)?;
+                (config, chains)
+            }
+            _ => unreachable!("image manifests have a config"),
+        };
+        let id = match &found.manifest {
+            Manifest::Image { config, .. } => config.digest.clone(),
+            _ => crate_digest(&serde_json::to_vec(&config).unwrap_or_default()),
+        };
+        let size = layer_descs
+            .iter()
+            .map(|d| if d.size == UNKNOWN_SIZE { 0 } else { d.size })
+            .sum();
+        let name = &found.name;
+        let record = ImageRecord {
+            id,
+            repo_tags: name
+                .tag
+                .as_ref()
+                .map(|t| format!("{}/{}:{t}", name.registry, name.repository))
+                .into_iter()
+                .collect(),
+            repo_digests: vec![format!(
+                "{}/{}@{}",
+                name.registry, name.repository, found.top_digest
+            )],
+            size,
+            layers: chains,
+            config,
+            pinned: opts.pinned,
+            pulled_at: now_nanos(),
+        };
+        self.images
+            .add(record)
+            .map_err(|e| PullError::Failed(format!("{}: {e}", found.name)))
+    }
+
+    /// Tries each candidate name and each of its endpoints (mirrors first)
+    /// until one serves the manifest; resolves an index to this platform.
+    fn find_manifest(
+        &self,
+        client: &Client,
+        name: &str,
+        opts: &PullOptions,
+    ) -> Result<Found, PullError> {
+        let candidates = opts
+            .registries
+            .resolve(name)
+            .map_err(|e| PullError::InvalidName(format!("image {name:?}: {e}")))?;
+        let mut errors = Vec::new();
+        for candidate in candidates {
+            let endpoints = opts
+                .registries
+                .endpoints(&candidate)
+                .map_err(|e| PullError::Blocked(format!("pull {candidate}: {e}")))?;
+            let credentials = opts
+                .credentials
+                .clone()
+                .unwrap_or_else(|| (opts.lookup_credentials)(&candidate));
+            for ep in endpoints {
+                let endpoint = Endpoint {
+                    host: ep.reference.registry.clone(),
+                    insecure: ep.insecure,
+                    credentials: credentials.clone(),
+                };
+                let repo = ep.reference.repository.clone();
+                let reference = ep.reference.manifest_reference().to_string();
+                match self.fetch_manifest(client, &endpoint, &repo, &reference) {
+                    Ok((manifest, top_digest)) => {
+                        let mut name = candidate.clone();
+                        if name.tag.is_none() && name.digest.is_none() {
+                            name.tag = Some("latest".into());
+                        }
+                        return Ok(Found {
+                            name,
+                            endpoint,
+                            repo,
+                            top_digest,
+                            manifest,
+                        });
+                    }
+                    Err(e) if e.try_next() => {
+                        errors.push(format!("{}/{repo}: {e}", endpoint.host));
+                    }
+                    Err(e) => return Err(client_error(&candidate, e)),
+                }
+            }
+        }
+        if errors.iter().all(|e| e.contains("not found")) {
+            Err(PullError::NotFound(format!(
+                "image {name:?} not found: {}",
+                errors.join("; ")
+            )))
+        } else {
+            Err(PullError::Failed(format!(
+                "pull {name:?}: {}",
+                errors.join("; ")
+            )))
+        }
+    }
+
+    fn fetch_manifest(
+        &self,
+        client: &Client,
+        ep: &Endpoint,
+        repo: &str,
+        reference: &str,
+    ) -> Result<(Manifest, String), ClientError> {
+        let (body, content_type, top_digest) =
+            client.manifest(ep, repo, reference, manifest::ACCEPT)?;
+        let bad = |e: manifest::ManifestError| ClientError::Verify {
+            what: format!("manifest {}/{repo}:{reference}", ep.host),
+            detail: e.to_string(),
+        };
+        let mut parsed = manifest::parse(content_type.as_deref(), &body).map_err(bad)?;
+        if let Manifest::Index(entries) = &parsed {
+            let entry = manifest::select(entries, &self.platform).map_err(bad)?;
+            let (body, content_type, _) =
+                client.manifest(ep, repo, &entry.digest, manifest::ACCEPT)?;
+            parsed = manifest::parse(content_type.as_deref(), &body).map_err(bad)?;
+            if matches!(parsed, Manifest::Index(_)) {
+                return Err(bad(manifest::ManifestError::Invalid(
+                    "an index inside an index".into(),
+                )));
+            }
+        }
+        Ok((parsed, top_digest))
+    }
+
+    fn check_policy(
+        &self,
+        client: &Client,
+        policy: &Policy,
+        found: &Found,
+    ) -> Result<(), PullError> {
+        let signatures = if policy.needs_signatures(&found.name) {
+            self.signatures(client, found)?
+        } else {
+            Vec::new()
+        };
+        policy
+            .evaluate(&found.name, &found.top_digest, &signatures)
+            .map_err(|e| PullError::Rejected(e.to_string()))
+    }
+
+    /// Cosign-style signatures stored beside the image.
+    fn signatures(
+        &self,
+        client: &Client,
+        found: &Found,
+    ) -> Result<Vec<SigstoreSignature>, PullError> {
+        let tag = signature_tag(&found.top_digest);
+        let body = match client.manifest(&found.endpoint, &found.repo, &tag, manifest::OCI_MANIFEST)
+        {
+            Ok((body, _, _)) => body,
+            Err(ClientError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(client_error(&found.name, e)),
+        };
+        let doc: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| PullError::Rejected(format!("{}: signature manifest: {e}", found.name)))?;
+        let mut out = Vec::new();
+        for layer in doc["layers"].as_array().into_iter().flatten().take(16) {
+            let (Some(digest), Some(size), Some(sig)) = (
+                layer["digest"].as_str(),
+                layer["size"].as_u64(),
+                layer["annotations"]["dev.cosignproject.cosign/signature"].as_str(),
+            ) else {
+                continue;
+            };
+            let payload = client
+                .document(&found.endpoint, &found.repo, digest, size)
+                .map_err(|e| client_error(&found.name, e))?;
+            out.push(SigstoreSignature {
+                payload,
+                signature_base64: sig.to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// A lock per layer, so two pulls sharing a layer fetch it once.
+    fn layer_lock(&self, chain_id: &str) -> Arc<Mutex<()>> {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, l| Arc::strong_count(l) > 1);
+        map.entry(chain_id.to_string()).or_default().clone()
+    }
+
+    /// Fetches the missing layers, `parallel_layers` at a time.
+    fn fetch_layers(
+        &self,
+        client: &Client,
+        found: &Found,
+        descs: &[Descriptor],
+        diff_ids: &[String],
+        chains: &[String],
+    ) -> Result<(), PullError> {
+        let next = AtomicUsize::new(0);
+        let first_error: Mutex<Option<PullError>> = Mutex::new(None);
+        let workers = self.parallel_layers.clamp(1, descs.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= descs.len()
+                            || first_error.lock().map(|e| e.is_some()).unwrap_or(true)
+                        {
+                            return;
+                        }
+                        let parent = i.checked_sub(1).map(|p| chains[p].as_str());
+                        if let Err(e) = self.fetch_layer(
+                            client,
+                            found,
+                            &descs[i],
+                            parent,
+                            &diff_ids[i],
+                            &chains[i],
+                        ) && let Ok(mut slot) = first_error.lock()
+                        {
+                            slot.get_or_insert(e);
+                        }
+                    }
+                });
+            }
+        });
+        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn fetch_layer(
+        &self,
+        client: &Client,
+        found: &Found,
+        desc: &Descriptor,
+        parent: Option<&str>,
+        diff_id: &str,
+        chain: &str,
+    ) -> Result<(), PullError> {
+        let lock = self.layer_lock(chain);
+        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.layers.get(chain).is_some() {
+            return Ok(());
+        }
+        let info = self.unpack_blob(client, found, desc, parent, Some(diff_id))?;
+        if info.chain_id != chain {
+            return Err(PullError::Failed(format!(
+                "{}: layer {} stored as {}, expected {chain}",
+                found.name, desc.digest, info.chain_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Schema 1 layers: diff IDs are known only after unpacking, one by one.
+    fn schema1_layers(
+        &self,
+        client: &Client,
+        found: &Found,
+        descs: &[Descriptor],
+    ) -> Result<Vec<crio_storage::LayerInfo>, PullError> {
+        let mut out: Vec<crio_storage::LayerInfo> = Vec::new();
+        for desc in descs {
+            let parent = out.last().map(|l| l.chain_id.clone());
+            out.push(self.unpack_blob(client, found, desc, parent.as_deref(), None)?);
+        }
+        Ok(out)
+    }
+
+    /// Streams one blob through decompression into the layer store.
+    fn unpack_blob(
+        &self,
+        client: &Client,
+        found: &Found,
+        desc: &Descriptor,
+        parent: Option<&str>,
+        diff_id: Option<&str>,
+    ) -> Result<crio_storage::LayerInfo, PullError> {
+        let what = format!("{}: layer {}", found.name, desc.digest);
+        let mut blob = client
+            .blob(
+                &found.endpoint,
+                &found.repo,
+                &desc.digest,
+                Some(desc.size).filter(|s| *s != UNKNOWN_SIZE),
+            )
+            .map_err(|e| client_error(&found.name, e))?;
+        let mut buffered = BufReader::with_capacity(256 << 10, &mut blob);
+        let result = {
+            let decoder = decompressor(&mut buffered)
+                .map_err(|e| PullError::Failed(format!("{what}: {e}")))?;
+            self.layers.put(parent, diff_id, decoder, &self.limits)
+        };
+        let info = result.map_err(|e| layer_error(&what, e))?;
+        // Read to the end so the blob's size and digest are checked.
+        io::copy(&mut buffered, &mut io::sink())
+            .map_err(|e| client_error(&found.name, read_error(e, &what)))?;
+        Ok(info)
+    }
+}
+
+/// A decompressing reader chosen by the stream's magic bytes: gzip, zstd or
+/// plain tar (media types are not always right).
+fn decompressor<'a, R: BufRead + 'a>(reader: &'a mut R) -> io::Result<Box<dyn Read + 'a>> {
+    let head = reader.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let decoder = ruzstd::decoding::StreamingDecoder::new(reader)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
+        Ok(Box::new(decoder))
+    } else {
+        Ok(Box::new(reader))
+    }
+}
+
+fn layer_error(what: &str, e: crio_storage::layers::LayerError) -> PullError {
+    // A read error inside unpacking may be the blob's own verification.
+    let text = e.to_string();
+    if text.contains(crate::client::CANCELLED_TEXT) {
+        PullError::Cancelled(format!("{what}: cancelled"))
+    } else {
+        PullError::Failed(format!("{what}: {text}"))
+    }
+}
+
+fn client_error(name: &Reference, e: ClientError) -> PullError {
+    let text = format!("pull {name}: {e}");
+    match e {
+        ClientError::Unauthorized { .. } => PullError::Unauthorized(text),
+        ClientError::NotFound { .. } => PullError::NotFound(text),
+        ClientError::Cancelled => PullError::Cancelled(text),
+        ClientError::Transport { ref detail, .. } if detail.contains("timed out") => {
+            PullError::Cancelled(text)
+        }
+        _ => PullError::Failed(text),
+    }
+}
+
+fn crate_digest(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
