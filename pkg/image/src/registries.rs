@@ -37,7 +37,7 @@ const MAX_FILE: u64 = 4 << 20;
 /// How short names are treated (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ShortNameMode {
+enum ShortNameMode {
     /// An ambiguous short name is an error.
     #[default]
     Enforcing,
@@ -50,7 +50,7 @@ pub enum ShortNameMode {
 /// Which pulls a mirror serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum PullFromMirror {
+enum PullFromMirror {
     /// Every pull.
     #[default]
     All,
