@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ pub struct Images {
     layers: LayerStore,
     puller: Arc<Puller>,
     trust: RwLock<Arc<Trust>>,
-    in_flight: Mutex<HashMap<String, broadcast::Sender<PullOutcome>>>,
+    in_flight: Arc<Mutex<HashMap<String, InFlight>>>,
     progress_timeout: Option<Duration>,
     layers_dir: PathBuf,
     containers_dir: PathBuf,
@@ -61,7 +61,7 @@ impl Images {
             store,
             layers,
             trust: RwLock::new(Arc::new(load_trust(&config.image)?)),
-            in_flight: Mutex::default(),
+            in_flight: Arc::default(),
             progress_timeout: timeout,
             layers_dir,
             containers_dir,
@@ -107,8 +107,9 @@ impl Images {
         })
     }
 
-    /// Pulls `name`. Concurrent pulls of the same name share one download.
-    /// Dropping the future (a cancelled RPC) stops the pull it started.
+    /// Pulls `name`. Concurrent pulls of the same name share one download,
+    /// which runs in its own task; once every caller has gone (cancelled
+    /// RPCs), the download is stopped.
     pub async fn pull(
         &self,
         name: &str,
@@ -116,81 +117,89 @@ impl Images {
         pinned: bool,
     ) -> Result<ImageRecord, Status> {
         let key = format!("{name}\u{0}{}", credentials.is_some());
-        let waiter = {
+        let (mut rx, interest) = {
             let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            match map.get(&key) {
-                Some(tx) => Some(tx.subscribe()),
-                None => {
-                    map.insert(key.clone(), broadcast::channel(1).0);
-                    None
-                }
-            }
+            let entry = map.entry(key.clone()).or_insert_with(|| {
+                let pull = InFlight {
+                    tx: broadcast::channel(1).0,
+                    interest: Arc::new(Interest::default()),
+                };
+                self.spawn_pull(
+                    key.clone(),
+                    name.to_string(),
+                    credentials,
+                    pinned,
+                    pull.interest.clone(),
+                );
+                pull
+            });
+            entry.interest.callers.fetch_add(1, Ordering::SeqCst);
+            (entry.tx.subscribe(), Interested(entry.interest.clone()))
         };
-        if let Some(mut rx) = waiter {
-            return match rx.recv().await {
-                Ok(outcome) => outcome.map_err(|(code, msg)| Status::new(code, msg)),
-                Err(_) => Err(Status::aborted(format!(
-                    "pull of {name:?} by another request stopped"
-                ))),
-            };
+        let outcome = rx.recv().await;
+        drop(interest);
+        match outcome {
+            Ok(outcome) => outcome.map_err(|(code, msg)| Status::new(code, msg)),
+            Err(_) => Err(Status::aborted(format!("pull of {name:?} stopped"))),
         }
-        let cancel = Arc::new(AtomicBool::new(false));
-        let guard = CancelOnDrop(cancel.clone());
-        let outcome = self.run_pull(name, credentials, pinned, cancel).await;
-        drop(guard);
-        if let Some(tx) = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key)
-        {
-            let _ = tx.send(outcome.clone());
-        }
-        outcome.map_err(|(code, msg)| Status::new(code, msg))
     }
 
-    async fn run_pull(
+    fn spawn_pull(
         &self,
-        name: &str,
+        key: String,
+        name: String,
         credentials: Option<Credentials>,
         pinned: bool,
-        cancel: Arc<AtomicBool>,
-    ) -> PullOutcome {
+        interest: Arc<Interest>,
+    ) {
         let puller = self.puller.clone();
         let trust = self.trust();
-        let name = name.to_string();
         let timeout = self.progress_timeout;
-        let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
-            let lookup = |r: &Reference| {
-                trust
-                    .auth
-                    .as_ref()
-                    .map(|a| a.lookup(&r.registry, &r.repository))
-                    .unwrap_or(Credentials::Anonymous)
-            };
-            let opts = PullOptions {
-                registries: &trust.registries,
-                policy: trust.policy.as_ref(),
-                credentials,
-                lookup_credentials: &lookup,
-                progress_timeout: timeout,
-                cancel,
-                pinned,
-            };
-            puller
-                .pull(&name, &opts)
-                .map_err(|e| (pull_code(&e), e.to_string()))
-        })
-        .await
-        .unwrap_or_else(|e| Err((Code::Internal, format!("pull task failed: {e}"))));
-        match &result {
-            Ok(image) => {
-                tracing::info!(image = %image.id, elapsed_ms = started.elapsed().as_millis() as u64, "pulled")
+        let in_flight = self.in_flight.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let cancel = interest.cancel.clone();
+            let task_name = name.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let lookup = |r: &Reference| {
+                    trust
+                        .auth
+                        .as_ref()
+                        .map(|a| a.lookup(&r.registry, &r.repository))
+                        .unwrap_or(Credentials::Anonymous)
+                };
+                let opts = PullOptions {
+                    registries: &trust.registries,
+                    policy: trust.policy.as_ref(),
+                    credentials,
+                    lookup_credentials: &lookup,
+                    progress_timeout: timeout,
+                    cancel,
+                    pinned,
+                };
+                puller
+                    .pull(&task_name, &opts)
+                    .map_err(|e| (pull_code(&e), e.to_string()))
+            })
+            .await
+            .unwrap_or_else(|e| Err((Code::Internal, format!("pull task failed: {e}"))));
+            match &outcome {
+                Ok(image) => tracing::info!(
+                    image = %image.id,
+                    name,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "pulled"
+                ),
+                Err((_, msg)) => tracing::warn!("{msg}"),
             }
-            Err((_, msg)) => tracing::warn!("{msg}"),
-        }
-        result
+            let entry = in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            if let Some(entry) = entry {
+                let _ = entry.tx.send(outcome);
+            }
+        });
     }
 
     /// Removes `name`: a tag of an image with other tags only loses that
@@ -255,12 +264,27 @@ impl Images {
     }
 }
 
-/// Sets the flag when dropped: a dropped RPC future cancels its pull.
-struct CancelOnDrop(Arc<AtomicBool>);
+/// A pull under way, shared by the callers that asked for it.
+struct InFlight {
+    tx: broadcast::Sender<PullOutcome>,
+    interest: Arc<Interest>,
+}
 
-impl Drop for CancelOnDrop {
+/// How many callers still wait for a pull, and its cancel flag.
+#[derive(Default)]
+struct Interest {
+    callers: AtomicUsize,
+    cancel: Arc<AtomicBool>,
+}
+
+/// One caller's interest; the last one to go cancels the pull.
+struct Interested(Arc<Interest>);
+
+impl Drop for Interested {
     fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        if self.0.callers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.cancel.store(true, Ordering::SeqCst);
+        }
     }
 }
 

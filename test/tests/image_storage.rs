@@ -262,10 +262,9 @@ async fn concurrent_pulls_do_the_work_once() {
     assert_eq!(pulled, 1, "{}", world.daemon.log());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_pull_killed_midway_leaves_no_image_and_can_be_redone() {
-    let registry = Registry::start().unwrap();
-    // ~64 MiB of incompressible data makes the pull last long enough to kill.
+/// An image with ~64 MiB of incompressible data: its pull lasts long enough
+/// to be interrupted.
+fn push_big(registry: &Registry) -> crio_test::image::Pushed {
     let mut data = vec![0u8; 64 << 20];
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     for chunk in data.chunks_mut(8) {
@@ -285,7 +284,55 @@ async fn a_pull_killed_midway_leaves_no_image_and_can_be_redone() {
         ],
         RunConfig::default(),
     );
-    let pushed = image.push(&registry, "test/big", "latest").unwrap();
+    image.push(registry, "test/big", "latest").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_pull_stops_and_leaves_nothing() {
+    let registry = Registry::start().unwrap();
+    let pushed = push_big(&registry);
+    let daemon = daemon_for(&registry, "", "", &[]).unwrap();
+    let mut hasty = crio_api::client::connect_with(
+        &daemon.endpoint(),
+        std::time::Duration::from_secs(10),
+        Some(std::time::Duration::from_millis(150)),
+    )
+    .await
+    .unwrap();
+    let err = pull(&mut hasty, &pushed.reference).await.unwrap_err();
+    assert!(
+        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{err:?}"
+    );
+    // The daemon notices and stops; nothing half-made stays.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !daemon.log().contains("cancelled") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pull not cancelled: {}",
+            daemon.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut client = daemon.client().await.unwrap();
+    assert_eq!(image_count(&mut client).await, 0);
+    let tmp = daemon.path("root/layers/tmp");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "half-unpacked layer left"
+    );
+    // Nothing of the cancelled pull stands in the way of the next one.
+    assert_eq!(
+        pull(&mut client, &pushed.reference).await.unwrap(),
+        pushed.config_digest
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_killed_midway_leaves_no_image_and_can_be_redone() {
+    let registry = Registry::start().unwrap();
+    let pushed = push_big(&registry);
     let mut daemon = daemon_for(&registry, "", "", &[]).unwrap();
     let mut client = daemon.client().await.unwrap();
     let name = pushed.reference.clone();

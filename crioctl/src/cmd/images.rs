@@ -95,18 +95,41 @@ pub async fn pull(client: &mut CriClient, args: &PullArgs) -> Result<()> {
         }),
         (None, None) => None,
     };
-    let resp = client
-        .image
-        .pull_image(PullImageRequest {
-            image: Some(spec(&args.image)),
-            auth,
-            sandbox_config: None,
-        })
+    let request = client.image.pull_image(PullImageRequest {
+        image: Some(spec(&args.image)),
+        auth,
+        sandbox_config: None,
+    });
+    let resp = with_progress(&args.image, request)
         .await
         .map_err(|s| rpc_error("PullImage", s))?
         .into_inner();
     println!("Image is up to date for {}", resp.image_ref);
     Ok(())
+}
+
+/// Awaits `call`, showing the elapsed time on stderr when it is a terminal
+/// (the CRI reports no byte counts while a pull runs).
+async fn with_progress<T>(image: &str, call: impl std::future::Future<Output = T>) -> T {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stderr().is_terminal() {
+        return call.await;
+    }
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            out = &mut call => {
+                eprint!("\r\x1b[K");
+                return out;
+            }
+            _ = tick.tick() => {
+                eprint!("\rPulling {image} ... {:.1}s", started.elapsed().as_secs_f64());
+                let _ = std::io::stderr().flush();
+            }
+        }
+    }
 }
 
 fn spec(image: &str) -> ImageSpec {
