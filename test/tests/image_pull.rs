@@ -67,8 +67,14 @@ async fn pull_by_tag_digest_short_name_and_alias() {
     let image = status(&mut client, &images.busybox.reference)
         .await
         .unwrap();
-    assert_eq!(image.repo_tags, std::slice::from_ref(&images.busybox.reference));
-    assert_eq!(image.repo_digests, std::slice::from_ref(&images.busybox.by_digest));
+    assert_eq!(
+        image.repo_tags,
+        std::slice::from_ref(&images.busybox.reference)
+    );
+    assert_eq!(
+        image.repo_digests,
+        std::slice::from_ref(&images.busybox.by_digest)
+    );
     assert!(image.size > 500_000, "{}", image.size);
     assert_eq!(image.uid.unwrap().value, 0);
 
@@ -311,7 +317,10 @@ async fn remove_untags_then_deletes_and_fs_info_follows() {
     let image = status(&mut client, &world.images.busybox.reference)
         .await
         .unwrap();
-    assert_eq!(image.repo_tags, std::slice::from_ref(&world.images.busybox.reference));
+    assert_eq!(
+        image.repo_tags,
+        std::slice::from_ref(&world.images.busybox.reference)
+    );
     assert!(status(&mut client, &second).await.is_none());
 
     remove(&mut client, &world.images.busybox.config_digest).await;
