@@ -161,9 +161,14 @@ pub fn human_size(bytes: u64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    let text = format!("{value:.3}");
-    let trimmed = text.trim_end_matches('0').trim_end_matches('.');
-    let digits: String = trimmed.chars().take(4).collect();
+    // Four significant digits, trailing zeros dropped, as docker's units do.
+    let int_digits = format!("{}", value.trunc() as u64).len();
+    let text = format!("{value:.*}", 4usize.saturating_sub(int_digits));
+    let digits = if text.contains('.') {
+        text.trim_end_matches('0')
+    } else {
+        &text
+    };
     format!("{}{}", digits.trim_end_matches('.'), UNITS[unit])
 }
 
@@ -339,6 +344,7 @@ mod tests {
         assert_eq!(human_size(999), "999B");
         assert_eq!(human_size(4_270_000), "4.27MB");
         assert_eq!(human_size(1_000_000), "1MB");
-        assert_eq!(human_size(123_456_789), "123.4MB");
+        assert_eq!(human_size(123_456_789), "123.5MB");
+        assert_eq!(human_size(999_999), "1000kB");
     }
 }

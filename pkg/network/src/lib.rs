@@ -1,7 +1,8 @@
-//! CNI networking for pods: finding the network configuration and, as the
-//! pod issue lands, running the plugins.
+//! CNI networking for pods: finding the network configuration and running
+//! its plugins.
 #![deny(unsafe_code)]
 
+pub mod cni;
 mod conf;
 
 pub use conf::{NetworkConf, NetworkError, PluginRef, SUPPORTED_VERSIONS, load_network};

@@ -1,0 +1,368 @@
+//! Running CNI plugins: ADD, DEL and CHECK of a configuration list, each
+//! plugin executed with its `CNI_*` environment and its configuration on
+//! stdin (no process-wide environment is touched). Results are returned as
+//! JSON for the caller to cache, so DEL works after a restart.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use serde_json::{Map, Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::NetworkConf;
+
+/// Largest plugin output read.
+const MAX_OUTPUT: usize = 1 << 20;
+
+/// A CNI operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CniError {
+    /// The plugin ran and reported an error.
+    #[error("CNI plugin {plugin:?} ({file}) {command} failed: {message}")]
+    Plugin {
+        /// The plugin's type.
+        plugin: String,
+        /// The network configuration file.
+        file: String,
+        /// ADD, DEL or CHECK.
+        command: &'static str,
+        /// The plugin's message (and details), or its stderr.
+        message: String,
+    },
+    /// The plugin could not be run or answered garbage.
+    #[error("CNI plugin {plugin:?} {command}: {message}")]
+    Exec {
+        /// The plugin's type.
+        plugin: String,
+        /// ADD, DEL or CHECK.
+        command: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// What a pod brings to a CNI call.
+#[derive(Debug, Clone, Default)]
+pub struct Attachment {
+    /// `CNI_CONTAINERID`: the sandbox ID.
+    pub container_id: String,
+    /// `CNI_NETNS`: the pinned network namespace.
+    pub netns: PathBuf,
+    /// `CNI_IFNAME`.
+    pub ifname: String,
+    /// `CNI_ARGS` pairs (K8S_POD_NAMESPACE, K8S_POD_NAME…).
+    pub args: Vec<(String, String)>,
+    /// Runtime configuration offered to plugins that declare the capability
+    /// (`portMappings`, `bandwidth`, `ipRanges`…).
+    pub capabilities: BTreeMap<String, Value>,
+}
+
+/// The configuration one plugin of the list receives.
+fn plugin_config(
+    conf: &NetworkConf,
+    plugin: &Value,
+    prev: Option<&Value>,
+    att: &Attachment,
+) -> Value {
+    let mut obj: Map<String, Value> = plugin.as_object().cloned().unwrap_or_default();
+    obj.insert("cniVersion".into(), json!(conf.cni_version));
+    obj.insert("name".into(), json!(conf.name));
+    let wanted: Vec<String> = plugin["capabilities"]
+        .as_object()
+        .map(|caps| {
+            caps.iter()
+                .filter(|(_, on)| on.as_bool() == Some(true))
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let runtime: Map<String, Value> = att
+        .capabilities
+        .iter()
+        .filter(|(k, _)| wanted.contains(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !runtime.is_empty() {
+        obj.insert("runtimeConfig".into(), Value::Object(runtime));
+    }
+    if let Some(prev) = prev {
+        obj.insert("prevResult".into(), prev.clone());
+    }
+    Value::Object(obj)
+}
+
+async fn exec(
+    conf: &NetworkConf,
+    index: usize,
+    command: &'static str,
+    config: &Value,
+    att: &Attachment,
+    cni_path: &str,
+) -> Result<Option<Value>, CniError> {
+    let plugin = &conf.plugins[index];
+    let err = |message: String| CniError::Exec {
+        plugin: plugin.kind.clone(),
+        command,
+        message,
+    };
+    let args: Vec<String> = std::iter::once("IgnoreUnknown=1".to_string())
+        .chain(att.args.iter().map(|(k, v)| format!("{k}={v}")))
+        .collect();
+    let mut child = tokio::process::Command::new(&plugin.binary)
+        .env_clear()
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", &att.container_id)
+        .env("CNI_NETNS", &att.netns)
+        .env("CNI_IFNAME", &att.ifname)
+        .env("CNI_ARGS", args.join(";"))
+        .env("CNI_PATH", cni_path)
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| err(format!("run {}: {e}", plugin.binary.display())))?;
+    let input = serde_json::to_vec(config).map_err(|e| err(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(&input)
+            .await
+            .map_err(|e| err(format!("write config: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let stdout = &out.stdout[..out.stdout.len().min(MAX_OUTPUT)];
+    if !out.status.success() {
+        let message = serde_json::from_slice::<Value>(stdout)
+            .ok()
+            .and_then(|v| {
+                let msg = v["msg"].as_str()?.to_string();
+                Some(match v["details"].as_str() {
+                    Some(d) if !d.is_empty() => format!("{msg}: {d}"),
+                    _ => msg,
+                })
+            })
+            .unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                if text.is_empty() {
+                    format!("exit status {}", out.status)
+                } else {
+                    text
+                }
+            });
+        return Err(CniError::Plugin {
+            plugin: plugin.kind.clone(),
+            file: conf.file.display().to_string(),
+            command,
+            message,
+        });
+    }
+    if command != "ADD" || stdout.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(stdout)
+        .map(Some)
+        .map_err(|e| err(format!("invalid result: {e}")))
+}
+
+fn cni_path(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Runs ADD through the list and returns the final result. On failure the
+/// plugins already added are deleted again, so no half network is left.
+pub async fn add(
+    conf: &NetworkConf,
+    att: &Attachment,
+    plugin_dirs: &[PathBuf],
+) -> Result<Value, CniError> {
+    let path = cni_path(plugin_dirs);
+    let plugins = conf.list["plugins"].as_array().cloned().unwrap_or_default();
+    let mut prev: Option<Value> = None;
+    for (i, plugin) in plugins.iter().enumerate() {
+        let config = plugin_config(conf, plugin, prev.as_ref(), att);
+        match exec(conf, i, "ADD", &config, att, &path).await {
+            Ok(Some(result)) => prev = Some(result),
+            Ok(None) => {}
+            Err(e) => {
+                let _ = del_from(conf, att, prev.as_ref(), i, &path).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(prev.unwrap_or_else(|| json!({"cniVersion": conf.cni_version})))
+}
+
+/// Runs DEL through the list in reverse, with the cached ADD result. Every
+/// plugin is tried; the first error is returned.
+pub async fn del(
+    conf: &NetworkConf,
+    att: &Attachment,
+    result: Option<&Value>,
+    plugin_dirs: &[PathBuf],
+) -> Result<(), CniError> {
+    let count = conf.plugins.len();
+    del_from(conf, att, result, count, &cni_path(plugin_dirs)).await
+}
+
+async fn del_from(
+    conf: &NetworkConf,
+    att: &Attachment,
+    result: Option<&Value>,
+    count: usize,
+    path: &str,
+) -> Result<(), CniError> {
+    let plugins = conf.list["plugins"].as_array().cloned().unwrap_or_default();
+    let mut first = None;
+    for i in (0..count.min(plugins.len())).rev() {
+        let config = plugin_config(conf, &plugins[i], result, att);
+        if let Err(e) = exec(conf, i, "DEL", &config, att, path).await {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Runs CHECK through the list (CNI 0.4.0 and later), unless the list
+/// disables it.
+pub async fn check(
+    conf: &NetworkConf,
+    att: &Attachment,
+    result: &Value,
+    plugin_dirs: &[PathBuf],
+) -> Result<(), CniError> {
+    if conf.list["disableCheck"].as_bool() == Some(true) || conf.cni_version.starts_with("0.3") {
+        return Ok(());
+    }
+    let path = cni_path(plugin_dirs);
+    let plugins = conf.list["plugins"].as_array().cloned().unwrap_or_default();
+    for (i, plugin) in plugins.iter().enumerate() {
+        let config = plugin_config(conf, plugin, Some(result), att);
+        exec(conf, i, "CHECK", &config, att, &path).await?;
+    }
+    Ok(())
+}
+
+/// The IP addresses (without prefix length) of a result, IPv4 first.
+pub fn result_ips(result: &Value) -> Vec<String> {
+    let mut ips: Vec<String> = result["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip["address"].as_str())
+        .filter_map(|a| a.split('/').next().map(str::to_string))
+        .collect();
+    ips.sort_by_key(|ip| ip.contains(':'));
+    ips
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PluginRef;
+
+    fn conf_with(plugins: Value) -> NetworkConf {
+        NetworkConf {
+            name: "net".into(),
+            cni_version: "1.0.0".into(),
+            file: "/etc/cni/net.d/10-net.conflist".into(),
+            plugins: vec![],
+            list: json!({"cniVersion": "1.0.0", "name": "net", "plugins": plugins}),
+        }
+    }
+
+    #[test]
+    fn runtime_config_only_for_declared_capabilities() {
+        let conf = conf_with(json!([]));
+        let mut att = Attachment::default();
+        att.capabilities
+            .insert("portMappings".into(), json!([{"hostPort": 80}]));
+        att.capabilities
+            .insert("bandwidth".into(), json!({"ingressRate": 1}));
+        let plugin =
+            json!({"type": "portmap", "capabilities": {"portMappings": true, "bandwidth": false}});
+        let c = plugin_config(&conf, &plugin, Some(&json!({"ips": []})), &att);
+        assert_eq!(c["name"], "net");
+        assert_eq!(c["cniVersion"], "1.0.0");
+        assert_eq!(c["runtimeConfig"]["portMappings"][0]["hostPort"], 80);
+        assert!(c["runtimeConfig"].get("bandwidth").is_none());
+        assert!(c["prevResult"].is_object());
+        let c = plugin_config(&conf, &json!({"type": "bridge"}), None, &att);
+        assert!(c.get("runtimeConfig").is_none() && c.get("prevResult").is_none());
+    }
+
+    #[test]
+    fn ips_from_results() {
+        let r = json!({"ips": [{"address": "fd00::5/64"}, {"address": "10.88.0.5/16", "gateway": "10.88.0.1"}]});
+        assert_eq!(result_ips(&r), ["10.88.0.5", "fd00::5"]);
+        assert!(result_ips(&json!({})).is_empty());
+    }
+
+    #[tokio::test]
+    async fn failing_plugin_is_named_and_earlier_ones_are_undone() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("log");
+        let good = tmp.path().join("good");
+        let bad = tmp.path().join("bad");
+        std::fs::write(
+            &good,
+            format!("#!/bin/sh\necho \"$CNI_COMMAND $CNI_CONTAINERID $CNI_IFNAME\" >> {}\necho '{{\"cniVersion\":\"1.0.0\",\"ips\":[{{\"address\":\"10.1.0.2/24\"}}]}}'\n", log.display()),
+        )
+        .unwrap();
+        std::fs::write(&bad, "#!/bin/sh\necho '{\"code\":11,\"msg\":\"no more addresses\",\"details\":\"range full\"}'\nexit 1\n").unwrap();
+        for p in [&good, &bad] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut conf = conf_with(json!([{"type": "good"}, {"type": "bad"}]));
+        conf.plugins = vec![
+            PluginRef {
+                kind: "good".into(),
+                binary: good.clone(),
+            },
+            PluginRef {
+                kind: "bad".into(),
+                binary: bad,
+            },
+        ];
+        let att = Attachment {
+            container_id: "pod1".into(),
+            netns: "/proc/self/ns/net".into(),
+            ifname: "eth0".into(),
+            ..Attachment::default()
+        };
+        let err = add(&conf, &att, &[]).await.unwrap_err().to_string();
+        assert!(
+            err.contains("\"bad\"")
+                && err.contains("10-net.conflist")
+                && err.contains("no more addresses: range full"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "ADD pod1 eth0\nDEL pod1 eth0\n"
+        );
+
+        conf.plugins.truncate(1);
+        conf.list["plugins"] = json!([{"type": "good"}]);
+        let result = add(&conf, &att, &[]).await.unwrap();
+        assert_eq!(result_ips(&result), ["10.1.0.2"]);
+        del(&conf, &att, Some(&result), &[]).await.unwrap();
+        check(&conf, &att, &result, &[]).await.unwrap();
+        assert!(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .ends_with("ADD pod1 eth0\nDEL pod1 eth0\nCHECK pod1 eth0\n")
+        );
+    }
+}
