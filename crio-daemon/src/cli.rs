@@ -83,6 +83,25 @@ pub enum Command {
         #[arg(long)]
         default: bool,
     },
+    /// Internal: create pod namespaces and pin them (run by the daemon).
+    #[command(hide = true)]
+    PinNamespaces {
+        /// The pod's ID.
+        #[arg(long)]
+        id: String,
+        /// The namespaces directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Namespaces to create: net, ipc, uts.
+        #[arg(long = "ns", required = true)]
+        kinds: Vec<String>,
+        /// Hostname of a new UTS namespace.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Namespaced sysctls, key=value.
+        #[arg(long = "sysctl")]
+        sysctls: Vec<String>,
+    },
     /// Print version information.
     Version {
         /// As JSON.
@@ -210,6 +229,13 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::PinNamespaces {
+            id,
+            dir,
+            kinds,
+            hostname,
+            sysctls,
+        }) => crate::namespaces::helper_main(id, dir, kinds, hostname.clone(), sysctls),
         None => crate::daemon::run(cli),
     }
 }

@@ -7,6 +7,7 @@ pub mod cri;
 pub mod daemon;
 pub mod images;
 pub mod logging;
+pub mod namespaces;
 pub mod shim_binary;
 pub mod socket;
 pub mod version;

@@ -4,5 +4,6 @@
 
 pub mod cni;
 mod conf;
+pub mod netns;
 
 pub use conf::{NetworkConf, NetworkError, PluginRef, SUPPORTED_VERSIONS, load_network};
