@@ -79,7 +79,12 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
         usize::try_from(config.api.grpc_max_recv_msg_size).unwrap_or(usize::MAX),
     );
     let images = crate::images::Images::open(&config).context("image store")?;
-    let state = Arc::new(State { config, images });
+    let pods = Arc::new(crate::pods::Pods::open(&config).context("pod records")?);
+    let state = Arc::new(State {
+        config,
+        images,
+        pods,
+    });
     tokio::spawn(reload_on_sighup(state.clone()));
     let (runtime_api, image_api) = cri::services(state);
     tracing::info!(socket = %listen.display(), version = env!("CARGO_PKG_VERSION"), "crio-rs serving the CRI");

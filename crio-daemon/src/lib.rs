@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod images;
 pub mod logging;
 pub mod namespaces;
+pub mod pods;
 pub mod shim_binary;
 pub mod socket;
 pub mod version;

@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod cmd;
+pub mod config_file;
 pub mod output;
 
 use std::process::ExitCode;
@@ -46,6 +47,16 @@ pub enum Verb {
     Inspecti(cmd::images::InspectArgs),
     /// Remove images.
     Rmi(cmd::images::RmiArgs),
+    /// Run a pod sandbox from a config file.
+    Runp(cmd::pods::RunArgs),
+    /// List pod sandboxes.
+    Pods(cmd::pods::ListArgs),
+    /// Show pod sandboxes' status.
+    Inspectp(cmd::pods::InspectArgs),
+    /// Stop pod sandboxes.
+    Stopp(cmd::pods::IdsArgs),
+    /// Remove pod sandboxes.
+    Rmp(cmd::pods::IdsArgs),
     /// Image filesystem usage.
     Imagefsinfo(cmd::images::FsInfoArgs),
 }
@@ -94,6 +105,12 @@ pub fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn timeouts() {

@@ -7,6 +7,7 @@ pub mod bins;
 pub mod daemon;
 pub mod image;
 pub mod images;
+pub mod pods;
 pub mod registry;
 pub mod sign;
 pub mod world;

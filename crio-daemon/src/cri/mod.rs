@@ -10,6 +10,7 @@ mod runtime_config;
 mod runtime_service;
 mod runtime_status;
 mod runtime_version;
+mod sandbox_status;
 
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub struct State {
     pub config: Config,
     /// Images and their storage.
     pub images: crate::images::Images,
+    /// Pod sandboxes.
+    pub pods: Arc<crate::pods::Pods>,
 }
 
 /// Both CRI services over one shared state.

@@ -24,7 +24,7 @@ use crio_api::cri::{
 use crio_api::status::unimplemented;
 use tonic::{Request, Response};
 
-use super::{Rpc, State, runtime_config, runtime_status, runtime_version};
+use super::{Rpc, State, runtime_config, runtime_status, runtime_version, sandbox_status};
 
 /// Serves the CRI RuntimeService.
 #[derive(Clone)]
@@ -47,37 +47,50 @@ impl RuntimeService for RuntimeApi {
 
     async fn run_pod_sandbox(
         &self,
-        _req: Request<RunPodSandboxRequest>,
+        req: Request<RunPodSandboxRequest>,
     ) -> Rpc<RunPodSandboxResponse> {
-        Err(unimplemented("RunPodSandbox"))
+        let req = req.into_inner();
+        let config = req
+            .config
+            .ok_or_else(|| crio_api::status::invalid_field("config", "is required"))?;
+        let id = self.state.pods.run(config, req.runtime_handler).await?;
+        Ok(Response::new(RunPodSandboxResponse { pod_sandbox_id: id }))
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _req: Request<StopPodSandboxRequest>,
+        req: Request<StopPodSandboxRequest>,
     ) -> Rpc<StopPodSandboxResponse> {
-        Err(unimplemented("StopPodSandbox"))
+        self.state.pods.stop(&req.get_ref().pod_sandbox_id).await?;
+        Ok(Response::new(StopPodSandboxResponse {}))
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _req: Request<RemovePodSandboxRequest>,
+        req: Request<RemovePodSandboxRequest>,
     ) -> Rpc<RemovePodSandboxResponse> {
-        Err(unimplemented("RemovePodSandbox"))
+        self.state
+            .pods
+            .remove(&req.get_ref().pod_sandbox_id)
+            .await?;
+        Ok(Response::new(RemovePodSandboxResponse {}))
     }
 
     async fn pod_sandbox_status(
         &self,
-        _req: Request<PodSandboxStatusRequest>,
+        req: Request<PodSandboxStatusRequest>,
     ) -> Rpc<PodSandboxStatusResponse> {
-        Err(unimplemented("PodSandboxStatus"))
+        sandbox_status::pod_sandbox_status(&self.state.pods, req.get_ref()).map(Response::new)
     }
 
     async fn list_pod_sandbox(
         &self,
-        _req: Request<ListPodSandboxRequest>,
+        req: Request<ListPodSandboxRequest>,
     ) -> Rpc<ListPodSandboxResponse> {
-        Err(unimplemented("ListPodSandbox"))
+        Ok(Response::new(sandbox_status::list_pod_sandbox(
+            &self.state.pods,
+            req.get_ref(),
+        )))
     }
 
     async fn create_container(

@@ -2,6 +2,7 @@
 
 pub mod images;
 pub mod info;
+pub mod pods;
 pub mod version;
 
 use anyhow::{Result, anyhow};
@@ -18,6 +19,11 @@ pub async fn run(cli: &Cli) -> Result<()> {
         Verb::Images(args) => images::images(&mut image_client(cli).await?, args).await,
         Verb::Inspecti(args) => images::inspect(&mut image_client(cli).await?, args).await,
         Verb::Rmi(args) => images::rmi(&mut image_client(cli).await?, args).await,
+        Verb::Runp(args) => pods::run(&mut runtime_client(cli).await?, args).await,
+        Verb::Pods(args) => pods::pods(&mut runtime_client(cli).await?, args).await,
+        Verb::Inspectp(args) => pods::inspect(&mut runtime_client(cli).await?, args).await,
+        Verb::Stopp(args) => pods::stop(&mut runtime_client(cli).await?, args).await,
+        Verb::Rmp(args) => pods::remove(&mut runtime_client(cli).await?, args).await,
         Verb::Imagefsinfo(args) => images::fs_info(&mut image_client(cli).await?, args).await,
     }
 }

@@ -1,0 +1,98 @@
+//! PodSandboxStatus and ListPodSandbox.
+
+use std::collections::HashMap;
+
+use crio_api::Status;
+use crio_api::cri::{
+    LinuxPodSandboxStatus, ListPodSandboxRequest, ListPodSandboxResponse, Namespace, PodIp,
+    PodSandbox, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
+    PodSandboxStatusRequest, PodSandboxStatusResponse,
+};
+use crio_api::status::not_found;
+
+use crate::pods::{PodRecord, PodState, Pods};
+
+fn state(r: &PodRecord) -> i32 {
+    match r.state {
+        PodState::Ready => PodSandboxState::SandboxReady as i32,
+        PodState::NotReady => PodSandboxState::SandboxNotready as i32,
+    }
+}
+
+/// The status of one pod; NotFound for an unknown ID.
+pub fn pod_sandbox_status(
+    pods: &Pods,
+    req: &PodSandboxStatusRequest,
+) -> Result<PodSandboxStatusResponse, Status> {
+    let r = pods
+        .get(&req.pod_sandbox_id)
+        .ok_or_else(|| not_found("pod sandbox", &req.pod_sandbox_id))?;
+    let network = r
+        .ips
+        .split_first()
+        .map(|(ip, more)| PodSandboxNetworkStatus {
+            ip: ip.clone(),
+            additional_ips: more.iter().map(|ip| PodIp { ip: ip.clone() }).collect(),
+        });
+    let mut info = HashMap::new();
+    if req.verbose {
+        let verbose = serde_json::json!({
+            "id": r.id,
+            "name": r.name,
+            "runtimeHandler": r.runtime_handler,
+            "namespaces": r.namespaces,
+            "runDir": pods.run_dir(&r.id),
+            "cniResult": r.network.as_ref().map(|(_, result)| result),
+            "config": r.config,
+        });
+        info.insert("info".to_string(), verbose.to_string());
+    }
+    Ok(PodSandboxStatusResponse {
+        status: Some(PodSandboxStatus {
+            id: r.id.clone(),
+            metadata: Some(r.metadata()),
+            state: state(&r),
+            created_at: r.created_at,
+            network,
+            linux: Some(LinuxPodSandboxStatus {
+                namespaces: Some(Namespace {
+                    options: Some(r.namespace_options()),
+                }),
+            }),
+            labels: r.config.labels.clone(),
+            annotations: r.config.annotations.clone(),
+            runtime_handler: r.runtime_handler.clone(),
+        }),
+        info,
+        containers_statuses: Vec::new(),
+        timestamp: crio_api::time::now_nanos(),
+    })
+}
+
+/// Pods matching the filter: ID prefix, state, label selector (all given
+/// labels equal).
+pub fn list_pod_sandbox(pods: &Pods, req: &ListPodSandboxRequest) -> ListPodSandboxResponse {
+    let filter = req.filter.clone().unwrap_or_default();
+    let items = pods
+        .list()
+        .into_iter()
+        .filter(|r| filter.id.is_empty() || r.id.starts_with(&filter.id))
+        .filter(|r| filter.state.as_ref().is_none_or(|s| s.state == state(r)))
+        .filter(|r| {
+            filter
+                .label_selector
+                .iter()
+                .all(|(k, v)| r.config.labels.get(k) == Some(v))
+        })
+        .map(|r| PodSandbox {
+            id: r.id.clone(),
+            metadata: Some(r.metadata()),
+            state: state(&r),
+            created_at: r.created_at,
+            labels: r.config.labels.clone(),
+            annotations: r.config.annotations.clone(),
+            runtime_handler: r.runtime_handler.clone(),
+        })
+        .collect();
+    ListPodSandboxResponse { items }
+}

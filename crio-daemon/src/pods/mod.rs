@@ -1,0 +1,688 @@
+//! Pod sandboxes: their records, name reservations, namespaces, network and
+//! files. Each RunPodSandbox runs in a task of its own, so a kubelet that
+//! gives up waiting never leaves a half-made pod: the task finishes or rolls
+//! back, and a retry with the same name gets the same pod.
+
+mod files;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crio_api::cri::{NamespaceMode, PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol};
+use crio_api::{Code, Status};
+use crio_config::Config;
+use crio_network::cni::{self, Attachment};
+use crio_network::netns::{self, Kind, PinRequest};
+use crio_storage::atomic;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+/// A pod's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodState {
+    /// Namespaces and network up.
+    Ready,
+    /// Stopped: network torn down, containers stopped.
+    NotReady,
+}
+
+/// What is kept about a pod, on disk under `root/pods/<id>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodRecord {
+    /// The sandbox ID.
+    pub id: String,
+    /// The reserved name.
+    pub name: String,
+    /// The kubelet's configuration, as given.
+    pub config: PodSandboxConfig,
+    /// The runtime handler.
+    pub runtime_handler: String,
+    /// Creation time, CRI nanoseconds.
+    pub created_at: i64,
+    /// Lifecycle state.
+    pub state: PodState,
+    /// Namespaces the pod owns (pinned under namespaces_dir).
+    pub namespaces: Vec<String>,
+    /// The CNI network it joined, and the ADD result (for DEL after a restart).
+    pub network: Option<(String, Value)>,
+    /// Its IPs, IPv4 first.
+    pub ips: Vec<String>,
+    /// The pod's /dev/shm, when it has its own.
+    pub shm: Option<PathBuf>,
+}
+
+impl PodRecord {
+    /// The kinds of namespace the pod owns.
+    pub fn kinds(&self) -> Vec<Kind> {
+        self.namespaces
+            .iter()
+            .filter_map(|k| Kind::parse(k))
+            .collect()
+    }
+
+    /// The pod's metadata.
+    pub fn metadata(&self) -> PodSandboxMetadata {
+        self.config.metadata.clone().unwrap_or_default()
+    }
+
+    /// Namespace options as requested.
+    pub fn namespace_options(&self) -> crio_api::cri::NamespaceOption {
+        namespace_options(&self.config)
+    }
+}
+
+fn namespace_options(config: &PodSandboxConfig) -> crio_api::cri::NamespaceOption {
+    config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default()
+}
+
+/// Outcome of a RunPodSandbox, shared with retries.
+type RunOutcome = Option<Result<String, (Code, String)>>;
+
+struct Reservation {
+    id: String,
+    config: String,
+    done: watch::Receiver<RunOutcome>,
+}
+
+/// The pods of this daemon.
+pub struct Pods {
+    config: Config,
+    records_dir: PathBuf,
+    run_dir: PathBuf,
+    records: Mutex<BTreeMap<String, PodRecord>>,
+    reservations: Mutex<HashMap<String, Reservation>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn internal(what: impl std::fmt::Display) -> (Code, String) {
+    (Code::Internal, what.to_string())
+}
+
+/// A fresh 64-hex-digit ID.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 32];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_ok();
+    if !ok {
+        let t = crio_api::time::now_nanos().to_le_bytes();
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = t[i % 8] ^ (i as u8).wrapping_mul(151) ^ (std::process::id() as u8);
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The reserved name of a pod: CRI-O's `k8s_NAME_NAMESPACE_UID_ATTEMPT`.
+pub fn pod_name(md: &PodSandboxMetadata) -> String {
+    format!("k8s_{}_{}_{}_{}", md.name, md.namespace, md.uid, md.attempt)
+}
+
+impl Pods {
+    /// Loads the pod records under `root/pods` and reserves their names.
+    pub fn open(config: &Config) -> anyhow::Result<Self> {
+        let records_dir = config.root.join("pods");
+        let run_dir = config.runroot.join("pods");
+        for d in [&records_dir, &run_dir] {
+            std::fs::create_dir_all(d)?;
+        }
+        atomic::remove_debris(&records_dir)?;
+        let mut records = BTreeMap::new();
+        let mut reservations = HashMap::new();
+        for entry in std::fs::read_dir(&records_dir)?.flatten() {
+            let Some(r) = std::fs::read(entry.path())
+                .ok()
+                .and_then(|d| serde_json::from_slice::<PodRecord>(&d).ok())
+            else {
+                tracing::warn!(path = %entry.path().display(), "ignoring unreadable pod record");
+                continue;
+            };
+            let (_, rx) = watch::channel(Some(Ok(r.id.clone())));
+            reservations.insert(
+                r.name.clone(),
+                Reservation {
+                    id: r.id.clone(),
+                    config: serde_json::to_string(&r.config).unwrap_or_default(),
+                    done: rx,
+                },
+            );
+            records.insert(r.id.clone(), r);
+        }
+        Ok(Self {
+            config: config.clone(),
+            records_dir,
+            run_dir,
+            records: Mutex::new(records),
+            reservations: Mutex::new(reservations),
+            locks: Mutex::default(),
+        })
+    }
+
+    fn lock_of(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id.to_string()).or_default().clone()
+    }
+
+    /// Every pod record.
+    pub fn list(&self) -> Vec<PodRecord> {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The pod with this ID, or the only pod whose ID starts with it.
+    pub fn get(&self, id: &str) -> Option<PodRecord> {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = records.get(id) {
+            return Some(r.clone());
+        }
+        if id.len() < 3 {
+            return None;
+        }
+        let mut matches = records.values().filter(|r| r.id.starts_with(id));
+        match (matches.next(), matches.next()) {
+            (Some(r), None) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    /// The volatile directory of a pod.
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.run_dir.join(id)
+    }
+
+    fn save(&self, record: &PodRecord) -> Result<(), (Code, String)> {
+        let data = serde_json::to_vec_pretty(record).map_err(internal)?;
+        atomic::write(&self.records_dir.join(format!("{}.json", record.id)), &data)
+            .map_err(|e| internal(format!("save pod {}: {e}", record.id)))?;
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    /// RunPodSandbox: reserves the name, then builds the pod in a task of its
+    /// own. A retry with the same name and configuration gets the same pod.
+    pub async fn run(
+        self: &Arc<Self>,
+        config: PodSandboxConfig,
+        handler: String,
+    ) -> Result<String, Status> {
+        let md = config
+            .metadata
+            .clone()
+            .ok_or_else(|| crio_api::status::invalid_field("config.metadata", "is required"))?;
+        for (field, value) in [
+            ("name", &md.name),
+            ("namespace", &md.namespace),
+            ("uid", &md.uid),
+        ] {
+            if value.is_empty() {
+                return Err(crio_api::status::invalid_field(
+                    &format!("config.metadata.{field}"),
+                    "must not be empty",
+                ));
+            }
+        }
+        if !handler.is_empty() && !self.config.runtime.runtimes.contains_key(&handler) {
+            return Err(crio_api::status::invalid_field(
+                "runtime_handler",
+                format!("no runtime handler {handler:?} is configured"),
+            ));
+        }
+        let name = pod_name(&md);
+        let wanted = serde_json::to_string(&config).unwrap_or_default();
+        let mut done = {
+            let mut reservations = self.reservations.lock().unwrap_or_else(|p| p.into_inner());
+            match reservations.get(&name) {
+                Some(r) if r.config == wanted => r.done.clone(),
+                Some(r) => {
+                    return Err(Status::already_exists(format!(
+                        "pod sandbox name {name:?} is reserved by {}",
+                        r.id
+                    )));
+                }
+                None => {
+                    let id = new_id();
+                    let (tx, rx) = watch::channel(None);
+                    reservations.insert(
+                        name.clone(),
+                        Reservation {
+                            id: id.clone(),
+                            config: wanted,
+                            done: rx.clone(),
+                        },
+                    );
+                    let pods = self.clone();
+                    tokio::spawn(async move {
+                        let outcome = pods.create(&id, &name, config, handler).await;
+                        if outcome.is_err() {
+                            pods.reservations
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&name);
+                        }
+                        let _ = tx.send(Some(outcome.map(|()| id)));
+                    });
+                    rx
+                }
+            }
+        };
+        let outcome = done
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Status::aborted("pod creation stopped"))?
+            .clone();
+        match outcome {
+            Some(Ok(id)) => Ok(id),
+            Some(Err((code, msg))) => Err(Status::new(code, msg)),
+            None => Err(Status::aborted("pod creation stopped")),
+        }
+    }
+
+    async fn create(
+        &self,
+        id: &str,
+        name: &str,
+        config: PodSandboxConfig,
+        handler: String,
+    ) -> Result<(), (Code, String)> {
+        let lock = self.lock_of(id);
+        let _held = lock.lock().await;
+        let started = std::time::Instant::now();
+        let mut record = PodRecord {
+            id: id.to_string(),
+            name: name.to_string(),
+            runtime_handler: handler,
+            created_at: crio_api::time::now_nanos(),
+            state: PodState::Ready,
+            namespaces: Vec::new(),
+            network: None,
+            ips: Vec::new(),
+            shm: None,
+            config,
+        };
+        let result = self.build(&mut record).await;
+        match result {
+            Ok(()) => {
+                self.save(&record)?;
+                tracing::info!(pod = id, name, ips = ?record.ips, elapsed_ms = started.elapsed().as_millis() as u64, "pod ready");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(
+                    pod = id,
+                    name,
+                    "RunPodSandbox failed, rolling back: {}",
+                    e.1
+                );
+                self.teardown(&record).await;
+                let _ = std::fs::remove_dir_all(self.run_dir(id));
+                Err(e)
+            }
+        }
+    }
+
+    /// The steps of RunPodSandbox; `record` says what exists so far, for
+    /// the rollback.
+    async fn build(&self, record: &mut PodRecord) -> Result<(), (Code, String)> {
+        let dir = self.run_dir(&record.id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| internal(format!("create {}: {e}", dir.display())))?;
+        let ns = namespace_options(&record.config);
+        let host_net = ns.network == NamespaceMode::Node as i32;
+        let host_ipc = ns.ipc == NamespaceMode::Node as i32;
+        let md = record.metadata();
+        let hostname = if !record.config.hostname.is_empty() {
+            record.config.hostname.clone()
+        } else if host_net {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            md.name.chars().take(63).collect()
+        };
+
+        let mut kinds = Vec::new();
+        if !host_net {
+            kinds.extend([Kind::Net, Kind::Uts]);
+        }
+        if !host_ipc {
+            kinds.push(Kind::Ipc);
+        }
+        let mut sysctls = Vec::new();
+        for entry in &self.config.runtime.default_sysctls {
+            if let Some((k, v)) = entry.split_once('=') {
+                sysctls.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        if let Some(linux) = &record.config.linux {
+            let mut requested: Vec<_> = linux.sysctls.iter().collect();
+            requested.sort();
+            for (k, v) in requested {
+                if !netns::namespaced_sysctl(k, &kinds) {
+                    return Err((
+                        Code::InvalidArgument,
+                        format!(
+                            "config.linux.sysctls: {k:?} is not namespaced in this pod and cannot be set"
+                        ),
+                    ));
+                }
+                sysctls.push((k.clone(), v.clone()));
+            }
+        }
+        if !kinds.is_empty() {
+            record.namespaces = kinds.iter().map(|k| k.name().to_string()).collect();
+            crate::namespaces::pin(&PinRequest {
+                kinds: kinds.clone(),
+                namespaces_dir: self.config.runtime.namespaces_dir.clone(),
+                id: record.id.clone(),
+                hostname: (!host_net).then(|| hostname.clone()),
+                sysctls,
+            })
+            .await
+            .map_err(|e| (Code::Internal, format!("pod {}: {e}", record.id)))?;
+        }
+
+        if !host_net {
+            let net = &self.config.network;
+            let conf = crio_network::load_network(
+                &net.network_dir,
+                &net.cni_default_network,
+                &net.plugin_dirs,
+            )
+            .map_err(|e| (Code::FailedPrecondition, format!("pod network: {e}")))?;
+            let attachment = self.attachment(record);
+            let result = cni::add(&conf, &attachment, &net.plugin_dirs)
+                .await
+                .map_err(|e| (Code::Unknown, format!("pod network: {e}")))?;
+            record.ips = cni::result_ips(&result);
+            // Saved before anything else can fail, so a DEL always has it.
+            record.network = Some((conf.name.clone(), result));
+        }
+
+        let host_etc =
+            |f: &str| std::fs::read_to_string(Path::new("/etc").join(f)).unwrap_or_default();
+        let write = |file: &str, content: &str| {
+            std::fs::write(dir.join(file), content)
+                .map_err(|e| internal(format!("write {file}: {e}")))
+        };
+        write("hostname", &format!("{hostname}\n"))?;
+        write(
+            "resolv.conf",
+            &files::resolv_conf(record.config.dns_config.as_ref(), &host_etc("resolv.conf")),
+        )?;
+        if host_net {
+            write("hosts", &host_etc("hosts"))?;
+        } else {
+            write("hosts", &files::hosts(&hostname, &record.ips))?;
+        }
+        if !host_ipc {
+            let shm = dir.join("shm");
+            std::fs::create_dir_all(&shm).map_err(internal)?;
+            nix::mount::mount(
+                Some("shm"),
+                &shm,
+                Some("tmpfs"),
+                nix::mount::MsFlags::MS_NOSUID
+                    | nix::mount::MsFlags::MS_NODEV
+                    | nix::mount::MsFlags::MS_NOEXEC,
+                Some("mode=1777,size=67108864"),
+            )
+            .map_err(|e| internal(format!("mount /dev/shm of pod {}: {e}", record.id)))?;
+            record.shm = Some(shm);
+        }
+        Ok(())
+    }
+
+    fn attachment(&self, record: &PodRecord) -> Attachment {
+        let md = record.metadata();
+        let mut capabilities = BTreeMap::new();
+        let ports: Vec<Value> = record
+            .config
+            .port_mappings
+            .iter()
+            .filter(|p| p.host_port > 0)
+            .map(port_mapping)
+            .collect();
+        if !ports.is_empty() {
+            capabilities.insert("portMappings".to_string(), Value::Array(ports));
+        }
+        let bandwidth = bandwidth(&record.config.annotations);
+        if let Some(b) = bandwidth {
+            capabilities.insert("bandwidth".to_string(), b);
+        }
+        Attachment {
+            container_id: record.id.clone(),
+            netns: netns::pin_path(&self.config.runtime.namespaces_dir, Kind::Net, &record.id),
+            ifname: "eth0".into(),
+            args: vec![
+                ("K8S_POD_NAMESPACE".into(), md.namespace.clone()),
+                ("K8S_POD_NAME".into(), md.name.clone()),
+                ("K8S_POD_INFRA_CONTAINER_ID".into(), record.id.clone()),
+                ("K8S_POD_UID".into(), md.uid.clone()),
+            ],
+            capabilities,
+        }
+    }
+
+    /// Undoes what `record` says exists: network, /dev/shm, namespaces.
+    async fn teardown(&self, record: &PodRecord) {
+        self.stop_network(record).await;
+        if let Some(shm) = &record.shm {
+            let _ = crio_storage::mount::unmount(shm);
+        }
+        if let Some(e) = netns::unpin(
+            &self.config.runtime.namespaces_dir,
+            &record.id,
+            &record.kinds(),
+        ) {
+            tracing::warn!(pod = %record.id, "{e}");
+        }
+    }
+
+    async fn stop_network(&self, record: &PodRecord) {
+        let Some((name, result)) = &record.network else {
+            return;
+        };
+        let net = &self.config.network;
+        // The network the pod joined, even if the default changed since.
+        let conf = crio_network::load_network(&net.network_dir, name, &net.plugin_dirs);
+        match conf {
+            Ok(conf) => {
+                if let Err(e) = cni::del(
+                    &conf,
+                    &self.attachment(record),
+                    Some(result),
+                    &net.plugin_dirs,
+                )
+                .await
+                {
+                    tracing::warn!(pod = %record.id, "CNI DEL: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(pod = %record.id, "CNI DEL skipped, network {name:?} gone: {e}")
+            }
+        }
+    }
+
+    /// StopPodSandbox: network down, /dev/shm unmounted, state NotReady. An
+    /// unknown pod is not an error.
+    pub async fn stop(&self, id: &str) -> Result<(), Status> {
+        let Some(record) = self.get(id) else {
+            return Ok(());
+        };
+        let lock = self.lock_of(&record.id);
+        let _held = lock.lock().await;
+        let Some(mut record) = self.get(&record.id) else {
+            return Ok(());
+        };
+        if record.state == PodState::NotReady {
+            return Ok(());
+        }
+        self.stop_network(&record).await;
+        if let Some(shm) = &record.shm {
+            crio_storage::mount::unmount(shm)
+                .map_err(|e| Status::internal(format!("unmount {}: {e}", shm.display())))?;
+        }
+        record.state = PodState::NotReady;
+        record.network = None;
+        self.save(&record).map_err(|(c, m)| Status::new(c, m))?;
+        tracing::info!(pod = %record.id, "pod stopped");
+        Ok(())
+    }
+
+    /// RemovePodSandbox: stops the pod if needed, unpins its namespaces,
+    /// removes its directories, record and name. An unknown pod is not an error.
+    pub async fn remove(&self, id: &str) -> Result<(), Status> {
+        let Some(record) = self.get(id) else {
+            return Ok(());
+        };
+        self.stop(&record.id).await?;
+        let lock = self.lock_of(&record.id);
+        let _held = lock.lock().await;
+        let Some(record) = self.get(&record.id) else {
+            return Ok(());
+        };
+        if let Some(e) = netns::unpin(
+            &self.config.runtime.namespaces_dir,
+            &record.id,
+            &record.kinds(),
+        ) {
+            return Err(Status::internal(format!("pod {}: {e}", record.id)));
+        }
+        let dir = self.run_dir(&record.id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| Status::internal(format!("remove {}: {e}", dir.display())))?;
+        }
+        let file = self.records_dir.join(format!("{}.json", record.id));
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Status::internal(format!("remove {}: {e}", file.display())));
+            }
+            _ => {}
+        }
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&record.id);
+        self.reservations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&record.name);
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&record.id);
+        tracing::info!(pod = %record.id, "pod removed");
+        Ok(())
+    }
+}
+
+/// A CRI port mapping in the portmap plugin's runtime-config form.
+fn port_mapping(p: &PortMapping) -> Value {
+    let protocol = match Protocol::try_from(p.protocol) {
+        Ok(Protocol::Udp) => "udp",
+        Ok(Protocol::Sctp) => "sctp",
+        _ => "tcp",
+    };
+    let mut m =
+        json!({"hostPort": p.host_port, "containerPort": p.container_port, "protocol": protocol});
+    if !p.host_ip.is_empty() {
+        m["hostIP"] = json!(p.host_ip);
+    }
+    m
+}
+
+/// The bandwidth plugin's runtime config from the kubernetes.io bandwidth
+/// annotations (`10M`, `1G`… in bits per second).
+fn bandwidth(annotations: &HashMap<String, String>) -> Option<Value> {
+    let rate = |key: &str| -> Option<u64> {
+        let text = annotations.get(key)?.trim();
+        let (number, unit) = text.split_at(
+            text.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len()),
+        );
+        let n: u64 = number.parse().ok()?;
+        let factor: u64 = match unit {
+            "" => 1,
+            "k" | "K" => 1_000,
+            "M" => 1_000_000,
+            "G" => 1_000_000_000,
+            "Ki" => 1 << 10,
+            "Mi" => 1 << 20,
+            "Gi" => 1 << 30,
+            _ => return None,
+        };
+        n.checked_mul(factor)
+    };
+    let ingress = rate("kubernetes.io/ingress-bandwidth");
+    let egress = rate("kubernetes.io/egress-bandwidth");
+    if ingress.is_none() && egress.is_none() {
+        return None;
+    }
+    let mut b = serde_json::Map::new();
+    if let Some(i) = ingress {
+        b.insert("ingressRate".into(), json!(i));
+        b.insert("ingressBurst".into(), json!(i32::MAX));
+    }
+    if let Some(e) = egress {
+        b.insert("egressRate".into(), json!(e));
+        b.insert("egressBurst".into(), json!(i32::MAX));
+    }
+    Some(Value::Object(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_ids_ports_bandwidth() {
+        let md = PodSandboxMetadata {
+            name: "web".into(),
+            uid: "u1".into(),
+            namespace: "default".into(),
+            attempt: 2,
+        };
+        assert_eq!(pod_name(&md), "k8s_web_default_u1_2");
+        let (a, b) = (new_id(), new_id());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        let m = port_mapping(&PortMapping {
+            protocol: Protocol::Udp as i32,
+            container_port: 53,
+            host_port: 5353,
+            host_ip: "127.0.0.1".into(),
+        });
+        assert_eq!(
+            m,
+            json!({"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"})
+        );
+        let mut ann = HashMap::new();
+        assert!(bandwidth(&ann).is_none());
+        ann.insert(
+            "kubernetes.io/ingress-bandwidth".to_string(),
+            "10M".to_string(),
+        );
+        assert_eq!(bandwidth(&ann).unwrap()["ingressRate"], 10_000_000);
+        ann.insert(
+            "kubernetes.io/egress-bandwidth".to_string(),
+            "bogus".to_string(),
+        );
+        assert!(bandwidth(&ann).unwrap().get("egressRate").is_none());
+    }
+}

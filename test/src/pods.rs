@@ -1,0 +1,99 @@
+//! Pods in tests: a daemon with its own bridge network (a bridge name,
+//! subnet and IPAM store of its own, removed on drop) and pod configs.
+
+use std::process::Command;
+
+use anyhow::Result;
+use crio_api::cri::{
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption, PodSandboxConfig,
+    PodSandboxMetadata,
+};
+
+use crate::TestDaemon;
+
+/// A daemon on a bridge network of its own.
+pub struct PodWorld {
+    /// The daemon (dropped before the bridge).
+    pub daemon: TestDaemon,
+    /// The bridge's name.
+    pub bridge: String,
+    /// The pod subnet's first three octets, e.g. `10.123.45`.
+    pub prefix: String,
+}
+
+impl PodWorld {
+    /// Starts a daemon whose CNI directory holds a bridge network (bridge,
+    /// host-local, portmap, loopback) unique to this process.
+    pub fn start() -> Result<Self> {
+        Self::start_with("")
+    }
+
+    /// Like [`PodWorld::start`], with more crio.conf text.
+    pub fn start_with(extra_toml: &str) -> Result<Self> {
+        let pid = std::process::id();
+        let bridge = format!("crio{}", pid % 1_000_000);
+        let prefix = format!("10.{}.{}", 100 + (pid / 250) % 100, pid % 250);
+        let conflist = format!(
+            r#"{{"cniVersion":"1.0.0","name":"crio-test","plugins":[
+              {{"type":"bridge","bridge":"{bridge}","isGateway":true,"ipMasq":false,"hairpinMode":true,
+                "ipam":{{"type":"host-local","dataDir":"{{dir}}/ipam","ranges":[[{{"subnet":"{prefix}.0/24"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}}}},
+              {{"type":"portmap","capabilities":{{"portMappings":true}}}},
+              {{"type":"loopback"}}]}}"#
+        );
+        let daemon = TestDaemon::start_with_files(
+            extra_toml,
+            &[],
+            &[("net.d/10-crio-test.conflist", &conflist)],
+        )?;
+        Ok(Self {
+            daemon,
+            bridge,
+            prefix,
+        })
+    }
+
+    /// IP allocations the IPAM store still holds.
+    pub fn leases(&self) -> Vec<String> {
+        std::fs::read_dir(self.daemon.path("ipam/crio-test"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("10."))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for PodWorld {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
+
+/// A pod config with a name unique to the test and the given namespaces.
+pub fn pod_config(name: &str, network: i32, ipc: i32) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network,
+                    ipc,
+                    ..NamespaceOption::default()
+                }),
+                ..LinuxSandboxSecurityContext::default()
+            }),
+            ..LinuxPodSandboxConfig::default()
+        }),
+        ..PodSandboxConfig::default()
+    }
+}

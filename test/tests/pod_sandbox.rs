@@ -1,0 +1,412 @@
+//! Pod sandboxes over the CRI with the real bridge, host-local, portmap and
+//! loopback plugins: namespaces, network, pod files, stop and remove leaving
+//! nothing, idempotence, name reservation, broken networks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crio_api::client::CriClient;
+use crio_api::cri::{
+    DnsConfig, ListPodSandboxRequest, NamespaceMode, PodSandboxConfig, PodSandboxFilter,
+    PodSandboxState, PodSandboxStateValue, PodSandboxStatusRequest, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StopPodSandboxRequest,
+};
+use crio_test::pods::{PodWorld, pod_config};
+use tonic::Code;
+
+const POD: i32 = NamespaceMode::Pod as i32;
+const NODE: i32 = NamespaceMode::Node as i32;
+
+async fn runp(client: &mut CriClient, config: &PodSandboxConfig) -> Result<String, tonic::Status> {
+    client
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().pod_sandbox_id)
+}
+
+async fn status(
+    client: &mut CriClient,
+    id: &str,
+) -> Result<(crio_api::cri::PodSandboxStatus, serde_json::Value), tonic::Status> {
+    let r = client
+        .runtime
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    Ok((
+        r.status.unwrap(),
+        serde_json::from_str(&r.info["info"]).unwrap(),
+    ))
+}
+
+async fn stop(client: &mut CriClient, id: &str) {
+    client
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn remove(client: &mut CriClient, id: &str) {
+    client
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        })
+        .await
+        .unwrap();
+}
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .map(str::to_string)
+        .collect()
+}
+
+fn in_pod(netns: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn netns(world: &PodWorld, id: &str) -> PathBuf {
+    world.daemon.path("ns/netns").join(id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_get_network_files_and_leave_nothing_behind() {
+    let world = PodWorld::start().unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    let mut one = pod_config("one", POD, POD);
+    one.dns_config = Some(DnsConfig {
+        servers: vec!["10.96.0.10".into()],
+        searches: vec!["default.svc.cluster.local".into()],
+        options: vec!["ndots:5".into()],
+    });
+    one.linux
+        .as_mut()
+        .unwrap()
+        .sysctls
+        .insert("net.ipv4.ip_unprivileged_port_start".into(), "0".into());
+    one.labels.insert("app".into(), "web".into());
+    let a = runp(&mut client, &one).await.unwrap();
+    let b = runp(&mut client, &pod_config("two", POD, POD))
+        .await
+        .unwrap();
+
+    let (sa, info) = status(&mut client, &a).await.unwrap();
+    assert_eq!(sa.state, PodSandboxState::SandboxReady as i32);
+    let ip_a = sa.network.unwrap().ip;
+    let ip_b = status(&mut client, &b).await.unwrap().0.network.unwrap().ip;
+    assert!(ip_a.starts_with(&format!("{}.", world.prefix)), "{ip_a}");
+
+    // Pod files.
+    let run_dir = PathBuf::from(info["runDir"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("hostname")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("resolv.conf")).unwrap(),
+        "search default.svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+    );
+    assert!(
+        std::fs::read_to_string(run_dir.join("hosts"))
+            .unwrap()
+            .contains(&format!("{ip_a}\tone"))
+    );
+    assert!(
+        mounts_under(&run_dir).iter().any(|m| m.ends_with("/shm")),
+        "no /dev/shm mount"
+    );
+
+    // Network: the pods reach each other, the host reaches a pod.
+    let out = in_pod(
+        &netns(&world, &a),
+        &["busybox", "ping", "-c", "1", "-W", "5", &ip_b],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("busybox")
+        .args(["ping", "-c", "1", "-W", "5", &ip_a])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "host cannot reach the pod");
+    let out = in_pod(
+        &netns(&world, &a),
+        &["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+
+    // Filters.
+    let lister = client.clone();
+    let list = |filter: PodSandboxFilter| {
+        let mut c = lister.clone();
+        async move {
+            c.runtime
+                .list_pod_sandbox(ListPodSandboxRequest {
+                    filter: Some(filter),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .items
+        }
+    };
+    assert_eq!(list(PodSandboxFilter::default()).await.len(), 2);
+    let mut by_label = PodSandboxFilter::default();
+    by_label.label_selector.insert("app".into(), "web".into());
+    assert_eq!(list(by_label).await[0].id, a);
+    assert_eq!(
+        list(PodSandboxFilter {
+            id: a[..8].into(),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        1
+    );
+
+    // Stop twice, remove twice; then nothing of the pods remains.
+    for id in [&a, &b] {
+        stop(&mut client, id).await;
+        stop(&mut client, id).await;
+    }
+    let not_ready = PodSandboxFilter {
+        state: Some(PodSandboxStateValue {
+            state: PodSandboxState::SandboxNotready as i32,
+        }),
+        ..Default::default()
+    };
+    assert_eq!(list(not_ready).await.len(), 2);
+    assert!(
+        world.leases().is_empty(),
+        "IPs still allocated: {:?}",
+        world.leases()
+    );
+    for id in [&a, &b] {
+        remove(&mut client, id).await;
+        remove(&mut client, id).await;
+    }
+    assert!(list(PodSandboxFilter::default()).await.is_empty());
+    assert!(
+        mounts_under(&world.daemon.path("")).is_empty(),
+        "{:?}",
+        mounts_under(&world.daemon.path(""))
+    );
+    assert_eq!(
+        std::fs::read_dir(world.daemon.path("ns/netns"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(world.daemon.path("run/pods"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let links = String::from_utf8(
+        Command::new("ip")
+            .args(["-o", "link", "show", "master", &world.bridge])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(links.trim().is_empty(), "veths left on the bridge: {links}");
+    let err = status(&mut client, &a).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_network_pod_sees_the_host() {
+    let world = PodWorld::start().unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    let id = runp(&mut client, &pod_config("hostnet", NODE, NODE))
+        .await
+        .unwrap();
+    let (s, info) = status(&mut client, &id).await.unwrap();
+    assert!(s.network.is_none());
+    assert!(
+        !netns(&world, &id).exists(),
+        "a host-network pod must not get a netns"
+    );
+    let run_dir = PathBuf::from(info["runDir"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("hosts")).unwrap(),
+        std::fs::read_to_string("/etc/hosts").unwrap()
+    );
+    assert!(
+        mounts_under(&run_dir).is_empty(),
+        "host IPC pods use the host's /dev/shm"
+    );
+    remove(&mut client, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_get_the_same_pod_and_a_clash_is_refused() {
+    let world = PodWorld::start().unwrap();
+    let client = world.daemon.client().await.unwrap();
+    let config = pod_config("retry", POD, POD);
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let mut c = client.clone();
+            let config = config.clone();
+            tokio::spawn(async move { runp(&mut c, &config).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for c in calls {
+        ids.push(c.await.unwrap().unwrap());
+    }
+    assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    let mut c = client.clone();
+    assert_eq!(runp(&mut c, &config).await.unwrap(), ids[0]);
+    let mut clash = config.clone();
+    clash.hostname = "other".into();
+    let err = runp(&mut c, &clash).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert!(
+        err.message().contains(&ids[0]) && err.message().contains("k8s_retry_default"),
+        "{}",
+        err.message()
+    );
+    remove(&mut c, &ids[0]).await;
+    // Once removed, the name is free again.
+    let again = runp(&mut c, &clash).await.unwrap();
+    assert_ne!(again, ids[0]);
+    remove(&mut c, &again).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_network_fails_naming_it_and_leaves_no_half_pod() {
+    let world = PodWorld::start().unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    let conf = world.daemon.cni_dir().join("10-crio-test.conflist");
+    let good = std::fs::read_to_string(&conf).unwrap();
+    // A plugin that fails after the bridge plugin has done its part: the
+    // bridge's work is undone.
+    let failing = good.replace(
+        r#"{"type":"loopback"}"#,
+        r#"{"type":"loopback"},{"type":"host-device","device":"nosuchdev0"}"#,
+    );
+    assert_ne!(failing, good);
+    std::fs::write(&conf, failing).unwrap();
+    let err = runp(&mut client, &pod_config("broken", POD, POD))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("10-crio-test.conflist") && err.message().contains("host-device"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        world.leases().is_empty(),
+        "IPs still allocated: {:?}",
+        world.leases()
+    );
+    // A file that is not a network at all.
+    std::fs::write(&conf, "{ not json").unwrap();
+    let err = runp(&mut client, &pod_config("broken", POD, POD))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("10-crio-test.conflist"),
+        "{}",
+        err.message()
+    );
+
+    let pods = client
+        .runtime
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(pods.is_empty());
+    assert_eq!(
+        std::fs::read_dir(world.daemon.path("ns/netns"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+    assert!(mounts_under(&world.daemon.path("")).is_empty());
+    assert_eq!(
+        std::fs::read_dir(world.daemon.path("run/pods"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    std::fs::write(&conf, good).unwrap();
+    let id = runp(&mut client, &pod_config("broken", POD, POD))
+        .await
+        .unwrap();
+    remove(&mut client, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crioctl_pod_verbs() {
+    let world = PodWorld::start().unwrap();
+    let d = &world.daemon;
+    let file = d.path("pod.yaml");
+    std::fs::write(&file, "metadata:\n  name: cli\n  namespace: default\n  uid: cli-uid\nhostname: cli\nlabels:\n  tier: front\n").unwrap();
+    let run = |args: &[&str]| {
+        let out = d.crioctl(args).unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let id = run(&["runp", file.to_str().unwrap()]).trim().to_string();
+    assert_eq!(id.len(), 64);
+    let table = run(&["pods"]);
+    assert!(
+        table.contains("POD ID")
+            && table.contains(&id[..13])
+            && table.contains("Ready")
+            && table.contains("cli"),
+        "{table}"
+    );
+    assert_eq!(run(&["pods", "-q", "--label", "tier=front"]).trim(), id);
+    assert_eq!(run(&["pods", "-q", "--label", "tier=back"]).trim(), "");
+    let inspect: serde_json::Value = serde_json::from_str(&run(&["inspectp", &id])).unwrap();
+    assert_eq!(inspect["status"]["metadata"]["name"], "cli");
+    assert!(
+        inspect["status"]["network"]["ip"]
+            .as_str()
+            .unwrap()
+            .starts_with(&world.prefix)
+    );
+    let out = d.crioctl(&["rmp", &id]).unwrap();
+    assert!(
+        !out.status.success(),
+        "rmp of a ready pod without -f must refuse"
+    );
+    run(&["stopp", &id]);
+    assert!(run(&["pods", "--state", "notready", "-q"]).contains(&id));
+    run(&["rmp", "--all"]);
+    assert_eq!(run(&["pods", "-q"]).trim(), "");
+}
