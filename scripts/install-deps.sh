@@ -16,6 +16,7 @@ PACKAGES=(
   containerd
   crun
   procps
+  curl
   psmisc
   util-linux
 )

@@ -410,3 +410,119 @@ async fn crioctl_pod_verbs() {
     run(&["rmp", "--all"]);
     assert_eq!(run(&["pods", "-q"]).trim(), "");
 }
+
+/// Kills a process on drop.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The first global IPv4 address of the host that is not a CNI bridge's.
+fn node_ip(bridge: &str) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains(bridge) && !l.contains("cni") && !l.contains("crio"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .nth(3)
+                .and_then(|a| a.split('/').next())
+                .map(str::to_string)
+        })
+}
+
+fn http_get(addr: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "5", &format!("http://{addr}/index.html")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "GET {addr}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_port_reaches_the_pod_on_the_node_ip_and_localhost() {
+    let world = PodWorld::start().unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    let host_port = 20_000 + (std::process::id() % 20_000) as i32;
+    let mut config = pod_config("web", POD, POD);
+    config.port_mappings.push(crio_api::cri::PortMapping {
+        protocol: crio_api::cri::Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port,
+        host_ip: String::new(),
+    });
+    let id = runp(&mut client, &config).await.unwrap();
+    let www = world.daemon.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello from the pod\n").unwrap();
+    let _server = Running(
+        Command::new("nsenter")
+            .arg(format!("--net={}", netns(&world, &id).display()))
+            .args(["busybox", "httpd", "-f", "-p", "8080", "-h"])
+            .arg(&www)
+            .spawn()
+            .unwrap(),
+    );
+    let ip = status(&mut client, &id)
+        .await
+        .unwrap()
+        .0
+        .network
+        .unwrap()
+        .ip;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let up = || {
+        Command::new("curl")
+            .args([
+                "-sf",
+                "-m",
+                "1",
+                "-o",
+                "/dev/null",
+                &format!("http://{ip}:8080/index.html"),
+            ])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    while !up() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server in the pod did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let node = node_ip(&world.bridge).expect("a global IPv4 address on the host");
+    assert_eq!(
+        http_get(&format!("{node}:{host_port}")),
+        "hello from the pod\n"
+    );
+    assert_eq!(
+        http_get(&format!("127.0.0.1:{host_port}")),
+        "hello from the pod\n"
+    );
+    remove(&mut client, &id).await;
+    let rules = String::from_utf8(
+        Command::new("iptables")
+            .args(["-t", "nat", "-S"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        !rules.contains(&format!("--dport {host_port}")),
+        "hostport rules left: {rules}"
+    );
+}
