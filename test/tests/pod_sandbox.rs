@@ -526,3 +526,58 @@ async fn host_port_reaches_the_pod_on_the_node_ip_and_localhost() {
         "hostport rules left: {rules}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_runtime_config_hands_the_pod_cidr_to_ipam() {
+    use crio_api::cri::{NetworkConfig, RuntimeConfig, UpdateRuntimeConfigRequest};
+    let world = PodWorld::start().unwrap();
+    let conf = world.daemon.cni_dir().join("10-crio-test.conflist");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    // The range comes from the runtime only.
+    let text = text
+        .replace(
+            r#""hairpinMode":true,"#,
+            r#""hairpinMode":true,"capabilities":{"ipRanges":true},"#,
+        )
+        .replace(
+            &format!(r#""ranges":[[{{"subnet":"{}.0/24"}}]],"#, world.prefix),
+            "",
+        );
+    assert!(!text.contains("\"ranges\""), "{text}");
+    std::fs::write(&conf, text).unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    let update = |cidr: &str| UpdateRuntimeConfigRequest {
+        runtime_config: Some(RuntimeConfig {
+            network_config: Some(NetworkConfig {
+                pod_cidr: cidr.into(),
+            }),
+        }),
+    };
+    let err = client
+        .runtime
+        .update_runtime_config(update("10.1.2.3"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    client
+        .runtime
+        .update_runtime_config(update(&format!("{}.128/25", world.prefix)))
+        .await
+        .unwrap();
+    let id = runp(&mut client, &pod_config("cidr", POD, POD))
+        .await
+        .unwrap();
+    let ip = status(&mut client, &id)
+        .await
+        .unwrap()
+        .0
+        .network
+        .unwrap()
+        .ip;
+    let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+    assert!(
+        ip.starts_with(&world.prefix) && last > 128,
+        "{ip} not in the pod CIDR"
+    );
+    remove(&mut client, &id).await;
+}

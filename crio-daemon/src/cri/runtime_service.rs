@@ -195,9 +195,16 @@ impl RuntimeService for RuntimeApi {
 
     async fn update_runtime_config(
         &self,
-        _req: Request<UpdateRuntimeConfigRequest>,
+        req: Request<UpdateRuntimeConfigRequest>,
     ) -> Rpc<UpdateRuntimeConfigResponse> {
-        Err(unimplemented("UpdateRuntimeConfig"))
+        let cidr = req
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        self.state.pods.set_pod_cidr(&cidr)?;
+        Ok(Response::new(UpdateRuntimeConfigResponse {}))
     }
 
     async fn status(&self, req: Request<StatusRequest>) -> Rpc<StatusResponse> {

@@ -99,6 +99,7 @@ pub struct Pods {
     records: Mutex<BTreeMap<String, PodRecord>>,
     reservations: Mutex<HashMap<String, Reservation>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pod_cidrs: Mutex<Vec<String>>,
 }
 
 fn internal(what: impl std::fmt::Display) -> (Code, String) {
@@ -162,6 +163,7 @@ impl Pods {
             records: Mutex::new(records),
             reservations: Mutex::new(reservations),
             locks: Mutex::default(),
+            pod_cidrs: Mutex::default(),
         })
     }
 
@@ -194,6 +196,28 @@ impl Pods {
             (Some(r), None) => Some(r.clone()),
             _ => None,
         }
+    }
+
+    /// UpdateRuntimeConfig: the node's pod CIDR(s), comma-separated, handed
+    /// to plugins that take the `ipRanges` capability; "" clears it.
+    pub fn set_pod_cidr(&self, cidrs: &str) -> Result<(), Status> {
+        let mut parsed = Vec::new();
+        for cidr in cidrs.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            let valid = cidr.split_once('/').is_some_and(|(ip, len)| {
+                let max = if ip.contains(':') { 128 } else { 32 };
+                ip.parse::<std::net::IpAddr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= max)
+            });
+            if !valid {
+                return Err(crio_api::status::invalid_field(
+                    "runtime_config.network_config.pod_cidr",
+                    format!("{cidr:?} is not a CIDR"),
+                ));
+            }
+            parsed.push(cidr.to_string());
+        }
+        tracing::info!(pod_cidr = ?parsed, "pod CIDR updated");
+        *self.pod_cidrs.lock().unwrap_or_else(|p| p.into_inner()) = parsed;
+        Ok(())
     }
 
     /// The volatile directory of a pod.
@@ -458,6 +482,15 @@ impl Pods {
             .collect();
         if !ports.is_empty() {
             capabilities.insert("portMappings".to_string(), Value::Array(ports));
+        }
+        let cidrs = self
+            .pod_cidrs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !cidrs.is_empty() {
+            let ranges: Vec<Value> = cidrs.iter().map(|c| json!([{ "subnet": c }])).collect();
+            capabilities.insert("ipRanges".to_string(), Value::Array(ranges));
         }
         let bandwidth = bandwidth(&record.config.annotations);
         if let Some(b) = bandwidth {
