@@ -39,12 +39,12 @@ async fn unimplemented_rpcs_say_so() {
     let mut client = daemon.client().await.unwrap();
     let err = client
         .runtime
-        .list_pod_sandbox(crio_api::cri::ListPodSandboxRequest::default())
+        .checkpoint_container(crio_api::cri::CheckpointContainerRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
     assert!(
-        err.message().contains("ListPodSandbox"),
+        err.message().contains("CheckpointContainer"),
         "{}",
         err.message()
     );

@@ -129,10 +129,13 @@ async fn exec(
         .map_err(|e| err(format!("run {}: {e}", plugin.binary.display())))?;
     let input = serde_json::to_vec(config).map_err(|e| err(e.to_string()))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(&input)
-            .await
-            .map_err(|e| err(format!("write config: {e}")))?;
+        // A plugin may exit without reading its input: its status decides.
+        match stdin.write_all(&input).await {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(err(format!("write config: {e}")));
+            }
+            _ => {}
+        }
     }
     let out = child
         .wait_with_output()
