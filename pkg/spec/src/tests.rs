@@ -1,0 +1,372 @@
+//! Spec building, field by field.
+
+use std::path::PathBuf;
+
+use crio_api::cri::{
+    Capability, ContainerConfig, Device, Int64Value, KeyValue, LinuxContainerConfig,
+    LinuxContainerResources, LinuxContainerSecurityContext, Mount as CriMount, NamespaceOption,
+    PodSandboxConfig, SecurityProfile,
+};
+use serde_json::json;
+
+use super::*;
+
+fn image() -> Value {
+    json!({"config": {"Env": ["PATH=/bin", "GREETING=hello"], "Entrypoint": ["/bin/echo"], "Cmd": ["hi"], "User": "tester", "WorkingDir": "/work"}})
+}
+
+fn host() -> Host {
+    Host {
+        bounding: crio_config::KNOWN_CAPABILITIES
+            .iter()
+            .filter(|c| **c != "SYS_RESOURCE")
+            .map(|c| c.to_string())
+            .collect(),
+        min_oom_score_adj: -500,
+        passwd: "root:x:0:0::/root:/bin/sh\ntester:x:1000:1000::/home/tester:/bin/sh\n".into(),
+        group: "tester:x:1000:\naudio:x:29:tester\n".into(),
+        apparmor: false,
+        devices: vec![
+            ("/dev/null".into(), "c".into(), 1, 3),
+            ("/dev/fuse".into(), "c".into(), 10, 229),
+        ],
+    }
+}
+
+fn defaults() -> Defaults {
+    Defaults {
+        capabilities: vec!["CHOWN".into(), "KILL".into(), "NET_BIND_SERVICE".into()],
+        env: vec!["FROM_DAEMON=1".into()],
+        ulimits: vec![("nofile".into(), 1024, 2048)],
+        pids_limit: 1024,
+        ..Defaults::default()
+    }
+}
+
+fn with_sc(sc: LinuxContainerSecurityContext) -> ContainerConfig {
+    ContainerConfig {
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(sc),
+            resources: None,
+        }),
+        ..ContainerConfig::default()
+    }
+}
+
+fn build_with(config: &ContainerConfig) -> Result<Spec, SpecError> {
+    let pod = PodSandboxConfig::default();
+    let (h, d) = (host(), defaults());
+    let img = image();
+    build(&Input {
+        id: "c1",
+        config,
+        image: &img,
+        rootfs: Path::new("/rootfs"),
+        pod: Pod {
+            config: &pod,
+            files_dir: PathBuf::from("/run/pods/p1"),
+            shm: Some("/run/pods/p1/shm".into()),
+            netns: Some("/var/run/netns/p1".into()),
+            ipcns: Some("/var/run/ipcns/p1".into()),
+            utsns: Some("/var/run/utsns/p1".into()),
+            pidns: None,
+            cgroup_parent: "/kubepods/pod1".into(),
+        },
+        defaults: &d,
+        host: &h,
+    })
+}
+
+#[test]
+fn argv_follows_kubernetes_rules() {
+    let img = image();
+    let mut c = ContainerConfig::default();
+    assert_eq!(argv(&c, &img).unwrap(), ["/bin/echo", "hi"]);
+    c.args = vec!["a".into()];
+    assert_eq!(argv(&c, &img).unwrap(), ["/bin/echo", "a"]);
+    c.command = vec!["/bin/sh".into()];
+    assert_eq!(argv(&c, &img).unwrap(), ["/bin/sh", "a"]);
+    c.args.clear();
+    assert_eq!(argv(&c, &img).unwrap(), ["/bin/sh"]);
+    assert!(argv(&ContainerConfig::default(), &json!({})).is_err());
+}
+
+#[test]
+fn env_user_cwd_and_defaults() {
+    let mut c = ContainerConfig::default();
+    c.envs.push(KeyValue {
+        key: "GREETING".into(),
+        value: "bye".into(),
+    });
+    let spec = build_with(&c).unwrap();
+    let env = &spec.process.env;
+    assert!(env.contains(&"GREETING=bye".to_string()) && env.contains(&"PATH=/bin".to_string()));
+    assert!(
+        env.contains(&"FROM_DAEMON=1".to_string())
+            && env.contains(&"HOME=/home/tester".to_string())
+    );
+    assert_eq!(env.iter().filter(|e| e.starts_with("GREETING=")).count(), 1);
+    assert_eq!((spec.process.user.uid, spec.process.user.gid), (1000, 1000));
+    assert_eq!(spec.process.user.additional_gids, [29]);
+    assert_eq!(spec.process.cwd, "/work");
+    assert_eq!(spec.process.rlimits[0].kind, "RLIMIT_NOFILE");
+    assert_eq!(spec.linux.resources.pids.as_ref().unwrap().limit, 1024);
+    assert_eq!(spec.linux.cgroups_path, "/kubepods/pod1/crio-c1");
+    assert!(
+        spec.mounts
+            .iter()
+            .any(|m| m.destination == "/etc/resolv.conf" && m.source == "/run/pods/p1/resolv.conf")
+    );
+    assert!(
+        spec.mounts
+            .iter()
+            .any(|m| m.destination == "/dev/shm" && m.source == "/run/pods/p1/shm")
+    );
+    let kinds: Vec<_> = spec
+        .linux
+        .namespaces
+        .iter()
+        .map(|n| (n.kind.as_str(), n.path.is_some()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("mount", false),
+            ("network", true),
+            ("ipc", true),
+            ("uts", true),
+            ("pid", false)
+        ]
+    );
+    assert_eq!(spec.linux.masked_paths.len(), MASKED_PATHS.len());
+    assert!(spec.linux.seccomp.is_none());
+    // JSON field names are the OCI ones.
+    let text = serde_json::to_string(&spec).unwrap();
+    assert!(
+        text.contains("\"ociVersion\"")
+            && text.contains("\"cgroupsPath\"")
+            && text.contains("\"noNewPrivileges\"")
+    );
+}
+
+#[test]
+fn run_as_user_group_and_strict_groups() {
+    let spec = build_with(&with_sc(LinuxContainerSecurityContext {
+        run_as_user: Some(Int64Value { value: 0 }),
+        run_as_group: Some(Int64Value { value: 5 }),
+        supplemental_groups: vec![7, 5],
+        ..Default::default()
+    }))
+    .unwrap();
+    assert_eq!((spec.process.user.uid, spec.process.user.gid), (0, 5));
+    assert_eq!(spec.process.user.additional_gids, [7]);
+    let spec = build_with(&with_sc(LinuxContainerSecurityContext {
+        run_as_username: "tester".into(),
+        supplemental_groups_policy: 1,
+        ..Default::default()
+    }))
+    .unwrap();
+    assert!(spec.process.user.additional_gids.is_empty());
+    let err = build_with(&with_sc(LinuxContainerSecurityContext {
+        run_as_username: "ghost".into(),
+        ..Default::default()
+    }))
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("run_as_user") && err.to_string().contains("ghost"),
+        "{err}"
+    );
+}
+
+#[test]
+fn capabilities_add_drop_all_and_the_bounding_set() {
+    let caps = |add: &[&str], drop: &[&str], privileged: bool| {
+        let c = with_sc(LinuxContainerSecurityContext {
+            privileged,
+            capabilities: Some(Capability {
+                add_capabilities: add.iter().map(|s| s.to_string()).collect(),
+                drop_capabilities: drop.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        build_with(&c).map(|s| s.process.capabilities.effective)
+    };
+    assert_eq!(
+        caps(&[], &[], false).unwrap(),
+        ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    );
+    assert_eq!(
+        caps(&["NET_ADMIN"], &["KILL"], false).unwrap(),
+        ["CAP_CHOWN", "CAP_NET_BIND_SERVICE", "CAP_NET_ADMIN"]
+    );
+    assert_eq!(
+        caps(&["CAP_SYS_TIME"], &["ALL"], false).unwrap(),
+        ["CAP_SYS_TIME"]
+    );
+    let all = caps(&["ALL"], &[], false).unwrap();
+    assert!(
+        !all.contains(&"CAP_SYS_RESOURCE".to_string()),
+        "beyond the daemon's bounding set"
+    );
+    assert_eq!(all.len(), crio_config::KNOWN_CAPABILITIES.len() - 1);
+    assert_eq!(caps(&[], &[], true).unwrap(), all);
+    assert!(
+        caps(&["FLY"], &[], false)
+            .unwrap_err()
+            .to_string()
+            .contains("add_capabilities")
+    );
+}
+
+#[test]
+fn privileged_security_and_resources() {
+    let spec = build_with(&with_sc(LinuxContainerSecurityContext {
+        privileged: true,
+        ..Default::default()
+    }))
+    .unwrap();
+    assert!(spec.linux.masked_paths.is_empty() && spec.linux.readonly_paths.is_empty());
+    assert!(spec.linux.devices.iter().any(|d| d.path == "/dev/fuse"));
+    assert!(spec.linux.resources.devices[0].allow);
+    assert!(
+        spec.mounts
+            .iter()
+            .any(|m| m.destination == "/sys" && m.options.contains(&"rw".to_string()))
+    );
+
+    let mut c = with_sc(LinuxContainerSecurityContext {
+        no_new_privs: true,
+        readonly_rootfs: true,
+        seccomp: Some(SecurityProfile {
+            profile_type: 0,
+            localhost_ref: String::new(),
+        }),
+        ..Default::default()
+    });
+    c.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
+        cpu_shares: 512,
+        cpu_quota: 50_000,
+        cpu_period: 100_000,
+        memory_limit_in_bytes: 64 << 20,
+        oom_score_adj: -999,
+        cpuset_cpus: "0".into(),
+        ..Default::default()
+    });
+    let spec = build_with(&c).unwrap();
+    assert!(spec.process.no_new_privileges && spec.root.readonly);
+    assert_eq!(
+        spec.process.oom_score_adj,
+        Some(-500),
+        "clamped to the daemon's own"
+    );
+    let cpu = spec.linux.resources.cpu.unwrap();
+    assert_eq!(
+        (cpu.shares, cpu.quota, cpu.period, cpu.cpus.as_deref()),
+        (Some(512), Some(50_000), Some(100_000), Some("0"))
+    );
+    assert_eq!(spec.linux.resources.memory.unwrap().limit, Some(64 << 20));
+    assert_eq!(
+        spec.linux.seccomp.unwrap()["defaultAction"],
+        "SCMP_ACT_ALLOW"
+    );
+}
+
+#[test]
+fn bad_requests_name_the_field() {
+    let mut c = ContainerConfig::default();
+    c.mounts.push(CriMount {
+        container_path: "relative".into(),
+        host_path: "/tmp".into(),
+        ..Default::default()
+    });
+    assert!(
+        build_with(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("config.mounts[0].container_path")
+    );
+    c.mounts[0] = CriMount {
+        container_path: "/data".into(),
+        host_path: "/nonexistent/x".into(),
+        ..Default::default()
+    };
+    assert!(
+        matches!(build_with(&c).unwrap_err(), SpecError::Missing { field, .. } if field == "config.mounts[0].host_path")
+    );
+    let mut c = ContainerConfig::default();
+    c.devices.push(Device {
+        container_path: "/dev/x".into(),
+        host_path: "/dev/nope".into(),
+        permissions: "rw".into(),
+    });
+    assert!(
+        build_with(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("config.devices")
+    );
+    c.devices[0] = Device {
+        container_path: "/dev/x".into(),
+        host_path: "/dev/null".into(),
+        permissions: "rwx".into(),
+    };
+    assert!(
+        build_with(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("permissions")
+    );
+    let c = with_sc(LinuxContainerSecurityContext {
+        seccomp: Some(SecurityProfile {
+            profile_type: 2,
+            localhost_ref: "/nonexistent/profile.json".into(),
+        }),
+        ..Default::default()
+    });
+    assert!(build_with(&c).unwrap_err().to_string().contains("seccomp"));
+    let c = with_sc(LinuxContainerSecurityContext {
+        namespace_options: Some(NamespaceOption {
+            pid: 0,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    assert!(
+        build_with(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("namespace_options.pid")
+    );
+    let c = ContainerConfig {
+        working_dir: "work".into(),
+        ..ContainerConfig::default()
+    };
+    assert!(
+        build_with(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("working_dir")
+    );
+}
+
+#[test]
+fn mounts_with_propagation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = ContainerConfig::default();
+    c.mounts.push(CriMount {
+        container_path: "/data".into(),
+        host_path: tmp.path().display().to_string(),
+        readonly: true,
+        propagation: 1,
+        ..Default::default()
+    });
+    let spec = build_with(&c).unwrap();
+    let m = spec
+        .mounts
+        .iter()
+        .find(|m| m.destination == "/data")
+        .unwrap();
+    assert_eq!(m.options, ["rbind", "rslave", "ro"]);
+    assert_eq!(spec.linux.rootfs_propagation, "rslave");
+}

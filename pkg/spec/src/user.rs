@@ -1,0 +1,177 @@
+//! Users and groups inside the image: `User` strings (`name`, `uid`,
+//! `name:group`, `uid:gid`) resolved against the rootfs's /etc/passwd and
+//! /etc/group, read without following links out of the rootfs.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Largest passwd or group file read.
+const MAX_FILE: u64 = 4 << 20;
+
+/// Resolves `path` (absolute, inside the container) under `root`, following
+/// symbolic links as the container would see them: never above `root`.
+pub fn scoped(root: &Path, path: &str) -> PathBuf {
+    let mut resolved = PathBuf::new();
+    let mut pending: Vec<String> = path.split('/').rev().map(str::to_string).collect();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = resolved.join(&part);
+        let full = root.join(&candidate);
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.file_type().is_symlink() && links < 40 => {
+                links += 1;
+                let target = std::fs::read_link(&full).unwrap_or_default();
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                let rest: Vec<String> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+                        Component::ParentDir => Some("..".into()),
+                        _ => None,
+                    })
+                    .collect();
+                pending.extend(rest.into_iter().rev());
+            }
+            _ => resolved = candidate,
+        }
+    }
+    root.join(resolved)
+}
+
+/// Reads a file of the rootfs (scoped, size-capped); empty when absent.
+pub fn read_in_root(root: &Path, path: &str) -> String {
+    use std::io::Read;
+    let Ok(file) = std::fs::File::open(scoped(root, path)) else {
+        return String::new();
+    };
+    let mut text = String::new();
+    let _ = file.take(MAX_FILE).read_to_string(&mut text);
+    text
+}
+
+/// A resolved user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// uid.
+    pub uid: u32,
+    /// Primary gid.
+    pub gid: u32,
+    /// Groups from /etc/group that list the user.
+    pub groups: Vec<u32>,
+    /// Home directory, if known.
+    pub home: Option<String>,
+}
+
+/// Resolves `user` (`name`, `uid`, with an optional `:group`) given the
+/// contents of /etc/passwd and /etc/group; `Err` names what is missing.
+pub fn resolve(user: &str, passwd: &str, group: &str) -> Result<Resolved, String> {
+    let (user_part, group_part) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let user_part = if user_part.is_empty() { "0" } else { user_part };
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| {
+            f.len() >= 4
+                && (f[0] == user_part || (user_part.parse::<u32>().is_ok() && f[2] == user_part))
+        });
+    let (uid, mut gid, name, home) = match (&entry, user_part.parse::<u32>()) {
+        (Some(f), _) => (
+            f[2].parse::<u32>()
+                .map_err(|_| format!("/etc/passwd: bad uid for {user_part:?}"))?,
+            f[3].parse::<u32>()
+                .map_err(|_| format!("/etc/passwd: bad gid for {user_part:?}"))?,
+            Some(f[0].to_string()),
+            f.get(5).map(|h| h.to_string()),
+        ),
+        (None, Ok(uid)) => (uid, 0, None, None),
+        (None, Err(_)) => {
+            return Err(format!(
+                "user {user_part:?} not found in the image's /etc/passwd"
+            ));
+        }
+    };
+    if let Some(g) = group_part {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| format!("group {g:?} not found in the image's /etc/group"))?,
+        };
+    }
+    let groups = match &name {
+        Some(n) => group
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .filter(|f| f.len() >= 4 && f[3].split(',').any(|m| m == n))
+            .filter_map(|f| f[2].parse().ok())
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Resolved {
+        uid,
+        gid,
+        groups,
+        home,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000:t:/home/tester:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\ntester:x:1000:\naudio:x:29:tester,other\nvideo:x:44:other\n";
+
+    #[test]
+    fn users_and_groups() {
+        let r = resolve("tester", PASSWD, GROUP).unwrap();
+        assert_eq!((r.uid, r.gid, r.groups.as_slice()), (1000, 1000, &[29][..]));
+        assert_eq!(r.home.as_deref(), Some("/home/tester"));
+        assert_eq!(resolve("1000", PASSWD, GROUP).unwrap().groups, [29]);
+        let r = resolve("4242:44", PASSWD, GROUP).unwrap();
+        assert_eq!((r.uid, r.gid), (4242, 44));
+        assert_eq!(resolve("tester:video", PASSWD, GROUP).unwrap().gid, 44);
+        assert_eq!(resolve("", PASSWD, GROUP).unwrap().uid, 0);
+        assert!(
+            resolve("nobody", PASSWD, GROUP)
+                .unwrap_err()
+                .contains("\"nobody\"")
+        );
+        assert!(
+            resolve("tester:nogroup", PASSWD, GROUP)
+                .unwrap_err()
+                .contains("\"nogroup\"")
+        );
+    }
+
+    #[test]
+    fn scoped_paths_stay_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/shadow-host", root.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", root.join("up")).unwrap();
+        assert_eq!(scoped(&root, "/etc/passwd"), root.join("etc/shadow-host"));
+        assert_eq!(scoped(&root, "/up/etc/hosts"), root.join("etc/hosts"));
+        assert_eq!(scoped(&root, "/../../x"), root.join("x"));
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert!(scoped(&root, "/loop/a").starts_with(&root));
+        assert_eq!(read_in_root(&root, "/etc/passwd"), "");
+    }
+}
