@@ -44,7 +44,7 @@ pub enum Verb {
     /// List images.
     Images(cmd::images::ImagesArgs),
     /// Show images' status and configuration.
-    Inspecti(cmd::images::InspectArgs),
+    Inspecti(cmd::InspectArgs),
     /// Remove images.
     Rmi(cmd::images::RmiArgs),
     /// Run a pod sandbox from a config file.
@@ -52,7 +52,7 @@ pub enum Verb {
     /// List pod sandboxes.
     Pods(cmd::pods::ListArgs),
     /// Show pod sandboxes' status.
-    Inspectp(cmd::pods::InspectArgs),
+    Inspectp(cmd::InspectArgs),
     /// Stop pod sandboxes.
     Stopp(cmd::pods::IdsArgs),
     /// Remove pod sandboxes.

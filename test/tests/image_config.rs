@@ -5,27 +5,12 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use crio_api::client::CriClient;
-use crio_api::cri::{ImageSpec, PullImageRequest};
+use crio_test::cri::pull;
 use crio_test::images::push_standard_images;
 use crio_test::world::daemon_for;
 use crio_test::{Registry, TestDaemon};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-async fn pull(client: &mut CriClient, name: &str) -> Result<String, tonic::Status> {
-    client
-        .image
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: name.to_string(),
-                ..ImageSpec::default()
-            }),
-            ..PullImageRequest::default()
-        })
-        .await
-        .map(|r| r.into_inner().image_ref)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_registries_conf() {

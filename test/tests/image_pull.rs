@@ -5,9 +5,10 @@
 use crio_api::client::CriClient;
 use crio_api::cri::{
     ImageFilter, ImageFsInfoRequest, ImageSpec, ImageStatusRequest, ListImagesRequest,
-    PullImageRequest, RemoveImageRequest,
+    RemoveImageRequest,
 };
 use crio_test::Registry;
+use crio_test::cri::pull;
 use crio_test::image::{BuiltLayer, Compression, Image, Layer, RunConfig, host_arch, push_index};
 use crio_test::images::{IMAGE_PATH, busybox_layer};
 use crio_test::world::{ImageWorld, daemon_for};
@@ -18,17 +19,6 @@ fn spec(name: &str) -> Option<ImageSpec> {
         image: name.to_string(),
         ..ImageSpec::default()
     })
-}
-
-async fn pull(client: &mut CriClient, name: &str) -> Result<String, tonic::Status> {
-    client
-        .image
-        .pull_image(PullImageRequest {
-            image: spec(name),
-            ..PullImageRequest::default()
-        })
-        .await
-        .map(|r| r.into_inner().image_ref)
 }
 
 async fn list(client: &mut CriClient) -> Vec<crio_api::cri::Image> {

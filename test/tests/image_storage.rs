@@ -6,35 +6,16 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crio_api::client::CriClient;
-use crio_api::cri::{
-    AuthConfig, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest,
-};
+use crio_api::cri::{AuthConfig, ImageSpec, ImageStatusRequest, ListImagesRequest};
 use crio_storage::mount::{Overlay, unmount};
 use crio_test::Registry;
+use crio_test::cri::{pull, pull_request};
 use crio_test::image::{BuiltLayer, Compression, Image, Layer, RunConfig};
 use crio_test::images::{IMAGE_PATH, busybox_layer};
 use crio_test::world::{ImageWorld, daemon_for};
 use nix::sys::signal::Signal;
 use tar::EntryType as T;
 use tonic::Code;
-
-fn request(name: &str) -> PullImageRequest {
-    PullImageRequest {
-        image: Some(ImageSpec {
-            image: name.to_string(),
-            ..ImageSpec::default()
-        }),
-        ..PullImageRequest::default()
-    }
-}
-
-async fn pull(client: &mut CriClient, name: &str) -> Result<String, tonic::Status> {
-    client
-        .image
-        .pull_image(request(name))
-        .await
-        .map(|r| r.into_inner().image_ref)
-}
 
 async fn image_count(client: &mut CriClient) -> usize {
     client
@@ -378,7 +359,7 @@ async fn basic_auth_registry_needs_credentials() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
 
-    let mut wrong = request(&images.busybox.reference);
+    let mut wrong = pull_request(&images.busybox.reference);
     wrong.auth = Some(AuthConfig {
         username: "alice".into(),
         password: "wrong".into(),
@@ -387,7 +368,7 @@ async fn basic_auth_registry_needs_credentials() {
     let err = client.image.pull_image(wrong).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
 
-    let mut right = request(&images.busybox.reference);
+    let mut right = pull_request(&images.busybox.reference);
     right.auth = Some(AuthConfig {
         username: "alice".into(),
         password: "s3cret".into(),
@@ -396,7 +377,7 @@ async fn basic_auth_registry_needs_credentials() {
     client.image.pull_image(right).await.unwrap();
 
     // The auth string form, and the global auth file.
-    let mut encoded = request(&images.env.reference);
+    let mut encoded = pull_request(&images.env.reference);
     encoded.auth = Some(AuthConfig {
         auth: "YWxpY2U6czNjcmV0".into(),
         ..AuthConfig::default()

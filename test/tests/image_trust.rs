@@ -2,27 +2,13 @@
 //! right key, unsigned or wrongly signed ones refused, `reject` rejecting,
 //! and `signedBy` answered as unsupported.
 
-use crio_api::client::CriClient;
-use crio_api::cri::{ImageSpec, ListImagesRequest, PullImageRequest};
+use crio_api::cri::ListImagesRequest;
+use crio_test::cri::pull;
 use crio_test::images::push_standard_images;
 use crio_test::sign::Signer;
 use crio_test::world::daemon_for;
 use crio_test::{Registry, TestDaemon};
 use tonic::Code;
-
-async fn pull(client: &mut CriClient, name: &str) -> Result<String, tonic::Status> {
-    client
-        .image
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: name.to_string(),
-                ..ImageSpec::default()
-            }),
-            ..PullImageRequest::default()
-        })
-        .await
-        .map(|r| r.into_inner().image_ref)
-}
 
 fn daemon_with_policy(registry: &Registry, policy: &str) -> TestDaemon {
     daemon_for(

@@ -46,17 +46,6 @@ pub struct ImagesArgs {
     pub output: Format,
 }
 
-/// Flags of `inspecti`.
-#[derive(Debug, clap::Args)]
-pub struct InspectArgs {
-    /// Images to inspect.
-    #[arg(required = true)]
-    pub images: Vec<String>,
-    /// Output format.
-    #[arg(short, long, value_enum, default_value = "json")]
-    pub output: Format,
-}
-
 /// Flags of `rmi`.
 #[derive(Debug, clap::Args)]
 pub struct RmiArgs {
@@ -242,9 +231,9 @@ pub async fn images(client: &mut CriClient, args: &ImagesArgs) -> Result<()> {
 }
 
 /// `inspecti`.
-pub async fn inspect(client: &mut CriClient, args: &InspectArgs) -> Result<()> {
+pub async fn inspect(client: &mut CriClient, args: &super::InspectArgs) -> Result<()> {
     let mut found = Vec::new();
-    for name in &args.images {
+    for name in &args.ids {
         let resp = client
             .image
             .image_status(ImageStatusRequest {

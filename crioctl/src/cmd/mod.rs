@@ -53,6 +53,17 @@ fn image_endpoint(cli: &Cli) -> &str {
         .unwrap_or(&cli.runtime_endpoint)
 }
 
+/// Flags of the `inspect*` verbs.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// IDs or names of what to inspect.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "json")]
+    pub output: crate::output::Format,
+}
+
 /// A gRPC error as `rpc NAME: CODE: message`, the way crictl reports them.
 pub fn rpc_error(rpc: &str, status: tonic::Status) -> anyhow::Error {
     anyhow!("{rpc}: {:?}: {}", status.code(), status.message())

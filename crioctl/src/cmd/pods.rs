@@ -53,17 +53,6 @@ pub struct ListArgs {
     pub output: Format,
 }
 
-/// Flags of `inspectp`.
-#[derive(Debug, clap::Args)]
-pub struct InspectArgs {
-    /// Pod IDs.
-    #[arg(required = true)]
-    pub ids: Vec<String>,
-    /// Output format.
-    #[arg(short, long, value_enum, default_value = "json")]
-    pub output: Format,
-}
-
 /// Flags of `stopp` and `rmp`.
 #[derive(Debug, clap::Args)]
 pub struct IdsArgs {
@@ -218,7 +207,7 @@ pub fn ago(nanos: i64) -> String {
 }
 
 /// `inspectp`.
-pub async fn inspect(client: &mut CriClient, args: &InspectArgs) -> Result<()> {
+pub async fn inspect(client: &mut CriClient, args: &super::InspectArgs) -> Result<()> {
     let mut out = Vec::new();
     for id in &args.ids {
         let resp = client
