@@ -71,6 +71,7 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
     for dir in [&config.root, &config.runroot] {
         create_private_dir(dir)?;
     }
+    mark_start(&config);
 
     let listen = config.api.listen.clone();
     let listener = crate::socket::bind(&listen).await?;
@@ -78,6 +79,7 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
         usize::try_from(config.api.grpc_max_send_msg_size).unwrap_or(usize::MAX),
         usize::try_from(config.api.grpc_max_recv_msg_size).unwrap_or(usize::MAX),
     );
+    let clean_shutdown_file = config.clean_shutdown_file.clone();
     let images = crate::images::Images::open(&config).context("image store")?;
     let pods = Arc::new(crate::pods::Pods::open(&config).context("pod records")?);
     let state = Arc::new(State {
@@ -122,8 +124,53 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
     };
     let _ = std::fs::remove_file(&listen);
     result.context("CRI server task")?.context("CRI server")?;
+    mark_clean_stop(&clean_shutdown_file);
     tracing::info!("stopped; containers keep running");
     Ok(())
+}
+
+/// CRI-O's markers: the version file (in volatile storage, so a reboot
+/// removes it) and the clean-shutdown file, removed while running, so its
+/// absence at start means the last stop was not clean.
+fn mark_start(config: &crio_config::Config) {
+    let clean = &config.clean_shutdown_file;
+    if !clean.as_os_str().is_empty() {
+        if clean.exists() {
+            let _ = std::fs::remove_file(clean);
+        } else if config.root.join("pods").exists() || config.root.join("images").exists() {
+            tracing::warn!(
+                "the last stop was not clean ({} missing): records are checked as they load",
+                clean.display()
+            );
+        }
+    }
+    let rebooted = !config.version_file.as_os_str().is_empty() && !config.version_file.exists();
+    for file in [&config.version_file, &config.version_file_persist] {
+        if file.as_os_str().is_empty() {
+            continue;
+        }
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = std::fs::write(file, env!("CARGO_PKG_VERSION")) {
+            tracing::warn!("write {}: {e}", file.display());
+        }
+    }
+    if rebooted {
+        tracing::info!("no version file in volatile storage: first start since boot");
+    }
+}
+
+fn mark_clean_stop(file: &Path) {
+    if file.as_os_str().is_empty() {
+        return;
+    }
+    if let Some(dir) = file.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = crio_storage::atomic::write(file, b"") {
+        tracing::warn!("write {}: {e}", file.display());
+    }
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

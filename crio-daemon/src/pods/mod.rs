@@ -138,13 +138,23 @@ impl Pods {
         let mut records = BTreeMap::new();
         let mut reservations = HashMap::new();
         for entry in std::fs::read_dir(&records_dir)?.flatten() {
-            let Some(r) = std::fs::read(entry.path())
+            let Some(mut r) = std::fs::read(entry.path())
                 .ok()
                 .and_then(|d| serde_json::from_slice::<PodRecord>(&d).ok())
             else {
                 tracing::warn!(path = %entry.path().display(), "ignoring unreadable pod record");
                 continue;
             };
+            // After a reboot the volatile state is gone: the pod cannot be
+            // ready, but its record stays so stop and remove can clean up
+            // (CNI DEL with the cached result releases its addresses).
+            if r.state == PodState::Ready && !run_dir.join(&r.id).exists() {
+                tracing::info!(pod = %r.id, "volatile state gone (reboot?): pod is not ready");
+                r.state = PodState::NotReady;
+                r.shm = None;
+                let data = serde_json::to_vec_pretty(&r)?;
+                atomic::write(&entry.path(), &data)?;
+            }
             let (_, rx) = watch::channel(Some(Ok(r.id.clone())));
             reservations.insert(
                 r.name.clone(),
@@ -562,7 +572,7 @@ impl Pods {
         let Some(mut record) = self.get(&record.id) else {
             return Ok(());
         };
-        if record.state == PodState::NotReady {
+        if record.state == PodState::NotReady && record.network.is_none() && record.shm.is_none() {
             return Ok(());
         }
         self.stop_network(&record).await;
@@ -572,6 +582,7 @@ impl Pods {
         }
         record.state = PodState::NotReady;
         record.network = None;
+        record.shm = None;
         self.save(&record).map_err(|(c, m)| Status::new(c, m))?;
         tracing::info!(pod = %record.id, "pod stopped");
         Ok(())

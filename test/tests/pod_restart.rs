@@ -1,0 +1,117 @@
+//! Pods across daemon restarts: a killed daemon finds its pods again, and
+//! after a reboot (volatile state gone) pods are not ready but stop and
+//! remove still release their network.
+
+use crio_api::cri::{
+    ListPodSandboxRequest, NamespaceMode, PodSandboxState, PodSandboxStatusRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
+};
+use crio_test::daemon::unmount_below;
+use crio_test::pods::{PodWorld, pod_config};
+use nix::sys::signal::Signal;
+
+const POD: i32 = NamespaceMode::Pod as i32;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_survive_a_daemon_kill_and_a_reboot_is_cleaned_up() {
+    let mut world = PodWorld::start().unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    let id = client
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config("survivor", POD, POD)),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let status = |c: &mut crio_api::client::CriClient| {
+        let mut c = c.clone();
+        let id = id.clone();
+        async move {
+            c.runtime
+                .pod_sandbox_status(PodSandboxStatusRequest {
+                    pod_sandbox_id: id,
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap()
+        }
+    };
+    let before = status(&mut client).await;
+
+    // Killed and restarted: the pod is still there, ready, same address.
+    drop(client);
+    world.daemon.signal_and_wait(Signal::SIGKILL).unwrap();
+    world.daemon.spawn().unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    let after = status(&mut client).await;
+    assert_eq!(after.state, PodSandboxState::SandboxReady as i32);
+    assert_eq!(after.network, before.network);
+    assert_eq!(after.created_at, before.created_at);
+    // The name is still reserved: a retry gets the same pod.
+    let again = client
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config("survivor", POD, POD)),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    assert_eq!(again, id);
+
+    // A reboot: the daemon stops, volatile state and mounts are gone.
+    drop(client);
+    world.daemon.signal_and_wait(Signal::SIGKILL).unwrap();
+    unmount_below(&world.daemon.path("run"));
+    unmount_below(&world.daemon.path("ns"));
+    std::fs::remove_dir_all(world.daemon.path("run")).unwrap();
+    std::fs::create_dir_all(world.daemon.path("run")).unwrap();
+    for kind in ["netns", "ipcns", "utsns"] {
+        let _ = std::fs::remove_file(world.daemon.path(&format!("ns/{kind}/{id}")));
+    }
+    world.daemon.spawn().unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    assert_eq!(
+        status(&mut client).await.state,
+        PodSandboxState::SandboxNotready as i32
+    );
+    assert_eq!(
+        world.leases().len(),
+        1,
+        "the address is still allocated before stop"
+    );
+    client
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        world.leases().is_empty(),
+        "CNI DEL after the reboot released nothing: {:?}",
+        world.leases()
+    );
+    client
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let left = client
+        .runtime
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(left.is_empty());
+}
