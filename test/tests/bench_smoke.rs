@@ -1,0 +1,32 @@
+//! The benchmark harness keeps working: a smoke run with a few samples.
+//! (No timing is asserted: figures belong in docs/benchmarks.md.)
+
+use crio_test::bins::bin;
+
+#[test]
+fn bench_smoke_run_reports_every_measure() {
+    let out = std::process::Command::new(bin("crio-bench"))
+        .arg("--smoke")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "run_pod_sandbox",
+        "stop_pod_sandbox",
+        "remove_pod_sandbox",
+        "list_pod_sandbox_5_pods",
+    ] {
+        assert!(
+            v["pods"][key]["median_ms"].as_f64().is_some(),
+            "{key} missing: {v}"
+        );
+    }
+    assert_eq!(v["pods"]["recovered_pods"], 5);
+    assert!(v["pods"]["daemon_rss_idle_kib"].as_u64().unwrap() > 0);
+    assert!(v["images"]["pull_cold"]["median_ms"].as_f64().is_some());
+}
