@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod bins;
+pub mod containerd;
 pub mod cri;
 pub mod daemon;
 pub mod image;

@@ -33,13 +33,7 @@ impl PodWorld {
         let pid = std::process::id();
         let bridge = format!("crio{}", pid % 1_000_000);
         let prefix = format!("10.{}.{}", 100 + (pid / 250) % 100, pid % 250);
-        let conflist = format!(
-            r#"{{"cniVersion":"1.0.0","name":"crio-test","plugins":[
-              {{"type":"bridge","bridge":"{bridge}","isGateway":true,"ipMasq":false,"hairpinMode":true,
-                "ipam":{{"type":"host-local","dataDir":"{{dir}}/ipam","ranges":[[{{"subnet":"{prefix}.0/24"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}}}},
-              {{"type":"portmap","capabilities":{{"portMappings":true}}}},
-              {{"type":"loopback"}}]}}"#
-        );
+        let conflist = bridge_conflist(&bridge, &prefix);
         let daemon = TestDaemon::start_with_files(
             extra_toml,
             &[],
@@ -71,6 +65,18 @@ impl Drop for PodWorld {
             .args(["link", "del", &self.bridge])
             .status();
     }
+}
+
+/// A bridge network (bridge, host-local, portmap, loopback) on `bridge` with
+/// the subnet `PREFIX.0/24`, its IPAM store under `{dir}/ipam`.
+pub fn bridge_conflist(bridge: &str, prefix: &str) -> String {
+    format!(
+        r#"{{"cniVersion":"1.0.0","name":"crio-test","plugins":[
+          {{"type":"bridge","bridge":"{bridge}","isGateway":true,"ipMasq":false,"hairpinMode":true,
+            "ipam":{{"type":"host-local","dataDir":"{{dir}}/ipam","ranges":[[{{"subnet":"{prefix}.0/24"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}}}},
+          {{"type":"portmap","capabilities":{{"portMappings":true}}}},
+          {{"type":"loopback"}}]}}"#
+    )
 }
 
 /// A pod config with a name unique to the test and the given namespaces.

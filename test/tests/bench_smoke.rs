@@ -22,11 +22,20 @@ fn bench_smoke_run_reports_every_measure() {
         "list_pod_sandbox_5_pods",
     ] {
         assert!(
-            v["pods"][key]["median_ms"].as_f64().is_some(),
+            v["crio-rs"]["pods"][key]["median_ms"].as_f64().is_some(),
             "{key} missing: {v}"
         );
     }
-    assert_eq!(v["pods"]["recovered_pods"], 5);
-    assert!(v["pods"]["daemon_rss_idle_kib"].as_u64().unwrap() > 0);
-    assert!(v["images"]["pull_cold"]["median_ms"].as_f64().is_some());
+    assert_eq!(v["crio-rs"]["pods"]["recovered_pods"], 5);
+    assert!(
+        v["crio-rs"]["pods"]["daemon_rss_idle_kib"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        v["crio-rs"]["images"]["pull_cold"]["median_ms"]
+            .as_f64()
+            .is_some()
+    );
 }

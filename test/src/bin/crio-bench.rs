@@ -6,18 +6,20 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use crio_api::client::CriClient;
+use anyhow::Result;
+use crio_api::client::{CriClient, connect_with};
 use crio_api::cri::{
     ListPodSandboxRequest, NamespaceMode, RemovePodSandboxRequest, RunPodSandboxRequest,
     StopPodSandboxRequest,
 };
 use crio_test::Registry;
+use crio_test::containerd::Containerd;
 use crio_test::cri::pull;
 use crio_test::image::{BuiltLayer, Compression, Image, Layer, RunConfig};
-use crio_test::images::{IMAGE_PATH, busybox_layer};
-use crio_test::pods::{PodWorld, pod_config};
+use crio_test::images::{IMAGE_PATH, busybox_layer, push_standard_images};
+use crio_test::pods::{PodWorld, bridge_conflist, pod_config};
 use crio_test::world::daemon_for;
+use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 /// Sample statistics in milliseconds.
@@ -42,6 +44,104 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A runtime under measurement.
+enum Target {
+    Crio(PodWorld),
+    Containerd(Containerd, String),
+}
+
+impl Target {
+    fn name(&self) -> &'static str {
+        match self {
+            Target::Crio(_) => "crio-rs",
+            Target::Containerd(..) => "containerd",
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        match self {
+            Target::Crio(w) => w.daemon.endpoint(),
+            Target::Containerd(c, _) => c.endpoint(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        match self {
+            Target::Crio(w) => w.daemon.pid(),
+            Target::Containerd(c, _) => c.pid(),
+        }
+        .unwrap_or(0)
+    }
+
+    /// Kill -9 and start again.
+    fn crash_and_restart(&mut self) -> Result<()> {
+        match self {
+            Target::Crio(w) => {
+                w.daemon.signal_and_wait(Signal::SIGKILL)?;
+                w.daemon.spawn()
+            }
+            Target::Containerd(c, _) => {
+                c.signal_and_wait(Signal::SIGKILL)?;
+                c.spawn()
+            }
+        }
+    }
+
+    /// RSS of the per-pod shims, KiB (0 when the runtime has none).
+    fn shims_rss(&self) -> u64 {
+        let Target::Containerd(c, _) = self else {
+            return 0;
+        };
+        let marker = c.dir().display().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| {
+                        let c = String::from_utf8_lossy(&c);
+                        c.contains("containerd-shim") && c.contains(&marker)
+                    })
+                    .unwrap_or(false)
+            })
+            .map(rss_kib)
+            .sum()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Target::Containerd(_, bridge) = self {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", bridge.as_str()])
+                .status();
+        }
+    }
+}
+
+/// A client once the runtime answers Status (containerd's CRI plugin
+/// initialises after its socket opens).
+async fn ready_client(endpoint: &str) -> Result<CriClient> {
+    let mut client = connect_with(endpoint, Duration::from_secs(30), None)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client
+            .runtime
+            .status(crio_api::cri::StatusRequest::default())
+            .await
+        {
+            Ok(_) => return Ok(client),
+            Err(e) if Instant::now() > deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
 async fn run_pod(client: &mut CriClient, name: &str) -> Result<String> {
     let config = pod_config(name, NamespaceMode::Pod as i32, NamespaceMode::Pod as i32);
     Ok(client
@@ -55,19 +155,51 @@ async fn run_pod(client: &mut CriClient, name: &str) -> Result<String> {
         .pod_sandbox_id)
 }
 
-async fn pods(samples: usize, many: usize) -> Result<Value> {
-    let mut world = PodWorld::start()?;
-    let mut client = world.daemon.client().await?;
-    let pid = world.daemon.pid().context("daemon pid")?;
-    // Warm up: first CNI call, first helper exec.
+async fn remove_all(client: &mut CriClient) -> Result<()> {
+    for p in client
+        .runtime
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await?
+        .into_inner()
+        .items
+    {
+        client
+            .runtime
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: p.id.clone(),
+            })
+            .await?;
+        client
+            .runtime
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: p.id,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+async fn pods(target: &mut Target, samples: usize, many: usize) -> Result<Value> {
+    let connect = |t: &Target| {
+        let endpoint = t.endpoint();
+        async move { ready_client(&endpoint).await }
+    };
+    let mut client = connect(target).await?;
+    // Warm up: first CNI call, first helper or pause image.
     let warm = run_pod(&mut client, "warm").await?;
+    client
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: warm.clone(),
+        })
+        .await?;
     client
         .runtime
         .remove_pod_sandbox(RemovePodSandboxRequest {
             pod_sandbox_id: warm,
         })
         .await?;
-    let idle_rss = rss_kib(pid);
+    let idle_rss = rss_kib(target.pid());
     let (mut run, mut stop, mut remove) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..samples {
         let t = Instant::now();
@@ -93,7 +225,8 @@ async fn pods(samples: usize, many: usize) -> Result<Value> {
         run_pod(&mut client, &format!("many-{i}")).await?;
     }
     let create_many = started.elapsed();
-    let many_rss = rss_kib(pid);
+    let many_rss = rss_kib(target.pid());
+    let shims = target.shims_rss();
     let mut list = Vec::new();
     for _ in 0..samples {
         let t = Instant::now();
@@ -103,14 +236,11 @@ async fn pods(samples: usize, many: usize) -> Result<Value> {
             .await?;
         list.push(t.elapsed());
     }
-    // Recovery: kill, restart, time to the first answered ListPodSandbox.
+    // Recovery: kill -9, restart, time to the first answered ListPodSandbox.
     drop(client);
-    world
-        .daemon
-        .signal_and_wait(nix::sys::signal::Signal::SIGKILL)?;
     let t = Instant::now();
-    world.daemon.spawn()?;
-    let mut client = world.daemon.client().await?;
+    target.crash_and_restart()?;
+    let mut client = connect(target).await?;
     let listed = client
         .runtime
         .list_pod_sandbox(ListPodSandboxRequest::default())
@@ -119,12 +249,7 @@ async fn pods(samples: usize, many: usize) -> Result<Value> {
         .items
         .len();
     let recovery = t.elapsed();
-    let out = world.daemon.crioctl(&["rmp", "--all", "--force"])?;
-    anyhow::ensure!(
-        out.status.success(),
-        "rmp --all: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    remove_all(&mut client).await?;
     Ok(json!({
         "run_pod_sandbox": stats(run),
         "stop_pod_sandbox": stats(stop),
@@ -133,6 +258,7 @@ async fn pods(samples: usize, many: usize) -> Result<Value> {
         format!("run_{many}_pods_sequential_ms"): create_many.as_millis() as u64,
         "daemon_rss_idle_kib": idle_rss,
         format!("daemon_rss_{many}_pods_kib"): many_rss,
+        "shim_rss_per_pod_kib": shims / many.max(1) as u64,
         format!("recovery_{many}_pods_ms"): (recovery.as_secs_f64() * 1e3).round(),
         "recovered_pods": listed,
     }))
@@ -165,8 +291,14 @@ fn layer(seed: u64, files: usize, file_size: usize) -> BuiltLayer {
     BuiltLayer::new(l, Compression::Gzip)
 }
 
-async fn images(samples: usize, files_per_layer: usize) -> Result<Value> {
-    let registry = Registry::start()?;
+/// Pull and unpack of a ~100 MB image, then of one sharing all but one
+/// layer, each sample on a fresh daemon of the target's kind.
+async fn images(
+    target: &Target,
+    registry: &Registry,
+    samples: usize,
+    files_per_layer: usize,
+) -> Result<Value> {
     let config = RunConfig {
         env: vec![IMAGE_PATH.into()],
         cmd: Some(vec!["sh".into()]),
@@ -174,15 +306,25 @@ async fn images(samples: usize, files_per_layer: usize) -> Result<Value> {
     };
     let mut layers = vec![BuiltLayer::new(busybox_layer()?, Compression::Gzip)];
     layers.extend((1..=4).map(|s| layer(s, files_per_layer, 1 << 20)));
-    let first =
-        Image::new(layers.clone(), config.clone()).push(&registry, "bench/big", "latest")?;
+    let first = Image::new(layers.clone(), config.clone()).push(registry, "bench/big", "latest")?;
     layers.push(layer(99, 5, 1 << 20));
-    let second = Image::new(layers.clone(), config).push(&registry, "bench/big", "second")?;
+    let second = Image::new(layers.clone(), config).push(registry, "bench/big", "second")?;
     let compressed: usize = layers[..5].iter().map(|l| l.blob.len()).sum();
     let (mut cold, mut shared) = (Vec::new(), Vec::new());
     for _ in 0..samples {
-        let daemon = daemon_for(&registry, "", "", &[])?;
-        let mut client = daemon.client().await?;
+        // Kept alive for the sample; dropped (stopped, cleaned) after it.
+        let (_crio, _containerd, mut client) = match target {
+            Target::Crio(_) => {
+                let d = daemon_for(registry, "", "", &[])?;
+                let c = d.client().await?;
+                (Some(d), None, c)
+            }
+            Target::Containerd(..) => {
+                let ctrd = Containerd::start(&registry.host(), "unused/pause:1", "{}")?;
+                let c = ready_client(&ctrd.endpoint()).await?;
+                (None, Some(ctrd), c)
+            }
+        };
         let t = Instant::now();
         pull(&mut client, &first.reference).await?;
         cold.push(t.elapsed());
@@ -198,25 +340,39 @@ async fn images(samples: usize, files_per_layer: usize) -> Result<Value> {
     }))
 }
 
-fn markdown(results: &Value) -> String {
-    let mut rows = BTreeMap::new();
-    for (section, v) in results.as_object().into_iter().flatten() {
-        for (k, m) in v.as_object().into_iter().flatten() {
-            let text = match m.get("median_ms") {
-                Some(med) => format!(
-                    "{med} ms median, {} ms p95 ({} samples)",
-                    m["p95_ms"], m["samples"]
-                ),
-                None => m.to_string(),
-            };
-            rows.insert(format!("{section}.{k}"), text);
+/// Each measure as one number: the median for timed ones.
+fn flatten(v: &Value) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for (section, m) in v.as_object().into_iter().flatten() {
+        for (k, x) in m.as_object().into_iter().flatten() {
+            let n = x.get("median_ms").unwrap_or(x).as_f64();
+            if let Some(n) = n {
+                let unit = if x.get("median_ms").is_some() {
+                    " (median ms)"
+                } else {
+                    ""
+                };
+                out.insert(format!("{section}.{k}{unit}"), n);
+            }
         }
     }
-    let mut out = String::from("| measure | crio-rs |\n|---|---|\n");
-    for (k, v) in rows {
-        if v != "null" {
-            out += &format!("| {k} | {v} |\n");
-        }
+    out
+}
+
+/// A markdown table of every measure, both runtimes side by side.
+fn markdown(results: &Value) -> String {
+    let ours = flatten(&results["crio-rs"]);
+    let reference = flatten(&results["containerd"]);
+    let mut out = String::from(
+        "| measure | crio-rs | containerd | containerd / crio-rs |\n|---|---|---|---|\n",
+    );
+    for (k, v) in &ours {
+        let (theirs, ratio) = match reference.get(k) {
+            Some(r) if *v > 0.0 => (format!("{r}"), format!("{:.2}", r / v)),
+            Some(r) => (format!("{r}"), "-".into()),
+            None => ("-".into(), "-".into()),
+        };
+        out += &format!("| {k} | {v} | {theirs} | {ratio} |\n");
     }
     out
 }
@@ -226,11 +382,31 @@ async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let smoke = args.iter().any(|a| a == "--smoke");
     let (samples, many, files) = if smoke { (3, 5, 2) } else { (20, 100, 25) };
-    let results = json!({
+    let mut results = json!({
         "machine": {"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()},
-        "pods": pods(samples, many).await?,
-        "images": images(if smoke { 1 } else { 5 }, files).await?,
     });
+    let mut targets = vec![Target::Crio(PodWorld::start()?)];
+    // The reference needs a pause image: it comes from a registry of the bench's own.
+    let registry = Registry::start()?;
+    if args.iter().any(|a| a == "--with-containerd") {
+        let images = push_standard_images(&registry)?;
+        let pid = std::process::id();
+        let bridge = format!("ctrd{}", pid % 1_000_000);
+        let prefix = format!("10.{}.{}", 100 + (pid / 250) % 100, (pid + 125) % 250);
+        let conflist = bridge_conflist(&bridge, &prefix);
+        targets.push(Target::Containerd(
+            Containerd::start(&registry.host(), &images.pause.reference, &conflist)?,
+            bridge,
+        ));
+    }
+    for mut target in targets {
+        let name = target.name();
+        eprintln!("measuring {name} pods...");
+        results[name] = json!({ "pods": pods(&mut target, samples, many).await? });
+        eprintln!("measuring {name} pulls...");
+        results[name]["images"] =
+            images(&target, &registry, if smoke { 1 } else { 5 }, files).await?;
+    }
     println!("{}", serde_json::to_string_pretty(&results)?);
     if args.iter().any(|a| a == "--markdown") {
         eprintln!("{}", markdown(&results));

@@ -1,0 +1,176 @@
+//! The reference runtime for benchmarks: Debian's containerd with its CRI
+//! plugin, in a temp root, state and socket of its own, the same runc and
+//! CNI plugins, and the test registry through a hosts.toml (no fallback to
+//! the internet). `restrict_oom_score_adj` is on: this host lacks
+//! CAP_SYS_RESOURCE.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::daemon::unmount_below;
+
+/// A running containerd.
+pub struct Containerd {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Containerd {
+    /// Starts containerd with `conflist` as its only CNI network and
+    /// `registry` (host:port, plain HTTP) as the home of `pause_image`.
+    pub fn start(registry: &str, pause_image: &str, conflist: &str) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("crio-bench-containerd-")
+            .tempdir()?;
+        let d = dir.path().display().to_string();
+        std::fs::create_dir_all(dir.path().join("net.d"))?;
+        std::fs::write(
+            dir.path().join("net.d/10-bench.conflist"),
+            conflist.replace("{dir}", &d),
+        )?;
+        let hosts = dir.path().join("certs.d").join(registry);
+        std::fs::create_dir_all(&hosts)?;
+        std::fs::write(
+            hosts.join("hosts.toml"),
+            format!(
+                "server = \"http://{registry}\"\n[host.\"http://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+            ),
+        )?;
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause_image}"
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{d}/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{d}/certs.d"
+"#
+        );
+        std::fs::write(dir.path().join("config.toml"), config)?;
+        let mut c = Self { dir, child: None };
+        c.spawn()?;
+        Ok(c)
+    }
+
+    /// Starts (or restarts) the containerd process and waits for its socket.
+    pub fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("containerd.log"))?;
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(self.path("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start containerd (scripts/install-deps.sh installs it)")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(self.path("containerd.sock")).is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "containerd did not open its socket:\n{}",
+                    std::fs::read_to_string(self.path("containerd.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The CRI endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.path("containerd.sock").display())
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` and waits for the process to end.
+    pub fn signal_and_wait(&mut self, signal: Signal) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            kill(Pid::from_raw(child.id() as i32), signal)?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// The directory containerd works in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Pids of processes whose command line mentions `needle`, and their children.
+fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let all: Vec<(i32, i32, String)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, ppid, String::from_utf8_lossy(&cmd).into_owned()))
+        })
+        .collect();
+    let parents: Vec<i32> = all
+        .iter()
+        .filter(|(_, _, c)| c.contains(needle))
+        .map(|(p, _, _)| *p)
+        .collect();
+    let children = all
+        .iter()
+        .filter(|(_, pp, _)| parents.contains(pp))
+        .map(|(p, _, _)| *p);
+    children.chain(parents.iter().copied()).collect()
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.signal_and_wait(Signal::SIGTERM);
+        // Shims (and their pause processes) of pods a failed run left.
+        for pid in processes_mentioning(&self.dir.path().display().to_string()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        unmount_below(self.dir.path());
+    }
+}
