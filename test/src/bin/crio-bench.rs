@@ -1,7 +1,9 @@
 //! crio-bench: measures crio-rs through its CRI socket with an in-process
 //! client: pod lifecycle calls, listing, image pull and unpack, daemon memory
 //! and recovery time. Prints a JSON document (and a markdown table with
-//! `--markdown`). `--smoke` takes a few samples, for CI.
+//! `--markdown`, an SVG chart with `--svg FILE`). `--with-containerd` measures
+//! Debian's containerd the same way; `--render FILE` re-renders a saved run;
+//! `--smoke` takes a few samples, for CI.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -377,9 +379,69 @@ fn markdown(results: &Value) -> String {
     out
 }
 
+/// A horizontal bar chart (SVG) of the timed measures, both runtimes.
+fn svg(results: &Value) -> String {
+    let ours = flatten(&results["crio-rs"]);
+    let reference = flatten(&results["containerd"]);
+    let rows: Vec<(&String, f64, Option<f64>)> = ours
+        .iter()
+        .filter(|(k, _)| k.ends_with("(median ms)"))
+        .map(|(k, v)| (k, *v, reference.get(k).copied()))
+        .collect();
+    let max = rows
+        .iter()
+        .map(|(_, a, b)| a.max(b.unwrap_or(0.0)))
+        .fold(1.0, f64::max);
+    let (label_w, bar_w, row_h) = (330.0, 420.0, 34.0);
+    let height = 40.0 + row_h * rows.len() as f64;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect x=\"{label_w}\" y=\"8\" width=\"12\" height=\"10\" fill=\"#2b7bb9\"/><text x=\"{}\" y=\"17\">crio-rs</text>\n\
+         <rect x=\"{}\" y=\"8\" width=\"12\" height=\"10\" fill=\"#bbbbbb\"/><text x=\"{}\" y=\"17\">containerd</text>\n",
+        label_w + bar_w + 90.0,
+        label_w + 16.0,
+        label_w + 90.0,
+        label_w + 106.0
+    );
+    for (i, (name, a, b)) in rows.iter().enumerate() {
+        let y = 30.0 + row_h * i as f64;
+        let label = name.trim_end_matches(" (median ms)");
+        out += &format!("<text x=\"0\" y=\"{}\">{label}</text>\n", y + 14.0);
+        for (j, (value, color)) in [(Some(*a), "#2b7bb9"), (*b, "#bbbbbb")]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(v) = value {
+                let w = (v / max * bar_w).max(1.0);
+                let by = y + j as f64 * 13.0;
+                out += &format!(
+                    "<rect x=\"{label_w}\" y=\"{by}\" width=\"{w:.1}\" height=\"11\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{}\">{v} ms</text>\n",
+                    label_w + w + 4.0,
+                    by + 10.0
+                );
+            }
+        }
+    }
+    out + "</svg>\n"
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let option = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    // Render a saved run instead of measuring.
+    if let Some(saved) = option("--render") {
+        let results: Value = serde_json::from_str(&std::fs::read_to_string(saved)?)?;
+        if let Some(path) = option("--svg") {
+            std::fs::write(path, svg(&results))?;
+        }
+        print!("{}", markdown(&results));
+        return Ok(());
+    }
     let smoke = args.iter().any(|a| a == "--smoke");
     let (samples, many, files) = if smoke { (3, 5, 2) } else { (20, 100, 25) };
     let mut results = json!({
@@ -408,6 +470,9 @@ async fn main() -> Result<()> {
             images(&target, &registry, if smoke { 1 } else { 5 }, files).await?;
     }
     println!("{}", serde_json::to_string_pretty(&results)?);
+    if let Some(path) = option("--svg") {
+        std::fs::write(path, svg(&results))?;
+    }
     if args.iter().any(|a| a == "--markdown") {
         eprintln!("{}", markdown(&results));
     }
