@@ -19,7 +19,7 @@ pub mod cri {
 pub mod task {
     pub use containerd_shim_protos::api::*;
     pub use containerd_shim_protos::shim_async::{
-        Client, EventsClient, TaskClient, create_events, create_task,
+        Client, Events, EventsClient, Task, TaskClient, create_events, create_task,
     };
     pub use containerd_shim_protos::{protobuf, topics, ttrpc};
 }

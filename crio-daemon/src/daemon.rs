@@ -82,10 +82,26 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
     let clean_shutdown_file = config.clean_shutdown_file.clone();
     let images = crate::images::Images::open(&config).context("image store")?;
     let pods = Arc::new(crate::pods::Pods::open(&config).context("pod records")?);
+    let containers = crate::containers::Containers::open(&config).context("container records")?;
+    let shims = match config.runtime.runtimes.get(&config.runtime.default_runtime) {
+        Some(h) if h.monitor_path.is_file() => Some(
+            crate::shim::Shims::start(
+                h.monitor_path.clone(),
+                h.runtime_path.clone(),
+                h.runtime_root.clone(),
+                &config.runroot,
+            )
+            .await
+            .map_err(anyhow::Error::msg)?,
+        ),
+        _ => None,
+    };
     let state = Arc::new(State {
         config,
         images,
         pods,
+        containers,
+        shims,
     });
     tokio::spawn(reload_on_sighup(state.clone()));
     let (runtime_api, image_api) = cri::services(state);

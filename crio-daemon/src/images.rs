@@ -243,6 +243,22 @@ impl Images {
                 .unwrap_or(false)
     }
 
+    /// The image's layer directories, topmost first, by their short links
+    /// (overlay's lowerdir order).
+    pub fn layer_paths(&self, image: &ImageRecord) -> Result<Vec<PathBuf>, String> {
+        image
+            .layers
+            .iter()
+            .rev()
+            .map(|chain| {
+                self.layers
+                    .get(chain)
+                    .map(|info| self.layers.short_path(&info))
+                    .ok_or_else(|| format!("layer {chain} is missing"))
+            })
+            .collect()
+    }
+
     /// Deletes layers that no image uses; returns how many.
     pub fn gc(&self) -> usize {
         let used = self.store.layers_in_use();

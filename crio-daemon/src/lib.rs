@@ -3,12 +3,14 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod containers;
 pub mod cri;
 pub mod daemon;
 pub mod images;
 pub mod logging;
 pub mod namespaces;
 pub mod pods;
+pub mod shim;
 pub mod shim_binary;
 pub mod socket;
 pub mod version;

@@ -28,11 +28,35 @@ impl PodWorld {
         Self::start_with("")
     }
 
+    /// Like [`PodWorld::start`], for a daemon that pulls from `registry`.
+    pub fn start_with_registry(registry: &crate::Registry) -> Result<Self> {
+        let (bridge, prefix) = Self::names();
+        let conflist = bridge_conflist(&bridge, &prefix);
+        let daemon = crate::world::daemon_for(
+            registry,
+            "",
+            "",
+            &[("net.d/10-crio-test.conflist", &conflist)],
+        )?;
+        Ok(Self {
+            daemon,
+            bridge,
+            prefix,
+        })
+    }
+
+    /// This process's bridge name and subnet prefix.
+    fn names() -> (String, String) {
+        let pid = std::process::id();
+        (
+            format!("crio{}", pid % 1_000_000),
+            format!("10.{}.{}", 100 + (pid / 250) % 100, pid % 250),
+        )
+    }
+
     /// Like [`PodWorld::start`], with more crio.conf text.
     pub fn start_with(extra_toml: &str) -> Result<Self> {
-        let pid = std::process::id();
-        let bridge = format!("crio{}", pid % 1_000_000);
-        let prefix = format!("10.{}.{}", 100 + (pid / 250) % 100, pid % 250);
+        let (bridge, prefix) = Self::names();
         let conflist = bridge_conflist(&bridge, &prefix);
         let daemon = TestDaemon::start_with_files(
             extra_toml,

@@ -2,6 +2,7 @@
 //! the trait impls here only dispatch. RPCs whose issue has not landed answer
 //! `Unimplemented` with a message naming the RPC.
 
+mod container_status;
 mod image_list;
 mod image_pull;
 mod image_remove;
@@ -27,6 +28,10 @@ pub struct State {
     pub images: crate::images::Images,
     /// Pod sandboxes.
     pub pods: Arc<crate::pods::Pods>,
+    /// Containers.
+    pub containers: crate::containers::Containers,
+    /// Pod shims (None when no shim binary was found).
+    pub shims: Option<crate::shim::Shims>,
 }
 
 /// Both CRI services over one shared state.

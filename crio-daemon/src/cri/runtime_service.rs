@@ -24,7 +24,9 @@ use crio_api::cri::{
 use crio_api::status::unimplemented;
 use tonic::{Request, Response};
 
-use super::{Rpc, State, runtime_config, runtime_status, runtime_version, sandbox_status};
+use super::{
+    Rpc, State, container_status, runtime_config, runtime_status, runtime_version, sandbox_status,
+};
 
 /// Serves the CRI RuntimeService.
 #[derive(Clone)]
@@ -36,6 +38,15 @@ impl RuntimeApi {
     /// A service over the daemon's state.
     pub fn new(state: Arc<State>) -> Self {
         Self { state }
+    }
+
+    fn shims(&self) -> Result<&crate::shim::Shims, tonic::Status> {
+        self.state.shims.as_ref().ok_or_else(|| {
+            tonic::Status::failed_precondition(format!(
+                "the pod shim {} was not found at start-up: containers cannot run",
+                crate::shim_binary::SHIM_NAME
+            ))
+        })
     }
 }
 
@@ -61,7 +72,16 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<StopPodSandboxRequest>,
     ) -> Rpc<StopPodSandboxResponse> {
-        self.state.pods.stop(&req.get_ref().pod_sandbox_id).await?;
+        let id = req.get_ref().pod_sandbox_id.clone();
+        if let (Some(pod), Ok(shims)) = (self.state.pods.get(&id), self.shims()) {
+            for c in self.state.containers.of_pod(&pod.id) {
+                self.state
+                    .containers
+                    .stop(&self.state.pods, shims, &c.id, 0)
+                    .await?;
+            }
+        }
+        self.state.pods.stop(&id).await?;
         Ok(Response::new(StopPodSandboxResponse {}))
     }
 
@@ -69,10 +89,19 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<RemovePodSandboxRequest>,
     ) -> Rpc<RemovePodSandboxResponse> {
-        self.state
-            .pods
-            .remove(&req.get_ref().pod_sandbox_id)
-            .await?;
+        let id = req.get_ref().pod_sandbox_id.clone();
+        if let (Some(pod), Ok(shims)) = (self.state.pods.get(&id), self.shims()) {
+            for c in self.state.containers.of_pod(&pod.id) {
+                self.state
+                    .containers
+                    .remove(&self.state.pods, shims, &c.id)
+                    .await?;
+            }
+            shims
+                .shutdown(&pod.id, &self.state.pods.run_dir(&pod.id))
+                .await;
+        }
+        self.state.pods.remove(&id).await?;
         Ok(Response::new(RemovePodSandboxResponse {}))
     }
 
@@ -95,44 +124,85 @@ impl RuntimeService for RuntimeApi {
 
     async fn create_container(
         &self,
-        _req: Request<CreateContainerRequest>,
+        req: Request<CreateContainerRequest>,
     ) -> Rpc<CreateContainerResponse> {
-        Err(unimplemented("CreateContainer"))
+        let req = req.into_inner();
+        let config = req
+            .config
+            .ok_or_else(|| crio_api::status::invalid_field("config", "is required"))?;
+        let shims = self.shims()?;
+        let st = &self.state;
+        let id = st
+            .containers
+            .create(&st.pods, &st.images, shims, &req.pod_sandbox_id, config)
+            .await?;
+        Ok(Response::new(CreateContainerResponse { container_id: id }))
     }
 
     async fn start_container(
         &self,
-        _req: Request<StartContainerRequest>,
+        req: Request<StartContainerRequest>,
     ) -> Rpc<StartContainerResponse> {
-        Err(unimplemented("StartContainer"))
+        let st = &self.state;
+        st.containers
+            .start(&st.pods, self.shims()?, &req.get_ref().container_id)
+            .await?;
+        Ok(Response::new(StartContainerResponse {}))
     }
 
     async fn stop_container(
         &self,
-        _req: Request<StopContainerRequest>,
+        req: Request<StopContainerRequest>,
     ) -> Rpc<StopContainerResponse> {
-        Err(unimplemented("StopContainer"))
+        let st = &self.state;
+        let req = req.into_inner();
+        st.containers
+            .stop(&st.pods, self.shims()?, &req.container_id, req.timeout)
+            .await?;
+        Ok(Response::new(StopContainerResponse {}))
     }
 
     async fn remove_container(
         &self,
-        _req: Request<RemoveContainerRequest>,
+        req: Request<RemoveContainerRequest>,
     ) -> Rpc<RemoveContainerResponse> {
-        Err(unimplemented("RemoveContainer"))
+        let st = &self.state;
+        st.containers
+            .remove(&st.pods, self.shims()?, &req.get_ref().container_id)
+            .await?;
+        Ok(Response::new(RemoveContainerResponse {}))
     }
 
     async fn list_containers(
         &self,
-        _req: Request<ListContainersRequest>,
+        req: Request<ListContainersRequest>,
     ) -> Rpc<ListContainersResponse> {
-        Err(unimplemented("ListContainers"))
+        let st = &self.state;
+        if let Ok(shims) = self.shims() {
+            for r in st.containers.list() {
+                let _ = st.containers.refresh(&st.pods, shims, &r.id).await;
+            }
+        }
+        Ok(Response::new(container_status::list(
+            st.containers.list(),
+            req.get_ref(),
+        )))
     }
 
     async fn container_status(
         &self,
-        _req: Request<ContainerStatusRequest>,
+        req: Request<ContainerStatusRequest>,
     ) -> Rpc<ContainerStatusResponse> {
-        Err(unimplemented("ContainerStatus"))
+        let st = &self.state;
+        let req = req.into_inner();
+        let record = st
+            .containers
+            .refresh(&st.pods, self.shims()?, &req.container_id)
+            .await?;
+        Ok(Response::new(container_status::status(
+            &record,
+            req.verbose,
+        )))
     }
 
     async fn update_container_resources(

@@ -230,6 +230,11 @@ impl Pods {
         Ok(())
     }
 
+    /// Where pod namespaces are pinned.
+    pub fn namespaces_dir(&self) -> PathBuf {
+        self.config.runtime.namespaces_dir.clone()
+    }
+
     /// The volatile directory of a pod.
     pub fn run_dir(&self, id: &str) -> PathBuf {
         self.run_dir.join(id)

@@ -1,0 +1,535 @@
+//! Containers: the rootfs (an overlay of the image's layers and a fresh
+//! upper dir), the OCI bundle (config.json from crio-spec), and the life
+//! cycle through the pod's shim. Records live in `root/containers/<id>/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crio_api::Status;
+use crio_api::cri::{ContainerConfig, ContainerMetadata};
+use crio_api::task::{self, ttrpc};
+use crio_storage::atomic;
+use crio_storage::mount::{Overlay, unmount};
+use serde::{Deserialize, Serialize};
+
+use crate::images::Images;
+use crate::pods::{PodRecord, PodState, Pods};
+use crate::shim::Shims;
+
+/// A container's state as the daemon last knew it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    /// Created, not started.
+    Created,
+    /// Started.
+    Running,
+    /// Its process has exited.
+    Exited,
+}
+
+/// What is kept about a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// Container ID.
+    pub id: String,
+    /// Its pod.
+    pub pod_id: String,
+    /// The reserved name.
+    pub name: String,
+    /// The kubelet's request.
+    pub config: ContainerConfig,
+    /// The image ID.
+    pub image_id: String,
+    /// The image reference it was created from.
+    pub image_ref: String,
+    /// Times, CRI nanoseconds (0 = not yet).
+    pub created_at: i64,
+    /// Start time.
+    pub started_at: i64,
+    /// Exit time.
+    pub finished_at: i64,
+    /// Exit code.
+    pub exit_code: i32,
+    /// State.
+    pub state: ContainerState,
+    /// The log file.
+    pub log_path: String,
+}
+
+impl ContainerRecord {
+    /// Metadata.
+    pub fn metadata(&self) -> ContainerMetadata {
+        self.config.metadata.clone().unwrap_or_default()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+fn ctx() -> ttrpc::context::Context {
+    ttrpc::context::with_timeout(30_000_000_000)
+}
+
+fn task_error(what: &str, e: ttrpc::Error) -> Status {
+    match &e {
+        ttrpc::Error::RpcStatus(s) if s.code() == ttrpc::Code::NOT_FOUND => {
+            Status::not_found(format!("{what}: {}", s.message()))
+        }
+        ttrpc::Error::RpcStatus(s) => Status::unknown(format!("{what}: {}", s.message())),
+        other => Status::unavailable(format!("{what}: {other}")),
+    }
+}
+
+/// The containers of this daemon.
+pub struct Containers {
+    records_dir: PathBuf,
+    run_dir: PathBuf,
+    records: Mutex<BTreeMap<String, ContainerRecord>>,
+    host: crio_spec::Host,
+    defaults: crio_spec::Defaults,
+}
+
+/// The capabilities this process may grant (its bounding set).
+fn bounding_set() -> Vec<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0);
+    crio_config::KNOWN_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
+impl Containers {
+    /// Loads the records under `root/containers`.
+    pub fn open(config: &crio_config::Config) -> anyhow::Result<Self> {
+        let records_dir = config.root.join("containers");
+        let run_dir = config.runroot.join("containers");
+        std::fs::create_dir_all(&records_dir)?;
+        std::fs::create_dir_all(&run_dir)?;
+        let mut records = BTreeMap::new();
+        for entry in std::fs::read_dir(&records_dir)?.flatten() {
+            if let Some(r) = std::fs::read(entry.path().join("record.json"))
+                .ok()
+                .and_then(|d| serde_json::from_slice::<ContainerRecord>(&d).ok())
+            {
+                records.insert(r.id.clone(), r);
+            }
+        }
+        let rt = &config.runtime;
+        let host = crio_spec::Host {
+            bounding: bounding_set(),
+            min_oom_score_adj: std::fs::read_to_string("/proc/self/oom_score_adj")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
+            ..Default::default()
+        };
+        let defaults = crio_spec::Defaults {
+            capabilities: rt.default_capabilities.clone(),
+            env: rt.default_env.clone(),
+            ulimits: rt
+                .default_ulimits
+                .iter()
+                .filter_map(|u| crio_config::parse_ulimit(u))
+                .collect(),
+            pids_limit: rt.pids_limit,
+            seccomp_default: None,
+            systemd_cgroups: rt.cgroup_manager == "systemd",
+            image_volumes: config.image.image_volumes.clone(),
+        };
+        Ok(Self {
+            records_dir,
+            run_dir,
+            records: Mutex::new(records),
+            host,
+            defaults,
+        })
+    }
+
+    fn save(&self, r: &ContainerRecord) -> Result<(), Status> {
+        let dir = self.records_dir.join(&r.id);
+        std::fs::create_dir_all(&dir).map_err(internal)?;
+        let data = serde_json::to_vec_pretty(r).map_err(internal)?;
+        atomic::write(&dir.join("record.json"), &data).map_err(internal)?;
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(r.id.clone(), r.clone());
+        Ok(())
+    }
+
+    /// Every record.
+    pub fn list(&self) -> Vec<ContainerRecord> {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A record by ID or unique prefix.
+    pub fn get(&self, id: &str) -> Option<ContainerRecord> {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = records.get(id) {
+            return Some(r.clone());
+        }
+        let mut m = records
+            .values()
+            .filter(|r| id.len() >= 3 && r.id.starts_with(id));
+        match (m.next(), m.next()) {
+            (Some(r), None) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    fn bundle(&self, id: &str) -> PathBuf {
+        self.run_dir.join(id)
+    }
+
+    /// CreateContainer.
+    pub async fn create(
+        &self,
+        pods: &Pods,
+        images: &Images,
+        shims: &Shims,
+        pod_id: &str,
+        config: ContainerConfig,
+    ) -> Result<String, Status> {
+        let pod = pods
+            .get(pod_id)
+            .ok_or_else(|| crio_api::status::not_found("pod sandbox", pod_id))?;
+        if pod.state != PodState::Ready {
+            return Err(Status::failed_precondition(format!(
+                "pod sandbox {pod_id} is not ready"
+            )));
+        }
+        let md = config
+            .metadata
+            .clone()
+            .ok_or_else(|| crio_api::status::invalid_field("config.metadata", "is required"))?;
+        if md.name.is_empty() {
+            return Err(crio_api::status::invalid_field(
+                "config.metadata.name",
+                "must not be empty",
+            ));
+        }
+        let pmd = pod.metadata();
+        let name = format!(
+            "k8s_{}_{}_{}_{}_{}",
+            md.name, pmd.name, pmd.namespace, pmd.uid, md.attempt
+        );
+        if let Some(holder) = self.list().into_iter().find(|r| r.name == name) {
+            return Err(Status::already_exists(format!(
+                "container name {name:?} is reserved by {}",
+                holder.id
+            )));
+        }
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        let image = images.find(&image_name).ok_or_else(|| {
+            Status::not_found(format!(
+                "config.image: image {image_name:?} is not present; pull it first"
+            ))
+        })?;
+        let id = crate::pods::new_id();
+        let result = self
+            .build(
+                &id,
+                &name,
+                &pod,
+                pods,
+                images,
+                shims,
+                &config,
+                &image,
+                &image_name,
+            )
+            .await;
+        if let Err(e) = &result {
+            tracing::warn!(container = %id, "CreateContainer failed, cleaning up: {}", e.message());
+            self.cleanup(&id);
+        }
+        result.map(|()| id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn build(
+        &self,
+        id: &str,
+        name: &str,
+        pod: &PodRecord,
+        pods: &Pods,
+        images: &Images,
+        shims: &Shims,
+        config: &ContainerConfig,
+        image: &crio_storage::ImageRecord,
+        image_name: &str,
+    ) -> Result<(), Status> {
+        let store = self.records_dir.join(id);
+        let (upper, work) = (store.join("upper"), store.join("work"));
+        let bundle = self.bundle(id);
+        let rootfs = bundle.join("rootfs");
+        for d in [&upper, &work, &rootfs] {
+            std::fs::create_dir_all(d).map_err(internal)?;
+        }
+        let lowers = images
+            .layer_paths(image)
+            .map_err(|e| Status::failed_precondition(format!("image {}: {e}", image.id)))?;
+        Overlay {
+            lowers,
+            upper: Some((upper, work)),
+        }
+        .mount(&rootfs)
+        .map_err(|e| internal(format!("mount rootfs: {e}")))?;
+
+        let pod_dir = pods.run_dir(&pod.id);
+        let ns_dir = &pods.namespaces_dir();
+        let pin = |kind: crio_network::netns::Kind| {
+            pod.kinds()
+                .contains(&kind)
+                .then(|| crio_network::netns::pin_path(ns_dir, kind, &pod.id))
+        };
+        let mut host = self.host.clone();
+        host.passwd = crio_spec::user::read_in_root(&rootfs, "/etc/passwd");
+        host.group = crio_spec::user::read_in_root(&rootfs, "/etc/group");
+        let cgroup_parent = pod
+            .config
+            .linux
+            .as_ref()
+            .map(|l| l.cgroup_parent.clone())
+            .unwrap_or_default();
+        let mut spec = crio_spec::build(&crio_spec::Input {
+            id,
+            config,
+            image: &image.config,
+            rootfs: &rootfs,
+            pod: crio_spec::Pod {
+                config: &pod.config,
+                files_dir: pod_dir.clone(),
+                shm: pod.shm.clone(),
+                netns: pin(crio_network::netns::Kind::Net),
+                ipcns: pin(crio_network::netns::Kind::Ipc),
+                utsns: pin(crio_network::netns::Kind::Uts),
+                pidns: None,
+                cgroup_parent,
+            },
+            defaults: &self.defaults,
+            host: &host,
+        })
+        .map_err(|e| match e {
+            crio_spec::SpecError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+            crio_spec::SpecError::Missing { .. } => Status::not_found(e.to_string()),
+        })?;
+        let log_path = if config.log_path.is_empty() || pod.config.log_directory.is_empty() {
+            String::new()
+        } else {
+            Path::new(&pod.config.log_directory)
+                .join(&config.log_path)
+                .display()
+                .to_string()
+        };
+        spec.annotations
+            .insert("io.kubernetes.cri-o.LogPath".into(), log_path.clone());
+        let json = serde_json::to_vec_pretty(&spec).map_err(internal)?;
+        std::fs::write(bundle.join("config.json"), json).map_err(internal)?;
+
+        let record = ContainerRecord {
+            id: id.to_string(),
+            pod_id: pod.id.clone(),
+            name: name.to_string(),
+            config: config.clone(),
+            image_id: image.id.clone(),
+            image_ref: image_name.to_string(),
+            created_at: crio_api::time::now_nanos(),
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            state: ContainerState::Created,
+            log_path,
+        };
+        let client = shims
+            .task(&pod.id, &pod_dir)
+            .await
+            .map_err(Status::unavailable)?;
+        let req = task::CreateTaskRequest {
+            id: id.to_string(),
+            bundle: bundle.display().to_string(),
+            ..Default::default()
+        };
+        client
+            .create(ctx(), &req)
+            .await
+            .map_err(|e| task_error("create task", e))?;
+        self.save(&record)
+    }
+
+    /// Removes what a failed create left.
+    fn cleanup(&self, id: &str) {
+        let bundle = self.bundle(id);
+        let _ = unmount(&bundle.join("rootfs"));
+        let _ = std::fs::remove_dir_all(&bundle);
+        let _ = std::fs::remove_dir_all(self.records_dir.join(id));
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    async fn client(
+        &self,
+        pods: &Pods,
+        shims: &Shims,
+        r: &ContainerRecord,
+    ) -> Result<task::TaskClient, Status> {
+        shims
+            .task(&r.pod_id, &pods.run_dir(&r.pod_id))
+            .await
+            .map_err(Status::unavailable)
+    }
+
+    /// StartContainer.
+    pub async fn start(&self, pods: &Pods, shims: &Shims, id: &str) -> Result<(), Status> {
+        let mut r = self
+            .get(id)
+            .ok_or_else(|| crio_api::status::not_found("container", id))?;
+        if r.state != ContainerState::Created {
+            return Err(Status::failed_precondition(format!(
+                "container {id} is not in the created state"
+            )));
+        }
+        let client = self.client(pods, shims, &r).await?;
+        let req = task::StartRequest {
+            id: r.id.clone(),
+            ..Default::default()
+        };
+        // Taken before the call: a quick container may exit before it returns.
+        let started_at = crio_api::time::now_nanos();
+        client
+            .start(ctx(), &req)
+            .await
+            .map_err(|e| task_error("start task", e))?;
+        r.state = ContainerState::Running;
+        r.started_at = started_at;
+        self.save(&r)
+    }
+
+    /// Brings the record up to date with the shim (exit code and time).
+    pub async fn refresh(
+        &self,
+        pods: &Pods,
+        shims: &Shims,
+        id: &str,
+    ) -> Result<ContainerRecord, Status> {
+        let mut r = self
+            .get(id)
+            .ok_or_else(|| crio_api::status::not_found("container", id))?;
+        if r.state == ContainerState::Exited {
+            return Ok(r);
+        }
+        let client = self.client(pods, shims, &r).await?;
+        let req = task::StateRequest {
+            id: r.id.clone(),
+            ..Default::default()
+        };
+        let state = client
+            .state(ctx(), &req)
+            .await
+            .map_err(|e| task_error("task state", e))?;
+        if state.status.enum_value_or_default() == task::Status::STOPPED {
+            r.state = ContainerState::Exited;
+            r.exit_code = state.exit_status as i32;
+            r.finished_at = state
+                .exited_at
+                .as_ref()
+                .map(crio_api::time::timestamp_to_nanos)
+                .unwrap_or(0);
+            self.save(&r)?;
+        }
+        Ok(r)
+    }
+
+    /// StopContainer: SIGTERM, SIGKILL after `timeout` seconds; idempotent.
+    pub async fn stop(
+        &self,
+        pods: &Pods,
+        shims: &Shims,
+        id: &str,
+        timeout: i64,
+    ) -> Result<(), Status> {
+        let Some(r) = self.get(id) else { return Ok(()) };
+        if r.state != ContainerState::Running {
+            return Ok(());
+        }
+        let client = self.client(pods, shims, &r).await?;
+        let kill = |signal: u32| task::KillRequest {
+            id: r.id.clone(),
+            signal,
+            all: true,
+            ..Default::default()
+        };
+        let wait = task::WaitRequest {
+            id: r.id.clone(),
+            ..Default::default()
+        };
+        client
+            .kill(ctx(), &kill(15))
+            .await
+            .map_err(|e| task_error("kill task", e))?;
+        let grace = Duration::from_secs(timeout.max(0) as u64);
+        if tokio::time::timeout(grace, client.wait(ttrpc::context::with_timeout(0), &wait))
+            .await
+            .is_err()
+        {
+            client
+                .kill(ctx(), &kill(9))
+                .await
+                .map_err(|e| task_error("kill task", e))?;
+            client
+                .wait(ctx(), &wait)
+                .await
+                .map_err(|e| task_error("wait task", e))?;
+        }
+        self.refresh(pods, shims, id).await.map(drop)
+    }
+
+    /// RemoveContainer: stops it if needed, deletes the task, unmounts and
+    /// removes everything; an unknown container is not an error.
+    pub async fn remove(&self, pods: &Pods, shims: &Shims, id: &str) -> Result<(), Status> {
+        let Some(r) = self.get(id) else { return Ok(()) };
+        self.stop(pods, shims, &r.id, 0).await?;
+        if let Ok(client) = self.client(pods, shims, &r).await {
+            let req = task::DeleteRequest {
+                id: r.id.clone(),
+                ..Default::default()
+            };
+            match client.delete(ctx(), &req).await {
+                Ok(_) => {}
+                Err(ttrpc::Error::RpcStatus(s)) if s.code() == ttrpc::Code::NOT_FOUND => {}
+                Err(e) => return Err(task_error("delete task", e)),
+            }
+        }
+        self.cleanup(&r.id);
+        Ok(())
+    }
+
+    /// The containers of a pod.
+    pub fn of_pod(&self, pod_id: &str) -> Vec<ContainerRecord> {
+        self.list()
+            .into_iter()
+            .filter(|r| r.pod_id == pod_id)
+            .collect()
+    }
+}

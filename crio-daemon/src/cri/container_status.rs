@@ -1,0 +1,91 @@
+//! ContainerStatus and ListContainers.
+
+use std::collections::HashMap;
+
+use crio_api::cri::{
+    Container, ContainerState as Cri, ContainerStatus, ContainerStatusResponse, ImageSpec,
+    ListContainersRequest, ListContainersResponse,
+};
+
+use crate::containers::{ContainerRecord, ContainerState};
+
+fn state(r: &ContainerRecord) -> i32 {
+    match r.state {
+        ContainerState::Created => Cri::ContainerCreated as i32,
+        ContainerState::Running => Cri::ContainerRunning as i32,
+        ContainerState::Exited => Cri::ContainerExited as i32,
+    }
+}
+
+fn image(r: &ContainerRecord) -> Option<ImageSpec> {
+    Some(ImageSpec {
+        image: r.image_ref.clone(),
+        ..ImageSpec::default()
+    })
+}
+
+/// The CRI status of a record; reason Completed or Error once exited.
+pub fn status(r: &ContainerRecord, verbose: bool) -> ContainerStatusResponse {
+    let reason = match (r.state, r.exit_code) {
+        (ContainerState::Exited, 0) => "Completed",
+        (ContainerState::Exited, _) => "Error",
+        _ => "",
+    };
+    let mut info = HashMap::new();
+    if verbose {
+        info.insert(
+            "info".to_string(),
+            serde_json::json!({"id": r.id, "podId": r.pod_id, "name": r.name, "imageId": r.image_id}).to_string(),
+        );
+    }
+    ContainerStatusResponse {
+        status: Some(ContainerStatus {
+            id: r.id.clone(),
+            metadata: Some(r.metadata()),
+            state: state(r),
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            exit_code: r.exit_code,
+            image: image(r),
+            image_ref: r.image_id.clone(),
+            image_id: r.image_id.clone(),
+            reason: reason.into(),
+            labels: r.config.labels.clone(),
+            annotations: r.config.annotations.clone(),
+            mounts: r.config.mounts.clone(),
+            log_path: r.log_path.clone(),
+            ..ContainerStatus::default()
+        }),
+        info,
+    }
+}
+
+/// Records matching the filter: ID prefix, state, pod, labels.
+pub fn list(records: Vec<ContainerRecord>, req: &ListContainersRequest) -> ListContainersResponse {
+    let f = req.filter.clone().unwrap_or_default();
+    let containers = records
+        .into_iter()
+        .filter(|r| f.id.is_empty() || r.id.starts_with(&f.id))
+        .filter(|r| f.pod_sandbox_id.is_empty() || r.pod_id.starts_with(&f.pod_sandbox_id))
+        .filter(|r| f.state.as_ref().is_none_or(|s| s.state == state(r)))
+        .filter(|r| {
+            f.label_selector
+                .iter()
+                .all(|(k, v)| r.config.labels.get(k) == Some(v))
+        })
+        .map(|r| Container {
+            id: r.id.clone(),
+            pod_sandbox_id: r.pod_id.clone(),
+            metadata: Some(r.metadata()),
+            image: image(&r),
+            image_ref: r.image_id.clone(),
+            image_id: r.image_id.clone(),
+            state: state(&r),
+            created_at: r.created_at,
+            labels: r.config.labels.clone(),
+            annotations: r.config.annotations.clone(),
+        })
+        .collect();
+    ListContainersResponse { containers }
+}

@@ -1,0 +1,204 @@
+//! The daemon's side of the per-pod shims: starting a pod's shim with the
+//! shim v2 `start` action, keeping a task client per pod (reconnecting from
+//! the address file after a restart), and the events endpoint the shims
+//! publish to.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use crio_api::task::{self, Events, TaskClient, ttrpc};
+use tokio::io::AsyncReadExt;
+
+/// The shim namespace crio-rs uses.
+pub const NAMESPACE: &str = "crio";
+
+/// Starts and finds pod shims.
+pub struct Shims {
+    binary: PathBuf,
+    runtime: PathBuf,
+    runtime_root: PathBuf,
+    socket_dir: PathBuf,
+    events: PathBuf,
+    clients: Mutex<HashMap<String, TaskClient>>,
+    _server: tokio::sync::Mutex<Option<ttrpc::asynchronous::Server>>,
+}
+
+/// The events endpoint: shims publish TaskStart/TaskExit here. The daemon
+/// reads state from the shims themselves, so events are only logged.
+struct EventLog;
+
+#[async_trait::async_trait]
+impl Events for EventLog {
+    async fn forward(
+        &self,
+        _ctx: &ttrpc::asynchronous::TtrpcContext,
+        req: task::ForwardRequest,
+    ) -> ttrpc::Result<task::Empty> {
+        if let Some(env) = req.envelope.as_ref() {
+            tracing::debug!(topic = %env.topic, "shim event");
+        }
+        Ok(task::Empty::default())
+    }
+}
+
+fn ttrpc_err(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+impl Shims {
+    /// Serves the events endpoint under `runroot` and prepares to start
+    /// `binary` with the given OCI runtime.
+    pub async fn start(
+        binary: PathBuf,
+        runtime: PathBuf,
+        runtime_root: PathBuf,
+        runroot: &Path,
+    ) -> Result<Self, String> {
+        let socket_dir = runroot.join("shims");
+        std::fs::create_dir_all(&socket_dir).map_err(|e| ttrpc_err("create shims dir", e))?;
+        let events = runroot.join("events.sock");
+        let _ = std::fs::remove_file(&events);
+        let service = task::create_events(Arc::new(EventLog));
+        let mut server = ttrpc::asynchronous::Server::new()
+            .bind(&format!("unix://{}", events.display()))
+            .map_err(|e| ttrpc_err("bind events socket", e))?
+            .register_service(service);
+        server
+            .start()
+            .await
+            .map_err(|e| ttrpc_err("serve events", e))?;
+        Ok(Self {
+            binary,
+            runtime,
+            runtime_root,
+            socket_dir,
+            events,
+            clients: Mutex::default(),
+            _server: tokio::sync::Mutex::new(Some(server)),
+        })
+    }
+
+    /// The task client of pod `id`, whose files are in `pod_dir`: cached, or
+    /// reconnected from `pod_dir/shim.address`, or a newly started shim.
+    pub async fn task(&self, id: &str, pod_dir: &Path) -> Result<TaskClient, String> {
+        if let Some(c) = self
+            .clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            return Ok(c.clone());
+        }
+        let address_file = pod_dir.join("shim.address");
+        let address = match std::fs::read_to_string(&address_file) {
+            Ok(a) => a.trim().to_string(),
+            Err(_) => self.spawn(id, pod_dir).await?,
+        };
+        let client = ttrpc::asynchronous::Client::connect(&address)
+            .await
+            .map_err(|e| ttrpc_err(&format!("connect to shim {address}"), e))?;
+        let task = TaskClient::new(client);
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), task.clone());
+        Ok(task)
+    }
+
+    async fn spawn(&self, id: &str, pod_dir: &Path) -> Result<String, String> {
+        let mut child = tokio::process::Command::new(&self.binary)
+            .args([
+                "-namespace",
+                NAMESPACE,
+                "-id",
+                id,
+                "-address",
+                &self.events.display().to_string(),
+                "start",
+            ])
+            .current_dir(pod_dir)
+            .env("TTRPC_ADDRESS", &self.events)
+            .env("CRIO_SHIM_SOCKET_DIR", &self.socket_dir)
+            .env("CRIO_RUNTIME", &self.runtime)
+            .env("CRIO_RUNTIME_ROOT", &self.runtime_root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ttrpc_err(&format!("start shim {}", self.binary.display()), e))?;
+        let mut address = String::new();
+        if let Some(mut out) = child.stdout.take() {
+            let _ = out.read_to_string(&mut address).await;
+        }
+        let status = child
+            .wait_with_output()
+            .await
+            .map_err(|e| ttrpc_err("wait for shim start", e))?;
+        if !status.status.success() || address.trim().is_empty() {
+            return Err(format!(
+                "shim start failed ({}): {}",
+                status.status,
+                String::from_utf8_lossy(&status.stderr).trim()
+            ));
+        }
+        let address = start_address(&address);
+        std::fs::write(pod_dir.join("shim.address"), &address)
+            .map_err(|e| ttrpc_err("write shim address", e))?;
+        Ok(address)
+    }
+
+    /// Asks pod `id`'s shim to exit and forgets it.
+    pub async fn shutdown(&self, id: &str, pod_dir: &Path) {
+        let client = self
+            .clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        let client = match client {
+            Some(c) => Some(c),
+            None if pod_dir.join("shim.address").exists() => self.task(id, pod_dir).await.ok(),
+            None => None,
+        };
+        if let Some(c) = client {
+            let req = task::ShutdownRequest {
+                id: id.to_string(),
+                now: true,
+                ..Default::default()
+            };
+            let _ = c
+                .shutdown(ttrpc::context::with_timeout(2_000_000_000), &req)
+                .await;
+            self.clients
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(id);
+        }
+        let _ = std::fs::remove_file(pod_dir.join("shim.address"));
+    }
+}
+
+/// The address in a shim's `start` reply: a plain address, or the JSON
+/// bootstrap form `{"address": …, "protocol": "ttrpc", "version": 3}`.
+fn start_address(reply: &str) -> String {
+    let reply = reply.trim();
+    serde_json::from_str::<serde_json::Value>(reply)
+        .ok()
+        .and_then(|v| v["address"].as_str().map(str::to_string))
+        .unwrap_or_else(|| reply.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_replies() {
+        assert_eq!(start_address("unix:///run/x.sock\n"), "unix:///run/x.sock");
+        assert_eq!(
+            start_address(r#"{"address":"unix:///run/y.sock","protocol":"ttrpc","version":3}"#),
+            "unix:///run/y.sock"
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The CRI log file, written by the shim: `<RFC3339Nano> <stream> <P|F> <text>`
+//! lines; a line longer than the buffer is written in P(artial) pieces, a
+//! final line without a newline as P.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Mutex;
+
+/// Longest piece written as one log line.
+const MAX_LINE: usize = 16 * 1024;
+
+/// RFC 3339 with nanoseconds, UTC.
+pub fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// A container's log file, shared by its stdout and stderr copiers.
+#[derive(Debug)]
+pub struct LogFile {
+    file: Mutex<tokio::fs::File>,
+}
+
+impl LogFile {
+    /// Opens (appending, creating) `path`.
+    pub async fn open(path: PathBuf) -> std::io::Result<Arc<Self>> {
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await?;
+        Ok(Arc::new(Self {
+            file: Mutex::new(file),
+        }))
+    }
+
+    async fn write_line(&self, stream: &str, tag: char, text: &[u8]) {
+        let mut line = format!("{} {stream} {tag} ", timestamp(SystemTime::now())).into_bytes();
+        line.extend_from_slice(text);
+        line.push(b'\n');
+        let _ = self.file.lock().await.write_all(&line).await;
+    }
+}
+
+/// Copies `reader` into `log` as `stream` lines until end of file.
+pub async fn copy(
+    mut reader: impl tokio::io::AsyncRead + Unpin,
+    stream: &'static str,
+    log: Arc<LogFile>,
+) {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+            log.write_line(stream, 'F', &pending[..i]).await;
+            pending.drain(..=i);
+        }
+        while pending.len() >= MAX_LINE {
+            log.write_line(stream, 'P', &pending[..MAX_LINE]).await;
+            pending.drain(..MAX_LINE);
+        }
+    }
+    if !pending.is_empty() {
+        log.write_line(stream, 'P', &pending).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps() {
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        assert_eq!(timestamp(t), "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert!(timestamp(leap).starts_with("2000-02-29T00:00:00"));
+    }
+
+    #[tokio::test]
+    async fn lines_partials_and_streams() {
+        let tmp = std::env::temp_dir().join(format!("crio-shim-log-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let log = LogFile::open(tmp.clone()).await.unwrap();
+        let long = vec![b'x'; MAX_LINE + 5];
+        let mut input = b"one\ntwo\n".to_vec();
+        input.extend_from_slice(&long);
+        input.extend_from_slice(b"\ntail");
+        copy(&input[..], "stdout", log.clone()).await;
+        copy(&b"err\n"[..], "stderr", log).await;
+        let text = std::fs::read_to_string(&tmp).unwrap();
+        let _ = std::fs::remove_file(&tmp);
+        let lines: Vec<(&str, &str, &str)> = text
+            .lines()
+            .map(|l| {
+                let mut p = l.splitn(4, ' ');
+                let _ts = p.next().unwrap();
+                (p.next().unwrap(), p.next().unwrap(), p.next().unwrap_or(""))
+            })
+            .collect();
+        assert_eq!(lines[0], ("stdout", "F", "one"));
+        assert_eq!(lines[1], ("stdout", "F", "two"));
+        assert_eq!(
+            (lines[2].0, lines[2].1, lines[2].2.len()),
+            ("stdout", "P", MAX_LINE)
+        );
+        assert_eq!(lines[3], ("stdout", "F", "xxxxx"));
+        assert_eq!(lines[4], ("stdout", "P", "tail"));
+        assert_eq!(lines[5], ("stderr", "F", "err"));
+    }
+}

@@ -1,0 +1,92 @@
+//! Running the OCI runtime's CLI. The shim is a subreaper whose SIGCHLD
+//! handler reaps every child, so a runtime command's exit status comes from
+//! the framework's exit monitor, never from waiting on the child ourselves.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use containerd_shim::asynchronous::monitor::{monitor_subscribe, monitor_unsubscribe};
+use containerd_shim::monitor::{Subject, Topic};
+use tokio::io::AsyncReadExt;
+
+/// The runtime binary and its state root, from the environment the daemon
+/// starts the shim with (`CRIO_RUNTIME`, `CRIO_RUNTIME_ROOT`).
+#[derive(Debug, Clone)]
+pub struct Runc {
+    binary: PathBuf,
+    root: PathBuf,
+}
+
+/// What a runtime command did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Its exit code.
+    pub code: i32,
+    /// Its stderr (empty when its stdio belonged to a container).
+    pub stderr: String,
+}
+
+impl Runc {
+    /// The runtime named by the environment, runc on PATH by default.
+    pub fn from_env() -> Self {
+        Self {
+            binary: std::env::var_os("CRIO_RUNTIME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "runc".into()),
+            root: std::env::var_os("CRIO_RUNTIME_ROOT")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "/run/runc".into()),
+        }
+    }
+
+    /// Runs `runtime --root ROOT ARGS…`; with `stdio`, the command's stdout
+    /// and stderr are those descriptors (they become the container's).
+    pub async fn run(
+        &self,
+        args: &[&str],
+        stdio: Option<(OwnedFd, OwnedFd)>,
+    ) -> std::io::Result<Outcome> {
+        let sub = monitor_subscribe(Topic::Pid)
+            .await
+            .map_err(std::io::Error::other)?;
+        let mut cmd = tokio::process::Command::new(&self.binary);
+        cmd.arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null());
+        let capture = stdio.is_none();
+        match stdio {
+            Some((out, err)) => {
+                cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err));
+            }
+            None => {
+                cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            }
+        }
+        let spawned = cmd.spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = monitor_unsubscribe(sub.id).await;
+                return Err(e);
+            }
+        };
+        let pid = child.id().unwrap_or(0) as i32;
+        let mut stderr = String::new();
+        if capture && let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr).await;
+        }
+        let mut rx = sub.rx;
+        let mut code = -1;
+        while let Some(event) = rx.recv().await {
+            if matches!(event.subject, Subject::Pid(p) if p == pid) {
+                code = event.exit_code;
+                break;
+            }
+        }
+        let _ = monitor_unsubscribe(sub.id).await;
+        drop(child);
+        Ok(Outcome { code, stderr })
+    }
+}

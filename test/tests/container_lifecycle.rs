@@ -1,0 +1,278 @@
+//! Containers end to end: a pod, a container from a pulled image run by the
+//! pod's shim through runc, its CRI log, its exit code; stop and remove
+//! leave no process, mount or shim behind.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crio_api::client::CriClient;
+use crio_api::cri::{
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest,
+    CreateContainerRequest, ImageSpec, ListContainersRequest, NamespaceMode,
+    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopContainerRequest,
+};
+use crio_test::Registry;
+use crio_test::cri::pull;
+use crio_test::images::push_standard_images;
+use crio_test::pods::{PodWorld, pod_config};
+use tonic::Code;
+
+const POD: i32 = NamespaceMode::Pod as i32;
+
+fn container(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..ImageSpec::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        ..ContainerConfig::default()
+    }
+}
+
+async fn create(
+    client: &mut CriClient,
+    pod: &str,
+    config: ContainerConfig,
+) -> Result<String, tonic::Status> {
+    client
+        .runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(config),
+            sandbox_config: None,
+        })
+        .await
+        .map(|r| r.into_inner().container_id)
+}
+
+async fn status(client: &mut CriClient, id: &str) -> crio_api::cri::ContainerStatus {
+    client
+        .runtime
+        .container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+async fn wait_exited(client: &mut CriClient, id: &str) -> crio_api::cri::ContainerStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(client, id).await;
+        if s.state == ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {id} did not exit: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn shim_processes(dir: &Path) -> usize {
+    let marker = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("containerd-shim-crio-v2") && c.contains(&marker)
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_runs_logs_exits_and_leaves_nothing() {
+    let registry = Registry::start().unwrap();
+    let images = push_standard_images(&registry).unwrap();
+    let world = PodWorld::start_with_registry(&registry).unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    pull(&mut client, &images.busybox.reference).await.unwrap();
+    let mut pod = pod_config("app", POD, POD);
+    pod.log_directory = world.daemon.path("podlogs").display().to_string();
+    let pod_id = client
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+
+    // A container that writes to both streams, a partial last line, and exits 3.
+    let script = "echo hello; echo oops >&2; printf partial; exit 3";
+    let id = create(
+        &mut client,
+        &pod_id,
+        container("worker", &images.busybox.reference, &["sh", "-c", script]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        status(&mut client, &id).await.state,
+        ContainerState::ContainerCreated as i32
+    );
+    client
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let s = wait_exited(&mut client, &id).await;
+    assert_eq!(s.exit_code, 3);
+    assert_eq!(s.reason, "Error");
+    assert!(s.started_at > 0 && s.finished_at >= s.started_at);
+    let log = std::fs::read_to_string(world.daemon.path("podlogs/worker.log")).unwrap();
+    let lines: Vec<Vec<&str>> = log.lines().map(|l| l.splitn(4, ' ').collect()).collect();
+    assert!(
+        lines.iter().any(|l| l[1..] == ["stdout", "F", "hello"]),
+        "{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l[1..] == ["stderr", "F", "oops"]),
+        "{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l[1..] == ["stdout", "P", "partial"]),
+        "{log}"
+    );
+    // The shim recorded the exit in the bundle as well.
+    let exit =
+        std::fs::read_to_string(world.daemon.path(&format!("run/containers/{id}/exit"))).unwrap();
+    assert!(exit.starts_with("3 "), "{exit}");
+
+    // A long-running one, stopped: SIGTERM ignored by sh's sleep, so SIGKILL after the timeout.
+    let sleeper = create(
+        &mut client,
+        &pod_id,
+        container("sleeper", &images.busybox.reference, &["sleep", "600"]),
+    )
+    .await
+    .unwrap();
+    client
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: sleeper.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&mut client, &sleeper).await.state,
+        ContainerState::ContainerRunning as i32
+    );
+    client
+        .runtime
+        .stop_container(StopContainerRequest {
+            container_id: sleeper.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+    let s = status(&mut client, &sleeper).await;
+    assert_eq!(s.state, ContainerState::ContainerExited as i32);
+    assert!(s.exit_code == 143 || s.exit_code == 137, "{}", s.exit_code);
+    // Stop again is fine.
+    client
+        .runtime
+        .stop_container(StopContainerRequest {
+            container_id: sleeper.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+
+    let listed = client
+        .runtime
+        .list_containers(ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 2);
+    assert!(
+        shim_processes(&world.daemon.path("")) >= 1,
+        "no shim running for the pod"
+    );
+
+    // Errors name what is wrong.
+    let err = create(
+        &mut client,
+        &pod_id,
+        container("x", "test/absent:1", &["true"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = create(
+        &mut client,
+        "nosuchpod",
+        container("x", &images.busybox.reference, &["true"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+
+    client
+        .runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    client
+        .runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    client
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .unwrap();
+    let listed = client
+        .runtime
+        .list_containers(ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(listed.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shim_processes(&world.daemon.path("")) > 0 {
+        assert!(Instant::now() < deadline, "the pod's shim did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&world.daemon.path("run/containers").display().to_string()),
+        "rootfs left mounted"
+    );
+}
