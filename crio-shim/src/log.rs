@@ -62,7 +62,11 @@ impl LogFile {
         let mut line = format!("{} {stream} {tag} ", timestamp(SystemTime::now())).into_bytes();
         line.extend_from_slice(text);
         line.push(b'\n');
-        let _ = self.file.lock().await.write_all(&line).await;
+        let mut file = self.file.lock().await;
+        // tokio writes in the background: flush, so readers see every line.
+        if file.write_all(&line).await.is_ok() {
+            let _ = file.flush().await;
+        }
     }
 }
 
@@ -80,13 +84,18 @@ pub async fn copy(
             Ok(n) => n,
         };
         pending.extend_from_slice(&buf[..n]);
-        while let Some(i) = pending.iter().position(|b| *b == b'\n') {
-            log.write_line(stream, 'F', &pending[..i]).await;
-            pending.drain(..=i);
-        }
-        while pending.len() >= MAX_LINE {
-            log.write_line(stream, 'P', &pending[..MAX_LINE]).await;
-            pending.drain(..MAX_LINE);
+        loop {
+            let newline = pending.iter().position(|b| *b == b'\n');
+            let line_len = newline.unwrap_or(pending.len());
+            if line_len >= MAX_LINE {
+                log.write_line(stream, 'P', &pending[..MAX_LINE]).await;
+                pending.drain(..MAX_LINE);
+            } else if let Some(i) = newline {
+                log.write_line(stream, 'F', &pending[..i]).await;
+                pending.drain(..=i);
+            } else {
+                break;
+            }
         }
     }
     if !pending.is_empty() {

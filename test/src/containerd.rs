@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::daemon::unmount_below;
+use crate::daemon::{processes_mentioning, unmount_below};
 
 /// A running containerd.
 pub struct Containerd {
@@ -129,39 +129,6 @@ state = "{d}/state"
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
-}
-
-/// Pids of processes whose command line mentions `needle`, and their children.
-fn processes_mentioning(needle: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let all: Vec<(i32, i32, String)> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let ppid = stat
-                .rsplit(')')
-                .next()?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            Some((pid, ppid, String::from_utf8_lossy(&cmd).into_owned()))
-        })
-        .collect();
-    let parents: Vec<i32> = all
-        .iter()
-        .filter(|(_, _, c)| c.contains(needle))
-        .map(|(p, _, _)| *p)
-        .collect();
-    let children = all
-        .iter()
-        .filter(|(_, pp, _)| parents.contains(pp))
-        .map(|(p, _, _)| *p);
-    children.chain(parents.iter().copied()).collect()
 }
 
 impl Drop for Containerd {

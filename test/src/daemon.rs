@@ -62,13 +62,15 @@ impl TestDaemon {
              version_file = \"{run}/version\"\nclean_shutdown_file = \"{root}/clean.shutdown\"\n\
              [crio.api]\nlisten = \"{sock}\"\n\
              [crio.runtime]\nnamespaces_dir = \"{ns}\"\nlog_level = \"debug\"\n\
-             [crio.network]\nnetwork_dir = \"{net}\"\nplugin_dirs = [\"{CNI_PLUGIN_DIR}\"]\n{extra_toml}\n",
+             [crio.network]\nnetwork_dir = \"{net}\"\nplugin_dirs = [\"{CNI_PLUGIN_DIR}\"]\n\
+             [crio.runtime.runtimes.runc]\nruntime_root = \"{d}/runc\"\n{extra_toml}\n",
             root = d.join("root").display(),
             run = d.join("run").display(),
             logs = d.join("logs").display(),
             sock = d.join("crio.sock").display(),
             ns = d.join("ns").display(),
             net = d.join("net.d").display(),
+            d = d.display(),
         );
         std::fs::write(d.join("crio.conf"), config)?;
         let mut daemon = Self {
@@ -199,6 +201,39 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
     }
 }
 
+/// Pids of processes whose command line mentions `needle`, and their children.
+pub fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let all: Vec<(i32, i32, String)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, ppid, String::from_utf8_lossy(&cmd).into_owned()))
+        })
+        .collect();
+    let parents: Vec<i32> = all
+        .iter()
+        .filter(|(_, _, c)| c.contains(needle))
+        .map(|(p, _, _)| *p)
+        .collect();
+    let children = all
+        .iter()
+        .filter(|(_, pp, _)| parents.contains(pp))
+        .map(|(p, _, _)| *p);
+    children.chain(parents.iter().copied()).collect()
+}
+
 /// Unmounts every mount at or below `dir`, deepest first.
 pub fn unmount_below(dir: &Path) {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -232,5 +267,13 @@ impl Drop for TestDaemon {
             );
         }
         unmount_below(self.dir.path());
+        // The default cgroup parent of test containers, once empty.
+        for controller in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(controller.path().join("crio"));
+        }
     }
 }
