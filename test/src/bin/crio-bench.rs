@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use crio_api::client::{CriClient, connect_with};
 use crio_api::cri::{
-    ListPodSandboxRequest, NamespaceMode, RemovePodSandboxRequest, RunPodSandboxRequest,
+    ContainerConfig, ContainerMetadata, CreateContainerRequest, ImageSpec, ListPodSandboxRequest,
+    NamespaceMode, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
     StopPodSandboxRequest,
 };
 use crio_test::Registry;
@@ -91,10 +92,10 @@ impl Target {
 
     /// RSS of the per-pod shims, KiB (0 when the runtime has none).
     fn shims_rss(&self) -> u64 {
-        let Target::Containerd(c, _) = self else {
-            return 0;
+        let marker = match self {
+            Target::Crio(w) => w.daemon.path("").display().to_string(),
+            Target::Containerd(c, _) => c.dir().display().to_string(),
         };
-        let marker = c.dir().display().to_string();
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return 0;
         };
@@ -263,6 +264,98 @@ async fn pods(target: &mut Target, samples: usize, many: usize) -> Result<Value>
         "shim_rss_per_pod_kib": shims / many.max(1) as u64,
         format!("recovery_{many}_pods_ms"): (recovery.as_secs_f64() * 1e3).round(),
         "recovered_pods": listed,
+    }))
+}
+
+/// The headline: pod plus running container, call by call; then stop and
+/// remove of such a pod; and the shims' memory with `loaded` pods each
+/// running one container.
+async fn containers(target: &Target, image: &str, samples: usize, loaded: usize) -> Result<Value> {
+    let mut client = ready_client(&target.endpoint()).await?;
+    pull(&mut client, image).await?;
+    let sleeper = |name: &str| ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..ImageSpec::default()
+        }),
+        command: vec!["sleep".into(), "3600".into()],
+        ..ContainerConfig::default()
+    };
+    let start_pod = async |c: &mut CriClient, name: &str| -> Result<(String, [Duration; 3])> {
+        let t = Instant::now();
+        let pod = run_pod(c, name).await?;
+        let run = t.elapsed();
+        let t = Instant::now();
+        let id = c
+            .runtime
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(sleeper(name)),
+                // kubelet always sends it; containerd needs it.
+                sandbox_config: Some(pod_config(
+                    name,
+                    NamespaceMode::Pod as i32,
+                    NamespaceMode::Pod as i32,
+                )),
+            })
+            .await?
+            .into_inner()
+            .container_id;
+        let create = t.elapsed();
+        let t = Instant::now();
+        c.runtime
+            .start_container(StartContainerRequest { container_id: id })
+            .await?;
+        Ok((pod, [run, create, t.elapsed()]))
+    };
+    let (mut run, mut create, mut start, mut total, mut teardown) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..samples {
+        let (pod, [r, c, s]) = start_pod(&mut client, &format!("ctr-{i}")).await?;
+        run.push(r);
+        create.push(c);
+        start.push(s);
+        total.push(r + c + s);
+        let t = Instant::now();
+        client
+            .runtime
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await?;
+        client
+            .runtime
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            })
+            .await?;
+        teardown.push(t.elapsed());
+    }
+    for i in 0..loaded {
+        start_pod(&mut client, &format!("loaded-{i}")).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let shims = target.shims_rss();
+    remove_all(&mut client).await?;
+    let sum_of_medians = |v: &[&Value]| {
+        v.iter()
+            .filter_map(|s| s["median_ms"].as_f64())
+            .sum::<f64>()
+    };
+    let (run, create, start) = (stats(run), stats(create), stats(start));
+    let headline = (sum_of_medians(&[&run, &create, &start]) * 1000.0).round() / 1000.0;
+    Ok(json!({
+        "run_pod_sandbox": run,
+        "create_container": create,
+        "start_container": start,
+        "pod_and_container_sum_of_medians_ms": headline,
+        "pod_and_container_total": stats(total),
+        "stop_and_remove_pod_with_container": stats(teardown),
+        "shim_rss_per_pod_with_container_kib": shims / loaded.max(1) as u64,
     }))
 }
 
@@ -447,17 +540,17 @@ async fn main() -> Result<()> {
     let mut results = json!({
         "machine": {"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()},
     });
-    let mut targets = vec![Target::Crio(PodWorld::start()?)];
-    // The reference needs a pause image: it comes from a registry of the bench's own.
+    // Images (and the reference's pause image) come from a registry of the bench's own.
     let registry = Registry::start()?;
+    let standard = push_standard_images(&registry)?;
+    let mut targets = vec![Target::Crio(PodWorld::start_with_registry(&registry)?)];
     if args.iter().any(|a| a == "--with-containerd") {
-        let images = push_standard_images(&registry)?;
         let pid = std::process::id();
         let bridge = format!("ctrd{}", pid % 1_000_000);
         let prefix = format!("10.{}.{}", 100 + (pid / 250) % 100, (pid + 125) % 250);
         let conflist = bridge_conflist(&bridge, &prefix);
         targets.push(Target::Containerd(
-            Containerd::start(&registry.host(), &images.pause.reference, &conflist)?,
+            Containerd::start(&registry.host(), &standard.pause.reference, &conflist)?,
             bridge,
         ));
     }
@@ -465,6 +558,14 @@ async fn main() -> Result<()> {
         let name = target.name();
         eprintln!("measuring {name} pods...");
         results[name] = json!({ "pods": pods(&mut target, samples, many).await? });
+        eprintln!("measuring {name} containers...");
+        results[name]["containers"] = containers(
+            &target,
+            &standard.busybox.reference,
+            samples,
+            if smoke { 2 } else { 10 },
+        )
+        .await?;
         eprintln!("measuring {name} pulls...");
         results[name]["images"] =
             images(&target, &registry, if smoke { 1 } else { 5 }, files).await?;
