@@ -25,7 +25,8 @@ pub struct Cli {
     #[arg(short = 'i', long, global = true, env = "IMAGE_SERVICE_ENDPOINT")]
     pub image_endpoint: Option<String>,
     /// Timeout of the connection and of each call, like crictl's (2s, 500ms, 1m).
-    #[arg(short = 't', long, global = true, default_value = "2s", value_parser = parse_timeout)]
+    /// (No short form: `-t` belongs to `stop` and `logs`, as in crictl.)
+    #[arg(long, global = true, default_value = "2s", value_parser = parse_timeout)]
     pub timeout: Duration,
     /// The verb.
     #[command(subcommand)]
@@ -57,6 +58,22 @@ pub enum Verb {
     Stopp(cmd::pods::IdsArgs),
     /// Remove pod sandboxes.
     Rmp(cmd::pods::IdsArgs),
+    /// Create a container in a pod.
+    Create(cmd::containers::CreateArgs),
+    /// Run a pod and a container in it.
+    Run(cmd::containers::RunArgs),
+    /// Start containers.
+    Start(cmd::containers::StartArgs),
+    /// Stop containers.
+    Stop(cmd::containers::StopArgs),
+    /// Remove containers.
+    Rm(cmd::containers::RmArgs),
+    /// List containers.
+    Ps(cmd::containers::PsArgs),
+    /// Show containers' status.
+    Inspect(cmd::InspectArgs),
+    /// Print a container's log.
+    Logs(cmd::containers::LogsArgs),
     /// Image filesystem usage.
     Imagefsinfo(cmd::images::FsInfoArgs),
 }
@@ -110,6 +127,10 @@ mod tests {
     fn command_line_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+        // Global and verb flags of the same name must not share an id.
+        let cli =
+            Cli::try_parse_from(["crioctl", "--timeout", "3s", "stop", "-t", "0", "abc"]).unwrap();
+        assert_eq!(cli.timeout, Duration::from_secs(3));
     }
 
     #[test]

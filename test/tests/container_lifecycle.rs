@@ -276,3 +276,63 @@ async fn a_container_runs_logs_exits_and_leaves_nothing() {
         "rootfs left mounted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crioctl_container_verbs() {
+    let registry = Registry::start().unwrap();
+    let images = push_standard_images(&registry).unwrap();
+    let world = PodWorld::start_with_registry(&registry).unwrap();
+    let d = &world.daemon;
+    let run = |args: &[&str]| {
+        let out = d.crioctl(args).unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["pull", &images.busybox.reference]);
+    let pod = d.path("pod.yaml");
+    std::fs::write(
+        &pod,
+        format!(
+            "metadata:\n  name: cli\n  namespace: default\n  uid: cli-uid\nlog_directory: {}\n",
+            d.path("logs-cli").display()
+        ),
+    )
+    .unwrap();
+    let ctr = d.path("container.json");
+    std::fs::write(
+        &ctr,
+        format!(
+            r#"{{"metadata": {{"name": "talker"}}, "image": {{"image": "{}"}}, "command": ["sh", "-c", "echo from-crioctl; sleep 600"], "log_path": "talker.log"}}"#,
+            images.busybox.reference
+        ),
+    )
+    .unwrap();
+    run(&["run", ctr.to_str().unwrap(), pod.to_str().unwrap()]);
+    let ps = run(&["ps"]);
+    assert!(
+        ps.contains("CONTAINER") && ps.contains("talker") && ps.contains("Running"),
+        "{ps}"
+    );
+    let id = run(&["ps", "-q"]).trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !run(&["logs", &id]).contains("from-crioctl") {
+        assert!(Instant::now() < deadline, "no log line");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let inspect: serde_json::Value = serde_json::from_str(&run(&["inspect", &id])).unwrap();
+    assert_eq!(inspect["status"]["metadata"]["name"], "talker");
+    assert!(
+        !d.crioctl(&["rm", &id]).unwrap().status.success(),
+        "rm of a running container without -f"
+    );
+    run(&["stop", "-t", "0", &id]);
+    assert!(run(&["ps", "-a"]).contains("Exited"));
+    assert_eq!(run(&["ps", "-q"]).trim(), "");
+    run(&["rm", &id]);
+    run(&["rmp", "--all", "--force"]);
+    assert_eq!(run(&["ps", "-a", "-q"]).trim(), "");
+}

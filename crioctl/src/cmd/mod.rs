@@ -1,5 +1,6 @@
 //! One module per verb.
 
+pub mod containers;
 pub mod images;
 pub mod info;
 pub mod pods;
@@ -24,12 +25,27 @@ pub async fn run(cli: &Cli) -> Result<()> {
         Verb::Inspectp(args) => pods::inspect(&mut runtime_client(cli).await?, args).await,
         Verb::Stopp(args) => pods::stop(&mut runtime_client(cli).await?, args).await,
         Verb::Rmp(args) => pods::remove(&mut runtime_client(cli).await?, args).await,
+        Verb::Create(args) => containers::create(&mut runtime_client(cli).await?, args).await,
+        Verb::Run(args) => containers::run(&mut runtime_client(cli).await?, args).await,
+        Verb::Start(args) => containers::start(&mut runtime_client(cli).await?, args).await,
+        Verb::Stop(args) => containers::stop(&mut long_client(cli).await?, args).await,
+        Verb::Rm(args) => containers::rm(&mut long_client(cli).await?, args).await,
+        Verb::Ps(args) => containers::ps(&mut runtime_client(cli).await?, args).await,
+        Verb::Inspect(args) => containers::inspect(&mut runtime_client(cli).await?, args).await,
+        Verb::Logs(args) => containers::logs(&mut runtime_client(cli).await?, args).await,
         Verb::Imagefsinfo(args) => images::fs_info(&mut image_client(cli).await?, args).await,
     }
 }
 
 async fn runtime_client(cli: &Cli) -> Result<CriClient> {
     connect(&cli.runtime_endpoint, cli.timeout)
+        .await
+        .map_err(|e| anyhow!(e))
+}
+
+/// Stopping waits for the container's grace period: not bounded by `--timeout`.
+async fn long_client(cli: &Cli) -> Result<CriClient> {
+    connect_with(&cli.runtime_endpoint, cli.timeout, None)
         .await
         .map_err(|e| anyhow!(e))
 }
