@@ -204,7 +204,9 @@ impl Images {
 
     /// Removes `name`: a tag of an image with other tags only loses that
     /// tag; otherwise the image goes, and the layers no image uses.
-    pub fn remove(&self, name: &str) -> Result<(), Status> {
+    /// `in_use` names the containers using each image ID: such an image
+    /// may lose a tag, but is not deleted.
+    pub fn remove(&self, name: &str, in_use: &dyn Fn(&str) -> Vec<String>) -> Result<(), Status> {
         let Some(mut image) = self.find(name) else {
             return Ok(());
         };
@@ -219,6 +221,14 @@ impl Images {
         if let (Some(i), true) = (by_tag, image.repo_tags.len() > 1) {
             image.repo_tags.remove(i);
             return self.store.update(image).map_err(storage);
+        }
+        let users = in_use(&image.id);
+        if !users.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "image {name:?} ({}) is in use by container {}",
+                image.id,
+                users.join(", ")
+            )));
         }
         self.store.remove(&image.id).map_err(storage)?;
         self.gc();

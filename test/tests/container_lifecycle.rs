@@ -336,3 +336,115 @@ async fn crioctl_container_verbs() {
     run(&["rmp", "--all", "--force"]);
     assert_eq!(run(&["ps", "-a", "-q"]).trim(), "");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_of_a_pod_share_shm_and_see_the_pod_files_and_images_in_use_stay() {
+    use crio_api::cri::{DnsConfig, RemoveImageRequest};
+    let registry = Registry::start().unwrap();
+    let images = push_standard_images(&registry).unwrap();
+    let world = PodWorld::start_with_registry(&registry).unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    pull(&mut client, &images.busybox.reference).await.unwrap();
+    let mut pod = pod_config("sharing", POD, POD);
+    pod.hostname = "shared-host".into();
+    pod.log_directory = world.daemon.path("podlogs").display().to_string();
+    pod.dns_config = Some(DnsConfig {
+        servers: vec!["10.96.0.10".into()],
+        searches: vec!["svc.local".into()],
+        options: vec![],
+    });
+    let pod_id = client
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let writer = create(
+        &mut client,
+        &pod_id,
+        container(
+            "writer",
+            &images.busybox.reference,
+            &["sh", "-c", "echo from-writer > /dev/shm/note; sleep 600"],
+        ),
+    )
+    .await
+    .unwrap();
+    client
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: writer.clone(),
+        })
+        .await
+        .unwrap();
+    let script = "while [ ! -f /dev/shm/note ]; do sleep 0.05; done; cat /dev/shm/note; hostname; cat /etc/resolv.conf; grep shared-host /etc/hosts | wc -l";
+    let reader = create(
+        &mut client,
+        &pod_id,
+        container("reader", &images.busybox.reference, &["sh", "-c", script]),
+    )
+    .await
+    .unwrap();
+    client
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: reader.clone(),
+        })
+        .await
+        .unwrap();
+    let s = wait_exited(&mut client, &reader).await;
+    assert_eq!(s.exit_code, 0);
+    assert_eq!(s.reason, "Completed");
+    let log = std::fs::read_to_string(world.daemon.path("podlogs/reader.log")).unwrap();
+    let out: Vec<&str> = log
+        .lines()
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        out,
+        [
+            "from-writer",
+            "shared-host",
+            "search svc.local",
+            "nameserver 10.96.0.10",
+            "1"
+        ],
+        "{log}"
+    );
+
+    // The image is in use: RemoveImage refuses to delete it.
+    let err = client
+        .image
+        .remove_image(RemoveImageRequest {
+            image: Some(ImageSpec {
+                image: images.busybox.config_digest.clone(),
+                ..ImageSpec::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("in use"), "{}", err.message());
+
+    client
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .unwrap();
+    client
+        .image
+        .remove_image(RemoveImageRequest {
+            image: Some(ImageSpec {
+                image: images.busybox.config_digest.clone(),
+                ..ImageSpec::default()
+            }),
+        })
+        .await
+        .unwrap();
+}

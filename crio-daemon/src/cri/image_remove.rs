@@ -6,15 +6,28 @@ use crio_api::cri::{
 };
 use crio_api::status::invalid_field;
 
+use crate::containers::Containers;
 use crate::images::Images;
 
 /// Removes (or untags) an image; a missing image is not an error.
-pub fn remove_image(images: &Images, req: &RemoveImageRequest) -> Result<(), Status> {
+pub fn remove_image(
+    images: &Images,
+    containers: &Containers,
+    req: &RemoveImageRequest,
+) -> Result<(), Status> {
     let name = req.image.as_ref().map(|s| s.image.as_str()).unwrap_or("");
     if name.is_empty() {
         return Err(invalid_field("image.image", "must name an image"));
     }
-    images.remove(name)
+    let in_use = |id: &str| {
+        containers
+            .list()
+            .into_iter()
+            .filter(|c| c.image_id == id)
+            .map(|c| c.id)
+            .collect()
+    };
+    images.remove(name, &in_use)
 }
 
 /// Bytes and inodes used by image layers and by container writable layers.

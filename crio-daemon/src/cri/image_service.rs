@@ -47,7 +47,7 @@ impl ImageService for ImageApi {
     }
 
     async fn remove_image(&self, req: Request<RemoveImageRequest>) -> Rpc<RemoveImageResponse> {
-        image_remove::remove_image(&self.state.images, req.get_ref())?;
+        image_remove::remove_image(&self.state.images, &self.state.containers, req.get_ref())?;
         Ok(Response::new(RemoveImageResponse {}))
     }
 
