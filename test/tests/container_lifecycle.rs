@@ -448,3 +448,93 @@ async fn containers_of_a_pod_share_shm_and_see_the_pod_files_and_images_in_use_s
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_that_exits_while_the_daemon_is_down_keeps_its_exit_code() {
+    use nix::sys::signal::Signal;
+    let registry = Registry::start().unwrap();
+    let images = push_standard_images(&registry).unwrap();
+    let mut world = PodWorld::start_with_registry(&registry).unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    pull(&mut client, &images.busybox.reference).await.unwrap();
+    let pod_id = client
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config("survive", POD, POD)),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let marker = world.daemon.path("go");
+    let script = "while [ ! -f /host/go ]; do sleep 0.05; done; exit 7";
+    let mut config = container("late", &images.busybox.reference, &["sh", "-c", script]);
+    config.mounts.push(crio_api::cri::Mount {
+        container_path: "/host".into(),
+        host_path: world.daemon.path("").display().to_string(),
+        ..Default::default()
+    });
+    let running = create(&mut client, &pod_id, config).await.unwrap();
+    let sleeper = create(
+        &mut client,
+        &pod_id,
+        container("steady", &images.busybox.reference, &["sleep", "600"]),
+    )
+    .await
+    .unwrap();
+    for id in [&running, &sleeper] {
+        client
+            .runtime
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    drop(client);
+
+    // The daemon dies; one container exits while it is down, one keeps running.
+    world.daemon.signal_and_wait(Signal::SIGKILL).unwrap();
+    std::fs::write(&marker, "").unwrap();
+    let exit_file = world.daemon.path(&format!("run/containers/{running}/exit"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !exit_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the shim recorded no exit while the daemon was down"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    world.daemon.spawn().unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    let s = status(&mut client, &running).await;
+    assert_eq!(
+        (s.state, s.exit_code, s.reason.as_str()),
+        (ContainerState::ContainerExited as i32, 7, "Error")
+    );
+    assert_eq!(
+        status(&mut client, &sleeper).await.state,
+        ContainerState::ContainerRunning as i32
+    );
+    client
+        .runtime
+        .stop_container(StopContainerRequest {
+            container_id: sleeper.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&mut client, &sleeper).await.state,
+        ContainerState::ContainerExited as i32
+    );
+    client
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .unwrap();
+}
