@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crio_api::Status;
@@ -16,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::images::Images;
 use crate::pods::{PodRecord, PodState, Pods};
+use crate::records::Records;
 use crate::shim::Shims;
 
 /// A container's state as the daemon last knew it.
@@ -87,7 +87,7 @@ fn task_error(what: &str, e: ttrpc::Error) -> Status {
 pub struct Containers {
     records_dir: PathBuf,
     run_dir: PathBuf,
-    records: Mutex<BTreeMap<String, ContainerRecord>>,
+    records: Records<ContainerRecord>,
     host: crio_spec::Host,
     defaults: crio_spec::Defaults,
 }
@@ -149,7 +149,7 @@ impl Containers {
         Ok(Self {
             records_dir,
             run_dir,
-            records: Mutex::new(records),
+            records: Records::new(records),
             host,
             defaults,
         })
@@ -160,36 +160,18 @@ impl Containers {
         std::fs::create_dir_all(&dir).map_err(internal)?;
         let data = serde_json::to_vec_pretty(r).map_err(internal)?;
         atomic::write(&dir.join("record.json"), &data).map_err(internal)?;
-        self.records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(r.id.clone(), r.clone());
+        self.records.insert(&r.id, r.clone());
         Ok(())
     }
 
     /// Every record.
     pub fn list(&self) -> Vec<ContainerRecord> {
-        self.records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.records.list()
     }
 
     /// A record by ID or unique prefix.
     pub fn get(&self, id: &str) -> Option<ContainerRecord> {
-        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = records.get(id) {
-            return Some(r.clone());
-        }
-        let mut m = records
-            .values()
-            .filter(|r| id.len() >= 3 && r.id.starts_with(id));
-        match (m.next(), m.next()) {
-            (Some(r), None) => Some(r.clone()),
-            _ => None,
-        }
+        self.records.get(id)
     }
 
     fn bundle(&self, id: &str) -> PathBuf {
@@ -382,10 +364,7 @@ impl Containers {
         let _ = unmount(&bundle.join("rootfs"));
         let _ = std::fs::remove_dir_all(&bundle);
         let _ = std::fs::remove_dir_all(self.records_dir.join(id));
-        self.records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.records.remove(id);
     }
 
     async fn client(

@@ -10,6 +10,7 @@ pub mod images;
 pub mod logging;
 pub mod namespaces;
 pub mod pods;
+pub mod records;
 pub mod shim;
 pub mod shim_binary;
 pub mod socket;

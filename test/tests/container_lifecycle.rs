@@ -36,6 +36,42 @@ fn container(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
     }
 }
 
+/// A registry with the standard images, a daemon on its own network that
+/// has pulled busybox, and a client.
+struct Setup {
+    world: PodWorld,
+    client: CriClient,
+    images: crio_test::images::StandardImages,
+    _registry: Registry,
+}
+
+async fn setup() -> Setup {
+    let registry = Registry::start().unwrap();
+    let images = push_standard_images(&registry).unwrap();
+    let world = PodWorld::start_with_registry(&registry).unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    pull(&mut client, &images.busybox.reference).await.unwrap();
+    Setup {
+        world,
+        client,
+        images,
+        _registry: registry,
+    }
+}
+
+async fn run_pod(client: &mut CriClient, config: crio_api::cri::PodSandboxConfig) -> String {
+    client
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id
+}
+
 async fn create(
     client: &mut CriClient,
     pod: &str,
@@ -104,23 +140,15 @@ fn shim_processes(dir: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_container_runs_logs_exits_and_leaves_nothing() {
-    let registry = Registry::start().unwrap();
-    let images = push_standard_images(&registry).unwrap();
-    let world = PodWorld::start_with_registry(&registry).unwrap();
-    let mut client = world.daemon.client().await.unwrap();
-    pull(&mut client, &images.busybox.reference).await.unwrap();
+    let Setup {
+        world,
+        mut client,
+        images,
+        _registry,
+    } = setup().await;
     let mut pod = pod_config("app", POD, POD);
     pod.log_directory = world.daemon.path("podlogs").display().to_string();
-    let pod_id = client
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod_id = run_pod(&mut client, pod).await;
 
     // A container that writes to both streams, a partial last line, and exits 3.
     let script = "echo hello; echo oops >&2; printf partial; exit 3";
@@ -340,11 +368,12 @@ async fn crioctl_container_verbs() {
 #[tokio::test(flavor = "multi_thread")]
 async fn containers_of_a_pod_share_shm_and_see_the_pod_files_and_images_in_use_stay() {
     use crio_api::cri::{DnsConfig, RemoveImageRequest};
-    let registry = Registry::start().unwrap();
-    let images = push_standard_images(&registry).unwrap();
-    let world = PodWorld::start_with_registry(&registry).unwrap();
-    let mut client = world.daemon.client().await.unwrap();
-    pull(&mut client, &images.busybox.reference).await.unwrap();
+    let Setup {
+        world,
+        mut client,
+        images,
+        _registry,
+    } = setup().await;
     let mut pod = pod_config("sharing", POD, POD);
     pod.hostname = "shared-host".into();
     pod.log_directory = world.daemon.path("podlogs").display().to_string();
@@ -353,16 +382,7 @@ async fn containers_of_a_pod_share_shm_and_see_the_pod_files_and_images_in_use_s
         searches: vec!["svc.local".into()],
         options: vec![],
     });
-    let pod_id = client
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod_id = run_pod(&mut client, pod).await;
     let writer = create(
         &mut client,
         &pod_id,
@@ -452,21 +472,13 @@ async fn containers_of_a_pod_share_shm_and_see_the_pod_files_and_images_in_use_s
 #[tokio::test(flavor = "multi_thread")]
 async fn a_container_that_exits_while_the_daemon_is_down_keeps_its_exit_code() {
     use nix::sys::signal::Signal;
-    let registry = Registry::start().unwrap();
-    let images = push_standard_images(&registry).unwrap();
-    let mut world = PodWorld::start_with_registry(&registry).unwrap();
-    let mut client = world.daemon.client().await.unwrap();
-    pull(&mut client, &images.busybox.reference).await.unwrap();
-    let pod_id = client
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod_config("survive", POD, POD)),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let Setup {
+        mut world,
+        mut client,
+        images,
+        _registry,
+    } = setup().await;
+    let pod_id = run_pod(&mut client, pod_config("survive", POD, POD)).await;
     let marker = world.daemon.path("go");
     let script = "while [ ! -f /host/go ]; do sleep 0.05; done; exit 7";
     let mut config = container("late", &images.busybox.reference, &["sh", "-c", script]);

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::records::Records;
+
 /// A pod's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PodState {
@@ -96,7 +98,7 @@ pub struct Pods {
     config: Config,
     records_dir: PathBuf,
     run_dir: PathBuf,
-    records: Mutex<BTreeMap<String, PodRecord>>,
+    records: Records<PodRecord>,
     reservations: Mutex<HashMap<String, Reservation>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pod_cidrs: Mutex<Vec<String>>,
@@ -170,7 +172,7 @@ impl Pods {
             config: config.clone(),
             records_dir,
             run_dir,
-            records: Mutex::new(records),
+            records: Records::new(records),
             reservations: Mutex::new(reservations),
             locks: Mutex::default(),
             pod_cidrs: Mutex::default(),
@@ -184,28 +186,12 @@ impl Pods {
 
     /// Every pod record.
     pub fn list(&self) -> Vec<PodRecord> {
-        self.records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.records.list()
     }
 
     /// The pod with this ID, or the only pod whose ID starts with it.
     pub fn get(&self, id: &str) -> Option<PodRecord> {
-        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = records.get(id) {
-            return Some(r.clone());
-        }
-        if id.len() < 3 {
-            return None;
-        }
-        let mut matches = records.values().filter(|r| r.id.starts_with(id));
-        match (matches.next(), matches.next()) {
-            (Some(r), None) => Some(r.clone()),
-            _ => None,
-        }
+        self.records.get(id)
     }
 
     /// UpdateRuntimeConfig: the node's pod CIDR(s), comma-separated, handed
@@ -244,10 +230,7 @@ impl Pods {
         let data = serde_json::to_vec_pretty(record).map_err(internal)?;
         atomic::write(&self.records_dir.join(format!("{}.json", record.id)), &data)
             .map_err(|e| internal(format!("save pod {}: {e}", record.id)))?;
-        self.records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(record.id.clone(), record.clone());
+        self.records.insert(&record.id, record.clone());
         Ok(())
     }
 
@@ -624,10 +607,7 @@ impl Pods {
             }
             _ => {}
         }
-        self.records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&record.id);
+        self.records.remove(&record.id);
         self.reservations
             .lock()
             .unwrap_or_else(|p| p.into_inner())

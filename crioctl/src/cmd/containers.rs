@@ -10,7 +10,6 @@ use crio_api::cri::{
     CreateContainerRequest, ListContainersRequest, PodSandboxConfig, RemoveContainerRequest,
     RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
 };
-use serde_json::{Map, Value};
 
 use super::rpc_error;
 use crate::output::{Format, print, table};
@@ -356,22 +355,12 @@ pub async fn inspect(client: &mut CriClient, args: &super::InspectArgs) -> Resul
     let mut out = Vec::new();
     for id in &args.ids {
         let resp = status(client, id).await?;
-        let mut obj = Map::new();
-        obj.insert("status".into(), serde_json::to_value(&resp.status)?);
-        let info = resp
-            .info
-            .get("info")
-            .and_then(|i| serde_json::from_str(i).ok())
-            .unwrap_or(Value::Null);
-        obj.insert("info".into(), info);
-        out.push(Value::Object(obj));
+        out.push(super::inspect_document(
+            serde_json::to_value(&resp.status)?,
+            &resp.info,
+        ));
     }
-    let value = if out.len() == 1 {
-        out.remove(0)
-    } else {
-        Value::Array(out)
-    };
-    print(&value, args.output)
+    super::print_documents(out, args.output)
 }
 
 /// Turns CRI log lines into the text the container wrote: partial lines

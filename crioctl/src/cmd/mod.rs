@@ -80,6 +80,32 @@ pub struct InspectArgs {
     pub output: crate::output::Format,
 }
 
+/// An `inspect*` document: the status object and the verbose `info` (a JSON
+/// document in a string) as JSON.
+pub fn inspect_document(
+    status: serde_json::Value,
+    info: &std::collections::HashMap<String, String>,
+) -> serde_json::Value {
+    let info = info
+        .get("info")
+        .and_then(|i| serde_json::from_str(i).ok())
+        .unwrap_or(serde_json::Value::Null);
+    serde_json::json!({ "status": status, "info": info })
+}
+
+/// Prints one document as it is, several as an array.
+pub fn print_documents(
+    mut docs: Vec<serde_json::Value>,
+    format: crate::output::Format,
+) -> Result<()> {
+    let value = if docs.len() == 1 {
+        docs.remove(0)
+    } else {
+        serde_json::Value::Array(docs)
+    };
+    crate::output::print(&value, format)
+}
+
 /// A gRPC error as `rpc NAME: CODE: message`, the way crictl reports them.
 pub fn rpc_error(rpc: &str, status: tonic::Status) -> anyhow::Error {
     anyhow!("{rpc}: {:?}: {}", status.code(), status.message())

@@ -9,7 +9,6 @@ use crio_api::cri::{
     PodSandboxStateValue, PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
     StopPodSandboxRequest,
 };
-use serde_json::{Map, Value};
 
 use super::rpc_error;
 use crate::output::{Format, print, table};
@@ -219,22 +218,12 @@ pub async fn inspect(client: &mut CriClient, args: &super::InspectArgs) -> Resul
             .await
             .map_err(|s| rpc_error("PodSandboxStatus", s))?
             .into_inner();
-        let mut obj = Map::new();
-        obj.insert("status".into(), serde_json::to_value(&resp.status)?);
-        let info = resp
-            .info
-            .get("info")
-            .and_then(|i| serde_json::from_str(i).ok())
-            .unwrap_or(Value::Null);
-        obj.insert("info".into(), info);
-        out.push(Value::Object(obj));
+        out.push(super::inspect_document(
+            serde_json::to_value(&resp.status)?,
+            &resp.info,
+        ));
     }
-    let value = if out.len() == 1 {
-        out.remove(0)
-    } else {
-        Value::Array(out)
-    };
-    print(&value, args.output)
+    super::print_documents(out, args.output)
 }
 
 async fn targets(client: &mut CriClient, args: &IdsArgs) -> Result<Vec<String>> {

@@ -1,0 +1,75 @@
+//! The in-memory index of records (pods, containers) by ID, shared by the
+//! request handlers; the files on disk are written by the owners.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Records by ID.
+#[derive(Debug, Default)]
+pub struct Records<T>(Mutex<BTreeMap<String, T>>);
+
+impl<T: Clone> Records<T> {
+    /// An index of `records`.
+    pub fn new(records: BTreeMap<String, T>) -> Self {
+        Self(Mutex::new(records))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, T>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every record, in ID order.
+    pub fn list(&self) -> Vec<T> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// The record with this ID, or the only one whose ID starts with it (at
+    /// least 3 characters, like crictl's short IDs).
+    pub fn get(&self, id: &str) -> Option<T> {
+        let records = self.lock();
+        if let Some(r) = records.get(id) {
+            return Some(r.clone());
+        }
+        if id.len() < 3 {
+            return None;
+        }
+        let mut matches = records
+            .range(id.to_string()..)
+            .take_while(|(k, _)| k.starts_with(id));
+        match (matches.next(), matches.next()) {
+            (Some((_, r)), None) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    /// Adds or replaces a record.
+    pub fn insert(&self, id: &str, record: T) {
+        self.lock().insert(id.to_string(), record);
+    }
+
+    /// Forgets a record.
+    pub fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_and_prefix_lookups() {
+        let r = Records::new(BTreeMap::from([
+            ("abcd1".to_string(), 1),
+            ("abcd2".to_string(), 2),
+            ("bcde".to_string(), 3),
+        ]));
+        assert_eq!(r.get("abcd1"), Some(1));
+        assert_eq!(r.get("bcd"), Some(3));
+        assert_eq!(r.get("abcd"), None, "ambiguous");
+        assert_eq!(r.get("bc"), None, "too short");
+        r.insert("zzz", 4);
+        r.remove("bcde");
+        assert_eq!(r.list(), [1, 2, 4]);
+    }
+}
