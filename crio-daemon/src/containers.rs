@@ -54,6 +54,9 @@ pub struct ContainerRecord {
     pub exit_code: i32,
     /// State.
     pub state: ContainerState,
+    /// Killed for exceeding its memory limit.
+    #[serde(default)]
+    pub oom_killed: bool,
     /// The log file.
     pub log_path: String,
 }
@@ -340,6 +343,7 @@ impl Containers {
             finished_at: 0,
             exit_code: 0,
             state: ContainerState::Created,
+            oom_killed: false,
             log_path,
         };
         let client = shims
@@ -435,6 +439,8 @@ impl Containers {
                 .as_ref()
                 .map(crio_api::time::timestamp_to_nanos)
                 .unwrap_or(0);
+            // The shim marks OOM kills in the bundle.
+            r.oom_killed = self.bundle(&r.id).join("oom").exists();
             self.save(&r)?;
         }
         Ok(r)

@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 mod log;
+mod oom;
 mod runc;
 mod shim;
 mod task;

@@ -14,7 +14,7 @@ use containerd_shim::TtrpcResult;
 use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::asynchronous::monitor::{monitor_subscribe, monitor_unsubscribe};
 use containerd_shim::monitor::{Subject, Topic};
-use containerd_shim::protos::events::task::{TaskExit, TaskStart};
+use containerd_shim::protos::events::task::{TaskExit, TaskOOM, TaskStart};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{EnumOrUnknown, MessageField};
 use containerd_shim::protos::shim_async::Task;
@@ -31,6 +31,9 @@ use crate::runc::Runc;
 pub const LOG_PATH_ANNOTATION: &str = "io.kubernetes.cri-o.LogPath";
 /// The file in the bundle that records the exit: `CODE NANOS`.
 pub const EXIT_FILE: &str = "exit";
+
+/// The file in the bundle that marks an OOM kill.
+pub const OOM_FILE: &str = "oom";
 
 /// An exit: code and time in nanoseconds since the epoch.
 type Exit = (u32, i64);
@@ -245,6 +248,19 @@ impl Task for TaskService {
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(2), c).await;
             }
             let exit = (code as u32, now_nanos());
+            // Read before the runtime deletes the cgroup.
+            let oom = crate::oom::memory_cgroup(&container.bundle, Path::new("/sys/fs/cgroup"))
+                .is_some_and(|cg| crate::oom::oom_kills(&cg) > 0);
+            if oom {
+                let _ = std::fs::write(container.bundle.join(OOM_FILE), "");
+                let event = TaskOOM {
+                    container_id: id.clone(),
+                    ..Default::default()
+                };
+                service
+                    .publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(event))
+                    .await;
+            }
             if let Err(e) = record_exit(&container.bundle, exit) {
                 eprintln!("record exit of {id}: {e}");
             }

@@ -550,3 +550,44 @@ async fn a_container_that_exits_while_the_daemon_is_down_keeps_its_exit_code() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_over_its_memory_limit_is_oom_killed() {
+    use crio_api::cri::{LinuxContainerConfig, LinuxContainerResources};
+    let Setup {
+        world: _world,
+        mut client,
+        images,
+        _registry,
+    } = setup().await;
+    let pod_id = run_pod(&mut client, pod_config("hungry", POD, POD)).await;
+    let mut config = container(
+        "hungry",
+        &images.busybox.reference,
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=96M", "count=1"],
+    );
+    config.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 32 << 20,
+            ..Default::default()
+        }),
+        security_context: None,
+    });
+    let id = create(&mut client, &pod_id, config).await.unwrap();
+    client
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let s = wait_exited(&mut client, &id).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (137, "OOMKilled"));
+    client
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .unwrap();
+}

@@ -27,6 +27,7 @@ fn image(r: &ContainerRecord) -> Option<ImageSpec> {
 /// The CRI status of a record; reason Completed or Error once exited.
 pub fn status(r: &ContainerRecord, verbose: bool) -> ContainerStatusResponse {
     let reason = match (r.state, r.exit_code) {
+        (ContainerState::Exited, _) if r.oom_killed => "OOMKilled",
         (ContainerState::Exited, 0) => "Completed",
         (ContainerState::Exited, _) => "Error",
         _ => "",
