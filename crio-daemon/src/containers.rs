@@ -510,6 +510,118 @@ impl Containers {
         Ok(())
     }
 
+    /// ExecSync: runs `cmd` in the running container through its shim,
+    /// captures stdout and stderr (each capped at 16 MiB, like kubelet's
+    /// limit) and waits at most `timeout` seconds (0: no limit).
+    pub async fn exec_sync(
+        &self,
+        pods: &Pods,
+        shims: &Shims,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: i64,
+    ) -> Result<(Vec<u8>, Vec<u8>, i32), Status> {
+        const MAX_OUTPUT: u64 = 16 << 20;
+        if cmd.is_empty() {
+            return Err(crio_api::status::invalid_field("cmd", "must not be empty"));
+        }
+        let r = self.refresh(pods, shims, id).await?;
+        if r.state != ContainerState::Running {
+            return Err(Status::failed_precondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        let bundle = self.bundle(&r.id);
+        let spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).map_err(internal)?)
+                .map_err(internal)?;
+        let mut process = spec["process"].clone();
+        process["args"] = serde_json::json!(cmd);
+        process["terminal"] = serde_json::json!(false);
+        let exec_id: String = crate::pods::new_id().chars().take(16).collect();
+        let (out, err) = (
+            bundle.join(format!("exec-{exec_id}.out")),
+            bundle.join(format!("exec-{exec_id}.err")),
+        );
+        let client = self.client(pods, shims, &r).await?;
+        let any = task::protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+            value: serde_json::to_vec(&process).map_err(internal)?,
+            ..Default::default()
+        };
+        let req = task::ExecProcessRequest {
+            id: r.id.clone(),
+            exec_id: exec_id.clone(),
+            stdout: out.display().to_string(),
+            stderr: err.display().to_string(),
+            spec: task::protobuf::MessageField::some(any),
+            ..Default::default()
+        };
+        client
+            .exec(ctx(), &req)
+            .await
+            .map_err(|e| task_error("exec", e))?;
+        let result = async {
+            let start = task::StartRequest {
+                id: r.id.clone(),
+                exec_id: exec_id.clone(),
+                ..Default::default()
+            };
+            client
+                .start(ctx(), &start)
+                .await
+                .map_err(|e| task_error("start exec", e))?;
+            let wait = task::WaitRequest {
+                id: r.id.clone(),
+                exec_id: exec_id.clone(),
+                ..Default::default()
+            };
+            let waited = client.wait(ttrpc::context::with_timeout(0), &wait);
+            let exit = if timeout > 0 {
+                match tokio::time::timeout(Duration::from_secs(timeout as u64), waited).await {
+                    Ok(done) => done,
+                    Err(_) => {
+                        let kill = task::KillRequest {
+                            id: r.id.clone(),
+                            exec_id: exec_id.clone(),
+                            signal: 9,
+                            ..Default::default()
+                        };
+                        let _ = client.kill(ctx(), &kill).await;
+                        let _ = client.wait(ctx(), &wait).await;
+                        return Err(Status::deadline_exceeded(format!(
+                            "command {cmd:?} timed out after {timeout}s"
+                        )));
+                    }
+                }
+            } else {
+                waited.await
+            }
+            .map_err(|e| task_error("wait exec", e))?;
+            let read = |p: &Path| -> Vec<u8> {
+                let mut buf = Vec::new();
+                if let Ok(f) = std::fs::File::open(p) {
+                    let _ = std::io::Read::read_to_end(
+                        &mut std::io::Read::take(f, MAX_OUTPUT),
+                        &mut buf,
+                    );
+                }
+                buf
+            };
+            Ok((read(&out), read(&err), exit.exit_status as i32))
+        }
+        .await;
+        let del = task::DeleteRequest {
+            id: r.id.clone(),
+            exec_id,
+            ..Default::default()
+        };
+        let _ = client.delete(ctx(), &del).await;
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&err);
+        result
+    }
+
     /// The containers of a pod.
     pub fn of_pod(&self, pod_id: &str) -> Vec<ContainerRecord> {
         self.list()

@@ -45,12 +45,23 @@ struct Container {
     exited: watch::Receiver<Option<Exit>>,
 }
 
+/// A process started in a running container (`runc exec`).
+struct ExecProcess {
+    process_file: PathBuf,
+    stdout: String,
+    stderr: String,
+    pid: Mutex<u32>,
+    exited: watch::Receiver<Option<Exit>>,
+    exit_tx: watch::Sender<Option<Exit>>,
+}
+
 /// The task service of one pod's shim.
 #[derive(Clone)]
 pub struct TaskService {
     runc: Runc,
     namespace: String,
     containers: Arc<Mutex<HashMap<String, Arc<Container>>>>,
+    execs: Arc<Mutex<HashMap<(String, String), Arc<ExecProcess>>>>,
     publisher: Arc<RemotePublisher>,
     exit: Arc<ExitSignal>,
 }
@@ -98,6 +109,7 @@ impl TaskService {
             runc: Runc::from_env(),
             namespace,
             containers: Arc::default(),
+            execs: Arc::default(),
             publisher: Arc::new(publisher),
             exit,
         }
@@ -110,6 +122,87 @@ impl TaskService {
             .get(id)
             .cloned()
             .ok_or_else(|| error(Code::NOT_FOUND, format!("container {id} not found")))
+    }
+
+    fn exec_process(&self, id: &str, exec_id: &str) -> TtrpcResult<Arc<ExecProcess>> {
+        self.execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(id.to_string(), exec_id.to_string()))
+            .cloned()
+            .ok_or_else(|| {
+                error(
+                    Code::NOT_FOUND,
+                    format!("exec {exec_id} of container {id} not found"),
+                )
+            })
+    }
+
+    /// Starts an exec process: its stdout and stderr are the files named in
+    /// the exec request; its exit comes from the reaper like the init's.
+    async fn start_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<u32> {
+        let c = self.get(id)?;
+        let e = self.exec_process(id, exec_id)?;
+        let open = |path: &str| -> TtrpcResult<OwnedFd> {
+            let target = if path.is_empty() { "/dev/null" } else { path };
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(target)
+                .map(OwnedFd::from)
+                .map_err(|err| error(Code::INVALID_ARGUMENT, format!("open {target}: {err}")))
+        };
+        let stdio = (open(&e.stdout)?, open(&e.stderr)?);
+        let sub = monitor_subscribe(Topic::Pid)
+            .await
+            .map_err(|err| error(Code::INTERNAL, err.to_string()))?;
+        let pid_file = c.bundle.join(format!("exec-{exec_id}.pid"));
+        let process = e.process_file.display().to_string();
+        let pid_path = pid_file.display().to_string();
+        let args = [
+            "exec",
+            "--process",
+            process.as_str(),
+            "--pid-file",
+            pid_path.as_str(),
+            "--detach",
+            id,
+        ];
+        let outcome = self
+            .runc
+            .run(&args, Some(stdio))
+            .await
+            .map_err(|err| error(Code::INTERNAL, err.to_string()))?;
+        if outcome.code != 0 {
+            let _ = monitor_unsubscribe(sub.id).await;
+            return Err(error(
+                Code::UNKNOWN,
+                format!(
+                    "exec in container {id}: the runtime exited with {}",
+                    outcome.code
+                ),
+            ));
+        }
+        let pid: u32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .ok_or_else(|| error(Code::INTERNAL, "runtime wrote no exec pid file"))?;
+        let _ = std::fs::remove_file(&pid_file);
+        *e.pid.lock().unwrap_or_else(|p| p.into_inner()) = pid;
+        let exec = e.clone();
+        tokio::spawn(async move {
+            let mut rx = sub.rx;
+            let mut code = 255;
+            while let Some(event) = rx.recv().await {
+                if matches!(event.subject, Subject::Pid(p) if p == pid as i32) {
+                    code = event.exit_code;
+                    break;
+                }
+            }
+            let _ = monitor_unsubscribe(sub.id).await;
+            let _ = exec.exit_tx.send(Some((code as u32, now_nanos())));
+        });
+        Ok(pid)
     }
 
     async fn runtime(&self, what: &str, args: &[&str]) -> TtrpcResult<()> {
@@ -284,11 +377,64 @@ impl Task for TaskService {
         })
     }
 
+    async fn exec(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ExecProcessRequest,
+    ) -> TtrpcResult<api::Empty> {
+        let c = self.get(&req.id)?;
+        if req.terminal {
+            return Err(error(
+                Code::UNIMPLEMENTED,
+                "terminal exec is not supported by this shim yet",
+            ));
+        }
+        let spec = req
+            .spec
+            .as_ref()
+            .ok_or_else(|| error(Code::INVALID_ARGUMENT, "exec without a process spec"))?;
+        let safe = !req.exec_id.is_empty()
+            && req
+                .exec_id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+        if !safe {
+            return Err(error(
+                Code::INVALID_ARGUMENT,
+                format!("exec id {:?} is not a plain name", req.exec_id),
+            ));
+        }
+        let process_file = c.bundle.join(format!("exec-{}.json", req.exec_id));
+        std::fs::write(&process_file, &spec.value)
+            .map_err(|e| error(Code::INTERNAL, format!("write exec spec: {e}")))?;
+        let (exit_tx, exited) = watch::channel(None);
+        let exec = ExecProcess {
+            process_file,
+            stdout: req.stdout,
+            stderr: req.stderr,
+            pid: Mutex::new(0),
+            exited,
+            exit_tx,
+        };
+        self.execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((req.id, req.exec_id), Arc::new(exec));
+        Ok(api::Empty::default())
+    }
+
     async fn start(
         &self,
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
+        if !req.exec_id.is_empty() {
+            let pid = self.start_exec(&req.id, &req.exec_id).await?;
+            return Ok(api::StartResponse {
+                pid,
+                ..Default::default()
+            });
+        }
         let c = self.get(&req.id)?;
         self.runtime(&format!("start container {}", req.id), &["start", &req.id])
             .await?;
@@ -331,6 +477,16 @@ impl Task for TaskService {
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
+        if !req.exec_id.is_empty() {
+            let e = self.exec_process(&req.id, &req.exec_id)?;
+            let pid = *e.pid.lock().unwrap_or_else(|p| p.into_inner());
+            if pid > 0 && e.exited.borrow().is_none() {
+                let signal = nix::sys::signal::Signal::try_from(req.signal as i32)
+                    .map_err(|_| error(Code::INVALID_ARGUMENT, format!("signal {}", req.signal)))?;
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+            }
+            return Ok(api::Empty::default());
+        }
         let c = self.get(&req.id)?;
         if c.exited.borrow().is_some() {
             return Ok(api::Empty::default());
@@ -356,8 +512,11 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::WaitRequest,
     ) -> TtrpcResult<api::WaitResponse> {
-        let c = self.get(&req.id)?;
-        let mut rx = c.exited.clone();
+        let mut rx = if req.exec_id.is_empty() {
+            self.get(&req.id)?.exited.clone()
+        } else {
+            self.exec_process(&req.id, &req.exec_id)?.exited.clone()
+        };
         let exit = rx
             .wait_for(Option::is_some)
             .await
@@ -375,6 +534,21 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
+        if !req.exec_id.is_empty() {
+            let e = self.exec_process(&req.id, &req.exec_id)?;
+            let exit = *e.exited.borrow();
+            let _ = std::fs::remove_file(&e.process_file);
+            self.execs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&(req.id, req.exec_id));
+            return Ok(api::DeleteResponse {
+                pid: *e.pid.lock().unwrap_or_else(|p| p.into_inner()),
+                exit_status: exit.map(|x| x.0).unwrap_or(137),
+                exited_at: timestamp(exit.map(|x| x.1).unwrap_or_else(now_nanos)),
+                ..Default::default()
+            });
+        }
         let c = self.get(&req.id)?;
         self.runtime(
             &format!("delete container {}", req.id),

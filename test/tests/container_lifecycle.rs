@@ -591,3 +591,81 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_sync_returns_output_and_exit_code_and_times_out() {
+    use crio_api::cri::ExecSyncRequest;
+    let Setup {
+        world: _world,
+        mut client,
+        images,
+        _registry,
+    } = setup().await;
+    let pod_id = run_pod(&mut client, pod_config("execs", POD, POD)).await;
+    let id = create(
+        &mut client,
+        &pod_id,
+        container("target", &images.busybox.reference, &["sleep", "600"]),
+    )
+    .await
+    .unwrap();
+    client
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let exec = |cmd: &[&str], timeout: i64| ExecSyncRequest {
+        container_id: id.clone(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        timeout,
+    };
+    let r = client
+        .runtime
+        .exec_sync(exec(
+            &["sh", "-c", "echo out; echo err >&2; hostname; exit 4"],
+            10,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.exit_code, 4);
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "out\nexecs\n");
+    assert_eq!(String::from_utf8_lossy(&r.stderr), "err\n");
+    let r = client
+        .runtime
+        .exec_sync(exec(&["true"], 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.exit_code, 0);
+    let err = client
+        .runtime
+        .exec_sync(exec(&["sleep", "30"], 1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    // The timed-out process is gone: the container has only its own process left.
+    let r = client
+        .runtime
+        .exec_sync(exec(&["sh", "-c", "ps -o comm | grep -c sleep"], 10))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout).trim(),
+        "1",
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+    let err = client.runtime.exec_sync(exec(&[], 1)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    client
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .unwrap();
+}

@@ -219,8 +219,24 @@ impl RuntimeService for RuntimeApi {
         Err(unimplemented("ReopenContainerLog"))
     }
 
-    async fn exec_sync(&self, _req: Request<ExecSyncRequest>) -> Rpc<ExecSyncResponse> {
-        Err(unimplemented("ExecSync"))
+    async fn exec_sync(&self, req: Request<ExecSyncRequest>) -> Rpc<ExecSyncResponse> {
+        let st = &self.state;
+        let req = req.into_inner();
+        let (stdout, stderr, exit_code) = st
+            .containers
+            .exec_sync(
+                &st.pods,
+                self.shims()?,
+                &req.container_id,
+                req.cmd,
+                req.timeout,
+            )
+            .await?;
+        Ok(Response::new(ExecSyncResponse {
+            stdout,
+            stderr,
+            exit_code,
+        }))
     }
 
     async fn exec(&self, _req: Request<ExecRequest>) -> Rpc<ExecResponse> {
