@@ -45,6 +45,9 @@ struct Container {
     exited: watch::Receiver<Option<Exit>>,
 }
 
+/// Container ID and exec ID.
+type ExecKey = (String, String);
+
 /// A process started in a running container (`runc exec`).
 struct ExecProcess {
     process_file: PathBuf,
@@ -61,7 +64,7 @@ pub struct TaskService {
     runc: Runc,
     namespace: String,
     containers: Arc<Mutex<HashMap<String, Arc<Container>>>>,
-    execs: Arc<Mutex<HashMap<(String, String), Arc<ExecProcess>>>>,
+    execs: Arc<Mutex<HashMap<ExecKey, Arc<ExecProcess>>>>,
     publisher: Arc<RemotePublisher>,
     exit: Arc<ExitSignal>,
 }
