@@ -266,6 +266,24 @@ impl Drop for TestDaemon {
                 self.log()
             );
         }
+        // Containers and shims a failed test left: the runtime deletes the
+        // containers (and their cgroups), then the shims go.
+        let runc_root = self.path("runc");
+        for entry in std::fs::read_dir(&runc_root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .args(["delete", "--force"])
+                .arg(entry.file_name())
+                .output();
+        }
+        for pid in processes_mentioning(&self.dir.path().display().to_string()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
         unmount_below(self.dir.path());
         // The default cgroup parent of test containers, once empty.
         for controller in std::fs::read_dir("/sys/fs/cgroup")
