@@ -8,12 +8,9 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
 echo "setup: building release binaries (a cold build takes about 11 minutes on 2 cores)"
-cargo build --release --locked --bin crio --bin crioctl
+cargo build --release --locked --bin crio --bin crioctl --bin containerd-shim-crio-v2
 
-install -m 0755 target/release/crio target/release/crioctl /usr/local/bin/
-if [ -f target/release/containerd-shim-crio-v2 ]; then
-  install -m 0755 target/release/containerd-shim-crio-v2 /usr/local/bin/
-fi
+install -m 0755 target/release/crio target/release/crioctl target/release/containerd-shim-crio-v2 /usr/local/bin/
 
 # A default pod network, as CRI-O's packages ship one, unless one exists.
 mkdir -p /etc/cni/net.d /etc/crio/crio.conf.d
