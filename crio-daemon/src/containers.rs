@@ -57,6 +57,9 @@ pub struct ContainerRecord {
     /// Killed for exceeding its memory limit.
     #[serde(default)]
     pub oom_killed: bool,
+    /// Why the state is what it is, when that needs saying.
+    #[serde(default)]
+    pub message: String,
     /// The log file.
     pub log_path: String,
 }
@@ -344,6 +347,7 @@ impl Containers {
             exit_code: 0,
             state: ContainerState::Created,
             oom_killed: false,
+            message: String::new(),
             log_path,
         };
         let client = shims
@@ -422,15 +426,21 @@ impl Containers {
         if r.state == ContainerState::Exited {
             return Ok(r);
         }
-        let client = self.client(pods, shims, &r).await?;
         let req = task::StateRequest {
             id: r.id.clone(),
             ..Default::default()
         };
-        let state = client
-            .state(ctx(), &req)
-            .await
-            .map_err(|e| task_error("task state", e))?;
+        let mut state = self.task_state(pods, shims, &r, &req).await;
+        if matches!(&state, Err(e) if e.code() == crio_api::Code::Unavailable) {
+            // A fresh connection before concluding the shim is gone.
+            shims.forget(&r.pod_id);
+            state = self.task_state(pods, shims, &r, &req).await;
+        }
+        let state = match state {
+            Ok(state) => state,
+            Err(e) if e.code() == crio_api::Code::Unavailable => return self.shim_lost(r),
+            Err(e) => return Err(e),
+        };
         if state.status.enum_value_or_default() == task::Status::STOPPED {
             r.state = ContainerState::Exited;
             r.exit_code = state.exit_status as i32;
@@ -446,6 +456,52 @@ impl Containers {
         Ok(r)
     }
 
+    async fn task_state(
+        &self,
+        pods: &Pods,
+        shims: &Shims,
+        r: &ContainerRecord,
+        req: &task::StateRequest,
+    ) -> Result<task::StateResponse, Status> {
+        let client = self.client(pods, shims, r).await?;
+        client
+            .state(ctx(), req)
+            .await
+            .map_err(|e| task_error("task state", e))
+    }
+
+    /// The pod's shim is gone: the container is reported exited with what its
+    /// bundle recorded (the shim writes the exit before anything else), or as
+    /// lost when nothing was recorded.
+    fn shim_lost(&self, mut r: ContainerRecord) -> Result<ContainerRecord, Status> {
+        let bundle = self.bundle(&r.id);
+        let recorded = std::fs::read_to_string(bundle.join("exit"))
+            .ok()
+            .and_then(|t| {
+                let mut parts = t.split_whitespace();
+                Some((
+                    parts.next()?.parse::<i32>().ok()?,
+                    parts.next()?.parse::<i64>().ok()?,
+                ))
+            });
+        r.state = ContainerState::Exited;
+        r.oom_killed = bundle.join("oom").exists();
+        match recorded {
+            Some((code, at)) => {
+                r.exit_code = code;
+                r.finished_at = at;
+            }
+            None => {
+                r.exit_code = 255;
+                r.finished_at = crio_api::time::now_nanos();
+                r.message = "the pod's shim is gone: the container's exit was not recorded".into();
+            }
+        }
+        tracing::warn!(container = %r.id, "shim unreachable: container reported exited");
+        self.save(&r)?;
+        Ok(r)
+    }
+
     /// StopContainer: SIGTERM, SIGKILL after `timeout` seconds; idempotent.
     pub async fn stop(
         &self,
@@ -454,7 +510,11 @@ impl Containers {
         id: &str,
         timeout: i64,
     ) -> Result<(), Status> {
-        let Some(r) = self.get(id) else { return Ok(()) };
+        if self.get(id).is_none() {
+            return Ok(());
+        }
+        // Up to date first: it may have exited, or its shim may be gone.
+        let r = self.refresh(pods, shims, id).await?;
         if r.state != ContainerState::Running {
             return Ok(());
         }
@@ -495,7 +555,11 @@ impl Containers {
     pub async fn remove(&self, pods: &Pods, shims: &Shims, id: &str) -> Result<(), Status> {
         let Some(r) = self.get(id) else { return Ok(()) };
         self.stop(pods, shims, &r.id, 0).await?;
-        if let Ok(client) = self.client(pods, shims, &r).await {
+        let shim_alive = self.client(pods, shims, &r).await.is_ok() && r.message.is_empty();
+        if !shim_alive {
+            // The shim's `delete` action force-deletes what it left.
+            shims.delete_action(&r.id, &self.bundle(&r.id)).await;
+        } else if let Ok(client) = self.client(pods, shims, &r).await {
             let req = task::DeleteRequest {
                 id: r.id.clone(),
                 ..Default::default()

@@ -669,3 +669,83 @@ async fn exec_sync_returns_output_and_exit_code_and_times_out() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_shim_leaves_its_containers_exited_and_the_pod_removable() {
+    let Setup {
+        world,
+        mut client,
+        images,
+        _registry,
+    } = setup().await;
+    let pod_id = run_pod(&mut client, pod_config("orphan", POD, POD)).await;
+    let id = create(
+        &mut client,
+        &pod_id,
+        container("lonely", &images.busybox.reference, &["sleep", "4242"]),
+    )
+    .await
+    .unwrap();
+    client
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let sleeping = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x004242\x00")
+            })
+            .count()
+    };
+    assert_eq!(sleeping(), 1);
+    for pid in crio_test::daemon::processes_mentioning(
+        &world.daemon.path("run/events.sock").display().to_string(),
+    ) {
+        let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmd.contains("containerd-shim-crio-v2") {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let s = status(&mut client, &id).await;
+    assert_eq!(s.state, ContainerState::ContainerExited as i32);
+    assert!(s.message.contains("shim is gone"), "{s:?}");
+    client
+        .runtime
+        .stop_pod_sandbox(crio_api::cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .unwrap();
+    client
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sleeping(),
+        0,
+        "the orphaned container process survived removal"
+    );
+    assert!(
+        client
+            .runtime
+            .list_containers(ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers
+            .is_empty()
+    );
+}

@@ -52,6 +52,7 @@ pub fn status(r: &ContainerRecord, verbose: bool) -> ContainerStatusResponse {
             image_ref: r.image_id.clone(),
             image_id: r.image_id.clone(),
             reason: reason.into(),
+            message: r.message.clone(),
             labels: r.config.labels.clone(),
             annotations: r.config.annotations.clone(),
             mounts: r.config.mounts.clone(),

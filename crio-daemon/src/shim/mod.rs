@@ -149,8 +149,41 @@ impl Shims {
         Ok(address)
     }
 
+    /// Drops the cached client of pod `id` (the next call reconnects).
+    pub fn forget(&self, id: &str) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Runs the shim binary's `delete` action for a container whose shim is
+    /// gone: it force-deletes the container in the runtime.
+    pub async fn delete_action(&self, container_id: &str, bundle: &Path) {
+        let out = tokio::process::Command::new(&self.binary)
+            .args([
+                "-namespace",
+                NAMESPACE,
+                "-id",
+                container_id,
+                "-bundle",
+                &bundle.display().to_string(),
+                "delete",
+            ])
+            .current_dir(bundle)
+            .env("CRIO_RUNTIME", &self.runtime)
+            .env("CRIO_RUNTIME_ROOT", &self.runtime_root)
+            .stdin(Stdio::null())
+            .output()
+            .await;
+        if let Err(e) = out {
+            tracing::warn!(container = container_id, "shim delete action: {e}");
+        }
+    }
+
     /// Asks pod `id`'s shim to exit and forgets it.
     pub async fn shutdown(&self, id: &str, pod_dir: &Path) {
+        let address = std::fs::read_to_string(pod_dir.join("shim.address")).unwrap_or_default();
         let client = self
             .clients
             .lock()
@@ -176,6 +209,10 @@ impl Shims {
                 .remove(id);
         }
         let _ = std::fs::remove_file(pod_dir.join("shim.address"));
+        // A dead shim cannot remove its own socket.
+        if let Some(path) = address.trim().strip_prefix("unix://") {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
