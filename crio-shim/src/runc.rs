@@ -6,9 +6,26 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use containerd_shim::asynchronous::monitor::{monitor_subscribe, monitor_unsubscribe};
+use containerd_shim::asynchronous::monitor::{
+    Subscription, monitor_subscribe, monitor_unsubscribe,
+};
 use containerd_shim::monitor::{Subject, Topic};
 use tokio::io::AsyncReadExt;
+
+/// Waits for `pid`'s exit on a subscription made before it could exit, and
+/// ends the subscription; 255 if the monitor went away first.
+pub async fn exit_of(sub: Subscription, pid: i32) -> i32 {
+    let mut rx = sub.rx;
+    let mut code = 255;
+    while let Some(event) = rx.recv().await {
+        if matches!(event.subject, Subject::Pid(p) if p == pid) {
+            code = event.exit_code;
+            break;
+        }
+    }
+    let _ = monitor_unsubscribe(sub.id).await;
+    code
+}
 
 /// The runtime binary and its state root, from the environment the daemon
 /// starts the shim with (`CRIO_RUNTIME`, `CRIO_RUNTIME_ROOT`).
@@ -77,15 +94,7 @@ impl Runc {
         if capture && let Some(mut pipe) = child.stderr.take() {
             let _ = pipe.read_to_string(&mut stderr).await;
         }
-        let mut rx = sub.rx;
-        let mut code = -1;
-        while let Some(event) = rx.recv().await {
-            if matches!(event.subject, Subject::Pid(p) if p == pid) {
-                code = event.exit_code;
-                break;
-            }
-        }
-        let _ = monitor_unsubscribe(sub.id).await;
+        let code = exit_of(sub, pid).await;
         drop(child);
         Ok(Outcome { code, stderr })
     }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use containerd_shim::TtrpcResult;
 use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::asynchronous::monitor::{monitor_subscribe, monitor_unsubscribe};
-use containerd_shim::monitor::{Subject, Topic};
+use containerd_shim::monitor::Topic;
 use containerd_shim::protos::events::task::{TaskExit, TaskOOM, TaskStart};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{EnumOrUnknown, MessageField};
@@ -194,15 +194,7 @@ impl TaskService {
         *e.pid.lock().unwrap_or_else(|p| p.into_inner()) = pid;
         let exec = e.clone();
         tokio::spawn(async move {
-            let mut rx = sub.rx;
-            let mut code = 255;
-            while let Some(event) = rx.recv().await {
-                if matches!(event.subject, Subject::Pid(p) if p == pid as i32) {
-                    code = event.exit_code;
-                    break;
-                }
-            }
-            let _ = monitor_unsubscribe(sub.id).await;
+            let code = crate::runc::exit_of(sub, pid as i32).await;
             let _ = exec.exit_tx.send(Some((code as u32, now_nanos())));
         });
         Ok(pid)
@@ -330,15 +322,7 @@ impl Task for TaskService {
         let service = self.clone();
         let id = req.id.clone();
         tokio::spawn(async move {
-            let mut rx = sub.rx;
-            let mut code = 255;
-            while let Some(event) = rx.recv().await {
-                if matches!(event.subject, Subject::Pid(p) if p == pid as i32) {
-                    code = event.exit_code;
-                    break;
-                }
-            }
-            let _ = monitor_unsubscribe(sub.id).await;
+            let code = crate::runc::exit_of(sub, pid as i32).await;
             // Let the copiers drain what the container wrote last.
             for c in copiers {
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(2), c).await;
