@@ -163,3 +163,18 @@ fn version_text_and_json() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["runtimeApiVersion"], "v1");
 }
+
+#[test]
+fn packaged_default_config_is_current() {
+    let (ok, out, err) = crio(&["config", "--default"]);
+    assert!(ok, "{err}");
+    let packaged = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/crio.conf"
+    ))
+    .unwrap();
+    assert_eq!(
+        packaged, out,
+        "packaging/crio.conf is stale: regenerate it with `crio config --default`"
+    );
+}
