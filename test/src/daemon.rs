@@ -285,13 +285,14 @@ impl Drop for TestDaemon {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         unmount_below(self.dir.path());
-        // The default cgroup parent of test containers, once empty.
+        // This test process's cgroup parent, once empty.
+        let parent = crate::pods::test_cgroup_parent();
         for controller in std::fs::read_dir("/sys/fs/cgroup")
             .into_iter()
             .flatten()
             .flatten()
         {
-            let _ = std::fs::remove_dir(controller.path().join("crio"));
+            let _ = std::fs::remove_dir(controller.path().join(parent.trim_start_matches('/')));
         }
     }
 }

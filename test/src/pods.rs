@@ -103,6 +103,12 @@ pub fn bridge_conflist(bridge: &str, prefix: &str) -> String {
     )
 }
 
+/// The cgroup parent of this test process's pods: its own, so cleaning it up
+/// cannot race with another test's containers.
+pub fn test_cgroup_parent() -> String {
+    format!("/crio-test-{}", std::process::id())
+}
+
 /// A pod config with a name unique to the test and the given namespaces.
 pub fn pod_config(name: &str, network: i32, ipc: i32) -> PodSandboxConfig {
     PodSandboxConfig {
@@ -114,6 +120,7 @@ pub fn pod_config(name: &str, network: i32, ipc: i32) -> PodSandboxConfig {
         }),
         hostname: name.into(),
         linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: test_cgroup_parent(),
             security_context: Some(LinuxSandboxSecurityContext {
                 namespace_options: Some(NamespaceOption {
                     network,

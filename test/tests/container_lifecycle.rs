@@ -325,8 +325,9 @@ async fn crioctl_container_verbs() {
     std::fs::write(
         &pod,
         format!(
-            "metadata:\n  name: cli\n  namespace: default\n  uid: cli-uid\nlog_directory: {}\n",
-            d.path("logs-cli").display()
+            "metadata:\n  name: cli\n  namespace: default\n  uid: cli-uid\nlog_directory: {}\nlinux:\n  cgroup_parent: {}\n",
+            d.path("logs-cli").display(),
+            crio_test::pods::test_cgroup_parent()
         ),
     )
     .unwrap();
