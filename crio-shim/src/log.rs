@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 /// Longest piece written as one log line.
-const MAX_LINE: usize = 16 * 1024;
+pub const MAX_LINE: usize = 16 * 1024;
 
 /// RFC 3339 with nanoseconds, UTC.
 pub fn timestamp(t: SystemTime) -> String {
@@ -39,26 +39,65 @@ pub fn timestamp(t: SystemTime) -> String {
 /// A container's log file, shared by its stdout and stderr copiers.
 #[derive(Debug)]
 pub struct LogFile {
+    path: PathBuf,
     file: Mutex<tokio::fs::File>,
+}
+
+async fn open_append(path: &PathBuf) -> std::io::Result<tokio::fs::File> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
 }
 
 impl LogFile {
     /// Opens (appending, creating) `path`.
     pub async fn open(path: PathBuf) -> std::io::Result<Arc<Self>> {
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await?;
+        let file = open_append(&path).await?;
         Ok(Arc::new(Self {
+            path,
             file: Mutex::new(file),
         }))
     }
 
-    async fn write_line(&self, stream: &str, tag: char, text: &[u8]) {
+    /// Opens the file at its path again (after the kubelet rotated it).
+    pub async fn reopen(&self) -> std::io::Result<()> {
+        let file = open_append(&self.path).await?;
+        let mut current = self.file.lock().await;
+        let _ = current.flush().await;
+        *current = file;
+        Ok(())
+    }
+
+    /// Writes the complete lines of `pending` (and pieces of lines longer
+    /// than `MAX_LINE`), leaving the unfinished rest in it.
+    pub async fn write_lines(&self, stream: &str, pending: &mut Vec<u8>) {
+        loop {
+            let newline = pending.iter().position(|b| *b == b'\n');
+            let line_len = newline.unwrap_or(pending.len());
+            if line_len >= MAX_LINE {
+                self.write_line(stream, 'P', &pending[..MAX_LINE]).await;
+                pending.drain(..MAX_LINE);
+            } else if let Some(i) = newline {
+                let end = if i > 0 && pending[i - 1] == b'\r' {
+                    i - 1
+                } else {
+                    i
+                };
+                self.write_line(stream, 'F', &pending[..end]).await;
+                pending.drain(..=i);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Writes one line tagged `tag` (F: full, P: partial).
+    pub async fn write_line(&self, stream: &str, tag: char, text: &[u8]) {
         let mut line = format!("{} {stream} {tag} ", timestamp(SystemTime::now())).into_bytes();
         line.extend_from_slice(text);
         line.push(b'\n');
@@ -67,39 +106,6 @@ impl LogFile {
         if file.write_all(&line).await.is_ok() {
             let _ = file.flush().await;
         }
-    }
-}
-
-/// Copies `reader` into `log` as `stream` lines until end of file.
-pub async fn copy(
-    mut reader: impl tokio::io::AsyncRead + Unpin,
-    stream: &'static str,
-    log: Arc<LogFile>,
-) {
-    let mut pending: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        loop {
-            let newline = pending.iter().position(|b| *b == b'\n');
-            let line_len = newline.unwrap_or(pending.len());
-            if line_len >= MAX_LINE {
-                log.write_line(stream, 'P', &pending[..MAX_LINE]).await;
-                pending.drain(..MAX_LINE);
-            } else if let Some(i) = newline {
-                log.write_line(stream, 'F', &pending[..i]).await;
-                pending.drain(..=i);
-            } else {
-                break;
-            }
-        }
-    }
-    if !pending.is_empty() {
-        log.write_line(stream, 'P', &pending).await;
     }
 }
 
@@ -126,8 +132,16 @@ mod tests {
         let mut input = b"one\ntwo\n".to_vec();
         input.extend_from_slice(&long);
         input.extend_from_slice(b"\ntail");
-        copy(&input[..], "stdout", log.clone()).await;
-        copy(&b"err\n"[..], "stderr", log).await;
+        log.write_lines("stdout", &mut input).await;
+        log.write_line("stdout", 'P', &input).await;
+        log.write_lines("stderr", &mut b"err\r\n".to_vec()).await;
+        std::fs::rename(&tmp, tmp.with_extension("old")).unwrap();
+        log.reopen().await.unwrap();
+        log.write_lines("stdout", &mut b"after\n".to_vec()).await;
+        let reopened = std::fs::read_to_string(&tmp).unwrap();
+        assert!(reopened.ends_with(" stdout F after\n"), "{reopened}");
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::rename(tmp.with_extension("old"), &tmp).unwrap();
         let text = std::fs::read_to_string(&tmp).unwrap();
         let _ = std::fs::remove_file(&tmp);
         let lines: Vec<(&str, &str, &str)> = text

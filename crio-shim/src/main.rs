@@ -4,6 +4,7 @@
 //! exits, so the daemon can restart without touching them.
 #![deny(unsafe_code)]
 
+mod io;
 mod log;
 mod oom;
 mod runc;

@@ -2,7 +2,6 @@
 //! handler reaps every child, so a runtime command's exit status comes from
 //! the framework's exit monitor, never from waiting on the child ourselves.
 
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -11,6 +10,8 @@ use containerd_shim::asynchronous::monitor::{
 };
 use containerd_shim::monitor::{Subject, Topic};
 use tokio::io::AsyncReadExt;
+
+use crate::io::ChildStdio;
 
 /// Waits for `pid`'s exit on a subscription made before it could exit, and
 /// ends the subscription; 255 if the monitor went away first.
@@ -40,7 +41,9 @@ pub struct Runc {
 pub struct Outcome {
     /// Its exit code.
     pub code: i32,
-    /// Its stderr (empty when its stdio belonged to a container).
+    /// Its stdout (empty when its stdio belonged to a container).
+    pub stdout: String,
+    /// Its stderr (likewise).
     pub stderr: String,
 }
 
@@ -57,28 +60,25 @@ impl Runc {
         }
     }
 
-    /// Runs `runtime --root ROOT ARGS…`; with `stdio`, the command's stdout
-    /// and stderr are those descriptors (they become the container's).
-    pub async fn run(
-        &self,
-        args: &[&str],
-        stdio: Option<(OwnedFd, OwnedFd)>,
-    ) -> std::io::Result<Outcome> {
+    /// Runs `runtime --root ROOT ARGS…`; with `stdio`, the command's stdio
+    /// is those descriptors (they become the container's).
+    pub async fn run(&self, args: &[&str], stdio: Option<ChildStdio>) -> std::io::Result<Outcome> {
         let sub = monitor_subscribe(Topic::Pid)
             .await
             .map_err(std::io::Error::other)?;
         let mut cmd = tokio::process::Command::new(&self.binary);
-        cmd.arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .stdin(Stdio::null());
+        cmd.arg("--root").arg(&self.root).args(args);
         let capture = stdio.is_none();
         match stdio {
-            Some((out, err)) => {
-                cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err));
+            Some(io) => {
+                cmd.stdin(io.stdin.map_or_else(Stdio::null, Stdio::from))
+                    .stdout(Stdio::from(io.stdout))
+                    .stderr(Stdio::from(io.stderr));
             }
             None => {
-                cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
             }
         }
         let spawned = cmd.spawn();
@@ -90,12 +90,27 @@ impl Runc {
             }
         };
         let pid = child.id().unwrap_or(0) as i32;
-        let mut stderr = String::new();
-        if capture && let Some(mut pipe) = child.stderr.take() {
-            let _ = pipe.read_to_string(&mut stderr).await;
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        if capture {
+            let (out, err) = (child.stdout.take(), child.stderr.take());
+            let read_out = async {
+                if let Some(mut p) = out {
+                    let _ = p.read_to_string(&mut stdout).await;
+                }
+            };
+            let read_err = async {
+                if let Some(mut p) = err {
+                    let _ = p.read_to_string(&mut stderr).await;
+                }
+            };
+            tokio::join!(read_out, read_err);
         }
         let code = exit_of(sub, pid).await;
         drop(child);
-        Ok(Outcome { code, stderr })
+        Ok(Outcome {
+            code,
+            stdout,
+            stderr,
+        })
     }
 }

@@ -1,8 +1,10 @@
 //! The shim v2 life cycle: `start` spawns the server in its own session and
 //! prints its address (a socket under the directory the daemon names in
-//! `CRIO_SHIM_SOCKET_DIR`, never containerd's); `delete` cleans up after a
+//! `CRIO_SHIM_SOCKET_DIR`, by default /run/crio/shims, never containerd's);
+//! `delete` cleans up after a
 //! dead shim; the server runs until shut down.
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -17,6 +19,17 @@ use crate::task::TaskService;
 
 /// Where the daemon wants shim sockets.
 pub const SOCKET_DIR_ENV: &str = "CRIO_SHIM_SOCKET_DIR";
+
+/// The socket directory when the daemon names none (as when containerd's
+/// `ctr` starts the shim): crio-rs's default runroot, never containerd's.
+const DEFAULT_SOCKET_DIR: &str = "/run/crio/shims";
+
+/// Where this shim's sockets go.
+pub fn socket_dir() -> PathBuf {
+    std::env::var_os(SOCKET_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| DEFAULT_SOCKET_DIR.into())
+}
 
 /// One pod's shim.
 pub struct Shim {
@@ -43,11 +56,11 @@ impl containerd_shim::asynchronous::Shim for Shim {
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
-        let dir = std::env::var(SOCKET_DIR_ENV)
-            .map_err(|_| Error::InvalidArgument(format!("{SOCKET_DIR_ENV} is not set")))?;
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Other(format!("create {dir}: {e}")))?;
+        let dir = socket_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Other(format!("create {}: {e}", dir.display())))?;
         let short: String = opts.id.chars().take(32).collect();
-        let address = format!("unix://{dir}/{short}.sock");
+        let address = format!("unix://{}/{short}.sock", dir.display());
         let exe = std::env::current_exe().map_err(|e| Error::Other(e.to_string()))?;
         let mut child = tokio::process::Command::new(exe)
             .args([

@@ -1,7 +1,8 @@
 //! The containerd task API over the OCI runtime: create, start, state, kill,
-//! wait, delete, pids, connect, shutdown. The shim owns each container's
-//! stdio (written to the CRI log file) and records every exit in the bundle
-//! (`exit`: code and time) before it publishes TaskExit.
+//! wait, delete, exec, pids, pause/resume, update, stats, resize, close_io,
+//! connect, shutdown. The shim owns each process's stdio (`io`) and records
+//! every container exit in the bundle (`exit`: code and time) before it
+//! publishes TaskExit.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -14,9 +15,12 @@ use containerd_shim::TtrpcResult;
 use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::asynchronous::monitor::{monitor_subscribe, monitor_unsubscribe};
 use containerd_shim::monitor::Topic;
-use containerd_shim::protos::events::task::{TaskExit, TaskOOM, TaskStart};
+use containerd_shim::protos::cgroups::metrics::Metrics;
+use containerd_shim::protos::events::task::{
+    TaskExit, TaskOOM, TaskPaused, TaskResumed, TaskStart,
+};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::{EnumOrUnknown, MessageField};
+use containerd_shim::protos::protobuf::{EnumOrUnknown, Message, MessageField};
 use containerd_shim::protos::shim_async::Task;
 use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim::protos::ttrpc::{self, Code};
@@ -24,13 +28,23 @@ use containerd_shim::protos::{api, topics};
 use containerd_shim::publisher::RemotePublisher;
 use tokio::sync::watch;
 
-use crate::log::{LogFile, copy};
+use crate::io::{IoOptions, ProcessIo};
+use crate::log::LogFile;
 use crate::runc::Runc;
+use crio_attach::channel;
 
 /// The annotation that carries the CRI log path, as CRI-O names it.
 pub const LOG_PATH_ANNOTATION: &str = "io.kubernetes.cri-o.LogPath";
+/// The annotation that says the container keeps stdin open (CRI `stdin`).
+pub const STDIN_ANNOTATION: &str = "io.kubernetes.cri-o.Stdin";
+/// The annotation for CRI `stdin_once`.
+pub const STDIN_ONCE_ANNOTATION: &str = "io.kubernetes.cri-o.StdinOnce";
 /// The file in the bundle that records the exit: `CODE NANOS`.
 pub const EXIT_FILE: &str = "exit";
+
+/// The type URL of the stats the shim returns (containerd's cgroup v1
+/// metrics, whatever the host's cgroup version).
+pub const METRICS_TYPE: &str = "io.containerd.cgroups.v1.Metrics";
 
 /// The file in the bundle that marks an OOM kill.
 pub const OOM_FILE: &str = "oom";
@@ -43,6 +57,8 @@ struct Container {
     pid: u32,
     status: Mutex<api::Status>,
     exited: watch::Receiver<Option<Exit>>,
+    io: Arc<ProcessIo>,
+    cgroup: Option<PathBuf>,
 }
 
 /// Container ID and exec ID.
@@ -51,8 +67,8 @@ type ExecKey = (String, String);
 /// A process started in a running container (`runc exec`).
 struct ExecProcess {
     process_file: PathBuf,
-    stdout: String,
-    stderr: String,
+    terminal: bool,
+    io: Arc<ProcessIo>,
     pid: Mutex<u32>,
     exited: watch::Receiver<Option<Exit>>,
     exit_tx: watch::Sender<Option<Exit>>,
@@ -62,6 +78,7 @@ struct ExecProcess {
 #[derive(Clone)]
 pub struct TaskService {
     runc: Runc,
+    socket_dir: PathBuf,
     namespace: String,
     containers: Arc<Mutex<HashMap<String, Arc<Container>>>>,
     execs: Arc<Mutex<HashMap<ExecKey, Arc<ExecProcess>>>>,
@@ -95,14 +112,86 @@ fn record_exit(bundle: &Path, exit: Exit) -> std::io::Result<()> {
     std::fs::rename(&tmp, bundle.join(EXIT_FILE))
 }
 
-/// The log path a bundle's config.json names, if any.
-fn log_path(bundle: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(bundle.join("config.json")).ok()?;
-    let spec: serde_json::Value = serde_json::from_str(&text).ok()?;
-    spec["annotations"][LOG_PATH_ANNOTATION]
-        .as_str()
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
+/// What the shim reads from a bundle's config.json.
+#[derive(Default)]
+struct BundleInfo {
+    log_path: Option<PathBuf>,
+    stdin: bool,
+    stdin_once: bool,
+    cgroup: Option<PathBuf>,
+}
+
+fn bundle_info(bundle: &Path) -> BundleInfo {
+    let Some(spec) = std::fs::read_to_string(bundle.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    else {
+        return BundleInfo::default();
+    };
+    let annotation = |key: &str| spec["annotations"][key].as_str().unwrap_or_default();
+    BundleInfo {
+        log_path: Some(annotation(LOG_PATH_ANNOTATION))
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+        stdin: annotation(STDIN_ANNOTATION) == "true",
+        stdin_once: annotation(STDIN_ONCE_ANNOTATION) == "true",
+        cgroup: spec["linux"]["cgroupsPath"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .map(crio_cgroups::cgroupfs_path),
+    }
+}
+
+/// Where an exec's stdin comes from: an absolute path is a FIFO (as ctr
+/// passes), any other non-empty value means attach clients.
+fn exec_io_options(req: &api::ExecProcessRequest) -> IoOptions {
+    let fifo = req.stdin.starts_with('/');
+    IoOptions {
+        log: None,
+        stdout: req.stdout.clone(),
+        stderr: req.stderr.clone(),
+        stdin_fifo: if fifo {
+            req.stdin.clone()
+        } else {
+            String::new()
+        },
+        stdin: !req.stdin.is_empty() && !fifo,
+        stdin_once: true,
+    }
+}
+
+/// Runs a runtime command that hands a terminal master back on a console
+/// socket; returns the runtime's outcome and the master.
+async fn with_console<F, Fut>(
+    socket: &Path,
+    run: F,
+) -> Result<(crate::runc::Outcome, Option<OwnedFd>), String>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<crate::runc::Outcome>>,
+{
+    let _ = std::fs::remove_file(socket);
+    let listener = tokio::net::UnixListener::bind(socket)
+        .map_err(|e| format!("console socket {}: {e}", socket.display()))?;
+    let accept = tokio::spawn(async move { crate::io::receive_console(&listener).await });
+    let outcome = run(socket.display().to_string()).await;
+    let _ = std::fs::remove_file(socket);
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            accept.abort();
+            return Err(e.to_string());
+        }
+    };
+    if outcome.code != 0 {
+        accept.abort();
+        return Ok((outcome, None));
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(5), accept).await {
+        Ok(Ok(Ok(fd))) => Ok((outcome, Some(fd))),
+        Ok(Ok(Err(e))) => Err(format!("receive terminal: {e}")),
+        _ => Err("the runtime sent no terminal".into()),
+    }
 }
 
 impl TaskService {
@@ -110,6 +199,7 @@ impl TaskService {
     pub fn new(namespace: String, publisher: RemotePublisher, exit: Arc<ExitSignal>) -> Self {
         Self {
             runc: Runc::from_env(),
+            socket_dir: crate::shim::socket_dir(),
             namespace,
             containers: Arc::default(),
             execs: Arc::default(),
@@ -141,48 +231,60 @@ impl TaskService {
             })
     }
 
-    /// Starts an exec process: its stdout and stderr are the files named in
-    /// the exec request; its exit comes from the reaper like the init's.
+    /// Starts an exec process with its stdio set up at `exec`; its exit
+    /// comes from the reaper like the init's.
     async fn start_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<u32> {
         let c = self.get(id)?;
         let e = self.exec_process(id, exec_id)?;
-        let open = |path: &str| -> TtrpcResult<OwnedFd> {
-            let target = if path.is_empty() { "/dev/null" } else { path };
-            std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(target)
-                .map(OwnedFd::from)
-                .map_err(|err| error(Code::INVALID_ARGUMENT, format!("open {target}: {err}")))
-        };
-        let stdio = (open(&e.stdout)?, open(&e.stderr)?);
         let sub = monitor_subscribe(Topic::Pid)
             .await
             .map_err(|err| error(Code::INTERNAL, err.to_string()))?;
         let pid_file = c.bundle.join(format!("exec-{exec_id}.pid"));
         let process = e.process_file.display().to_string();
         let pid_path = pid_file.display().to_string();
-        let args = [
-            "exec",
-            "--process",
-            process.as_str(),
-            "--pid-file",
-            pid_path.as_str(),
-            "--detach",
-            id,
+        let mut args = vec![
+            "exec".to_string(),
+            "--process".into(),
+            process,
+            "--pid-file".into(),
+            pid_path,
+            "--detach".into(),
         ];
-        let outcome = self
-            .runc
-            .run(&args, Some(stdio))
-            .await
-            .map_err(|err| error(Code::INTERNAL, err.to_string()))?;
+        let (outcome, outputs) = if e.terminal {
+            let socket = self.socket_dir.join(format!("{}.console", short(exec_id)));
+            let runc = self.runc.clone();
+            let run = |console: String| async move {
+                args.extend(["--console-socket".into(), console, id.to_string()]);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                runc.run(&args, None).await
+            };
+            let (outcome, master) = with_console(&socket, run)
+                .await
+                .map_err(|err| error(Code::INTERNAL, err))?;
+            let outputs = match master {
+                Some(m) => vec![(e.io.terminal(m).await.map_err(internal)?, channel::STDOUT)],
+                None => Vec::new(),
+            };
+            (outcome, outputs)
+        } else {
+            let (child, [out, err]) = e.io.pipes().await.map_err(internal)?;
+            args.push(id.to_string());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let outcome = self.runc.run(&args, Some(child)).await.map_err(internal)?;
+            (
+                outcome,
+                vec![(out, channel::STDOUT), (err, channel::STDERR)],
+            )
+        };
         if outcome.code != 0 {
             let _ = monitor_unsubscribe(sub.id).await;
+            let detail = outcome.stderr.trim();
             return Err(error(
                 Code::UNKNOWN,
                 format!(
-                    "exec in container {id}: the runtime exited with {}",
-                    outcome.code
+                    "exec in container {id}: the runtime exited with {}{}{detail}",
+                    outcome.code,
+                    if detail.is_empty() { "" } else { ": " },
                 ),
             ));
         }
@@ -192,12 +294,90 @@ impl TaskService {
             .ok_or_else(|| error(Code::INTERNAL, "runtime wrote no exec pid file"))?;
         let _ = std::fs::remove_file(&pid_file);
         *e.pid.lock().unwrap_or_else(|p| p.into_inner()) = pid;
+        let pumps = spawn_pumps(&e.io, outputs);
         let exec = e.clone();
         tokio::spawn(async move {
             let code = crate::runc::exit_of(sub, pid as i32).await;
+            drain(pumps).await;
+            exec.io.finish(code).await;
             let _ = exec.exit_tx.send(Some((code as u32, now_nanos())));
         });
         Ok(pid)
+    }
+
+    /// The container's statistics as containerd's cgroup v1 metrics.
+    fn metrics(&self, c: &Container) -> TtrpcResult<Metrics> {
+        let cgroup = c
+            .cgroup
+            .as_ref()
+            .ok_or_else(|| error(Code::FAILED_PRECONDITION, "the container has no cgroup"))?;
+        let s = crio_cgroups::read(Path::new("/sys/fs/cgroup"), cgroup).ok_or_else(|| {
+            error(
+                Code::NOT_FOUND,
+                format!("cgroup {} not found", cgroup.display()),
+            )
+        })?;
+        let mut m = Metrics::new();
+        let cpu = m.cpu.mut_or_insert_default();
+        let usage = cpu.usage.mut_or_insert_default();
+        usage.total = s.cpu_usage_ns;
+        usage.user = s.cpu_user_ns;
+        usage.kernel = s.cpu_system_ns;
+        let memory = m.memory.mut_or_insert_default();
+        memory.rss = s.memory_rss;
+        memory.total_rss = s.memory_rss;
+        memory.total_inactive_file = s.memory_usage - s.memory_working_set;
+        memory.pg_fault = s.page_faults;
+        memory.pg_maj_fault = s.major_page_faults;
+        let entry = memory.usage.mut_or_insert_default();
+        entry.usage = s.memory_usage;
+        entry.limit = s.memory_limit;
+        let pids = m.pids.mut_or_insert_default();
+        pids.current = s.pids;
+        pids.limit = s.pids_limit;
+        Ok(m)
+    }
+
+    fn process_io(&self, id: &str, exec_id: &str) -> TtrpcResult<Arc<ProcessIo>> {
+        if exec_id.is_empty() {
+            Ok(self.get(id)?.io.clone())
+        } else {
+            Ok(self.exec_process(id, exec_id)?.io.clone())
+        }
+    }
+
+    async fn set_paused(&self, id: &str, paused: bool) -> TtrpcResult<api::Empty> {
+        let c = self.get(id)?;
+        let (verb, status, topic): (&str, _, _) = if paused {
+            (
+                "pause",
+                api::Status::PAUSED,
+                topics::TASK_PAUSED_EVENT_TOPIC,
+            )
+        } else {
+            (
+                "resume",
+                api::Status::RUNNING,
+                topics::TASK_RESUMED_EVENT_TOPIC,
+            )
+        };
+        self.runtime(&format!("{verb} container {id}"), &[verb, id])
+            .await?;
+        *c.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+        if paused {
+            let event = TaskPaused {
+                container_id: id.to_string(),
+                ..Default::default()
+            };
+            self.publish(topic, Box::new(event)).await;
+        } else {
+            let event = TaskResumed {
+                container_id: id.to_string(),
+                ..Default::default()
+            };
+            self.publish(topic, Box::new(event)).await;
+        }
+        Ok(api::Empty::default())
     }
 
     async fn runtime(&self, what: &str, args: &[&str]) -> TtrpcResult<()> {
@@ -230,9 +410,32 @@ impl TaskService {
     }
 }
 
-fn pipe() -> TtrpcResult<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| error(Code::INTERNAL, format!("pipe: {e}")))
+fn internal(e: impl std::fmt::Display) -> ttrpc::Error {
+    error(Code::INTERNAL, e.to_string())
+}
+
+/// The first 32 characters of an id, for short socket names.
+fn short(id: &str) -> String {
+    id.chars().take(32).collect()
+}
+
+/// Starts copying each output of a process to its destinations.
+fn spawn_pumps(
+    io: &Arc<ProcessIo>,
+    outputs: Vec<(OwnedFd, u8)>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    outputs
+        .into_iter()
+        .map(|(fd, ch)| tokio::spawn(io.clone().pump(fd, ch)))
+        .collect()
+}
+
+/// Waits (a little) for the pumps to copy what a process wrote last: a
+/// child that inherited the output may keep it open for longer.
+async fn drain(pumps: Vec<tokio::task::JoinHandle<()>>) {
+    for p in pumps {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), p).await;
+    }
 }
 
 #[async_trait]
@@ -242,29 +445,32 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
-        if req.terminal {
-            return Err(error(
-                Code::UNIMPLEMENTED,
-                "terminal containers are not supported by this shim yet",
-            ));
-        }
         let bundle = PathBuf::from(&req.bundle);
+        let info = bundle_info(&bundle);
         let log =
-            match log_path(&bundle) {
+            match &info.log_path {
                 Some(p) => Some(LogFile::open(p.clone()).await.map_err(|e| {
                     error(Code::INTERNAL, format!("open log {}: {e}", p.display()))
                 })?),
                 None => None,
             };
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
+        let io = ProcessIo::new(IoOptions {
+            log,
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            stdin_fifo: req.stdin.clone(),
+            stdin: info.stdin,
+            stdin_once: info.stdin_once,
+        })
+        .await
+        .map_err(|e| error(Code::INVALID_ARGUMENT, format!("container stdio: {e}")))?;
         // Subscribed before the container exists, so no exit is missed.
         let sub = monitor_subscribe(Topic::Pid)
             .await
             .map_err(|e| error(Code::INTERNAL, e.to_string()))?;
         let pid_file = bundle.join("init.pid");
         let runtime_log = bundle.join("runtime.log");
-        let args = [
+        let mut args: Vec<String> = [
             "--log",
             runtime_log.to_str().unwrap_or_default(),
             "--log-format",
@@ -274,45 +480,74 @@ impl Task for TaskService {
             req.bundle.as_str(),
             "--pid-file",
             pid_file.to_str().unwrap_or_default(),
-            req.id.as_str(),
-        ];
-        let outcome = self.runc.run(&args, Some((out_w, err_w))).await;
-        let failed = match &outcome {
-            Ok(o) if o.code == 0 => None,
-            Ok(_) => Some(runtime_error(&runtime_log)),
-            Err(e) => Some(e.to_string()),
+        ]
+        .map(String::from)
+        .into();
+        let outcome = if req.terminal {
+            let socket = self.socket_dir.join(format!("{}.console", short(&req.id)));
+            let runc = self.runc.clone();
+            let id = req.id.clone();
+            let run = |console: String| async move {
+                args.extend(["--console-socket".into(), console, id]);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                runc.run(&args, None).await
+            };
+            match with_console(&socket, run).await {
+                Ok((o, Some(master))) => match io.terminal(master).await {
+                    Ok(reader) => Ok((o, vec![(reader, channel::STDOUT)])),
+                    Err(e) => Err(e.to_string()),
+                },
+                Ok((o, None)) => Ok((o, Vec::new())),
+                Err(e) => Err(e),
+            }
+        } else {
+            match io.pipes().await {
+                Ok((child, [out, err])) => {
+                    args.push(req.id.clone());
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    self.runc
+                        .run(&args, Some(child))
+                        .await
+                        .map(|o| (o, vec![(out, channel::STDOUT), (err, channel::STDERR)]))
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            }
         };
-        if let Some(msg) = failed {
-            let _ = monitor_unsubscribe(sub.id).await;
-            return Err(error(
-                Code::UNKNOWN,
-                format!("create container {}: {msg}", req.id),
-            ));
-        }
+        let failed = match &outcome {
+            Ok((o, _)) if o.code == 0 => None,
+            Ok(_) => Some(runtime_error(&runtime_log)),
+            Err(e) => Some(e.clone()),
+        };
+        let outputs = match (failed, outcome) {
+            (None, Ok((_, outputs))) => outputs,
+            (msg, _) => {
+                let _ = monitor_unsubscribe(sub.id).await;
+                return Err(error(
+                    Code::UNKNOWN,
+                    format!("create container {}: {}", req.id, msg.unwrap_or_default()),
+                ));
+            }
+        };
         let pid: u32 = std::fs::read_to_string(&pid_file)
             .ok()
             .and_then(|p| p.trim().parse().ok())
             .ok_or_else(|| error(Code::INTERNAL, "runtime wrote no pid file"))?;
 
-        let mut copiers = Vec::new();
-        for (fd, stream) in [(out_r, "stdout"), (err_r, "stderr")] {
-            let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
-                .map_err(|e| error(Code::INTERNAL, format!("{stream} pipe: {e}")))?;
-            copiers.push(match &log {
-                Some(log) => tokio::spawn(copy(reader, stream, log.clone())),
-                None => tokio::spawn(async move {
-                    let mut sink = tokio::io::sink();
-                    let mut reader = reader;
-                    let _ = tokio::io::copy(&mut reader, &mut sink).await;
-                }),
-            });
-        }
+        let pumps = spawn_pumps(&io, outputs);
         let (tx, rx) = watch::channel(None);
+        let attach = crio_attach::attach_path(&self.socket_dir, &req.id, "");
+        io.clone()
+            .serve_attach(attach, rx.clone())
+            .await
+            .map_err(|e| error(Code::INTERNAL, format!("attach socket: {e}")))?;
         let container = Arc::new(Container {
             bundle: bundle.clone(),
             pid,
             status: Mutex::new(api::Status::CREATED),
             exited: rx,
+            io,
+            cgroup: info.cgroup,
         });
         self.containers
             .lock()
@@ -323,10 +558,9 @@ impl Task for TaskService {
         let id = req.id.clone();
         tokio::spawn(async move {
             let code = crate::runc::exit_of(sub, pid as i32).await;
-            // Let the copiers drain what the container wrote last.
-            for c in copiers {
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), c).await;
-            }
+            // Let the pumps drain what the container wrote last.
+            drain(pumps).await;
+            container.io.finish(code).await;
             let exit = (code as u32, now_nanos());
             // Read before the runtime deletes the cgroup.
             let oom = crate::oom::memory_cgroup(&container.bundle, Path::new("/sys/fs/cgroup"))
@@ -370,17 +604,12 @@ impl Task for TaskService {
         req: api::ExecProcessRequest,
     ) -> TtrpcResult<api::Empty> {
         let c = self.get(&req.id)?;
-        if req.terminal {
-            return Err(error(
-                Code::UNIMPLEMENTED,
-                "terminal exec is not supported by this shim yet",
-            ));
-        }
         let spec = req
             .spec
             .as_ref()
             .ok_or_else(|| error(Code::INVALID_ARGUMENT, "exec without a process spec"))?;
         let safe = !req.exec_id.is_empty()
+            && req.exec_id.len() <= 64
             && req
                 .exec_id
                 .chars()
@@ -391,14 +620,34 @@ impl Task for TaskService {
                 format!("exec id {:?} is not a plain name", req.exec_id),
             ));
         }
+        let key = (req.id.clone(), req.exec_id.clone());
+        if self
+            .execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&key)
+        {
+            return Err(error(
+                Code::ALREADY_EXISTS,
+                format!("exec {} of container {} exists", req.exec_id, req.id),
+            ));
+        }
         let process_file = c.bundle.join(format!("exec-{}.json", req.exec_id));
         std::fs::write(&process_file, &spec.value)
             .map_err(|e| error(Code::INTERNAL, format!("write exec spec: {e}")))?;
+        let io = ProcessIo::new(exec_io_options(&req))
+            .await
+            .map_err(|e| error(Code::INVALID_ARGUMENT, format!("exec stdio: {e}")))?;
         let (exit_tx, exited) = watch::channel(None);
+        let attach = crio_attach::attach_path(&self.socket_dir, &req.id, &req.exec_id);
+        io.clone()
+            .serve_attach(attach, exited.clone())
+            .await
+            .map_err(|e| error(Code::INTERNAL, format!("attach socket: {e}")))?;
         let exec = ExecProcess {
             process_file,
-            stdout: req.stdout,
-            stderr: req.stderr,
+            terminal: req.terminal,
+            io,
             pid: Mutex::new(0),
             exited,
             exit_tx,
@@ -406,7 +655,7 @@ impl Task for TaskService {
         self.execs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((req.id, req.exec_id), Arc::new(exec));
+            .insert(key, Arc::new(exec));
         Ok(api::Empty::default())
     }
 
@@ -524,6 +773,10 @@ impl Task for TaskService {
         if !req.exec_id.is_empty() {
             let e = self.exec_process(&req.id, &req.exec_id)?;
             let exit = *e.exited.borrow();
+            if exit.is_none() {
+                // Never started, or still running: its attach server ends.
+                let _ = e.exit_tx.send(Some((137, now_nanos())));
+            }
             let _ = std::fs::remove_file(&e.process_file);
             self.execs
                 .lock()
@@ -561,12 +814,112 @@ impl Task for TaskService {
         req: api::PidsRequest,
     ) -> TtrpcResult<api::PidsResponse> {
         let c = self.get(&req.id)?;
-        let mut info = api::ProcessInfo::new();
-        info.pid = c.pid;
+        let mut pids = vec![c.pid];
+        if c.exited.borrow().is_none() {
+            let out = self
+                .runc
+                .run(&["ps", "--format", "json", &req.id], None)
+                .await
+                .map_err(internal)?;
+            if out.code == 0 {
+                pids = serde_json::from_str::<Vec<u32>>(out.stdout.trim()).unwrap_or(pids);
+            }
+        }
+        let processes = pids
+            .into_iter()
+            .map(|pid| {
+                let mut info = api::ProcessInfo::new();
+                info.pid = pid;
+                info
+            })
+            .collect();
         Ok(api::PidsResponse {
-            processes: vec![info],
+            processes,
             ..Default::default()
         })
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+        self.set_paused(&req.id, true).await
+    }
+
+    async fn resume(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResumeRequest,
+    ) -> TtrpcResult<api::Empty> {
+        self.set_paused(&req.id, false).await
+    }
+
+    async fn update(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::UpdateTaskRequest,
+    ) -> TtrpcResult<api::Empty> {
+        let c = self.get(&req.id)?;
+        let resources = req
+            .resources
+            .as_ref()
+            .ok_or_else(|| error(Code::INVALID_ARGUMENT, "update without resources"))?;
+        // containerd encodes the OCI LinuxResources as JSON.
+        serde_json::from_slice::<serde_json::Value>(&resources.value).map_err(|e| {
+            error(
+                Code::INVALID_ARGUMENT,
+                format!("resources are not OCI LinuxResources JSON: {e}"),
+            )
+        })?;
+        let file = c.bundle.join("update.json");
+        std::fs::write(&file, &resources.value).map_err(internal)?;
+        let path = file.display().to_string();
+        let result = self
+            .runtime(
+                &format!("update container {}", req.id),
+                &["update", "--resources", &path, &req.id],
+            )
+            .await;
+        let _ = std::fs::remove_file(&file);
+        result.map(|()| api::Empty::default())
+    }
+
+    async fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
+        let c = self.get(&req.id)?;
+        let metrics = self.metrics(&c)?;
+        let mut any = containerd_shim::protos::protobuf::well_known_types::any::Any::new();
+        any.type_url = METRICS_TYPE.to_string();
+        any.value = metrics.write_to_bytes().map_err(internal)?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(any),
+            ..Default::default()
+        })
+    }
+
+    async fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> TtrpcResult<api::Empty> {
+        let io = self.process_io(&req.id, &req.exec_id)?;
+        let (w, h) = (
+            req.width.min(u16::MAX.into()),
+            req.height.min(u16::MAX.into()),
+        );
+        io.resize(w as u16, h as u16).map_err(internal)?;
+        Ok(api::Empty::default())
+    }
+
+    async fn close_io(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CloseIORequest,
+    ) -> TtrpcResult<api::Empty> {
+        if req.stdin {
+            self.process_io(&req.id, &req.exec_id)?.close_stdin().await;
+        }
+        Ok(api::Empty::default())
     }
 
     async fn connect(
