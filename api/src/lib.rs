@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod client;
+pub mod shim;
 pub mod status;
 pub mod time;
 
@@ -21,7 +22,7 @@ pub mod task {
     pub use containerd_shim_protos::shim_async::{
         Client, Events, EventsClient, Task, TaskClient, create_events, create_task,
     };
-    pub use containerd_shim_protos::{protobuf, topics, ttrpc};
+    pub use containerd_shim_protos::{cgroups, events, protobuf, topics, ttrpc};
 }
 
 /// The gRPC status type returned at the CRI edge.

@@ -143,7 +143,7 @@ impl Shims {
                 String::from_utf8_lossy(&status.stderr).trim()
             ));
         }
-        let address = start_address(&address);
+        let address = crio_api::shim::start_address(&address);
         std::fs::write(pod_dir.join("shim.address"), &address)
             .map_err(|e| ttrpc_err("write shim address", e))?;
         Ok(address)
@@ -213,29 +213,5 @@ impl Shims {
         if let Some(path) = address.trim().strip_prefix("unix://") {
             let _ = std::fs::remove_file(path);
         }
-    }
-}
-
-/// The address in a shim's `start` reply: a plain address, or the JSON
-/// bootstrap form `{"address": …, "protocol": "ttrpc", "version": 3}`.
-fn start_address(reply: &str) -> String {
-    let reply = reply.trim();
-    serde_json::from_str::<serde_json::Value>(reply)
-        .ok()
-        .and_then(|v| v["address"].as_str().map(str::to_string))
-        .unwrap_or_else(|| reply.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_replies() {
-        assert_eq!(start_address("unix:///run/x.sock\n"), "unix:///run/x.sock");
-        assert_eq!(
-            start_address(r#"{"address":"unix:///run/y.sock","protocol":"ttrpc","version":3}"#),
-            "unix:///run/y.sock"
-        );
     }
 }
