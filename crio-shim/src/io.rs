@@ -140,8 +140,15 @@ impl ProcessIo {
         if fifo.is_empty() {
             return Ok(());
         }
-        let mut source = tokio::fs::OpenOptions::new().read(true).open(fifo).await?;
+        // Opening blocks until a writer comes, which may be never (ctr
+        // passes a stdin FIFO it does not use without -i): open in the
+        // background; `finish` unblocks it.
+        let fifo = fifo.clone();
         tokio::spawn(async move {
+            let Ok(mut source) = tokio::fs::OpenOptions::new().read(true).open(&fifo).await else {
+                self.close_stdin().await;
+                return;
+            };
             let mut buf = vec![0u8; 8192];
             loop {
                 match source.read(&mut buf).await {
@@ -250,6 +257,15 @@ impl ProcessIo {
             .send((channel::EXIT, Arc::from(&code.to_be_bytes()[..])));
         for sink in &self.sinks {
             sink.lock().await.take();
+        }
+        if !self.opts.stdin_fifo.is_empty() {
+            // A stdin FIFO nobody opened: a writer that comes and goes lets
+            // the background open finish and see end of file.
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(&self.opts.stdin_fifo);
         }
     }
 

@@ -6,6 +6,7 @@
 
 mod io;
 mod log;
+mod mount;
 mod oom;
 mod runc;
 mod shim;

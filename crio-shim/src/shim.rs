@@ -15,7 +15,33 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, Error, Flags, StartOpts};
 use tokio::io::AsyncReadExt;
 
+use containerd_shim::protos::shim_async::create_task;
+use containerd_shim::protos::ttrpc::r#async::Server;
+use tokio::sync::Mutex;
+
 use crate::task::TaskService;
+
+/// Serves `service` on `address` under every task API name.
+async fn serve_both_versions(address: &str, service: &TaskService) -> Result<Server, String> {
+    if let Some(path) = address.strip_prefix("unix://") {
+        let _ = std::fs::remove_file(path);
+    }
+    let mut server = Server::new()
+        .bind(address)
+        .map_err(|e| format!("bind {address}: {e}"))?;
+    for name in TASK_SERVICES {
+        let mut services = create_task(Arc::new(service.clone()));
+        if let Some(task) = services.remove(TASK_SERVICES[0]) {
+            services.insert(name.to_string(), task);
+        }
+        server = server.register_service(services);
+    }
+    server
+        .start()
+        .await
+        .map_err(|e| format!("serve {address}: {e}"))?;
+    Ok(server)
+}
 
 /// Where the daemon wants shim sockets.
 pub const SOCKET_DIR_ENV: &str = "CRIO_SHIM_SOCKET_DIR";
@@ -31,11 +57,22 @@ pub fn socket_dir() -> PathBuf {
         .unwrap_or_else(|| DEFAULT_SOCKET_DIR.into())
 }
 
+/// The framework's own server listens on `<name>` + this; clients use the
+/// shim's server on `<name>.sock`, which answers the task API under both
+/// its v3 name (containerd 2, crio-rs) and its v2 name (containerd 1.6/1.7).
+const FRAMEWORK_SUFFIX: &str = ".v3.sock";
+
+/// The task API's service names, newest first.
+const TASK_SERVICES: [&str; 2] = ["containerd.task.v3.Task", "containerd.task.v2.Task"];
+
 /// One pod's shim.
 pub struct Shim {
     exit: Arc<ExitSignal>,
     namespace: String,
     id: String,
+    bundle: String,
+    socket: String,
+    server: Mutex<Option<Server>>,
 }
 
 #[async_trait]
@@ -52,6 +89,9 @@ impl containerd_shim::asynchronous::Shim for Shim {
             exit: Arc::new(ExitSignal::default()),
             namespace: args.namespace.clone(),
             id: args.id.clone(),
+            bundle: args.bundle.clone(),
+            socket: args.socket.clone(),
+            server: Mutex::new(None),
         }
     }
 
@@ -61,6 +101,7 @@ impl containerd_shim::asynchronous::Shim for Shim {
             .map_err(|e| Error::Other(format!("create {}: {e}", dir.display())))?;
         let short: String = opts.id.chars().take(32).collect();
         let address = format!("unix://{}/{short}.sock", dir.display());
+        let framework_socket = format!("unix://{}/{short}{FRAMEWORK_SUFFIX}", dir.display());
         let exe = std::env::current_exe().map_err(|e| Error::Other(e.to_string()))?;
         let mut child = tokio::process::Command::new(exe)
             .args([
@@ -71,7 +112,7 @@ impl containerd_shim::asynchronous::Shim for Shim {
                 "-address",
                 &opts.address,
                 "-socket",
-                &address,
+                &framework_socket,
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -85,13 +126,27 @@ impl containerd_shim::asynchronous::Shim for Shim {
         }
         std::fs::write("address", &address)
             .map_err(|e| Error::Other(format!("write address: {e}")))?;
-        Ok(address)
+        // The plain address is the reply every containerd understands (1.6
+        // cannot read the JSON form the framework would print): print it
+        // and end the `start` action here.
+        use std::io::Write;
+        let mut stdout = std::io::stdout();
+        let _ = stdout.write_all(address.as_bytes());
+        let _ = stdout.flush();
+        std::process::exit(0)
     }
 
     async fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
         // The shim is gone: force its container down and report a kill.
         let runc = crate::runc::Runc::from_env();
         let _ = runc.run(&["delete", "--force", &self.id], None).await;
+        // The working directory is the bundle when no -bundle is given.
+        let bundle = if self.bundle.is_empty() {
+            "."
+        } else {
+            &self.bundle
+        };
+        crate::mount::unmount_rootfs(std::path::Path::new(bundle));
         let mut resp = DeleteResponse::new();
         resp.exit_status = 137;
         Ok(resp)
@@ -99,9 +154,22 @@ impl containerd_shim::asynchronous::Shim for Shim {
 
     async fn wait(&mut self) {
         self.exit.wait().await;
+        if let Some(mut server) = self.server.lock().await.take() {
+            let _ = server.shutdown().await;
+        }
+        if let Some(path) = self.socket.strip_prefix("unix://") {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
-        TaskService::new(self.namespace.clone(), publisher, self.exit.clone())
+        let service = TaskService::new(self.namespace.clone(), publisher, self.exit.clone());
+        if let Some(base) = self.socket.strip_suffix(FRAMEWORK_SUFFIX) {
+            match serve_both_versions(&format!("{base}.sock"), &service).await {
+                Ok(server) => *self.server.lock().await = Some(server),
+                Err(e) => eprintln!("serve the task API: {e}"),
+            }
+        }
+        service
     }
 }

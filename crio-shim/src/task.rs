@@ -59,6 +59,8 @@ struct Container {
     exited: watch::Receiver<Option<Exit>>,
     io: Arc<ProcessIo>,
     cgroup: Option<PathBuf>,
+    /// Whether the shim mounted the rootfs (from the request's mounts).
+    mounted_rootfs: bool,
 }
 
 /// Container ID and exec ID.
@@ -338,6 +340,165 @@ impl TaskService {
         Ok(m)
     }
 
+    /// Creates a container whose rootfs is in place.
+    async fn create_mounted(
+        &self,
+        req: api::CreateTaskRequest,
+        bundle: PathBuf,
+        info: BundleInfo,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
+        let log =
+            match &info.log_path {
+                Some(p) => Some(LogFile::open(p.clone()).await.map_err(|e| {
+                    error(Code::INTERNAL, format!("open log {}: {e}", p.display()))
+                })?),
+                None => None,
+            };
+        let io = ProcessIo::new(IoOptions {
+            log,
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            stdin_fifo: req.stdin.clone(),
+            stdin: info.stdin,
+            stdin_once: info.stdin_once,
+        })
+        .await
+        .map_err(|e| error(Code::INVALID_ARGUMENT, format!("container stdio: {e}")))?;
+        // Subscribed before the container exists, so no exit is missed.
+        let sub = monitor_subscribe(Topic::Pid)
+            .await
+            .map_err(|e| error(Code::INTERNAL, e.to_string()))?;
+        let pid_file = bundle.join("init.pid");
+        let runtime_log = bundle.join("runtime.log");
+        let mut args: Vec<String> = [
+            "--log",
+            runtime_log.to_str().unwrap_or_default(),
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            req.bundle.as_str(),
+            "--pid-file",
+            pid_file.to_str().unwrap_or_default(),
+        ]
+        .map(String::from)
+        .into();
+        let outcome = if req.terminal {
+            let socket = self.socket_dir.join(format!("{}.console", short(&req.id)));
+            let runc = self.runc.clone();
+            let id = req.id.clone();
+            let run = |console: String| async move {
+                args.extend(["--console-socket".into(), console, id]);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                runc.run(&args, None).await
+            };
+            match with_console(&socket, run).await {
+                Ok((o, Some(master))) => match io.terminal(master).await {
+                    Ok(reader) => Ok((o, vec![(reader, channel::STDOUT)])),
+                    Err(e) => Err(e.to_string()),
+                },
+                Ok((o, None)) => Ok((o, Vec::new())),
+                Err(e) => Err(e),
+            }
+        } else {
+            match io.pipes().await {
+                Ok((child, [out, err])) => {
+                    args.push(req.id.clone());
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    self.runc
+                        .run(&args, Some(child))
+                        .await
+                        .map(|o| (o, vec![(out, channel::STDOUT), (err, channel::STDERR)]))
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let failed = match &outcome {
+            Ok((o, _)) if o.code == 0 => None,
+            Ok(_) => Some(runtime_error(&runtime_log)),
+            Err(e) => Some(e.clone()),
+        };
+        let outputs = match (failed, outcome) {
+            (None, Ok((_, outputs))) => outputs,
+            (msg, _) => {
+                let _ = monitor_unsubscribe(sub.id).await;
+                return Err(error(
+                    Code::UNKNOWN,
+                    format!("create container {}: {}", req.id, msg.unwrap_or_default()),
+                ));
+            }
+        };
+        let pid: u32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .ok_or_else(|| error(Code::INTERNAL, "runtime wrote no pid file"))?;
+
+        let pumps = spawn_pumps(&io, outputs);
+        let (tx, rx) = watch::channel(None);
+        let attach = crio_attach::attach_path(&self.socket_dir, &req.id, "");
+        io.clone()
+            .serve_attach(attach, rx.clone())
+            .await
+            .map_err(|e| error(Code::INTERNAL, format!("attach socket: {e}")))?;
+        let container = Arc::new(Container {
+            bundle: bundle.clone(),
+            pid,
+            status: Mutex::new(api::Status::CREATED),
+            exited: rx,
+            io,
+            cgroup: info.cgroup,
+            mounted_rootfs: !req.rootfs.is_empty(),
+        });
+        self.containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(req.id.clone(), container.clone());
+
+        let service = self.clone();
+        let id = req.id.clone();
+        tokio::spawn(async move {
+            let code = crate::runc::exit_of(sub, pid as i32).await;
+            // Let the pumps drain what the container wrote last.
+            drain(pumps).await;
+            container.io.finish(code).await;
+            let exit = (code as u32, now_nanos());
+            // Read before the runtime deletes the cgroup.
+            let oom = crate::oom::memory_cgroup(&container.bundle, Path::new("/sys/fs/cgroup"))
+                .is_some_and(|cg| crate::oom::oom_kills(&cg) > 0);
+            if oom {
+                let _ = std::fs::write(container.bundle.join(OOM_FILE), "");
+                let event = TaskOOM {
+                    container_id: id.clone(),
+                    ..Default::default()
+                };
+                service
+                    .publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(event))
+                    .await;
+            }
+            if let Err(e) = record_exit(&container.bundle, exit) {
+                eprintln!("record exit of {id}: {e}");
+            }
+            *container.status.lock().unwrap_or_else(|p| p.into_inner()) = api::Status::STOPPED;
+            let _ = tx.send(Some(exit));
+            let event = TaskExit {
+                container_id: id.clone(),
+                id: id.clone(),
+                pid,
+                exit_status: exit.0,
+                exited_at: timestamp(exit.1),
+                ..Default::default()
+            };
+            service
+                .publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(event))
+                .await;
+        });
+        Ok(api::CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
     fn process_io(&self, id: &str, exec_id: &str) -> TtrpcResult<Arc<ProcessIo>> {
         if exec_id.is_empty() {
             Ok(self.get(id)?.io.clone())
@@ -447,155 +608,23 @@ impl Task for TaskService {
     ) -> TtrpcResult<api::CreateTaskResponse> {
         let bundle = PathBuf::from(&req.bundle);
         let info = bundle_info(&bundle);
-        let log =
-            match &info.log_path {
-                Some(p) => Some(LogFile::open(p.clone()).await.map_err(|e| {
-                    error(Code::INTERNAL, format!("open log {}: {e}", p.display()))
-                })?),
-                None => None,
-            };
-        let io = ProcessIo::new(IoOptions {
-            log,
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            stdin_fifo: req.stdin.clone(),
-            stdin: info.stdin,
-            stdin_once: info.stdin_once,
-        })
-        .await
-        .map_err(|e| error(Code::INVALID_ARGUMENT, format!("container stdio: {e}")))?;
-        // Subscribed before the container exists, so no exit is missed.
-        let sub = monitor_subscribe(Topic::Pid)
-            .await
-            .map_err(|e| error(Code::INTERNAL, e.to_string()))?;
-        let pid_file = bundle.join("init.pid");
-        let runtime_log = bundle.join("runtime.log");
-        let mut args: Vec<String> = [
-            "--log",
-            runtime_log.to_str().unwrap_or_default(),
-            "--log-format",
-            "json",
-            "create",
-            "--bundle",
-            req.bundle.as_str(),
-            "--pid-file",
-            pid_file.to_str().unwrap_or_default(),
-        ]
-        .map(String::from)
-        .into();
-        let outcome = if req.terminal {
-            let socket = self.socket_dir.join(format!("{}.console", short(&req.id)));
-            let runc = self.runc.clone();
-            let id = req.id.clone();
-            let run = |console: String| async move {
-                args.extend(["--console-socket".into(), console, id]);
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                runc.run(&args, None).await
-            };
-            match with_console(&socket, run).await {
-                Ok((o, Some(master))) => match io.terminal(master).await {
-                    Ok(reader) => Ok((o, vec![(reader, channel::STDOUT)])),
-                    Err(e) => Err(e.to_string()),
-                },
-                Ok((o, None)) => Ok((o, Vec::new())),
-                Err(e) => Err(e),
-            }
-        } else {
-            match io.pipes().await {
-                Ok((child, [out, err])) => {
-                    args.push(req.id.clone());
-                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                    self.runc
-                        .run(&args, Some(child))
-                        .await
-                        .map(|o| (o, vec![(out, channel::STDOUT), (err, channel::STDERR)]))
-                        .map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e.to_string()),
-            }
-        };
-        let failed = match &outcome {
-            Ok((o, _)) if o.code == 0 => None,
-            Ok(_) => Some(runtime_error(&runtime_log)),
-            Err(e) => Some(e.clone()),
-        };
-        let outputs = match (failed, outcome) {
-            (None, Ok((_, outputs))) => outputs,
-            (msg, _) => {
-                let _ = monitor_unsubscribe(sub.id).await;
-                return Err(error(
-                    Code::UNKNOWN,
-                    format!("create container {}: {}", req.id, msg.unwrap_or_default()),
-                ));
-            }
-        };
-        let pid: u32 = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .ok_or_else(|| error(Code::INTERNAL, "runtime wrote no pid file"))?;
-
-        let pumps = spawn_pumps(&io, outputs);
-        let (tx, rx) = watch::channel(None);
-        let attach = crio_attach::attach_path(&self.socket_dir, &req.id, "");
-        io.clone()
-            .serve_attach(attach, rx.clone())
-            .await
-            .map_err(|e| error(Code::INTERNAL, format!("attach socket: {e}")))?;
-        let container = Arc::new(Container {
-            bundle: bundle.clone(),
-            pid,
-            status: Mutex::new(api::Status::CREATED),
-            exited: rx,
-            io,
-            cgroup: info.cgroup,
-        });
-        self.containers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(req.id.clone(), container.clone());
-
-        let service = self.clone();
-        let id = req.id.clone();
-        tokio::spawn(async move {
-            let code = crate::runc::exit_of(sub, pid as i32).await;
-            // Let the pumps drain what the container wrote last.
-            drain(pumps).await;
-            container.io.finish(code).await;
-            let exit = (code as u32, now_nanos());
-            // Read before the runtime deletes the cgroup.
-            let oom = crate::oom::memory_cgroup(&container.bundle, Path::new("/sys/fs/cgroup"))
-                .is_some_and(|cg| crate::oom::oom_kills(&cg) > 0);
-            if oom {
-                let _ = std::fs::write(container.bundle.join(OOM_FILE), "");
-                let event = TaskOOM {
-                    container_id: id.clone(),
-                    ..Default::default()
-                };
-                service
-                    .publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(event))
-                    .await;
-            }
-            if let Err(e) = record_exit(&container.bundle, exit) {
-                eprintln!("record exit of {id}: {e}");
-            }
-            *container.status.lock().unwrap_or_else(|p| p.into_inner()) = api::Status::STOPPED;
-            let _ = tx.send(Some(exit));
-            let event = TaskExit {
-                container_id: id.clone(),
-                id: id.clone(),
-                pid,
-                exit_status: exit.0,
-                exited_at: timestamp(exit.1),
-                ..Default::default()
-            };
-            service
-                .publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(event))
-                .await;
-        });
-        Ok(api::CreateTaskResponse {
-            pid,
-            ..Default::default()
-        })
+        let mounts: Vec<crate::mount::RootfsMount<'_>> = req
+            .rootfs
+            .iter()
+            .map(|m| crate::mount::RootfsMount {
+                kind: &m.type_,
+                source: &m.source,
+                options: &m.options,
+            })
+            .collect();
+        crate::mount::mount_rootfs(&bundle, &mounts)
+            .map_err(|e| error(Code::INVALID_ARGUMENT, e))?;
+        let mounted_rootfs = !mounts.is_empty();
+        let created = self.create_mounted(req, bundle.clone(), info).await;
+        if created.is_err() && mounted_rootfs {
+            crate::mount::unmount_rootfs(&bundle);
+        }
+        created
     }
 
     async fn exec(
@@ -796,6 +825,9 @@ impl Task for TaskService {
         )
         .await?;
         let exit = *c.exited.borrow();
+        if c.mounted_rootfs {
+            crate::mount::unmount_rootfs(&c.bundle);
+        }
         self.containers
             .lock()
             .unwrap_or_else(|p| p.into_inner())

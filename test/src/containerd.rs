@@ -18,12 +18,24 @@ use crate::daemon::{processes_mentioning, unmount_below};
 pub struct Containerd {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    env: Vec<(String, String)>,
 }
 
 impl Containerd {
     /// Starts containerd with `conflist` as its only CNI network and
     /// `registry` (host:port, plain HTTP) as the home of `pause_image`.
     pub fn start(registry: &str, pause_image: &str, conflist: &str) -> Result<Self> {
+        Self::start_with_env(registry, pause_image, conflist, &[])
+    }
+
+    /// Like `start`, with extra environment for containerd and the shims it
+    /// starts (`{dir}` in a value is replaced by containerd's directory).
+    pub fn start_with_env(
+        registry: &str,
+        pause_image: &str,
+        conflist: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("crio-bench-containerd-")
             .tempdir()?;
@@ -69,7 +81,15 @@ state = "{d}/state"
 "#
         );
         std::fs::write(dir.path().join("config.toml"), config)?;
-        let mut c = Self { dir, child: None };
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.replace("{dir}", &d)))
+            .collect();
+        let mut c = Self {
+            dir,
+            child: None,
+            env,
+        };
         c.spawn()?;
         Ok(c)
     }
@@ -81,6 +101,7 @@ state = "{d}/state"
             .append(true)
             .open(self.path("containerd.log"))?;
         let child = Command::new("containerd")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--config")
             .arg(self.path("config.toml"))
             .stdin(Stdio::null())
@@ -102,8 +123,20 @@ state = "{d}/state"
         Ok(())
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    /// A path in containerd's directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
+    }
+
+    /// Runs `ctr` against this containerd.
+    pub fn ctr(&self, args: &[&str]) -> Result<std::process::Output> {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(self.path("containerd.sock"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("run ctr")
     }
 
     /// The CRI endpoint.
@@ -134,6 +167,20 @@ state = "{d}/state"
 impl Drop for Containerd {
     fn drop(&mut self) {
         let _ = self.signal_and_wait(Signal::SIGTERM);
+        // Containers of a foreign shim run with its runtime root here.
+        let runc_root = self.path("runc");
+        for entry in std::fs::read_dir(&runc_root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .args(["delete", "--force"])
+                .arg(entry.file_name())
+                .output();
+        }
         // Shims (and their pause processes) of pods a failed run left.
         for pid in processes_mentioning(&self.dir.path().display().to_string()) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);

@@ -212,6 +212,10 @@ impl Shims {
         // A dead shim cannot remove its own socket.
         if let Some(path) = address.trim().strip_prefix("unix://") {
             let _ = std::fs::remove_file(path);
+            // The shim framework's own socket beside it.
+            if let Some(base) = path.strip_suffix(".sock") {
+                let _ = std::fs::remove_file(format!("{base}.v3.sock"));
+            }
         }
     }
 }
