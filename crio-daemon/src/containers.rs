@@ -331,6 +331,13 @@ impl Containers {
         };
         spec.annotations
             .insert("io.kubernetes.cri-o.LogPath".into(), log_path.clone());
+        for (key, on) in [
+            ("io.kubernetes.cri-o.Stdin", config.stdin),
+            ("io.kubernetes.cri-o.StdinOnce", config.stdin_once),
+            ("io.kubernetes.cri-o.TTY", config.tty),
+        ] {
+            spec.annotations.insert(key.into(), on.to_string());
+        }
         let json = serde_json::to_vec_pretty(&spec).map_err(internal)?;
         std::fs::write(bundle.join("config.json"), json).map_err(internal)?;
 
@@ -357,6 +364,7 @@ impl Containers {
         let req = task::CreateTaskRequest {
             id: id.to_string(),
             bundle: bundle.display().to_string(),
+            terminal: config.tty,
             ..Default::default()
         };
         client
@@ -589,12 +597,7 @@ impl Containers {
         if cmd.is_empty() {
             return Err(crio_api::status::invalid_field("cmd", "must not be empty"));
         }
-        let r = self.refresh(pods, shims, id).await?;
-        if r.state != ContainerState::Running {
-            return Err(Status::failed_precondition(format!(
-                "container {id} is not running"
-            )));
-        }
+        let r = self.running(pods, shims, id).await?;
         let bundle = self.bundle(&r.id);
         let spec: serde_json::Value =
             serde_json::from_slice(&std::fs::read(bundle.join("config.json")).map_err(internal)?)
@@ -684,6 +687,96 @@ impl Containers {
         let _ = std::fs::remove_file(&out);
         let _ = std::fs::remove_file(&err);
         result
+    }
+
+    /// A running container, or FailedPrecondition naming its state.
+    async fn running(
+        &self,
+        pods: &Pods,
+        shims: &Shims,
+        id: &str,
+    ) -> Result<ContainerRecord, Status> {
+        let r = self.refresh(pods, shims, id).await?;
+        if r.state != ContainerState::Running {
+            return Err(Status::failed_precondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        Ok(r)
+    }
+
+    /// UpdateContainerResources: applies the new limits through the shim
+    /// (the runtime's `update`) and keeps them in the record.
+    pub async fn update_resources(
+        &self,
+        pods: &Pods,
+        shims: &Shims,
+        id: &str,
+        resources: crio_api::cri::LinuxContainerResources,
+    ) -> Result<(), Status> {
+        let mut r = self.refresh(pods, shims, id).await?;
+        if r.state == ContainerState::Exited {
+            return Err(Status::failed_precondition(format!(
+                "container {id} has exited"
+            )));
+        }
+        let oci = crio_spec::resources_of(&resources);
+        let any = task::protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+            value: serde_json::to_vec(&oci).map_err(internal)?,
+            ..Default::default()
+        };
+        let req = task::UpdateTaskRequest {
+            id: r.id.clone(),
+            resources: task::protobuf::MessageField::some(any),
+            ..Default::default()
+        };
+        self.client(pods, shims, &r)
+            .await?
+            .update(ctx(), &req)
+            .await
+            .map_err(|e| task_error("update resources", e))?;
+        r.config
+            .linux
+            .get_or_insert_with(Default::default)
+            .resources = Some(resources);
+        self.save(&r)
+    }
+
+    /// ReopenContainerLog: the shim opens the log file at its path again.
+    pub async fn reopen_log(&self, pods: &Pods, shims: &Shims, id: &str) -> Result<(), Status> {
+        let r = self.running(pods, shims, id).await?;
+        let socket = crio_attach::attach_path(shims.socket_dir(), &r.id, "");
+        crio_attach::reopen_log(&socket)
+            .await
+            .map_err(|e| Status::unknown(format!("reopen the log of container {id}: {e}")))
+    }
+
+    /// The cgroup statistics of a running container, from its shim.
+    pub async fn metrics(
+        &self,
+        pods: &Pods,
+        shims: &Shims,
+        r: &ContainerRecord,
+    ) -> Result<task::cgroups::metrics::Metrics, Status> {
+        use task::protobuf::Message;
+        let req = task::StatsRequest {
+            id: r.id.clone(),
+            ..Default::default()
+        };
+        let resp = self
+            .client(pods, shims, r)
+            .await?
+            .stats(ctx(), &req)
+            .await
+            .map_err(|e| task_error("container stats", e))?;
+        task::cgroups::metrics::Metrics::parse_from_bytes(&resp.stats.value)
+            .map_err(|e| internal(format!("decode the shim's stats: {e}")))
+    }
+
+    /// The writable layer (the overlay's upper dir) of a container.
+    pub fn upper_dir(&self, id: &str) -> PathBuf {
+        self.records_dir.join(id).join("upper")
     }
 
     /// The containers of a pod.

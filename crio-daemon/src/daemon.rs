@@ -102,6 +102,7 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
         pods,
         containers,
         shims,
+        cpu_rates: Default::default(),
     });
     tokio::spawn(reload_on_sighup(state.clone()));
     let (runtime_api, image_api) = cri::services(state);

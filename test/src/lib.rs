@@ -5,6 +5,7 @@
 
 pub mod bins;
 pub mod containerd;
+pub mod containers;
 pub mod cri;
 pub mod daemon;
 pub mod image;

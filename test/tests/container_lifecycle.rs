@@ -5,117 +5,17 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crio_api::client::CriClient;
 use crio_api::cri::{
-    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest,
-    CreateContainerRequest, ImageSpec, ListContainersRequest, NamespaceMode,
-    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest,
+    ContainerState, ImageSpec, ListContainersRequest, NamespaceMode, RemoveContainerRequest,
+    RemovePodSandboxRequest, StartContainerRequest, StopContainerRequest,
 };
 use crio_test::Registry;
-use crio_test::cri::pull;
+use crio_test::containers::{Setup, container, create, run_pod, setup, status, wait_exited};
 use crio_test::images::push_standard_images;
 use crio_test::pods::{PodWorld, pod_config};
 use tonic::Code;
 
 const POD: i32 = NamespaceMode::Pod as i32;
-
-fn container(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: image.into(),
-            ..ImageSpec::default()
-        }),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}.log"),
-        ..ContainerConfig::default()
-    }
-}
-
-/// A registry with the standard images, a daemon on its own network that
-/// has pulled busybox, and a client.
-struct Setup {
-    world: PodWorld,
-    client: CriClient,
-    images: crio_test::images::StandardImages,
-    _registry: Registry,
-}
-
-async fn setup() -> Setup {
-    let registry = Registry::start().unwrap();
-    let images = push_standard_images(&registry).unwrap();
-    let world = PodWorld::start_with_registry(&registry).unwrap();
-    let mut client = world.daemon.client().await.unwrap();
-    pull(&mut client, &images.busybox.reference).await.unwrap();
-    Setup {
-        world,
-        client,
-        images,
-        _registry: registry,
-    }
-}
-
-async fn run_pod(client: &mut CriClient, config: crio_api::cri::PodSandboxConfig) -> String {
-    client
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id
-}
-
-async fn create(
-    client: &mut CriClient,
-    pod: &str,
-    config: ContainerConfig,
-) -> Result<String, tonic::Status> {
-    client
-        .runtime
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(config),
-            sandbox_config: None,
-        })
-        .await
-        .map(|r| r.into_inner().container_id)
-}
-
-async fn status(client: &mut CriClient, id: &str) -> crio_api::cri::ContainerStatus {
-    client
-        .runtime
-        .container_status(ContainerStatusRequest {
-            container_id: id.into(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-}
-
-async fn wait_exited(client: &mut CriClient, id: &str) -> crio_api::cri::ContainerStatus {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = status(client, id).await;
-        if s.state == ContainerState::ContainerExited as i32 {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "container {id} did not exit: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn shim_processes(dir: &Path) -> usize {
     let marker = dir.display().to_string();

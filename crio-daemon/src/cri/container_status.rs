@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use crio_api::cri::{
-    Container, ContainerState as Cri, ContainerStatus, ContainerStatusResponse, ImageSpec,
-    ListContainersRequest, ListContainersResponse,
+    Container, ContainerResources, ContainerState as Cri, ContainerStatus, ContainerStatusResponse,
+    ImageSpec, ListContainersRequest, ListContainersResponse,
 };
 
 use crate::containers::{ContainerRecord, ContainerState};
@@ -57,6 +57,15 @@ pub fn status(r: &ContainerRecord, verbose: bool) -> ContainerStatusResponse {
             annotations: r.config.annotations.clone(),
             mounts: r.config.mounts.clone(),
             log_path: r.log_path.clone(),
+            resources: r
+                .config
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.clone())
+                .map(|linux| ContainerResources {
+                    linux: Some(linux),
+                    windows: None,
+                }),
             ..ContainerStatus::default()
         }),
         info,

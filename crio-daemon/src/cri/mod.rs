@@ -12,6 +12,7 @@ mod runtime_service;
 mod runtime_status;
 mod runtime_version;
 mod sandbox_status;
+mod stats;
 
 use std::sync::Arc;
 
@@ -32,6 +33,8 @@ pub struct State {
     pub containers: crate::containers::Containers,
     /// Pod shims (None when no shim binary was found).
     pub shims: Option<crate::shim::Shims>,
+    /// Previous CPU samples, for CPU rates in stats.
+    pub cpu_rates: stats::CpuRates,
 }
 
 /// Both CRI services over one shared state.

@@ -26,6 +26,7 @@ use tonic::{Request, Response};
 
 use super::{
     Rpc, State, container_status, runtime_config, runtime_status, runtime_version, sandbox_status,
+    stats,
 };
 
 /// Serves the CRI RuntimeService.
@@ -207,16 +208,28 @@ impl RuntimeService for RuntimeApi {
 
     async fn update_container_resources(
         &self,
-        _req: Request<UpdateContainerResourcesRequest>,
+        req: Request<UpdateContainerResourcesRequest>,
     ) -> Rpc<UpdateContainerResourcesResponse> {
-        Err(unimplemented("UpdateContainerResources"))
+        let st = &self.state;
+        let req = req.into_inner();
+        let linux = req
+            .linux
+            .ok_or_else(|| crio_api::status::invalid_field("linux", "is required"))?;
+        st.containers
+            .update_resources(&st.pods, self.shims()?, &req.container_id, linux)
+            .await?;
+        Ok(Response::new(UpdateContainerResourcesResponse {}))
     }
 
     async fn reopen_container_log(
         &self,
-        _req: Request<ReopenContainerLogRequest>,
+        req: Request<ReopenContainerLogRequest>,
     ) -> Rpc<ReopenContainerLogResponse> {
-        Err(unimplemented("ReopenContainerLog"))
+        let st = &self.state;
+        st.containers
+            .reopen_log(&st.pods, self.shims()?, &req.get_ref().container_id)
+            .await?;
+        Ok(Response::new(ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(&self, req: Request<ExecSyncRequest>) -> Rpc<ExecSyncResponse> {
@@ -253,30 +266,61 @@ impl RuntimeService for RuntimeApi {
 
     async fn container_stats(
         &self,
-        _req: Request<ContainerStatsRequest>,
+        req: Request<ContainerStatsRequest>,
     ) -> Rpc<ContainerStatsResponse> {
-        Err(unimplemented("ContainerStats"))
+        let stats = stats::one(&self.state, self.shims()?, &req.get_ref().container_id).await?;
+        Ok(Response::new(ContainerStatsResponse { stats: Some(stats) }))
     }
 
     async fn list_container_stats(
         &self,
-        _req: Request<ListContainerStatsRequest>,
+        req: Request<ListContainerStatsRequest>,
     ) -> Rpc<ListContainerStatsResponse> {
-        Err(unimplemented("ListContainerStats"))
+        let f = req.into_inner().filter.unwrap_or_default();
+        let stats = stats::list(
+            &self.state,
+            self.shims()?,
+            &f.id,
+            &f.pod_sandbox_id,
+            &f.label_selector,
+        )
+        .await;
+        Ok(Response::new(ListContainerStatsResponse { stats }))
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _req: Request<PodSandboxStatsRequest>,
+        req: Request<PodSandboxStatsRequest>,
     ) -> Rpc<PodSandboxStatsResponse> {
-        Err(unimplemented("PodSandboxStats"))
+        let id = &req.get_ref().pod_sandbox_id;
+        let pod = self
+            .state
+            .pods
+            .get(id)
+            .ok_or_else(|| crio_api::status::not_found("pod sandbox", id))?;
+        let stats = stats::pod_stats(&self.state, self.shims()?, &pod).await;
+        Ok(Response::new(PodSandboxStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _req: Request<ListPodSandboxStatsRequest>,
+        req: Request<ListPodSandboxStatsRequest>,
     ) -> Rpc<ListPodSandboxStatsResponse> {
-        Err(unimplemented("ListPodSandboxStats"))
+        let f = req.into_inner().filter.unwrap_or_default();
+        let shims = self.shims()?;
+        let mut stats = Vec::new();
+        for pod in self.state.pods.list() {
+            let matches = pod.id.starts_with(&f.id)
+                && f.label_selector
+                    .iter()
+                    .all(|(k, v)| pod.config.labels.get(k) == Some(v));
+            if matches {
+                stats.push(stats::pod_stats(&self.state, shims, &pod).await);
+            }
+        }
+        Ok(Response::new(ListPodSandboxStatsResponse { stats }))
     }
 
     async fn update_runtime_config(

@@ -80,6 +80,11 @@ impl Shims {
         })
     }
 
+    /// The directory of the shims' sockets (attach sockets among them).
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
     /// The task client of pod `id`, whose files are in `pod_dir`: cached, or
     /// reconnected from `pod_dir/shim.address`, or a newly started shim.
     pub async fn task(&self, id: &str, pod_dir: &Path) -> Result<TaskClient, String> {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crio_api::cri::{
-    ContainerConfig, MountPropagation, NamespaceMode, PodSandboxConfig,
+    ContainerConfig, LinuxContainerResources, MountPropagation, NamespaceMode, PodSandboxConfig,
     security_profile::ProfileType,
 };
 use serde_json::Value;
@@ -340,6 +340,43 @@ pub fn process_user(
     ))
 }
 
+/// The OCI resources (memory, CPU, hugepages, unified) of CRI container
+/// resources; what CreateContainer and UpdateContainerResources apply.
+pub fn resources_of(resources: &LinuxContainerResources) -> Resources {
+    let mut res = Resources::default();
+    if resources.memory_limit_in_bytes > 0 || resources.memory_swap_limit_in_bytes > 0 {
+        res.memory = Some(Memory {
+            limit: (resources.memory_limit_in_bytes > 0).then_some(resources.memory_limit_in_bytes),
+            swap: (resources.memory_swap_limit_in_bytes > 0)
+                .then_some(resources.memory_swap_limit_in_bytes),
+        });
+    }
+    let cpu = Cpu {
+        shares: (resources.cpu_shares > 0).then_some(resources.cpu_shares as u64),
+        quota: (resources.cpu_quota > 0).then_some(resources.cpu_quota),
+        period: (resources.cpu_period > 0).then_some(resources.cpu_period as u64),
+        cpus: (!resources.cpuset_cpus.is_empty()).then(|| resources.cpuset_cpus.clone()),
+        mems: (!resources.cpuset_mems.is_empty()).then(|| resources.cpuset_mems.clone()),
+    };
+    if cpu != Cpu::default() {
+        res.cpu = Some(cpu);
+    }
+    res.hugepage_limits = resources
+        .hugepage_limits
+        .iter()
+        .map(|h| Hugepage {
+            page_size: h.page_size.clone(),
+            limit: h.limit,
+        })
+        .collect();
+    res.unified = resources
+        .unified
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    res
+}
+
 /// Builds the spec.
 pub fn build(input: &Input) -> Result<Spec, SpecError> {
     let config = input.config;
@@ -485,43 +522,13 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
             minor: None,
             access: Some("rwm".into()),
         }],
-        ..Resources::default()
+        ..resources_of(&resources)
     };
-    if resources.memory_limit_in_bytes > 0 || resources.memory_swap_limit_in_bytes > 0 {
-        res.memory = Some(Memory {
-            limit: (resources.memory_limit_in_bytes > 0).then_some(resources.memory_limit_in_bytes),
-            swap: (resources.memory_swap_limit_in_bytes > 0)
-                .then_some(resources.memory_swap_limit_in_bytes),
-        });
-    }
-    let cpu = Cpu {
-        shares: (resources.cpu_shares > 0).then_some(resources.cpu_shares as u64),
-        quota: (resources.cpu_quota > 0).then_some(resources.cpu_quota),
-        period: (resources.cpu_period > 0).then_some(resources.cpu_period as u64),
-        cpus: (!resources.cpuset_cpus.is_empty()).then(|| resources.cpuset_cpus.clone()),
-        mems: (!resources.cpuset_mems.is_empty()).then(|| resources.cpuset_mems.clone()),
-    };
-    if cpu != Cpu::default() {
-        res.cpu = Some(cpu);
-    }
     if input.defaults.pids_limit > 0 {
         res.pids = Some(Pids {
             limit: input.defaults.pids_limit,
         });
     }
-    res.hugepage_limits = resources
-        .hugepage_limits
-        .iter()
-        .map(|h| Hugepage {
-            page_size: h.page_size.clone(),
-            limit: h.limit,
-        })
-        .collect();
-    res.unified = resources
-        .unified
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
 
     let mut devices = Vec::new();
     for d in &config.devices {

@@ -1,0 +1,222 @@
+//! ContainerStats, ListContainerStats, PodSandboxStats and
+//! ListPodSandboxStats. A container's CPU and memory come from its shim
+//! (the cgroup metrics of the task API), its writable layer from the
+//! overlay's upper directory; a pod's from its cgroup (the kubelet's
+//! cgroup parent). CPU rates (`usage_nano_cores`) are computed against the
+//! previous sample of the same cgroup, as kubelet expects.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use crio_api::Status;
+use crio_api::cri::{
+    ContainerAttributes, ContainerStats, CpuUsage, FilesystemIdentifier, FilesystemUsage,
+    LinuxPodSandboxStats, MemoryUsage, PodSandboxAttributes, PodSandboxStats, ProcessUsage,
+    UInt64Value,
+};
+
+use super::State;
+use crate::containers::{ContainerRecord, ContainerState};
+use crate::pods::PodRecord;
+use crate::shim::Shims;
+
+/// Previous CPU samples: cgroup key → (time in ns, total usage in ns).
+#[derive(Default)]
+pub struct CpuRates(Mutex<HashMap<String, (i64, u64)>>);
+
+impl CpuRates {
+    /// Records a sample and returns the rate since the previous one in
+    /// nanocores (None for the first sample).
+    fn rate(&self, key: &str, now: i64, usage: u64) -> Option<u64> {
+        let mut samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let prev = samples.insert(key.to_string(), (now, usage));
+        let (t0, u0) = prev?;
+        let dt = now.checked_sub(t0).filter(|d| *d > 0)? as u128;
+        let du = usage.checked_sub(u0)? as u128;
+        Some((du * 1_000_000_000 / dt) as u64)
+    }
+
+    /// Forgets the samples of objects that are gone.
+    fn retain(&self, live: impl Fn(&str) -> bool) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| live(k));
+    }
+}
+
+fn value(v: u64) -> Option<UInt64Value> {
+    Some(UInt64Value { value: v })
+}
+
+fn cpu(rates: &CpuRates, key: &str, now: i64, usage: u64) -> Option<CpuUsage> {
+    Some(CpuUsage {
+        timestamp: now,
+        usage_core_nano_seconds: value(usage),
+        usage_nano_cores: rates.rate(key, now, usage).and_then(value),
+    })
+}
+
+fn memory(now: i64, s: &crio_cgroups::Stats) -> Option<MemoryUsage> {
+    Some(MemoryUsage {
+        timestamp: now,
+        working_set_bytes: value(s.memory_working_set),
+        available_bytes: (s.memory_limit > 0)
+            .then(|| s.memory_limit.saturating_sub(s.memory_working_set))
+            .and_then(value),
+        usage_bytes: value(s.memory_usage),
+        rss_bytes: value(s.memory_rss),
+        page_faults: value(s.page_faults),
+        major_page_faults: value(s.major_page_faults),
+    })
+}
+
+/// The statistics of one container: CPU and memory only while it runs.
+async fn container_stats(st: &State, shims: &Shims, r: &ContainerRecord) -> ContainerStats {
+    let now = crio_api::time::now_nanos();
+    let upper = st.containers.upper_dir(&r.id);
+    let usage = crio_storage::usage::usage(&upper);
+    let mut stats = ContainerStats {
+        attributes: Some(ContainerAttributes {
+            id: r.id.clone(),
+            metadata: Some(r.metadata()),
+            labels: r.config.labels.clone(),
+            annotations: r.config.annotations.clone(),
+        }),
+        writable_layer: Some(FilesystemUsage {
+            timestamp: now,
+            fs_id: Some(FilesystemIdentifier {
+                mountpoint: upper.display().to_string(),
+            }),
+            used_bytes: value(usage.bytes),
+            inodes_used: value(usage.inodes),
+        }),
+        ..Default::default()
+    };
+    if r.state == ContainerState::Running
+        && let Ok(m) = st.containers.metrics(&st.pods, shims, r).await
+    {
+        let total = m.cpu.usage.total;
+        stats.cpu = cpu(&st.cpu_rates, &r.id, now, total);
+        let s = crio_cgroups::Stats {
+            memory_usage: m.memory.usage.usage,
+            memory_working_set: m
+                .memory
+                .usage
+                .usage
+                .saturating_sub(m.memory.total_inactive_file),
+            memory_rss: m.memory.total_rss,
+            memory_limit: m.memory.usage.limit,
+            page_faults: m.memory.pg_fault,
+            major_page_faults: m.memory.pg_maj_fault,
+            ..Default::default()
+        };
+        stats.memory = memory(now, &s);
+    }
+    stats
+}
+
+/// ContainerStats.
+pub async fn one(st: &State, shims: &Shims, id: &str) -> Result<ContainerStats, Status> {
+    let r = st.containers.refresh(&st.pods, shims, id).await?;
+    Ok(container_stats(st, shims, &r).await)
+}
+
+/// ListContainerStats: the containers matching the filter (ID prefix, pod,
+/// labels).
+pub async fn list(
+    st: &State,
+    shims: &Shims,
+    id: &str,
+    pod_id: &str,
+    labels: &HashMap<String, String>,
+) -> Vec<ContainerStats> {
+    let mut out = Vec::new();
+    for r in st.containers.list() {
+        let matches = r.id.starts_with(id)
+            && r.pod_id.starts_with(pod_id)
+            && labels
+                .iter()
+                .all(|(k, v)| r.config.labels.get(k) == Some(v));
+        if !matches {
+            continue;
+        }
+        if let Ok(r) = st.containers.refresh(&st.pods, shims, &r.id).await {
+            out.push(container_stats(st, shims, &r).await);
+        }
+    }
+    let records = st.containers.list();
+    let pods = st.pods.list();
+    st.cpu_rates
+        .retain(|k| records.iter().any(|r| r.id == k) || pods.iter().any(|p| p.id == k));
+    out
+}
+
+/// The statistics of a pod: its cgroup's, and its containers'.
+pub async fn pod_stats(st: &State, shims: &Shims, pod: &PodRecord) -> PodSandboxStats {
+    let now = crio_api::time::now_nanos();
+    let parent = pod
+        .config
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.clone())
+        .unwrap_or_default();
+    let cgroup = (!parent.is_empty())
+        .then(|| {
+            crio_cgroups::read(
+                Path::new("/sys/fs/cgroup"),
+                &crio_cgroups::cgroupfs_path(&parent),
+            )
+        })
+        .flatten();
+    let mut containers = Vec::new();
+    for r in st.containers.of_pod(&pod.id) {
+        if let Ok(r) = st.containers.refresh(&st.pods, shims, &r.id).await
+            && r.state == ContainerState::Running
+        {
+            containers.push(container_stats(st, shims, &r).await);
+        }
+    }
+    PodSandboxStats {
+        attributes: Some(PodSandboxAttributes {
+            id: pod.id.clone(),
+            metadata: Some(pod.metadata()),
+            labels: pod.config.labels.clone(),
+            annotations: pod.config.annotations.clone(),
+        }),
+        linux: Some(LinuxPodSandboxStats {
+            cpu: cgroup
+                .as_ref()
+                .and_then(|s| cpu(&st.cpu_rates, &pod.id, now, s.cpu_usage_ns)),
+            memory: cgroup.as_ref().and_then(|s| memory(now, s)),
+            process: cgroup.as_ref().map(|s| ProcessUsage {
+                timestamp: now,
+                process_count: value(s.pids),
+            }),
+            network: None,
+            containers,
+        }),
+        windows: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_rates_need_two_samples_and_forget_the_gone() {
+        let rates = CpuRates::default();
+        assert_eq!(rates.rate("c", 1_000_000_000, 500), None);
+        // Half a core over one second.
+        assert_eq!(
+            rates.rate("c", 2_000_000_000, 500 + 500_000_000),
+            Some(500_000_000)
+        );
+        // A counter that went backwards (a new cgroup) gives no rate.
+        assert_eq!(rates.rate("c", 3_000_000_000, 10), None);
+        rates.retain(|k| k != "c");
+        assert_eq!(rates.rate("c", 4_000_000_000, 20), None);
+    }
+}

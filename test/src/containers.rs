@@ -1,0 +1,152 @@
+//! A daemon with pulled images and the container calls the tests repeat.
+
+use std::time::{Duration, Instant};
+
+use crio_api::client::CriClient;
+use crio_api::cri::{
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest,
+    CreateContainerRequest, ImageSpec, RunPodSandboxRequest,
+};
+
+use crate::Registry;
+use crate::cri::pull;
+use crate::images::push_standard_images;
+use crate::pods::PodWorld;
+
+/// A container config running `command` from `image`, logging to
+/// `<name>.log` in the pod's log directory.
+pub fn container(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..ImageSpec::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        ..ContainerConfig::default()
+    }
+}
+
+/// A registry with the standard images, a daemon on its own network that
+/// has pulled busybox, and a client.
+pub struct Setup {
+    /// The daemon and its network.
+    pub world: PodWorld,
+    /// A client of the daemon.
+    pub client: CriClient,
+    /// The registry's images.
+    pub images: crate::images::StandardImages,
+    /// The registry, kept running.
+    pub _registry: Registry,
+}
+
+/// Starts a registry with the standard images and a daemon that pulled busybox.
+pub async fn setup() -> Setup {
+    let registry = Registry::start().unwrap();
+    let images = push_standard_images(&registry).unwrap();
+    let world = PodWorld::start_with_registry(&registry).unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    pull(&mut client, &images.busybox.reference).await.unwrap();
+    Setup {
+        world,
+        client,
+        images,
+        _registry: registry,
+    }
+}
+
+/// Runs a pod; its ID.
+pub async fn run_pod(client: &mut CriClient, config: crio_api::cri::PodSandboxConfig) -> String {
+    client
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id
+}
+
+/// Creates a container in `pod`.
+pub async fn create(
+    client: &mut CriClient,
+    pod: &str,
+    config: ContainerConfig,
+) -> Result<String, tonic::Status> {
+    client
+        .runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(config),
+            sandbox_config: None,
+        })
+        .await
+        .map(|r| r.into_inner().container_id)
+}
+
+/// A container's status.
+pub async fn status(client: &mut CriClient, id: &str) -> crio_api::cri::ContainerStatus {
+    client
+        .runtime
+        .container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+/// Polls until the container has exited (20 s at most).
+pub async fn wait_exited(client: &mut CriClient, id: &str) -> crio_api::cri::ContainerStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(client, id).await;
+        if s.state == ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {id} did not exit: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Stops container `id` (no grace period).
+pub async fn stop(client: &mut CriClient, id: &str) {
+    client
+        .runtime
+        .stop_container(crio_api::cri::StopContainerRequest {
+            container_id: id.into(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+}
+
+/// Stops and removes pod `id` with its containers.
+pub async fn remove_pod(client: &mut CriClient, id: &str) {
+    client
+        .runtime
+        .stop_pod_sandbox(crio_api::cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        })
+        .await
+        .unwrap();
+    client
+        .runtime
+        .remove_pod_sandbox(crio_api::cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        })
+        .await
+        .unwrap();
+}

@@ -1,0 +1,258 @@
+//! What kubelet asks of running containers beyond their life cycle, through
+//! the daemon: container and pod stats, UpdateContainerResources,
+//! ReopenContainerLog after rotation, and terminal containers.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crio_api::cri::{
+    ContainerStatsFilter, ContainerStatsRequest, LinuxContainerResources,
+    ListContainerStatsRequest, NamespaceMode, PodSandboxStatsRequest, ReopenContainerLogRequest,
+    StartContainerRequest, UpdateContainerResourcesRequest,
+};
+use crio_test::containers::{create, run_pod, setup, status, wait_exited};
+use crio_test::pods::{pod_config, test_cgroup_parent};
+use tonic::Code;
+
+const POD: i32 = NamespaceMode::Pod as i32;
+
+fn log_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or_default().to_string())
+        .collect()
+}
+
+async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The memory cgroup directory of container `id` (cgroupfs driver, v1).
+fn memory_cgroup(id: &str) -> PathBuf {
+    PathBuf::from("/sys/fs/cgroup/memory")
+        .join(test_cgroup_parent().trim_start_matches('/'))
+        .join(format!("crio-{id}"))
+}
+
+#[tokio::test]
+async fn stats_update_and_log_reopen_of_a_running_container() {
+    let mut s = setup().await;
+    let logs = s.world.daemon.path("logs");
+    let mut pod = pod_config("stats", POD, POD);
+    pod.log_directory = logs.display().to_string();
+    let pod_id = run_pod(&mut s.client, pod).await;
+    let config = crio_test::containers::container(
+        "ticker",
+        &s.images.busybox.reference,
+        &[
+            "sh",
+            "-c",
+            "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+        ],
+    );
+    let id = create(&mut s.client, &pod_id, config).await.unwrap();
+    s.client
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+
+    let stats = |client: &mut crio_api::client::CriClient| {
+        let mut client = client.clone();
+        let id = id.clone();
+        async move {
+            client
+                .runtime
+                .container_stats(ContainerStatsRequest { container_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+                .stats
+                .unwrap()
+        }
+    };
+    let first = stats(&mut s.client).await;
+    assert_eq!(first.attributes.as_ref().unwrap().id, id);
+    let memory = first.memory.unwrap();
+    assert!(memory.working_set_bytes.unwrap().value > 0);
+    assert!(memory.usage_bytes.unwrap().value > 0);
+    let layer = first.writable_layer.unwrap();
+    assert!(layer.inodes_used.unwrap().value >= 1);
+    assert!(layer.fs_id.unwrap().mountpoint.ends_with("upper"));
+    assert!(first.cpu.as_ref().unwrap().usage_core_nano_seconds.is_some());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = stats(&mut s.client).await;
+    assert!(
+        second.cpu.unwrap().usage_nano_cores.is_some(),
+        "a second sample gives a CPU rate"
+    );
+
+    let listed = s
+        .client
+        .runtime
+        .list_container_stats(ListContainerStatsRequest {
+            filter: Some(ContainerStatsFilter {
+                pod_sandbox_id: pod_id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    assert_eq!(listed.len(), 1);
+    let none = s
+        .client
+        .runtime
+        .list_container_stats(ListContainerStatsRequest {
+            filter: Some(ContainerStatsFilter {
+                id: "nonexistent".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    assert!(none.is_empty());
+
+    let pod_stats = s
+        .client
+        .runtime
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    let linux = pod_stats.linux.unwrap();
+    assert_eq!(linux.containers.len(), 1);
+    assert!(linux.process.unwrap().process_count.unwrap().value >= 1);
+    assert!(linux.memory.unwrap().working_set_bytes.unwrap().value > 0);
+    let err = s
+        .client
+        .runtime
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: "nonexistent".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // UpdateContainerResources: the new limit reaches the cgroup and the
+    // status.
+    let limit = 96 << 20;
+    s.client
+        .runtime
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: limit,
+                cpu_shares: 512,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let cg = std::fs::read_to_string(memory_cgroup(&id).join("memory.limit_in_bytes")).unwrap();
+    assert_eq!(cg.trim(), limit.to_string());
+    let st = status(&mut s.client, &id).await;
+    let resources = st.resources.unwrap().linux.unwrap();
+    assert_eq!(
+        (resources.memory_limit_in_bytes, resources.cpu_shares),
+        (limit, 512)
+    );
+    let err = s
+        .client
+        .runtime
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // ReopenContainerLog after the kubelet moved the file away.
+    let log = logs.join("ticker.log");
+    eventually("log lines", async || {
+        (!log_lines(&log).is_empty()).then_some(())
+    })
+    .await;
+    let rotated = logs.join("ticker.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    s.client
+        .runtime
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let fresh = eventually("lines in the reopened log", async || {
+        let l = log_lines(&log);
+        (l.len() >= 2).then_some(l)
+    })
+    .await;
+    assert!(fresh.iter().all(|l| l.starts_with("tick ")), "{fresh:?}");
+    let old = log_lines(&rotated);
+    let last_old: u64 = old.last().unwrap()[5..].parse().unwrap();
+    let first_new: u64 = fresh[0][5..].parse().unwrap();
+    assert_eq!(first_new, last_old + 1, "no line lost or repeated");
+
+    crio_test::containers::stop(&mut s.client, &id).await;
+    let err = s
+        .client
+        .runtime
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    crio_test::containers::remove_pod(&mut s.client, &pod_id).await;
+}
+
+#[tokio::test]
+async fn a_terminal_container_logs_what_it_writes_to_its_terminal() {
+    let mut s = setup().await;
+    let logs = s.world.daemon.path("logs");
+    let mut pod = pod_config("tty", POD, POD);
+    pod.log_directory = logs.display().to_string();
+    let pod_id = run_pod(&mut s.client, pod).await;
+    let mut config = crio_test::containers::container(
+        "term",
+        &s.images.busybox.reference,
+        &["sh", "-c", "tty; exit 4"],
+    );
+    config.tty = true;
+    let id = create(&mut s.client, &pod_id, config).await.unwrap();
+    s.client
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let st = wait_exited(&mut s.client, &id).await;
+    assert_eq!(st.exit_code, 4);
+    let lines = eventually("the log line", async || {
+        let l = log_lines(&logs.join("term.log"));
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(lines, vec!["/dev/pts/0"]);
+    crio_test::containers::remove_pod(&mut s.client, &pod_id).await;
+}
