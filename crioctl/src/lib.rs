@@ -76,6 +76,16 @@ pub enum Verb {
     Logs(cmd::containers::LogsArgs),
     /// Image filesystem usage.
     Imagefsinfo(cmd::images::FsInfoArgs),
+    /// Run a command in a running container.
+    Exec(cmd::containers::ExecArgs),
+    /// Update running containers' resource limits.
+    Update(cmd::containers::UpdateArgs),
+    /// Containers' resource usage.
+    Stats(cmd::stats::StatsArgs),
+    /// Pods' resource usage.
+    Statsp(cmd::stats::PodStatsArgs),
+    /// Talk to the pod shims directly (debugging, like ctr).
+    Shim(cmd::shim::ShimArgs),
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
@@ -131,6 +141,12 @@ mod tests {
         let cli =
             Cli::try_parse_from(["crioctl", "--timeout", "3s", "stop", "-t", "0", "abc"]).unwrap();
         assert_eq!(cli.timeout, Duration::from_secs(3));
+        let cli = Cli::try_parse_from(["crioctl", "exec", "-s", "c1", "sh", "-c", "x"]).unwrap();
+        assert_eq!(cli.timeout, Duration::from_secs(2));
+        match cli.command {
+            Verb::Exec(e) => assert_eq!(e.cmd, ["sh", "-c", "x"]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

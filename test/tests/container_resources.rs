@@ -89,7 +89,14 @@ async fn stats_update_and_log_reopen_of_a_running_container() {
     let layer = first.writable_layer.unwrap();
     assert!(layer.inodes_used.unwrap().value >= 1);
     assert!(layer.fs_id.unwrap().mountpoint.ends_with("upper"));
-    assert!(first.cpu.as_ref().unwrap().usage_core_nano_seconds.is_some());
+    assert!(
+        first
+            .cpu
+            .as_ref()
+            .unwrap()
+            .usage_core_nano_seconds
+            .is_some()
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let second = stats(&mut s.client).await;
     assert!(
@@ -254,5 +261,83 @@ async fn a_terminal_container_logs_what_it_writes_to_its_terminal() {
     })
     .await;
     assert_eq!(lines, vec!["/dev/pts/0"]);
+    crio_test::containers::remove_pod(&mut s.client, &pod_id).await;
+}
+
+fn stdout_of(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "crioctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn crioctl_stats_update_exec_and_shim_debugging() {
+    let mut s = setup().await;
+    let pod_id = run_pod(&mut s.client, pod_config("ctl", POD, POD)).await;
+    let config = crio_test::containers::container(
+        "sleeper",
+        &s.images.busybox.reference,
+        &["sleep", "1000"],
+    );
+    let id = create(&mut s.client, &pod_id, config).await.unwrap();
+    s.client
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let d = &s.world.daemon;
+    let short = &id[..13];
+
+    let table = stdout_of(d.crioctl(&["stats"]).unwrap());
+    let row = table.lines().find(|l| l.starts_with(short)).unwrap();
+    assert!(row.contains("sleeper"), "{table}");
+    let json = stdout_of(d.crioctl(&["stats", "-o", "json", &id]).unwrap());
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v["stats"][0]["memory"]["workingSetBytes"].as_u64().unwrap() > 0);
+    let pods = stdout_of(d.crioctl(&["statsp"]).unwrap());
+    assert!(pods.contains(&pod_id[..13]), "{pods}");
+
+    stdout_of(d.crioctl(&["update", "--memory", "50331648", &id]).unwrap());
+    let cg = std::fs::read_to_string(memory_cgroup(&id).join("memory.limit_in_bytes")).unwrap();
+    assert_eq!(cg.trim(), "50331648");
+
+    let out = d
+        .crioctl(&["exec", "-s", &id, "sh", "-c", "echo from exec; exit 3"])
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from exec\n");
+
+    let root = d.path("root").display().to_string();
+    let run = d.path("run").display().to_string();
+    let shim = |args: &[&str]| {
+        let mut all = vec!["shim", "--root", &root, "--runroot", &run];
+        all.extend_from_slice(args);
+        d.crioctl(&all).unwrap()
+    };
+    let ls = stdout_of(shim(&["ls"]));
+    let line = ls.lines().find(|l| l.starts_with(&pod_id)).unwrap();
+    let shim_pid: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{shim_pid}/cmdline")).unwrap();
+    assert!(String::from_utf8_lossy(&cmdline).contains("containerd-shim-crio-v2"));
+    let ps = stdout_of(shim(&["ps", &pod_id]));
+    let task = ps.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(task.contains("RUNNING"), "{ps}");
+    stdout_of(shim(&["kill", &pod_id, &id, "-s", "SIGKILL"]));
+    let st = wait_exited(&mut s.client, &id).await;
+    assert_eq!(st.exit_code, 137);
+    let ps = stdout_of(shim(&["ps", &pod_id]));
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with(&id) && l.contains("STOPPED")),
+        "{ps}"
+    );
+    let err = shim(&["ps", "no-such-pod"]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("has no shim"));
     crio_test::containers::remove_pod(&mut s.client, &pod_id).await;
 }

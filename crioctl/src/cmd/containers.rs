@@ -446,3 +446,91 @@ mod tests {
         assert_eq!(render_log(text, true)[0], "2026-01-01T00:00:00.1Z hello");
     }
 }
+
+/// Flags of `update`.
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// Container IDs.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    /// Memory limit in bytes.
+    #[arg(long)]
+    pub memory: Option<i64>,
+    /// CPU shares (relative weight).
+    #[arg(long)]
+    pub cpu_share: Option<i64>,
+    /// CPU CFS quota in microseconds.
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS period in microseconds.
+    #[arg(long)]
+    pub cpu_period: Option<i64>,
+    /// CPUs the container may use (0-3, 0,1).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+}
+
+/// `update`: new resource limits for running containers.
+pub async fn update(client: &mut CriClient, args: &UpdateArgs) -> Result<()> {
+    let linux = crio_api::cri::LinuxContainerResources {
+        memory_limit_in_bytes: args.memory.unwrap_or(0),
+        cpu_shares: args.cpu_share.unwrap_or(0),
+        cpu_quota: args.cpu_quota.unwrap_or(0),
+        cpu_period: args.cpu_period.unwrap_or(0),
+        cpuset_cpus: args.cpuset_cpus.clone().unwrap_or_default(),
+        cpuset_mems: args.cpuset_mems.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    for id in &args.ids {
+        client
+            .runtime
+            .update_container_resources(crio_api::cri::UpdateContainerResourcesRequest {
+                container_id: id.clone(),
+                linux: Some(linux.clone()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| rpc_error("UpdateContainerResources", e))?;
+        println!("{id}");
+    }
+    Ok(())
+}
+
+/// Flags of `exec`.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// Run synchronously through ExecSync (the output after the end).
+    #[arg(short, long)]
+    pub sync: bool,
+    /// Seconds ExecSync may take (0: no limit). (`--timeout` is the global
+    /// connection timeout.)
+    #[arg(long, default_value = "0")]
+    pub exec_timeout: i64,
+    /// Container ID.
+    pub id: String,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+}
+
+/// `exec -s`: runs a command through ExecSync, prints its output and
+/// returns its exit code.
+pub async fn exec_sync(client: &mut CriClient, args: &ExecArgs) -> Result<i32> {
+    let resp = client
+        .runtime
+        .exec_sync(crio_api::cri::ExecSyncRequest {
+            container_id: args.id.clone(),
+            cmd: args.cmd.clone(),
+            timeout: args.exec_timeout,
+        })
+        .await
+        .map_err(|e| rpc_error("ExecSync", e))?
+        .into_inner();
+    use std::io::Write;
+    std::io::stdout().write_all(&resp.stdout)?;
+    std::io::stderr().write_all(&resp.stderr)?;
+    Ok(resp.exit_code)
+}

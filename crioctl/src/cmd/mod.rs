@@ -4,6 +4,8 @@ pub mod containers;
 pub mod images;
 pub mod info;
 pub mod pods;
+pub mod shim;
+pub mod stats;
 pub mod version;
 
 use anyhow::{Result, anyhow};
@@ -34,6 +36,17 @@ pub async fn run(cli: &Cli) -> Result<()> {
         Verb::Inspect(args) => containers::inspect(&mut runtime_client(cli).await?, args).await,
         Verb::Logs(args) => containers::logs(&mut runtime_client(cli).await?, args).await,
         Verb::Imagefsinfo(args) => images::fs_info(&mut image_client(cli).await?, args).await,
+        Verb::Update(args) => containers::update(&mut runtime_client(cli).await?, args).await,
+        Verb::Stats(args) => stats::stats(&mut runtime_client(cli).await?, args).await,
+        Verb::Statsp(args) => stats::pod_stats(&mut runtime_client(cli).await?, args).await,
+        Verb::Shim(args) => shim::run(args).await,
+        Verb::Exec(args) => {
+            let code = containers::exec_sync(&mut long_client(cli).await?, args).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
     }
 }
 
