@@ -312,7 +312,7 @@ impl Containers {
                 ipcns: pin(crio_network::netns::Kind::Ipc),
                 utsns: pin(crio_network::netns::Kind::Uts),
                 pidns: None,
-                cgroup_parent,
+                cgroup_parent: cgroup_parent.clone(),
             },
             defaults: &self.defaults,
             host: &host,
@@ -358,7 +358,7 @@ impl Containers {
             log_path,
         };
         let client = shims
-            .task(&pod.id, &pod_dir)
+            .ensure(&pod.id, &pod_dir, &cgroup_parent)
             .await
             .map_err(Status::unavailable)?;
         let req = task::CreateTaskRequest {

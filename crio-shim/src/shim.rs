@@ -43,6 +43,9 @@ async fn serve_both_versions(address: &str, service: &TaskService) -> Result<Ser
     Ok(server)
 }
 
+/// The cgroup (cgroupfs path) the daemon wants the shim server in.
+pub const CGROUP_ENV: &str = "CRIO_SHIM_CGROUP";
+
 /// Where the daemon wants shim sockets.
 pub const SOCKET_DIR_ENV: &str = "CRIO_SHIM_SOCKET_DIR";
 
@@ -84,6 +87,13 @@ impl containerd_shim::asynchronous::Shim for Shim {
             // The server leaves the daemon's session: a stop of the daemon
             // (or of its unit's process group) does not reach it.
             let _ = nix::unistd::setsid();
+            // The cgroup the daemon chose (the pod's), never the daemon's.
+            if let Some(cgroup) = std::env::var_os(CGROUP_ENV) {
+                let root = std::path::Path::new("/sys/fs/cgroup");
+                if let Err(e) = crio_cgroups::join(root, cgroup.as_ref(), std::process::id()) {
+                    eprintln!("join cgroup {}: {e}", cgroup.to_string_lossy());
+                }
+            }
         }
         Self {
             exit: Arc::new(ExitSignal::default()),

@@ -324,6 +324,10 @@ async fn crioctl_stats_update_exec_and_shim_debugging() {
     let shim_pid: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     let cmdline = std::fs::read(format!("/proc/{shim_pid}/cmdline")).unwrap();
     assert!(String::from_utf8_lossy(&cmdline).contains("containerd-shim-crio-v2"));
+    // The shim lives in the pod's cgroup, not in the daemon's.
+    let cgroups = std::fs::read_to_string(format!("/proc/{shim_pid}/cgroup")).unwrap();
+    let memory = cgroups.lines().find(|l| l.contains(":memory:")).unwrap();
+    assert!(memory.ends_with(&test_cgroup_parent()), "{cgroups}");
     let ps = stdout_of(shim(&["ps", &pod_id]));
     let task = ps.lines().find(|l| l.starts_with(&id)).unwrap();
     assert!(task.contains("RUNNING"), "{ps}");

@@ -11,6 +11,19 @@ use std::sync::{Arc, Mutex};
 use crio_api::task::{self, Events, TaskClient, ttrpc};
 use tokio::io::AsyncReadExt;
 
+/// The cgroup of a pod's shim: the pod's own (its cgroup parent, as CRI-O's
+/// `conmon_cgroup = "pod"`), or `/crio-shims` for a pod without one; never
+/// the daemon's.
+fn shim_cgroup(pod_cgroup: &str) -> String {
+    if pod_cgroup.is_empty() {
+        "/crio-shims".into()
+    } else {
+        crio_cgroups::cgroupfs_path(pod_cgroup)
+            .display()
+            .to_string()
+    }
+}
+
 /// The shim namespace crio-rs uses.
 pub const NAMESPACE: &str = "crio";
 
@@ -85,8 +98,22 @@ impl Shims {
         &self.socket_dir
     }
 
+    /// The task client of pod `id`, starting its shim if it has none yet,
+    /// in `cgroup` (the pod's cgroup parent, cgroupfs form).
+    pub async fn ensure(
+        &self,
+        id: &str,
+        pod_dir: &Path,
+        cgroup: &str,
+    ) -> Result<TaskClient, String> {
+        if !pod_dir.join("shim.address").exists() {
+            self.spawn(id, pod_dir, cgroup).await?;
+        }
+        self.task(id, pod_dir).await
+    }
+
     /// The task client of pod `id`, whose files are in `pod_dir`: cached, or
-    /// reconnected from `pod_dir/shim.address`, or a newly started shim.
+    /// connected from `pod_dir/shim.address`.
     pub async fn task(&self, id: &str, pod_dir: &Path) -> Result<TaskClient, String> {
         if let Some(c) = self
             .clients
@@ -97,10 +124,10 @@ impl Shims {
             return Ok(c.clone());
         }
         let address_file = pod_dir.join("shim.address");
-        let address = match std::fs::read_to_string(&address_file) {
-            Ok(a) => a.trim().to_string(),
-            Err(_) => self.spawn(id, pod_dir).await?,
-        };
+        let address = std::fs::read_to_string(&address_file)
+            .map_err(|_| format!("pod {id} has no shim (no {})", address_file.display()))?
+            .trim()
+            .to_string();
         let client = ttrpc::asynchronous::Client::connect(&address)
             .await
             .map_err(|e| ttrpc_err(&format!("connect to shim {address}"), e))?;
@@ -112,7 +139,7 @@ impl Shims {
         Ok(task)
     }
 
-    async fn spawn(&self, id: &str, pod_dir: &Path) -> Result<String, String> {
+    async fn spawn(&self, id: &str, pod_dir: &Path, cgroup: &str) -> Result<String, String> {
         let mut child = tokio::process::Command::new(&self.binary)
             .args([
                 "-namespace",
@@ -128,6 +155,7 @@ impl Shims {
             .env("CRIO_SHIM_SOCKET_DIR", &self.socket_dir)
             .env("CRIO_RUNTIME", &self.runtime)
             .env("CRIO_RUNTIME_ROOT", &self.runtime_root)
+            .env("CRIO_SHIM_CGROUP", shim_cgroup(cgroup))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

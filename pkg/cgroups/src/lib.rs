@@ -182,6 +182,45 @@ fn read_v2(dir: &Path) -> Option<Stats> {
     })
 }
 
+/// Moves process `pid` into cgroup `cgroup` (a cgroupfs path) under
+/// `root`, creating it where needed: in every v1 hierarchy, or in the
+/// unified one (in a `shim` leaf when `cgroup` has controllers enabled for
+/// children, which v2 forbids processes in).
+pub fn join(root: &Path, cgroup: &Path, pid: u32) -> std::io::Result<()> {
+    let rel = cgroup.strip_prefix("/").unwrap_or(cgroup);
+    let write = |dir: &Path| -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+    };
+    match mode(root) {
+        Mode::V2 => {
+            let dir = root.join(rel);
+            write(&dir).or_else(|_| write(&dir.join("shim")))
+        }
+        Mode::V1 => {
+            let mut joined = 0;
+            let mut last_err = None;
+            for entry in std::fs::read_dir(root)?.flatten() {
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                // `cpu` and `cpuacct` are symlinks to `cpu,cpuacct`.
+                if !kind.is_dir() || !entry.path().join("cgroup.procs").exists() {
+                    continue;
+                }
+                match write(&entry.path().join(rel)) {
+                    Ok(()) => joined += 1,
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            match (joined, last_err) {
+                (0, Some(e)) => Err(e),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +288,22 @@ mod tests {
         assert_eq!(s.memory_working_set, 1500);
         assert_eq!((s.memory_limit, s.memory_rss), (0, 900));
         assert_eq!((s.pids, s.pids_limit), (2, 64));
+    }
+
+    #[test]
+    fn joining_writes_the_pid_in_every_hierarchy() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for c in ["memory", "pids"] {
+            write(&r.join(c), "cgroup.procs", "");
+        }
+        std::fs::create_dir_all(r.join("unrelated")).unwrap();
+        join(r, Path::new("/pod/x"), 42).unwrap();
+        for c in ["memory", "pids"] {
+            let procs = std::fs::read_to_string(r.join(c).join("pod/x/cgroup.procs")).unwrap();
+            assert_eq!(procs, "42");
+        }
+        assert!(!r.join("unrelated/pod").exists());
     }
 
     #[test]
