@@ -83,6 +83,17 @@ pub enum Command {
         #[arg(long)]
         default: bool,
     },
+    /// Internal: connect to a port in a pod's network namespace and relay
+    /// stdin and stdout to it (run by the daemon for port-forward).
+    #[command(hide = true)]
+    PortForward {
+        /// The pinned network namespace (none: the host's).
+        #[arg(long)]
+        netns: Option<PathBuf>,
+        /// The port on the pod's loopback.
+        #[arg(long)]
+        port: u16,
+    },
     /// Internal: create pod namespaces and pin them (run by the daemon).
     #[command(hide = true)]
     PinNamespaces {
@@ -236,6 +247,9 @@ pub fn main() -> ExitCode {
             hostname,
             sysctls,
         }) => crate::namespaces::helper_main(id, dir, kinds, hostname.clone(), sysctls),
+        Some(Command::PortForward { netns, port }) => {
+            crate::streaming::helper_main(netns.as_ref(), *port)
+        }
         None => crate::daemon::run(cli),
     }
 }

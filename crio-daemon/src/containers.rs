@@ -89,6 +89,64 @@ fn task_error(what: &str, e: ttrpc::Error) -> Status {
     }
 }
 
+/// An exec process created in a container's shim.
+pub struct Exec {
+    client: task::TaskClient,
+    container: ContainerRecord,
+    /// The exec ID.
+    pub id: String,
+}
+
+impl Exec {
+    fn key(&self) -> (String, String) {
+        (self.container.id.clone(), self.id.clone())
+    }
+
+    /// Starts the process.
+    pub async fn start(&self) -> Result<(), Status> {
+        let (id, exec_id) = self.key();
+        let req = task::StartRequest {
+            id,
+            exec_id,
+            ..Default::default()
+        };
+        self.client
+            .start(ctx(), &req)
+            .await
+            .map(|_| ())
+            .map_err(|e| task_error("start exec", e))
+    }
+
+    /// Kills the process (SIGKILL) and waits for it.
+    pub async fn kill(&self) {
+        let (id, exec_id) = self.key();
+        let kill = task::KillRequest {
+            id: id.clone(),
+            exec_id: exec_id.clone(),
+            signal: 9,
+            ..Default::default()
+        };
+        let _ = self.client.kill(ctx(), &kill).await;
+        let wait = task::WaitRequest {
+            id,
+            exec_id,
+            ..Default::default()
+        };
+        let _ = self.client.wait(ctx(), &wait).await;
+    }
+
+    /// Forgets the process in the shim.
+    pub async fn delete(&self) {
+        let (id, exec_id) = self.key();
+        let req = task::DeleteRequest {
+            id,
+            exec_id,
+            ..Default::default()
+        };
+        let _ = self.client.delete(ctx(), &req).await;
+    }
+}
+
 /// The containers of this daemon.
 pub struct Containers {
     records_dir: PathBuf,
@@ -594,40 +652,18 @@ impl Containers {
         timeout: i64,
     ) -> Result<(Vec<u8>, Vec<u8>, i32), Status> {
         const MAX_OUTPUT: u64 = 16 << 20;
-        if cmd.is_empty() {
-            return Err(crio_api::status::invalid_field("cmd", "must not be empty"));
-        }
-        let r = self.running(pods, shims, id).await?;
-        let bundle = self.bundle(&r.id);
-        let spec: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).map_err(internal)?)
-                .map_err(internal)?;
-        let mut process = spec["process"].clone();
-        process["args"] = serde_json::json!(cmd);
-        process["terminal"] = serde_json::json!(false);
+        let bundle = self.bundle(id);
         let exec_id: String = crate::pods::new_id().chars().take(16).collect();
         let (out, err) = (
             bundle.join(format!("exec-{exec_id}.out")),
             bundle.join(format!("exec-{exec_id}.err")),
         );
-        let client = self.client(pods, shims, &r).await?;
-        let any = task::protobuf::well_known_types::any::Any {
-            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
-            value: serde_json::to_vec(&process).map_err(internal)?,
-            ..Default::default()
-        };
-        let req = task::ExecProcessRequest {
-            id: r.id.clone(),
-            exec_id: exec_id.clone(),
-            stdout: out.display().to_string(),
-            stderr: err.display().to_string(),
-            spec: task::protobuf::MessageField::some(any),
-            ..Default::default()
-        };
-        client
-            .exec(ctx(), &req)
-            .await
-            .map_err(|e| task_error("exec", e))?;
+        let files = (out.display().to_string(), err.display().to_string());
+        let exec = self
+            .exec_create_as(pods, shims, id, &exec_id, cmd.clone(), false, "", files)
+            .await?;
+        let client = exec.client.clone();
+        let r = exec.container.clone();
         let result = async {
             let start = task::StartRequest {
                 id: r.id.clone(),
@@ -678,15 +714,80 @@ impl Containers {
             Ok((read(&out), read(&err), exit.exit_status as i32))
         }
         .await;
-        let del = task::DeleteRequest {
-            id: r.id.clone(),
-            exec_id,
-            ..Default::default()
-        };
-        let _ = client.delete(ctx(), &del).await;
+        exec.delete().await;
         let _ = std::fs::remove_file(&out);
         let _ = std::fs::remove_file(&err);
         result
+    }
+
+    /// Creates (not starts) an exec process in running container `id`:
+    /// `cmd` in the container's process settings, with a terminal or not;
+    /// `stdin` as the shim takes it ("attach": from its attach socket);
+    /// stdout and stderr into `files` (empty: only to attach clients).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn exec_create(
+        &self,
+        pods: &Pods,
+        shims: &Shims,
+        id: &str,
+        cmd: Vec<String>,
+        tty: bool,
+        stdin: &str,
+        files: (String, String),
+    ) -> Result<Exec, Status> {
+        let exec_id: String = crate::pods::new_id().chars().take(16).collect();
+        self.exec_create_as(pods, shims, id, &exec_id, cmd, tty, stdin, files)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn exec_create_as(
+        &self,
+        pods: &Pods,
+        shims: &Shims,
+        id: &str,
+        exec_id: &str,
+        cmd: Vec<String>,
+        tty: bool,
+        stdin: &str,
+        files: (String, String),
+    ) -> Result<Exec, Status> {
+        if cmd.is_empty() {
+            return Err(crio_api::status::invalid_field("cmd", "must not be empty"));
+        }
+        let r = self.running(pods, shims, id).await?;
+        let bundle = self.bundle(&r.id);
+        let spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).map_err(internal)?)
+                .map_err(internal)?;
+        let mut process = spec["process"].clone();
+        process["args"] = serde_json::json!(cmd);
+        process["terminal"] = serde_json::json!(tty);
+        let client = self.client(pods, shims, &r).await?;
+        let any = task::protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+            value: serde_json::to_vec(&process).map_err(internal)?,
+            ..Default::default()
+        };
+        let req = task::ExecProcessRequest {
+            id: r.id.clone(),
+            exec_id: exec_id.to_string(),
+            terminal: tty,
+            stdin: stdin.to_string(),
+            stdout: files.0,
+            stderr: files.1,
+            spec: task::protobuf::MessageField::some(any),
+            ..Default::default()
+        };
+        client
+            .exec(ctx(), &req)
+            .await
+            .map_err(|e| task_error("exec", e))?;
+        Ok(Exec {
+            client,
+            container: r,
+            id: exec_id.to_string(),
+        })
     }
 
     /// A running container, or FailedPrecondition naming its state.

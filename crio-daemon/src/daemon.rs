@@ -103,7 +103,10 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
         containers,
         shims,
         cpu_rates: Default::default(),
+        streaming: Default::default(),
     });
+    let streaming = start_streaming(&state).await?;
+    let _ = state.streaming.set(streaming);
     tokio::spawn(reload_on_sighup(state.clone()));
     let (runtime_api, image_api) = cri::services(state);
     tracing::info!(socket = %listen.display(), version = env!("CARGO_PKG_VERSION"), "crio-rs serving the CRI");
@@ -230,4 +233,36 @@ async fn stop_signal() {
         _ = int.recv() => "SIGINT",
     };
     tracing::info!("{name} received: finishing in-flight calls");
+}
+
+/// Starts the streaming server on `stream_address:stream_port`.
+async fn start_streaming(state: &Arc<State>) -> Result<crio_streaming::Server> {
+    let api = &state.config.api;
+    let port: u16 = api
+        .stream_port
+        .parse()
+        .with_context(|| format!("stream_port {:?} is not a port", api.stream_port))?;
+    let ip: std::net::IpAddr = api.stream_address.parse().with_context(|| {
+        format!(
+            "stream_address {:?} is not an IP address",
+            api.stream_address
+        )
+    })?;
+    let idle = match api.stream_idle_timeout.as_str() {
+        "" => std::time::Duration::from_secs(u64::from(u32::MAX)),
+        text => crio_config::parse_duration(text)
+            .map_err(anyhow::Error::msg)
+            .context("stream_idle_timeout")?,
+    };
+    let config = crio_streaming::ServerConfig {
+        addr: std::net::SocketAddr::new(ip, port),
+        idle_timeout: idle,
+        ..Default::default()
+    };
+    let backend = crate::streaming::StreamBackend::new(Arc::downgrade(state));
+    let server = crio_streaming::Server::start(config, backend)
+        .await
+        .context("start the streaming server")?;
+    tracing::info!(address = %server.local_addr(), "streaming server listening");
+    Ok(server)
 }

@@ -14,4 +14,5 @@ pub mod records;
 pub mod shim;
 pub mod shim_binary;
 pub mod socket;
+pub mod streaming;
 pub mod version;

@@ -21,8 +21,9 @@ pub struct Cli {
     /// CRI runtime endpoint.
     #[arg(short = 'r', long, global = true, env = "CONTAINER_RUNTIME_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub runtime_endpoint: String,
-    /// CRI image endpoint (defaults to the runtime endpoint).
-    #[arg(short = 'i', long, global = true, env = "IMAGE_SERVICE_ENDPOINT")]
+    /// CRI image endpoint (defaults to the runtime endpoint). Before the
+    /// verb only: `-i` after it is `exec -i`, as in crictl.
+    #[arg(short = 'i', long, env = "IMAGE_SERVICE_ENDPOINT")]
     pub image_endpoint: Option<String>,
     /// Timeout of the connection and of each call, like crictl's (2s, 500ms, 1m).
     /// (No short form: `-t` belongs to `stop` and `logs`, as in crictl.)
@@ -78,6 +79,10 @@ pub enum Verb {
     Imagefsinfo(cmd::images::FsInfoArgs),
     /// Run a command in a running container.
     Exec(cmd::containers::ExecArgs),
+    /// Attach to a running container's stdio.
+    Attach(cmd::stream::AttachArgs),
+    /// Forward local ports to a pod's ports.
+    PortForward(cmd::stream::PortForwardArgs),
     /// Update running containers' resource limits.
     Update(cmd::containers::UpdateArgs),
     /// Containers' resource usage.

@@ -33,6 +33,8 @@ pub struct State {
     pub containers: crate::containers::Containers,
     /// Pod shims (None when no shim binary was found).
     pub shims: Option<crate::shim::Shims>,
+    /// The streaming server (exec, attach, port-forward), once started.
+    pub streaming: std::sync::OnceLock<crio_streaming::Server>,
     /// Previous CPU samples, for CPU rates in stats.
     pub cpu_rates: stats::CpuRates,
 }

@@ -41,6 +41,30 @@ impl RuntimeApi {
         Self { state }
     }
 
+    /// A running container's record, or the status that says why not.
+    async fn running(&self, id: &str) -> Result<crate::containers::ContainerRecord, tonic::Status> {
+        let st = &self.state;
+        let r = st.containers.refresh(&st.pods, self.shims()?, id).await?;
+        if r.state != crate::containers::ContainerState::Running {
+            return Err(tonic::Status::failed_precondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        Ok(r)
+    }
+
+    /// A URL on the streaming server for `request`.
+    fn stream_url(&self, request: crio_streaming::Request) -> Result<String, tonic::Status> {
+        let server = self
+            .state
+            .streaming
+            .get()
+            .ok_or_else(|| tonic::Status::unavailable("the streaming server is not running"))?;
+        server
+            .url(request)
+            .map_err(|e| tonic::Status::resource_exhausted(e.to_string()))
+    }
+
     fn shims(&self) -> Result<&crate::shim::Shims, tonic::Status> {
         self.state.shims.as_ref().ok_or_else(|| {
             tonic::Status::failed_precondition(format!(
@@ -252,16 +276,70 @@ impl RuntimeService for RuntimeApi {
         }))
     }
 
-    async fn exec(&self, _req: Request<ExecRequest>) -> Rpc<ExecResponse> {
-        Err(unimplemented("Exec"))
+    async fn exec(&self, req: Request<ExecRequest>) -> Rpc<ExecResponse> {
+        let req = req.into_inner();
+        if req.cmd.is_empty() {
+            return Err(crio_api::status::invalid_field("cmd", "must not be empty"));
+        }
+        if !(req.stdin || req.stdout || req.stderr) {
+            return Err(crio_api::status::invalid_field(
+                "stdin/stdout/stderr",
+                "one of them must be set",
+            ));
+        }
+        self.running(&req.container_id).await?;
+        let url = self.stream_url(crio_streaming::Request::Exec(crio_streaming::ExecRequest {
+            container_id: req.container_id,
+            cmd: req.cmd,
+            tty: req.tty,
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr && !req.tty,
+        }))?;
+        Ok(Response::new(ExecResponse { url }))
     }
 
-    async fn attach(&self, _req: Request<AttachRequest>) -> Rpc<AttachResponse> {
-        Err(unimplemented("Attach"))
+    async fn attach(&self, req: Request<AttachRequest>) -> Rpc<AttachResponse> {
+        let req = req.into_inner();
+        let record = self.running(&req.container_id).await?;
+        let url = self.stream_url(crio_streaming::Request::Attach(
+            crio_streaming::AttachRequest {
+                container_id: req.container_id,
+                stdin: req.stdin && record.config.stdin,
+                tty: record.config.tty,
+                stdout: req.stdout,
+                stderr: req.stderr && !record.config.tty,
+            },
+        ))?;
+        Ok(Response::new(AttachResponse { url }))
     }
 
-    async fn port_forward(&self, _req: Request<PortForwardRequest>) -> Rpc<PortForwardResponse> {
-        Err(unimplemented("PortForward"))
+    async fn port_forward(&self, req: Request<PortForwardRequest>) -> Rpc<PortForwardResponse> {
+        let req = req.into_inner();
+        let pod = self
+            .state
+            .pods
+            .get(&req.pod_sandbox_id)
+            .ok_or_else(|| crio_api::status::not_found("pod sandbox", &req.pod_sandbox_id))?;
+        if pod.state != crate::pods::PodState::Ready {
+            return Err(tonic::Status::failed_precondition(format!(
+                "pod sandbox {} is not ready",
+                pod.id
+            )));
+        }
+        if let Some(bad) = req.port.iter().find(|p| !(1..=65535).contains(*p)) {
+            return Err(crio_api::status::invalid_field(
+                "port",
+                format!("{bad} is not a port"),
+            ));
+        }
+        let url = self.stream_url(crio_streaming::Request::PortForward(
+            crio_streaming::PortForwardRequest {
+                pod_sandbox_id: pod.id,
+                ports: req.port,
+            },
+        ))?;
+        Ok(Response::new(PortForwardResponse { url }))
     }
 
     async fn container_stats(

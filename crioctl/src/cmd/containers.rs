@@ -505,6 +505,12 @@ pub struct ExecArgs {
     /// Run synchronously through ExecSync (the output after the end).
     #[arg(short, long)]
     pub sync: bool,
+    /// Send stdin.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Run in a terminal.
+    #[arg(short, long)]
+    pub tty: bool,
     /// Seconds ExecSync may take (0: no limit). (`--timeout` is the global
     /// connection timeout.)
     #[arg(long, default_value = "0")]

@@ -6,6 +6,7 @@ pub mod info;
 pub mod pods;
 pub mod shim;
 pub mod stats;
+pub mod stream;
 pub mod version;
 
 use anyhow::{Result, anyhow};
@@ -40,8 +41,15 @@ pub async fn run(cli: &Cli) -> Result<()> {
         Verb::Stats(args) => stats::stats(&mut runtime_client(cli).await?, args).await,
         Verb::Statsp(args) => stats::pod_stats(&mut runtime_client(cli).await?, args).await,
         Verb::Shim(args) => shim::run(args).await,
+        Verb::Attach(args) => stream::attach(&mut runtime_client(cli).await?, args).await,
+        Verb::PortForward(args) => stream::port_forward(&mut long_client(cli).await?, args).await,
         Verb::Exec(args) => {
-            let code = containers::exec_sync(&mut long_client(cli).await?, args).await?;
+            let mut client = long_client(cli).await?;
+            let code = if args.sync {
+                containers::exec_sync(&mut client, args).await?
+            } else {
+                stream::exec(&mut client, args).await?
+            };
             if code != 0 {
                 std::process::exit(code);
             }
