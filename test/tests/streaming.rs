@@ -301,8 +301,10 @@ async fn forward_url(client: &mut CriClient, pod: &str, port: i32) -> String {
 }
 
 /// GET `path` over a forwarded connection; the response body.
-async fn http_get(url: &str, path: &str) -> Vec<u8> {
-    let mut conn = port_forward(url, 8080).await.unwrap();
+async fn http_get(url: &str, path: &str, transport: crio_streaming::Transport) -> Vec<u8> {
+    let mut conn = crio_streaming::client::connect_port(url, 8080, transport)
+        .await
+        .unwrap();
     conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: pod\r\n\r\n").as_bytes())
         .await
         .unwrap();
@@ -340,9 +342,12 @@ async fn port_forward_to_a_server_in_the_pod() {
     let sum = exec_sync(&mut s.client, &id, &["sha256sum", "/www/big"]).await;
     let want = sum.split_whitespace().next().unwrap().to_string();
     let mut fetches = Vec::new();
-    for _ in 0..3 {
+    use crio_streaming::Transport;
+    for transport in [Transport::Spdy, Transport::WebSocket, Transport::Spdy] {
         let url = forward_url(&mut s.client, &pod, 8080).await;
-        fetches.push(tokio::spawn(async move { http_get(&url, "/big").await }));
+        fetches.push(tokio::spawn(async move {
+            http_get(&url, "/big", transport).await
+        }));
     }
     for f in fetches {
         let body = f.await.unwrap();
@@ -369,7 +374,7 @@ async fn port_forward_to_a_server_in_the_pod() {
     let mut child = std::process::Command::new(crio_test::bins::bin("crioctl"))
         .arg("--runtime-endpoint")
         .arg(d.endpoint())
-        .args(["port-forward", &pod, "0:8080"])
+        .args(["port-forward", "--transport", "websocket", &pod, "0:8080"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -511,6 +511,9 @@ pub struct ExecArgs {
     /// Run in a terminal.
     #[arg(short, long)]
     pub tty: bool,
+    /// Streaming transport (not with -s).
+    #[arg(long, value_enum, default_value = "spdy")]
+    pub transport: super::stream::TransportArg,
     /// Seconds ExecSync may take (0: no limit). (`--timeout` is the global
     /// connection timeout.)
     #[arg(long, default_value = "0")]

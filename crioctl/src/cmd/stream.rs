@@ -6,15 +6,37 @@ use std::io::IsTerminal;
 use anyhow::{Context, Result, anyhow, bail};
 use crio_api::client::CriClient;
 use crio_api::cri::{AttachRequest, ExecRequest, PortForwardRequest};
-use crio_streaming::client::{Streams, forward, remotecommand};
-use crio_streaming::ws::EXEC_PROTOCOLS;
+use crio_streaming::Transport;
+use crio_streaming::client::{Streams, forward};
 
 use super::containers::ExecArgs;
 use super::rpc_error;
 
+/// `--transport` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TransportArg {
+    /// SPDY/3.1, as kubelet and kubectl speak it.
+    #[default]
+    Spdy,
+    /// WebSocket.
+    Websocket,
+}
+
+impl From<TransportArg> for Transport {
+    fn from(t: TransportArg) -> Self {
+        match t {
+            TransportArg::Spdy => Transport::Spdy,
+            TransportArg::Websocket => Transport::WebSocket,
+        }
+    }
+}
+
 /// Flags of `attach`.
 #[derive(Debug, clap::Args)]
 pub struct AttachArgs {
+    /// Streaming transport.
+    #[arg(long, value_enum, default_value = "spdy")]
+    pub transport: TransportArg,
     /// Send stdin.
     #[arg(short, long)]
     pub stdin: bool,
@@ -28,6 +50,9 @@ pub struct AttachArgs {
 /// Flags of `port-forward`.
 #[derive(Debug, clap::Args)]
 pub struct PortForwardArgs {
+    /// Streaming transport.
+    #[arg(long, value_enum, default_value = "spdy")]
+    pub transport: TransportArg,
     /// Pod sandbox ID.
     pub pod: String,
     /// `LOCAL:REMOTE` port pairs (LOCAL 0: any free port).
@@ -101,7 +126,7 @@ fn sizes(tty: bool) -> Option<tokio::sync::mpsc::Receiver<(u16, u16)>> {
     Some(rx)
 }
 
-async fn session(url: &str, stdin: bool, tty: bool) -> Result<i32> {
+async fn session(url: &str, stdin: bool, tty: bool, transport: TransportArg) -> Result<i32> {
     let _raw = RawTerminal::enter(tty && stdin);
     let streams = Streams {
         stdin: stdin.then(tokio::io::stdin),
@@ -109,7 +134,7 @@ async fn session(url: &str, stdin: bool, tty: bool) -> Result<i32> {
         stderr: tokio::io::stderr(),
         resize: sizes(tty),
     };
-    remotecommand(url, &EXEC_PROTOCOLS, streams)
+    crio_streaming::client::session(url, transport.into(), tty, streams)
         .await
         .map_err(|e| anyhow!(e))
 }
@@ -130,7 +155,7 @@ pub async fn exec(client: &mut CriClient, args: &ExecArgs) -> Result<i32> {
         .map_err(|e| rpc_error("Exec", e))?
         .into_inner()
         .url;
-    session(&url, args.interactive, args.tty).await
+    session(&url, args.interactive, args.tty, args.transport).await
 }
 
 /// `attach`.
@@ -148,7 +173,9 @@ pub async fn attach(client: &mut CriClient, args: &AttachArgs) -> Result<()> {
         .map_err(|e| rpc_error("Attach", e))?
         .into_inner()
         .url;
-    session(&url, args.stdin, args.tty).await.map(|_| ())
+    session(&url, args.stdin, args.tty, args.transport)
+        .await
+        .map(|_| ())
 }
 
 fn parse_pair(pair: &str) -> Result<(u16, u16)> {
@@ -195,7 +222,12 @@ pub async fn port_forward(client: &mut CriClient, args: &PortForwardArgs) -> Res
                     .map_err(|e| format!("PortForward: {}", e.message()))
             }
         };
-        tasks.push(tokio::spawn(forward(listener, remote, next_url)));
+        tasks.push(tokio::spawn(forward(
+            listener,
+            remote,
+            args.transport.into(),
+            next_url,
+        )));
     }
     for t in tasks {
         t.await??;

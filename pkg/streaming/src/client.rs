@@ -231,12 +231,46 @@ pub async fn port_forward(url: &str, port: u16) -> Result<DuplexStream, String> 
     Ok(user)
 }
 
+/// Opens a forwarded connection over `transport`.
+pub async fn connect_port(
+    url: &str,
+    port: u16,
+    transport: crate::Transport,
+) -> Result<DuplexStream, String> {
+    match transport {
+        crate::Transport::WebSocket => port_forward(url, port).await,
+        crate::Transport::Spdy => crate::kube_spdy::port_forward(url, port).await,
+    }
+}
+
+/// Runs an exec or attach session over `transport`; `tty`: the session
+/// has a terminal (SPDY opens no stderr stream then).
+pub async fn session<I, O, E>(
+    url: &str,
+    transport: crate::Transport,
+    tty: bool,
+    streams: Streams<I, O, E>,
+) -> Result<i32, String>
+where
+    I: AsyncRead + Unpin + Send + 'static,
+    O: AsyncWrite + Unpin,
+    E: AsyncWrite + Unpin,
+{
+    match transport {
+        crate::Transport::WebSocket => remotecommand(url, &ws::EXEC_PROTOCOLS, streams).await,
+        crate::Transport::Spdy => {
+            crate::kube_spdy::remotecommand(url, &crate::kube_spdy::EXEC_PROTOCOLS, tty, streams)
+                .await
+        }
+    }
+}
+
 /// Accepts connections on `listener` and forwards each to `port` through
-/// a new session at `url` (which must allow several uses: the caller gets
-/// a URL per connection from `next_url`).
+/// a new session at a URL from `next_url` (one per connection).
 pub async fn forward<F, Fut>(
     listener: tokio::net::TcpListener,
     port: u16,
+    transport: crate::Transport,
     next_url: F,
 ) -> std::io::Result<()>
 where
@@ -255,7 +289,7 @@ where
                     return;
                 }
             };
-            match port_forward(&url, port).await {
+            match connect_port(&url, port, transport).await {
                 Ok(mut remote) => {
                     let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
                 }

@@ -6,15 +6,19 @@
 //! - [`Server`] registers requests under single-use, expiring tokens
 //!   ([`tokens`]) and serves `/exec/TOKEN`, `/attach/TOKEN` and
 //!   `/portforward/TOKEN`; unknown, used or expired tokens get 404.
-//! - Protocols: WebSocket with the `channel.k8s.io` family (`v5`, `v4`,
-//!   `v4.base64`, `base64`, and the unversioned one) for exec and attach,
-//!   and the channel-pair protocol for port-forward ([`ws`]).
+//! - Protocols: SPDY/3.1 ([`spdy`], [`kube_spdy`]) with remotecommand
+//!   `v4`…`channel.k8s.io` and `portforward.k8s.io`, as kubelet and the API
+//!   server speak them; WebSocket with the `channel.k8s.io` family (`v5`,
+//!   `v4`, `v4.base64`, `base64`, and the unversioned one) for exec and
+//!   attach, and the channel-pair protocol for port-forward ([`ws`]).
 //! - [`Backend`] is what the daemon implements: run the exec, join the
 //!   attach, connect the port.
 //! - [`client`] speaks the same protocol, for `crioctl` and the tests.
 
 pub mod client;
+pub mod kube_spdy;
 mod server;
+pub mod spdy;
 pub mod tokens;
 pub mod ws;
 
@@ -22,6 +26,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 
 pub use server::{Server, ServerConfig};
+
+/// How a client talks to the streaming server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// SPDY/3.1, what kubelet and the API server speak.
+    #[default]
+    Spdy,
+    /// WebSocket (`v5.channel.k8s.io` and friends).
+    WebSocket,
+}
 
 /// What can go wrong registering a request.
 #[derive(Debug, thiserror::Error)]

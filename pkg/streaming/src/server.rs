@@ -16,6 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use crate::kube_spdy;
 use crate::tokens::Tokens;
 use crate::ws::{self, Protocol, Session};
 use crate::{Backend, Error, Request};
@@ -154,10 +155,14 @@ fn handle(mut req: hyper::Request<Incoming>, shared: Arc<Shared>) -> Reply {
             .unwrap_or_default()
             .to_string()
     };
-    if !header(header::UPGRADE).eq_ignore_ascii_case("websocket") {
+    let upgrade = header(header::UPGRADE);
+    if upgrade.eq_ignore_ascii_case("SPDY/3.1") {
+        return spdy_upgrade(req, request, shared);
+    }
+    if !upgrade.eq_ignore_ascii_case("websocket") {
         return reply(
             StatusCode::BAD_REQUEST,
-            "this server streams over WebSocket (Upgrade: websocket); SPDY is not supported yet",
+            "upgrade to SPDY/3.1 or websocket to stream",
         );
     }
     let key = header(header::SEC_WEBSOCKET_KEY);
@@ -233,6 +238,61 @@ fn handle(mut req: hyper::Request<Incoming>, shared: Arc<Shared>) -> Reply {
     }
     h.insert(
         header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(protocol),
+    );
+    r
+}
+
+/// Answers a SPDY/3.1 upgrade: the newest `X-Stream-Protocol-Version`
+/// both sides speak, then the session.
+fn spdy_upgrade(mut req: hyper::Request<Incoming>, request: Request, shared: Arc<Shared>) -> Reply {
+    let offered: Vec<String> = req
+        .headers()
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
+        .collect();
+    let supported: &[&'static str] = match request {
+        Request::PortForward(_) => &[kube_spdy::PORT_FORWARD_PROTOCOL],
+        _ => &kube_spdy::EXEC_PROTOCOLS,
+    };
+    let Some(protocol) = supported
+        .iter()
+        .copied()
+        .find(|p| offered.iter().any(|o| o == p))
+    else {
+        return reply(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "no supported X-Stream-Protocol-Version in {offered:?}; this server speaks {supported:?}"
+            ),
+        );
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let session = crate::spdy::Session::start(TokioIo::new(upgraded), true);
+        let backend = shared.backend.clone();
+        match request {
+            Request::Exec(r) => {
+                kube_spdy::serve_remotecommand(session, protocol, Session::Exec(r), backend).await
+            }
+            Request::Attach(r) => {
+                kube_spdy::serve_remotecommand(session, protocol, Session::Attach(r), backend).await
+            }
+            Request::PortForward(pf) => {
+                kube_spdy::serve_port_forward(session, pf.pod_sandbox_id, pf.ports, backend).await
+            }
+        }
+    });
+    let mut r = reply(StatusCode::SWITCHING_PROTOCOLS, "");
+    *r.body_mut() = Full::new(Bytes::new());
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        "X-Stream-Protocol-Version",
         HeaderValue::from_static(protocol),
     );
     r

@@ -290,3 +290,123 @@ async fn port_forward_moves_data_intact_concurrently_and_reports_errors() {
     let err = port_forward(&url, 81).await.unwrap_err();
     assert!(err.contains("400"), "{err}");
 }
+
+mod spdy {
+    use super::*;
+    use crio_streaming::kube_spdy;
+
+    #[tokio::test]
+    async fn exec_over_spdy_in_every_version() {
+        let (s, _) = server(Duration::from_secs(60)).await;
+        for protocol in kube_spdy::EXEC_PROTOCOLS {
+            for code in [0, 1, 137] {
+                let url = s.url(exec(&code.to_string(), true, false)).unwrap();
+                let (mut out, mut err) = (Vec::new(), Vec::new());
+                let got = kube_spdy::remotecommand(
+                    &url,
+                    &[protocol],
+                    false,
+                    Streams {
+                        stdin: Some(&b"spdy stdin"[..]),
+                        stdout: &mut out,
+                        stderr: &mut err,
+                        resize: None,
+                    },
+                )
+                .await;
+                // Only v4 carries exit codes; older versions report success.
+                let want = if protocol.starts_with("v4") { code } else { 0 };
+                assert_eq!(got, Ok(want), "{protocol}");
+                assert_eq!(
+                    (out.as_slice(), err.as_slice()),
+                    (&b"spdy stdin"[..], &b"err"[..])
+                );
+            }
+        }
+        let url = s.url(exec("0", false, false)).unwrap();
+        let err = kube_spdy::remotecommand(
+            &url,
+            &["v9.channel.k8s.io"],
+            false,
+            Streams {
+                stdin: None::<&[u8]>,
+                stdout: tokio::io::sink(),
+                stderr: tokio::io::sink(),
+                resize: None,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(err.contains("403"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn resize_over_spdy() {
+        let (s, _) = server(Duration::from_secs(60)).await;
+        let url = s
+            .url(Request::Attach(AttachRequest {
+                container_id: "c".into(),
+                tty: true,
+                stdout: true,
+                ..Default::default()
+            }))
+            .unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send((81, 25)).await.unwrap();
+        let mut out = Vec::new();
+        let code = kube_spdy::remotecommand(
+            &url,
+            &kube_spdy::EXEC_PROTOCOLS,
+            true,
+            Streams {
+                stdin: None::<&[u8]>,
+                stdout: &mut out,
+                stderr: tokio::io::sink(),
+                resize: Some(rx),
+            },
+        )
+        .await;
+        assert_eq!((code, out), (Ok(0), b"81x25".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn port_forward_over_spdy() {
+        let (s, _) = server(Duration::from_secs(60)).await;
+        let request = || {
+            Request::PortForward(PortForwardRequest {
+                pod_sandbox_id: "p".into(),
+                ports: vec![7, 8],
+            })
+        };
+        let body: Arc<Vec<u8>> =
+            Arc::new((0..10 << 20).map(|i: u32| (i * 13 % 251) as u8).collect());
+        let mut tasks = Vec::new();
+        for _ in 0..2 {
+            let url = s.url(request()).unwrap();
+            let body = body.clone();
+            tasks.push(tokio::spawn(async move {
+                let conn = kube_spdy::port_forward(&url, 7).await.unwrap();
+                let (mut r, mut w) = tokio::io::split(conn);
+                let sent = body.clone();
+                tokio::spawn(async move {
+                    w.write_all(&sent).await.unwrap();
+                    w.shutdown().await.unwrap();
+                });
+                let mut got = Vec::new();
+                r.read_to_end(&mut got).await.unwrap();
+                got
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap() == *body, "data corrupted over SPDY");
+        }
+        let url = s.url(request()).unwrap();
+        let mut conn = kube_spdy::port_forward(&url, 8).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut got))
+            .await
+            .expect("a refused port must not hang")
+            .unwrap();
+        assert!(got.is_empty());
+    }
+}
