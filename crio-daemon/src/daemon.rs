@@ -254,9 +254,17 @@ async fn start_streaming(state: &Arc<State>) -> Result<crio_streaming::Server> {
             .map_err(anyhow::Error::msg)
             .context("stream_idle_timeout")?,
     };
+    let tls = api
+        .stream_enable_tls
+        .then(|| crio_streaming::tls::TlsFiles {
+            cert: api.stream_tls_cert.clone(),
+            key: api.stream_tls_key.clone(),
+            ca: (!api.stream_tls_ca.as_os_str().is_empty()).then(|| api.stream_tls_ca.clone()),
+        });
     let config = crio_streaming::ServerConfig {
         addr: std::net::SocketAddr::new(ip, port),
         idle_timeout: idle,
+        tls,
         ..Default::default()
     };
     let backend = crate::streaming::StreamBackend::new(Arc::downgrade(state));

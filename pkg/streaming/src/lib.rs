@@ -19,6 +19,7 @@ pub mod client;
 pub mod kube_spdy;
 mod server;
 pub mod spdy;
+pub mod tls;
 pub mod tokens;
 pub mod ws;
 

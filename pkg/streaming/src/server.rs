@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub token_ttl: Duration,
     /// Pending requests at most.
     pub max_pending: usize,
+    /// Serve HTTPS with these files.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +43,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(4 * 3600),
             token_ttl: Duration::from_secs(60),
             max_pending: 1000,
+            tls: None,
         }
     }
 }
@@ -48,6 +51,7 @@ impl Default for ServerConfig {
 /// A running streaming server.
 pub struct Server {
     addr: SocketAddr,
+    scheme: &'static str,
     tokens: Arc<Tokens>,
     stop: watch::Sender<bool>,
 }
@@ -69,6 +73,13 @@ fn reply(status: StatusCode, text: &str) -> Reply {
 impl Server {
     /// Binds `config.addr` and serves `backend`'s sessions.
     pub async fn start(config: ServerConfig, backend: Arc<dyn Backend>) -> std::io::Result<Self> {
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(
+                crate::tls::Reloading::new(files.clone()).map_err(std::io::Error::other)?,
+            )),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
         let tokens = Arc::new(Tokens::new(config.token_ttl, config.max_pending));
@@ -86,19 +97,44 @@ impl Server {
                 };
                 let Ok((tcp, _)) = accepted else { continue };
                 let shared = shared.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let shared = shared.clone();
                         async move { Ok::<_, Infallible>(handle(req, shared)) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .with_upgrades()
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls.map(|t| t.acceptor()) {
+                        None => {
+                            let _ = http
+                                .serve_connection(TokioIo::new(tcp), service)
+                                .with_upgrades()
+                                .await;
+                        }
+                        Some(Ok(acceptor)) => {
+                            // A client without an acceptable certificate
+                            // fails here.
+                            if let Ok(Ok(stream)) =
+                                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                                    .await
+                            {
+                                let _ = http
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .with_upgrades()
+                                    .await;
+                            }
+                        }
+                        Some(Err(_)) => {}
+                    }
                 });
             }
         });
-        Ok(Self { addr, tokens, stop })
+        Ok(Self {
+            addr,
+            scheme,
+            tokens,
+            stop,
+        })
     }
 
     /// The address the server listens on.
@@ -110,7 +146,7 @@ impl Server {
     pub fn url(&self, request: Request) -> Result<String, Error> {
         let kind = request.kind();
         let token = self.tokens.insert(request)?;
-        Ok(format!("http://{}/{kind}/{token}", self.addr))
+        Ok(format!("{}://{}/{kind}/{token}", self.scheme, self.addr))
     }
 
     /// Stops accepting connections (running sessions go on).
