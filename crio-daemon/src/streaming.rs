@@ -234,10 +234,12 @@ impl Backend for StreamBackend {
             let _ = tokio::io::copy(&mut from_port, &mut to_client).await;
             let _ = to_client.shutdown().await;
         };
-        // Both directions end when the helper's socket closes.
+        // The session ends when everything the port sent has reached the
+        // client (the helper's stdout ends when the socket closes); the
+        // client's end of data alone only closes the way in.
         tokio::select! {
-            _ = async { tokio::join!(up, down) } => {}
-            _ = child.wait() => {}
+            _ = down => {}
+            _ = async { up.await; std::future::pending::<()>().await } => {}
         }
         let status = child.wait().await.map_err(|e| e.to_string())?;
         let mut message = String::new();
