@@ -310,6 +310,20 @@ fn spdy_upgrade(mut req: hyper::Request<Incoming>, request: Request, shared: Arc
         let Ok(upgraded) = upgrade.await else { return };
         let session = crate::spdy::Session::start(TokioIo::new(upgraded), true);
         let backend = shared.backend.clone();
+        let watchdog = {
+            let session = session.clone();
+            let idle = shared.idle;
+            tokio::spawn(async move {
+                let tick = idle.min(Duration::from_secs(1));
+                loop {
+                    tokio::time::sleep(tick).await;
+                    if session.idle_for() >= idle {
+                        session.close().await;
+                        return;
+                    }
+                }
+            })
+        };
         match request {
             Request::Exec(r) => {
                 kube_spdy::serve_remotecommand(session, protocol, Session::Exec(r), backend).await
@@ -321,6 +335,7 @@ fn spdy_upgrade(mut req: hyper::Request<Incoming>, request: Request, shared: Arc
                 kube_spdy::serve_port_forward(session, pf.pod_sandbox_id, pf.ports, backend).await
             }
         }
+        watchdog.abort();
     });
     let mut r = reply(StatusCode::SWITCHING_PROTOCOLS, "");
     *r.body_mut() = Full::new(Bytes::new());

@@ -507,6 +507,9 @@ type Inputs = Arc<Mutex<HashMap<u32, mpsc::Sender<Option<Vec<u8>>>>>>;
 /// A SPDY session over a connection.
 pub struct Session {
     out: mpsc::Sender<Frame>,
+    born: std::time::Instant,
+    /// Milliseconds after `born` of the last frame either way.
+    active: Arc<std::sync::atomic::AtomicU64>,
     inputs: Inputs,
     next_id: Mutex<u32>,
     incoming: tokio::sync::Mutex<mpsc::Receiver<Stream>>,
@@ -521,9 +524,22 @@ impl Session {
     {
         let (mut rd, mut wr) = tokio::io::split(io);
         let (out, mut out_rx) = mpsc::channel::<Frame>(256);
+        let born = std::time::Instant::now();
+        let active = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let touch = {
+            let active = active.clone();
+            move || {
+                let ms = born.elapsed().as_millis() as u64;
+                active.store(ms, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        let touch_out = touch.clone();
         tokio::spawn(async move {
             let mut deflater = Deflater::default();
             while let Some(f) = out_rx.recv().await {
+                if !matches!(f, Frame::WindowUpdate { .. }) {
+                    touch_out();
+                }
                 let bytes = encode(&f, &mut deflater);
                 if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
                     break;
@@ -538,6 +554,8 @@ impl Session {
         let (incoming_tx, incoming_rx) = mpsc::channel(64);
         let session = Arc::new(Self {
             out: out.clone(),
+            born,
+            active,
             inputs: inputs.clone(),
             next_id: Mutex::new(if server { 2 } else { 1 }),
             incoming: tokio::sync::Mutex::new(incoming_rx),
@@ -546,6 +564,9 @@ impl Session {
         tokio::spawn(async move {
             let mut inflater = Inflater::default();
             while let Ok(Some(frame)) = read_frame(&mut rd, &mut inflater).await {
+                if !matches!(frame, Frame::WindowUpdate { .. }) {
+                    touch();
+                }
                 match frame {
                     Frame::SynStream { id, fin, headers } => {
                         let Some(s) = weak.upgrade() else { break };
@@ -691,6 +712,14 @@ impl Session {
     /// The next stream the peer opens; None once the connection is gone.
     pub async fn accept(&self) -> Option<Stream> {
         self.incoming.lock().await.recv().await
+    }
+
+    /// How long no frame went either way (window updates aside).
+    pub fn idle_for(&self) -> std::time::Duration {
+        let last = self.active.load(std::sync::atomic::Ordering::Relaxed);
+        self.born
+            .elapsed()
+            .saturating_sub(std::time::Duration::from_millis(last))
     }
 
     /// Ends the session: GOAWAY, then the connection closes.

@@ -410,3 +410,44 @@ mod spdy {
         assert!(got.is_empty());
     }
 }
+
+#[tokio::test]
+async fn idle_sessions_are_closed_on_both_transports() {
+    let fake = Arc::new(Fake::default());
+    let config = ServerConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let s = Server::start(config, fake.clone()).await.unwrap();
+    for transport in [
+        crio_streaming::Transport::WebSocket,
+        crio_streaming::Transport::Spdy,
+    ] {
+        let url = s.url(exec("hang", true, false)).unwrap();
+        // A client that holds stdin open and sends nothing.
+        let (_keep, stdin) = tokio::io::duplex(16);
+        let ended = tokio::time::timeout(
+            Duration::from_secs(10),
+            crio_streaming::client::session(
+                &url,
+                transport,
+                false,
+                Streams {
+                    stdin: Some(stdin),
+                    stdout: tokio::io::sink(),
+                    stderr: tokio::io::sink(),
+                    resize: None,
+                },
+            ),
+        )
+        .await;
+        assert!(ended.is_ok(), "{transport:?}: the idle session stayed open");
+    }
+    for _ in 0..100 {
+        if fake.ended.load(Ordering::SeqCst) == 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the backend calls of idle sessions did not end");
+}
