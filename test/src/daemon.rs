@@ -21,6 +21,7 @@ pub struct TestDaemon {
     dir: tempfile::TempDir,
     child: Option<Child>,
     extra_args: Vec<String>,
+    binary: Option<PathBuf>,
 }
 
 impl TestDaemon {
@@ -77,9 +78,16 @@ impl TestDaemon {
             dir,
             child: None,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            binary: None,
         };
         daemon.spawn()?;
         Ok(daemon)
+    }
+
+    /// Runs `binary` instead of the workspace's `crio` from the next
+    /// `spawn` on (an upgrade in place).
+    pub fn set_binary(&mut self, binary: PathBuf) {
+        self.binary = Some(binary);
     }
 
     /// Starts the daemon process again (after a stop or kill).
@@ -88,7 +96,7 @@ impl TestDaemon {
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let child = Command::new(bin("crio"))
+        let child = Command::new(self.binary.clone().unwrap_or_else(|| bin("crio")))
             .args(self.base_args())
             .args(&self.extra_args)
             .stdin(Stdio::null())
