@@ -875,6 +875,33 @@ impl Containers {
             .map_err(|e| internal(format!("decode the shim's stats: {e}")))
     }
 
+    /// What verbose ContainerStatus adds: the init's pid (0 once exited or
+    /// unknown) and the OCI spec the container runs with.
+    pub async fn verbose_info(
+        &self,
+        pods: &Pods,
+        shims: &Shims,
+        r: &ContainerRecord,
+    ) -> (u32, serde_json::Value) {
+        let req = task::StateRequest {
+            id: r.id.clone(),
+            ..Default::default()
+        };
+        let pid = match r.state {
+            ContainerState::Exited => 0,
+            _ => self
+                .task_state(pods, shims, r, &req)
+                .await
+                .map(|s| s.pid)
+                .unwrap_or(0),
+        };
+        let spec = std::fs::read(self.bundle(&r.id).join("config.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or(serde_json::Value::Null);
+        (pid, spec)
+    }
+
     /// The writable layer (the overlay's upper dir) of a container.
     pub fn upper_dir(&self, id: &str) -> PathBuf {
         self.records_dir.join(id).join("upper")

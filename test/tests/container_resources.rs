@@ -293,6 +293,23 @@ async fn crioctl_stats_update_exec_and_shim_debugging() {
     let d = &s.world.daemon;
     let short = &id[..13];
 
+    // Verbose status: the init's pid and the OCI spec.
+    let verbose = s
+        .client
+        .runtime
+        .container_status(crio_api::cri::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
+    let pid = info["pid"].as_u64().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(cmdline.starts_with(b"sleep\01000"), "{cmdline:?}");
+    assert_eq!(info["runtimeSpec"]["process"]["args"][0], "sleep");
+
     let table = stdout_of(d.crioctl(&["stats"]).unwrap());
     let row = table.lines().find(|l| l.starts_with(short)).unwrap();
     assert!(row.contains("sleeper"), "{table}");

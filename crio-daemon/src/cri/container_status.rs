@@ -24,8 +24,12 @@ fn image(r: &ContainerRecord) -> Option<ImageSpec> {
     })
 }
 
-/// The CRI status of a record; reason Completed or Error once exited.
-pub fn status(r: &ContainerRecord, verbose: bool) -> ContainerStatusResponse {
+/// The CRI status of a record; reason Completed or Error once exited;
+/// `verbose`: the pid and OCI spec for the `info` map.
+pub fn status(
+    r: &ContainerRecord,
+    verbose: Option<(u32, serde_json::Value)>,
+) -> ContainerStatusResponse {
     let reason = match (r.state, r.exit_code) {
         (ContainerState::Exited, _) if r.oom_killed => "OOMKilled",
         (ContainerState::Exited, 0) => "Completed",
@@ -33,10 +37,14 @@ pub fn status(r: &ContainerRecord, verbose: bool) -> ContainerStatusResponse {
         _ => "",
     };
     let mut info = HashMap::new();
-    if verbose {
+    if let Some((pid, spec)) = verbose {
         info.insert(
             "info".to_string(),
-            serde_json::json!({"id": r.id, "podId": r.pod_id, "name": r.name, "imageId": r.image_id}).to_string(),
+            serde_json::json!({
+                "id": r.id, "podId": r.pod_id, "name": r.name, "imageId": r.image_id,
+                "pid": pid, "runtimeSpec": spec,
+            })
+            .to_string(),
         );
     }
     ContainerStatusResponse {

@@ -224,10 +224,15 @@ impl RuntimeService for RuntimeApi {
             .containers
             .refresh(&st.pods, self.shims()?, &req.container_id)
             .await?;
-        Ok(Response::new(container_status::status(
-            &record,
-            req.verbose,
-        )))
+        let verbose = match req.verbose {
+            true => Some(
+                st.containers
+                    .verbose_info(&st.pods, self.shims()?, &record)
+                    .await,
+            ),
+            false => None,
+        };
+        Ok(Response::new(container_status::status(&record, verbose)))
     }
 
     async fn update_container_resources(
