@@ -307,7 +307,7 @@ async fn crioctl_stats_update_exec_and_shim_debugging() {
     let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
     let pid = info["pid"].as_u64().unwrap();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    assert!(cmdline.starts_with(b"sleep\01000"), "{cmdline:?}");
+    assert!(cmdline.starts_with(b"sleep\x001000"), "{cmdline:?}");
     assert_eq!(info["runtimeSpec"]["process"]["args"][0], "sleep");
 
     let table = stdout_of(d.crioctl(&["stats"]).unwrap());
