@@ -156,6 +156,49 @@ pub struct Containers {
     defaults: crio_spec::Defaults,
 }
 
+/// Removes what a crash left of containers that have no record (a create
+/// killed half-way): the runtime's container, the rootfs mount, the bundle
+/// and the writable layer.
+fn sweep_orphans(
+    config: &crio_config::Config,
+    records_dir: &Path,
+    run_dir: &Path,
+    records: &BTreeMap<String, ContainerRecord>,
+) {
+    let ids = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|id| !records.contains_key(id))
+            .collect()
+    };
+    let runtime = config.runtime.runtimes.get(&config.runtime.default_runtime);
+    for id in ids(run_dir) {
+        if let Some(h) = runtime {
+            let _ = std::process::Command::new(&h.runtime_path)
+                .arg("--root")
+                .arg(&h.runtime_root)
+                .args(["delete", "--force", &id])
+                .output();
+        }
+        let bundle = run_dir.join(&id);
+        let _ = unmount(&bundle.join("rootfs"));
+        match std::fs::remove_dir_all(&bundle) {
+            Ok(()) => {
+                tracing::info!(container = %id, "removed the bundle of a container without a record")
+            }
+            Err(e) => tracing::warn!(container = %id, "remove orphaned bundle: {e}"),
+        }
+    }
+    for id in ids(records_dir) {
+        if let Err(e) = std::fs::remove_dir_all(records_dir.join(&id)) {
+            tracing::warn!(container = %id, "remove orphaned container directory: {e}");
+        }
+    }
+}
+
 /// The capabilities this process may grant (its bounding set).
 fn bounding_set() -> Vec<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -188,6 +231,7 @@ impl Containers {
                 records.insert(r.id.clone(), r);
             }
         }
+        sweep_orphans(config, &records_dir, &run_dir, &records);
         let rt = &config.runtime;
         let host = crio_spec::Host {
             bounding: bounding_set(),

@@ -155,3 +155,44 @@ async fn containers_outlive_a_kill_and_an_upgraded_daemon_adopts_them() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_half_made_container_left_is_swept_at_start() {
+    let mut d = crio_test::TestDaemon::start().unwrap();
+    d.signal_and_wait(Signal::SIGKILL).unwrap();
+    let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let rootfs = d.path(&format!("run/containers/{id}/rootfs"));
+    let upper = d.path(&format!("root/containers/{id}/upper"));
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::create_dir_all(&upper).unwrap();
+    std::fs::write(upper.join("file"), "left over").unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &rootfs,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    d.spawn().unwrap();
+    // Serving means start-up is over.
+    let mut client = d.client().await.unwrap();
+    client
+        .runtime
+        .version(crio_api::cri::VersionRequest::default())
+        .await
+        .unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&rootfs.display().to_string()),
+        "the rootfs is still mounted"
+    );
+    assert!(
+        !rootfs.parent().unwrap().exists(),
+        "the bundle is still there"
+    );
+    assert!(
+        !upper.parent().unwrap().exists(),
+        "the writable layer is still there"
+    );
+}
