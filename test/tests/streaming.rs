@@ -75,6 +75,20 @@ async fn exec_sync(client: &mut CriClient, id: &str, cmd: &[&str]) -> String {
     String::from_utf8_lossy(&r.stdout).into_owned()
 }
 
+/// Reads `out` into `seen` until `want` shows (15 s at most).
+async fn read_until(out: &mut tokio::io::DuplexStream, want: &str, seen: &mut String) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut buf = [0u8; 4096];
+    while !seen.contains(want) {
+        assert!(Instant::now() < deadline, "{want:?} not in {seen:?}");
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(200), out.read(&mut buf)).await
+        {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+}
+
 async fn run(
     url: &str,
     protocols: &[&str],
@@ -164,28 +178,50 @@ async fn exec_pipes_terminals_exit_codes_and_tokens() {
         .await
     });
     let mut seen = String::new();
-    let mut read_until = async |want: &str, seen: &mut String| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut buf = [0u8; 4096];
-        while !seen.contains(want) {
-            assert!(Instant::now() < deadline, "{want:?} not in {seen:?}");
-            if let Ok(Ok(n)) =
-                tokio::time::timeout(Duration::from_millis(200), out.read(&mut buf)).await
-            {
-                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        }
-    };
     resize_tx.send((100, 30)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     typing.write_all(b"go\n").await.unwrap();
-    read_until("30 100", &mut seen).await;
+    read_until(&mut out, "30 100", &mut seen).await;
     resize_tx.send((90, 20)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     typing.write_all(b"go\n").await.unwrap();
-    read_until("20 90", &mut seen).await;
+    read_until(&mut out, "20 90", &mut seen).await;
     drop(typing);
     assert_eq!(session.await.unwrap(), Ok(3));
+
+    // A terminal over SPDY: the size the client sends, the exit code.
+    let url = exec_url(
+        &mut s.client,
+        &id,
+        &["sh", "-c", "read a; stty size; exit 5"],
+        true,
+        true,
+    )
+    .await;
+    let (resize_tx, resize_rx) = tokio::sync::mpsc::channel(4);
+    resize_tx.send((132, 43)).await.unwrap();
+    let (mut typing, stdin) = tokio::io::duplex(1024);
+    let (mut out, outr) = tokio::io::duplex(64 * 1024);
+    let session = tokio::spawn(async move {
+        crio_streaming::kube_spdy::remotecommand(
+            &url,
+            &crio_streaming::kube_spdy::EXEC_PROTOCOLS,
+            true,
+            Streams {
+                stdin: Some(stdin),
+                stdout: outr,
+                stderr: tokio::io::sink(),
+                resize: Some(resize_rx),
+            },
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    typing.write_all(b"go\n").await.unwrap();
+    let mut seen = String::new();
+    read_until(&mut out, "43 132", &mut seen).await;
+    assert_eq!(session.await.unwrap(), Ok(5));
+    drop(typing);
 
     // A client that vanishes leaves no process behind.
     let url = exec_url(&mut s.client, &id, &["sleep", "777"], false, false).await;
