@@ -1,7 +1,8 @@
-//! Whether a container was OOM-killed: its memory cgroup's `oom_kill`
-//! counter, read when its init process has exited and before the runtime
-//! deletes the cgroup (`memory.oom_control` on cgroup v1, `memory.events`
-//! on v2).
+//! OOM kills in a container's memory cgroup: watched while it runs (the
+//! `oom_kill` count of `memory.oom_control` on v1, of `memory.events` on
+//! v2, checked when the v1 eventfd registered on `memory.oom_control`
+//! fires and twice a second), and read once more when its init has exited,
+//! before the runtime deletes the cgroup.
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,72 @@ pub fn oom_kills(cgroup: &Path) -> u64 {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// Sends on `tx` for every OOM kill in `cgroup` until `done` turns true or
+/// the cgroup goes.
+pub async fn watch(
+    cgroup: PathBuf,
+    mut done: tokio::sync::watch::Receiver<bool>,
+    tx: tokio::sync::mpsc::Sender<()>,
+) {
+    let mut seen = oom_kills(&cgroup);
+    let v1 = cgroup.join("memory.oom_control").exists();
+    let mut events = if v1 { register_v1(&cgroup).ok() } else { None };
+    loop {
+        // The eventfd wakes at once where the kernel signals it; the count
+        // is also checked twice a second (v2, and v1 kernels that signal
+        // only part of the OOMs).
+        let woke = async {
+            let tick = tokio::time::sleep(std::time::Duration::from_millis(500));
+            match events.as_mut() {
+                Some(fd) => {
+                    let mut buf = [0u8; 8];
+                    tokio::select! {
+                        _ = tokio::io::AsyncReadExt::read(fd, &mut buf) => {}
+                        _ = tick => {}
+                    }
+                }
+                None => tick.await,
+            }
+        };
+        tokio::select! {
+            _ = woke => {}
+            _ = done.wait_for(|d| *d) => return,
+        }
+        // The eventfd also fires when the cgroup is removed.
+        let events_file = if v1 {
+            "memory.oom_control"
+        } else {
+            "memory.events"
+        };
+        if !cgroup.join(events_file).exists() {
+            return;
+        }
+        let now = oom_kills(&cgroup);
+        if now > seen {
+            seen = now;
+            if tx.send(()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// An eventfd the kernel signals on OOM in a v1 memory cgroup (read
+/// through tokio's pipe reader, which takes any pollable descriptor).
+fn register_v1(cgroup: &Path) -> std::io::Result<tokio::net::unix::pipe::Receiver> {
+    use std::os::fd::AsRawFd;
+    let efd = rustix::event::eventfd(
+        0,
+        rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+    )?;
+    let control = std::fs::File::open(cgroup.join("memory.oom_control"))?;
+    std::fs::write(
+        cgroup.join("cgroup.event_control"),
+        format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()),
+    )?;
+    tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(efd)
 }
 
 #[cfg(test)]

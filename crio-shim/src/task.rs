@@ -457,8 +457,21 @@ impl TaskService {
 
         let service = self.clone();
         let id = req.id.clone();
+        let (running_tx, running) = watch::channel(false);
+        if let Some(cg) = crate::oom::memory_cgroup(&bundle, Path::new("/sys/fs/cgroup")) {
+            let (oom_tx, mut ooms) = tokio::sync::mpsc::channel(4);
+            tokio::spawn(crate::oom::watch(cg, running, oom_tx));
+            let service = service.clone();
+            let (id, bundle) = (id.clone(), bundle.clone());
+            tokio::spawn(async move {
+                while ooms.recv().await.is_some() {
+                    service.oom_killed(&id, &bundle).await;
+                }
+            });
+        }
         tokio::spawn(async move {
             let code = crate::runc::exit_of(sub, pid as i32).await;
+            let _ = running_tx.send(true);
             // Let the pumps drain what the container wrote last.
             drain(pumps).await;
             container.io.finish(code).await;
@@ -466,15 +479,8 @@ impl TaskService {
             // Read before the runtime deletes the cgroup.
             let oom = crate::oom::memory_cgroup(&container.bundle, Path::new("/sys/fs/cgroup"))
                 .is_some_and(|cg| crate::oom::oom_kills(&cg) > 0);
-            if oom {
-                let _ = std::fs::write(container.bundle.join(OOM_FILE), "");
-                let event = TaskOOM {
-                    container_id: id.clone(),
-                    ..Default::default()
-                };
-                service
-                    .publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(event))
-                    .await;
+            if oom && !container.bundle.join(OOM_FILE).exists() {
+                service.oom_killed(&id, &container.bundle).await;
             }
             if let Err(e) = record_exit(&container.bundle, exit) {
                 eprintln!("record exit of {id}: {e}");
@@ -497,6 +503,17 @@ impl TaskService {
             pid,
             ..Default::default()
         })
+    }
+
+    /// Records an OOM kill in the bundle and publishes TaskOOM.
+    async fn oom_killed(&self, id: &str, bundle: &Path) {
+        let _ = std::fs::write(bundle.join(OOM_FILE), "");
+        let event = TaskOOM {
+            container_id: id.to_string(),
+            ..Default::default()
+        };
+        self.publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(event))
+            .await;
     }
 
     fn process_io(&self, id: &str, exec_id: &str) -> TtrpcResult<Arc<ProcessIo>> {

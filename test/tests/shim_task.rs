@@ -475,3 +475,42 @@ async fn an_exit_while_nobody_listens_is_in_the_bundle() {
     assert_eq!(w.wait("quiet", "").await.unwrap(), 7);
     w.delete("quiet").await.unwrap();
 }
+
+#[tokio::test]
+async fn an_oom_kill_inside_a_running_container_is_reported_at_once() {
+    let w = ShimWorld::start("pod-oom-live").await.unwrap();
+    let b = w
+        .bundle(
+            "live",
+            &[
+                "sh",
+                "-c",
+                "dd if=/dev/zero of=/dev/null bs=96M count=1; sleep 1000",
+            ],
+            &[],
+            |spec| {
+                spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 32 << 20});
+            },
+        )
+        .unwrap();
+    w.create("live", &b, false).await.unwrap();
+    w.start_task("live", "").await.unwrap();
+    eventually("the OOM event of a running container", async || {
+        w.events()
+            .iter()
+            .any(|e| e.topic == "/tasks/oom" && e.container_id == "live")
+            .then_some(())
+    })
+    .await;
+    assert!(b.join("oom").exists());
+    assert_eq!(w.status("live").await.unwrap(), Status::RUNNING);
+    kill(&w, "live", 9).await;
+    assert_eq!(w.wait("live", "").await.unwrap(), 137);
+    let ooms = w
+        .events()
+        .iter()
+        .filter(|e| e.topic == "/tasks/oom")
+        .count();
+    assert_eq!(ooms, 1, "one OOM, one event");
+    w.delete("live").await.unwrap();
+}
