@@ -172,8 +172,10 @@ impl containerd_shim::asynchronous::Shim for Shim {
         }
     }
 
-    async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
-        let service = TaskService::new(self.namespace.clone(), publisher, self.exit.clone());
+    async fn create_task_service(&self, _framework: RemotePublisher) -> Self::T {
+        // The framework's publisher packs events through protobuf
+        // reflection, which costs the shim memory: ours packs by name.
+        let service = TaskService::new(self.namespace.clone(), self.exit.clone());
         if let Some(base) = self.socket.strip_suffix(FRAMEWORK_SUFFIX) {
             match serve_both_versions(&format!("{base}.sock"), &service).await {
                 Ok(server) => *self.server.lock().await = Some(server),

@@ -19,13 +19,16 @@ use containerd_shim::protos::cgroups::metrics::Metrics;
 use containerd_shim::protos::events::task::{
     TaskExit, TaskOOM, TaskPaused, TaskResumed, TaskStart,
 };
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::{EnumOrUnknown, Message, MessageField};
+use containerd_shim::protos::protobuf::{EnumOrUnknown, Message, MessageDyn, MessageField};
+use containerd_shim::protos::shim::event::Envelope;
+use containerd_shim::protos::shim::events::ForwardRequest;
+use containerd_shim::protos::shim_async::EventsClient;
 use containerd_shim::protos::shim_async::Task;
 use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim::protos::ttrpc::{self, Code};
 use containerd_shim::protos::{api, topics};
-use containerd_shim::publisher::RemotePublisher;
 use tokio::sync::watch;
 
 use crate::io::{IoOptions, ProcessIo};
@@ -84,7 +87,7 @@ pub struct TaskService {
     namespace: String,
     containers: Arc<Mutex<HashMap<String, Arc<Container>>>>,
     execs: Arc<Mutex<HashMap<ExecKey, Arc<ExecProcess>>>>,
-    publisher: Arc<RemotePublisher>,
+    events: Arc<tokio::sync::Mutex<Option<EventsClient>>>,
     exit: Arc<ExitSignal>,
 }
 
@@ -197,15 +200,16 @@ where
 }
 
 impl TaskService {
-    /// A service publishing its events through `publisher`.
-    pub fn new(namespace: String, publisher: RemotePublisher, exit: Arc<ExitSignal>) -> Self {
+    /// A service publishing its events to the daemon's endpoint
+    /// (`TTRPC_ADDRESS`).
+    pub fn new(namespace: String, exit: Arc<ExitSignal>) -> Self {
         Self {
             runc: Runc::from_env(),
             socket_dir: crate::shim::socket_dir(),
             namespace,
             containers: Arc::default(),
             execs: Arc::default(),
-            publisher: Arc::new(publisher),
+            events: Arc::default(),
             exit,
         }
     }
@@ -496,7 +500,7 @@ impl TaskService {
                 ..Default::default()
             };
             service
-                .publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(event))
+                .publish(topics::TASK_EXIT_EVENT_TOPIC, "TaskExit", &event)
                 .await;
         });
         Ok(api::CreateTaskResponse {
@@ -512,7 +516,7 @@ impl TaskService {
             container_id: id.to_string(),
             ..Default::default()
         };
-        self.publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(event))
+        self.publish(topics::TASK_OOM_EVENT_TOPIC, "TaskOOM", &event)
             .await;
     }
 
@@ -547,13 +551,13 @@ impl TaskService {
                 container_id: id.to_string(),
                 ..Default::default()
             };
-            self.publish(topic, Box::new(event)).await;
+            self.publish(topic, "TaskPaused", &event).await;
         } else {
             let event = TaskResumed {
                 container_id: id.to_string(),
                 ..Default::default()
             };
-            self.publish(topic, Box::new(event)).await;
+            self.publish(topic, "TaskResumed", &event).await;
         }
         Ok(api::Empty::default())
     }
@@ -573,18 +577,46 @@ impl TaskService {
         Ok(())
     }
 
-    async fn publish(
-        &self,
-        topic: &str,
-        event: Box<dyn containerd_shim::protos::protobuf::MessageDyn>,
-    ) {
-        // Without a listener this fails fast: the exit file is the record.
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(1),
-            self.publisher
-                .publish(Default::default(), topic, &self.namespace, event),
-        )
-        .await;
+    /// Publishes `event` (protobuf type `containerd.events.<kind>`) on
+    /// `topic`. Without a listener this fails fast and is dropped: the exit
+    /// file is the record. The message is packed by name, which keeps
+    /// protobuf's reflection tables out of the shim's memory.
+    async fn publish(&self, topic: &str, kind: &str, event: &dyn MessageDyn) {
+        let Ok(value) = event.write_to_bytes_dyn() else {
+            return;
+        };
+        let mut any = Any::new();
+        any.type_url = format!("containerd.events.{kind}");
+        any.value = value;
+        let mut envelope = Envelope::new();
+        envelope.timestamp = timestamp(now_nanos());
+        envelope.namespace = self.namespace.clone();
+        envelope.topic = topic.to_string();
+        envelope.event = MessageField::some(any);
+        let req = ForwardRequest {
+            envelope: MessageField::some(envelope),
+            ..Default::default()
+        };
+        let send = async {
+            let mut events = self.events.lock().await;
+            if events.is_none() {
+                let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+                let address = if address.contains("://") {
+                    address
+                } else {
+                    format!("unix://{address}")
+                };
+                let client = ttrpc::asynchronous::Client::connect(&address).await.ok()?;
+                *events = Some(EventsClient::new(client));
+            }
+            let ctx = ttrpc::context::with_timeout(1_000_000_000);
+            if events.as_ref()?.forward(ctx, &req).await.is_err() {
+                // Reconnect next time.
+                *events = None;
+            }
+            Some(())
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), send).await;
     }
 }
 
@@ -731,7 +763,7 @@ impl Task for TaskService {
             pid: c.pid,
             ..Default::default()
         };
-        self.publish(topics::TASK_START_EVENT_TOPIC, Box::new(event))
+        self.publish(topics::TASK_START_EVENT_TOPIC, "TaskStart", &event)
             .await;
         Ok(api::StartResponse {
             pid: c.pid,
