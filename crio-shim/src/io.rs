@@ -87,7 +87,7 @@ impl ProcessIo {
         Ok(Arc::new(Self {
             log: opts.log.clone(),
             sinks,
-            attach: broadcast::channel(256).0,
+            attach: broadcast::channel(64).0,
             stdin: Mutex::new(None),
             console: OnceLock::new(),
             attached_once: AtomicBool::new(false),
@@ -224,7 +224,7 @@ impl ProcessIo {
             "stdout"
         };
         let mut pending: Vec<u8> = Vec::new();
-        let mut buf = vec![0u8; 32 * 1024];
+        let mut buf = vec![0u8; 8 * 1024];
         loop {
             // A terminal's master reports EIO once the last slave is closed.
             let n = match reader.read(&mut buf).await {
