@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
+use std::io::Write;
+use std::sync::Mutex;
 
 /// Longest piece written as one log line.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -40,24 +40,25 @@ pub fn timestamp(t: SystemTime) -> String {
 #[derive(Debug)]
 pub struct LogFile {
     path: PathBuf,
-    file: Mutex<tokio::fs::File>,
+    file: Mutex<std::fs::File>,
 }
 
-async fn open_append(path: &PathBuf) -> std::io::Result<tokio::fs::File> {
+/// Lines are appended with plain writes: a short write to a local file
+/// costs less than a thread pool to do it in the background.
+fn open_append(path: &PathBuf) -> std::io::Result<std::fs::File> {
     if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
+        std::fs::create_dir_all(dir)?;
     }
-    tokio::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .await
 }
 
 impl LogFile {
     /// Opens (appending, creating) `path`.
     pub async fn open(path: PathBuf) -> std::io::Result<Arc<Self>> {
-        let file = open_append(&path).await?;
+        let file = open_append(&path)?;
         Ok(Arc::new(Self {
             path,
             file: Mutex::new(file),
@@ -66,10 +67,8 @@ impl LogFile {
 
     /// Opens the file at its path again (after the kubelet rotated it).
     pub async fn reopen(&self) -> std::io::Result<()> {
-        let file = open_append(&self.path).await?;
-        let mut current = self.file.lock().await;
-        let _ = current.flush().await;
-        *current = file;
+        let file = open_append(&self.path)?;
+        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = file;
         Ok(())
     }
 
@@ -101,11 +100,8 @@ impl LogFile {
         let mut line = format!("{} {stream} {tag} ", timestamp(SystemTime::now())).into_bytes();
         line.extend_from_slice(text);
         line.push(b'\n');
-        let mut file = self.file.lock().await;
-        // tokio writes in the background: flush, so readers see every line.
-        if file.write_all(&line).await.is_ok() {
-            let _ = file.flush().await;
-        }
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = file.write_all(&line);
     }
 }
 
