@@ -239,6 +239,7 @@ impl Containers {
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0),
+            devices: crio_spec::devices::host_devices(Path::new("/dev")),
             ..Default::default()
         };
         let defaults = crio_spec::Defaults {

@@ -4,6 +4,7 @@
 //! in through [`Host`], so all of it is unit-tested without root.
 #![deny(unsafe_code)]
 
+pub mod devices;
 pub mod oci;
 pub mod seccomp;
 pub mod user;

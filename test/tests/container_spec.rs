@@ -1,0 +1,262 @@
+//! What a container sees, observed from inside it: user and groups, env,
+//! working directory, hostname, capabilities, no_new_privs, seccomp,
+//! readonly rootfs, masked paths, sysctls, read-only bind mounts, cgroup
+//! limits; a privileged container; bad requests.
+
+use crio_api::client::CriClient;
+use crio_api::cri::{
+    Capability, ContainerConfig, ExecSyncRequest, Int64Value, KeyValue, LinuxContainerConfig,
+    LinuxContainerResources, LinuxContainerSecurityContext, Mount, NamespaceMode, SecurityProfile,
+    StartContainerRequest, security_profile::ProfileType,
+};
+use crio_test::containers::{container, create, remove_pod, run_pod, setup};
+use crio_test::pods::{pod_config, test_cgroup_parent};
+use tonic::Code;
+
+const POD: i32 = NamespaceMode::Pod as i32;
+
+async fn exec(client: &mut CriClient, id: &str, script: &str) -> (i32, String, String) {
+    let r = client
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: 20,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (
+        r.exit_code,
+        String::from_utf8_lossy(&r.stdout).trim().to_string(),
+        String::from_utf8_lossy(&r.stderr).trim().to_string(),
+    )
+}
+
+async fn out(client: &mut CriClient, id: &str, script: &str) -> String {
+    let (code, stdout, stderr) = exec(client, id, script).await;
+    assert_eq!(code, 0, "{script}: {stderr}");
+    stdout
+}
+
+async fn start(client: &mut CriClient, pod: &str, config: ContainerConfig) -> String {
+    let id = create(client, pod, config).await.unwrap();
+    client
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    id
+}
+
+/// A capability set's bits from a /proc/PID/status line.
+fn caps(status: &str, field: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("{field} not in {status}"))
+}
+
+#[tokio::test]
+async fn a_container_sees_what_its_config_asks_for() {
+    let mut s = setup().await;
+    let shared = s.world.daemon.path("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("hello"), "from the host").unwrap();
+    let mut pod = pod_config("observe", POD, POD);
+    pod.linux.as_mut().unwrap().sysctls = [(
+        "net.ipv4.ip_unprivileged_port_start".to_string(),
+        "1000".to_string(),
+    )]
+    .into();
+    let pod_id = run_pod(&mut s.client, pod).await;
+    let mut config = container("watcher", &s.images.busybox.reference, &["sleep", "1000"]);
+    config.envs = vec![KeyValue {
+        key: "FOO".into(),
+        value: "bar".into(),
+    }];
+    config.working_dir = "/tmp".into();
+    config.mounts = vec![Mount {
+        container_path: "/data".into(),
+        host_path: shared.display().to_string(),
+        readonly: true,
+        ..Default::default()
+    }];
+    config.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            cpu_shares: 256,
+            ..Default::default()
+        }),
+        security_context: Some(LinuxContainerSecurityContext {
+            run_as_user: Some(Int64Value { value: 1000 }),
+            run_as_group: Some(Int64Value { value: 1000 }),
+            supplemental_groups: vec![29],
+            capabilities: Some(Capability {
+                add_capabilities: vec!["NET_RAW".into()],
+                drop_capabilities: vec!["CHOWN".into()],
+                ..Default::default()
+            }),
+            readonly_rootfs: true,
+            no_new_privs: true,
+            seccomp: Some(SecurityProfile {
+                profile_type: ProfileType::RuntimeDefault as i32,
+                localhost_ref: String::new(),
+            }),
+            ..Default::default()
+        }),
+    });
+    let id = start(&mut s.client, &pod_id, config).await;
+    let c = &mut s.client;
+
+    assert_eq!(out(c, &id, "id -u; id -g").await, "1000\n1000");
+    let groups = out(c, &id, "id -G").await;
+    assert!(groups.split(' ').any(|g| g == "29"), "groups {groups}");
+    assert_eq!(out(c, &id, "echo $FOO").await, "bar");
+    assert_eq!(out(c, &id, "pwd").await, "/tmp");
+    assert_eq!(out(c, &id, "hostname").await, "observe");
+    let status = out(c, &id, "cat /proc/self/status").await;
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    let bounding = caps(&status, "CapBnd:");
+    assert_eq!(bounding & 1, 0, "CHOWN (bit 0) was dropped");
+    assert_ne!(bounding & (1 << 13), 0, "NET_RAW (bit 13) was added");
+    let (code, _, err) = exec(c, &id, "touch /newfile").await;
+    assert_ne!(code, 0);
+    assert!(err.contains("Read-only"), "{err}");
+    // Masked: /proc/timer_list (present on this host) reads empty.
+    assert_eq!(
+        out(c, &id, "head -c 16 /proc/timer_list | wc -c").await,
+        "0"
+    );
+    assert_eq!(
+        out(c, &id, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start").await,
+        "1000"
+    );
+    assert_eq!(out(c, &id, "cat /data/hello").await, "from the host");
+    let (code, _, _) = exec(c, &id, "echo x > /data/new").await;
+    assert_ne!(code, 0, "a read-only mount was writable");
+    let cgroup = |controller: &str, file: &str| {
+        std::fs::read_to_string(
+            std::path::Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(test_cgroup_parent().trim_start_matches('/'))
+                .join(format!("crio-{id}"))
+                .join(file),
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    assert_eq!(
+        cgroup("memory", "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(cgroup("cpu", "cpu.shares"), "256");
+    remove_pod(&mut s.client, &pod_id).await;
+}
+
+#[tokio::test]
+async fn a_privileged_container_has_every_capability_the_daemon_has() {
+    let mut s = setup().await;
+    let pod_id = run_pod(&mut s.client, pod_config("privileged", POD, POD)).await;
+    let mut config = container("root", &s.images.busybox.reference, &["sleep", "1000"]);
+    config.linux = Some(LinuxContainerConfig {
+        resources: None,
+        security_context: Some(LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        }),
+    });
+    let id = start(&mut s.client, &pod_id, config).await;
+    let inside = out(&mut s.client, &id, "cat /proc/self/status").await;
+    let daemon_pid = s.world.daemon.pid().unwrap();
+    let daemon = std::fs::read_to_string(format!("/proc/{daemon_pid}/status")).unwrap();
+    assert_eq!(caps(&inside, "CapEff:"), caps(&daemon, "CapBnd:"));
+    // Host devices and no masked paths.
+    let host_devices = std::fs::read_dir("/dev").unwrap().count();
+    let devices: usize = out(&mut s.client, &id, "ls /dev | wc -l")
+        .await
+        .parse()
+        .unwrap();
+    assert!(
+        devices + 10 >= host_devices,
+        "{devices} devices of the host's {host_devices}"
+    );
+    let (_, timers, _) = exec(&mut s.client, &id, "head -c 16 /proc/timer_list | wc -c").await;
+    assert_eq!(
+        timers, "16",
+        "/proc/timer_list is masked in a privileged container"
+    );
+    remove_pod(&mut s.client, &pod_id).await;
+}
+
+#[tokio::test]
+async fn bad_requests_name_the_field_and_leave_nothing() {
+    let mut s = setup().await;
+    let pod_id = run_pod(&mut s.client, pod_config("bad", POD, POD)).await;
+    let image = s.images.busybox.reference.clone();
+    let err = create(
+        &mut s.client,
+        "no-such-pod",
+        container("c", &image, &["true"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err}");
+    let err = create(
+        &mut s.client,
+        &pod_id,
+        container("c", "127.0.0.1:1/absent:1", &["true"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err}");
+    assert!(err.message().contains("config.image"), "{err}");
+    let mut bad_mount = container("c", &image, &["true"]);
+    bad_mount.mounts = vec![Mount {
+        container_path: "/x".into(),
+        host_path: "/nonexistent/for/sure".into(),
+        ..Default::default()
+    }];
+    let err = create(&mut s.client, &pod_id, bad_mount).await.unwrap_err();
+    assert!(
+        matches!(err.code(), Code::InvalidArgument | Code::NotFound),
+        "{err}"
+    );
+    assert!(err.message().contains("/nonexistent/for/sure"), "{err}");
+    let mut bad_profile = container("c", &image, &["true"]);
+    bad_profile.linux = Some(LinuxContainerConfig {
+        resources: None,
+        security_context: Some(LinuxContainerSecurityContext {
+            seccomp: Some(SecurityProfile {
+                profile_type: ProfileType::Localhost as i32,
+                localhost_ref: "/nonexistent/profile.json".into(),
+            }),
+            ..Default::default()
+        }),
+    });
+    let err = create(&mut s.client, &pod_id, bad_profile)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::InvalidArgument | Code::NotFound),
+        "{err}"
+    );
+    assert!(err.message().contains("profile.json"), "{err}");
+    // Nothing was left: no bundle, no record, no mount.
+    let leftovers = |rel: &str| {
+        std::fs::read_dir(s.world.daemon.path(rel))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(leftovers("run/containers"), 0);
+    assert_eq!(leftovers("root/containers"), 0);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let ours = s.world.daemon.path("run/containers").display().to_string();
+    assert!(!mounts.contains(&ours));
+    remove_pod(&mut s.client, &pod_id).await;
+}
