@@ -56,8 +56,9 @@ mod tests {
     fn numbers_and_the_null_device() {
         assert_eq!(major_minor(0x0103), (1, 3));
         // major 259, minor 65536 in the large encoding.
-        let dev = (259u64 & 0xfff) << 8 | (65536u64 & 0xff) | ((65536u64 & !0xff) << 12);
-        assert_eq!(major_minor(dev), (259, 65536));
+        let (major, minor) = (259u64, 65536u64 + 7);
+        let dev = ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & !0xff) << 12);
+        assert_eq!(major_minor(dev), (259, 65543));
         let all = host_devices(Path::new("/dev"));
         assert!(
             all.iter()
