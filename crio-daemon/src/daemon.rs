@@ -82,6 +82,7 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
     let clean_shutdown_file = config.clean_shutdown_file.clone();
     let images = crate::images::Images::open(&config).context("image store")?;
     let pods = Arc::new(crate::pods::Pods::open(&config).context("pod records")?);
+    pods.recover_pending().await;
     let containers = crate::containers::Containers::open(&config).context("container records")?;
     let shims = match config.runtime.runtimes.get(&config.runtime.default_runtime) {
         Some(h) if h.monitor_path.is_file() => Some(

@@ -97,6 +97,9 @@ struct Reservation {
 pub struct Pods {
     config: Config,
     records_dir: PathBuf,
+    /// Pods being made: what RunPodSandbox has done so far, so a crash
+    /// mid-way is rolled back at the next start.
+    pending_dir: PathBuf,
     run_dir: PathBuf,
     records: Records<PodRecord>,
     reservations: Mutex<HashMap<String, Reservation>>,
@@ -132,8 +135,9 @@ impl Pods {
     /// Loads the pod records under `root/pods` and reserves their names.
     pub fn open(config: &Config) -> anyhow::Result<Self> {
         let records_dir = config.root.join("pods");
+        let pending_dir = config.root.join("pods-pending");
         let run_dir = config.runroot.join("pods");
-        for d in [&records_dir, &run_dir] {
+        for d in [&records_dir, &pending_dir, &run_dir] {
             std::fs::create_dir_all(d)?;
         }
         atomic::remove_debris(&records_dir)?;
@@ -171,6 +175,7 @@ impl Pods {
         Ok(Self {
             config: config.clone(),
             records_dir,
+            pending_dir,
             run_dir,
             records: Records::new(records),
             reservations: Mutex::new(reservations),
@@ -335,10 +340,12 @@ impl Pods {
             shm: None,
             config,
         };
+        self.save_pending(&record)?;
         let result = self.build(&mut record).await;
         match result {
             Ok(()) => {
                 self.save(&record)?;
+                let _ = std::fs::remove_file(self.pending_dir.join(format!("{id}.json")));
                 tracing::info!(pod = id, name, ips = ?record.ips, elapsed_ms = started.elapsed().as_millis() as u64, "pod ready");
                 Ok(())
             }
@@ -351,6 +358,7 @@ impl Pods {
                 );
                 self.teardown(&record).await;
                 let _ = std::fs::remove_dir_all(self.run_dir(id));
+                let _ = std::fs::remove_file(self.pending_dir.join(format!("{id}.json")));
                 Err(e)
             }
         }
@@ -406,6 +414,7 @@ impl Pods {
         }
         if !kinds.is_empty() {
             record.namespaces = kinds.iter().map(|k| k.name().to_string()).collect();
+            self.save_pending(record)?;
             crate::namespaces::pin(&PinRequest {
                 kinds: kinds.clone(),
                 namespaces_dir: self.config.runtime.namespaces_dir.clone(),
@@ -432,6 +441,7 @@ impl Pods {
             record.ips = cni::result_ips(&result);
             // Saved before anything else can fail, so a DEL always has it.
             record.network = Some((conf.name.clone(), result));
+            self.save_pending(record)?;
         }
 
         let host_etc =
@@ -464,8 +474,65 @@ impl Pods {
             )
             .map_err(|e| internal(format!("mount /dev/shm of pod {}: {e}", record.id)))?;
             record.shm = Some(shm);
+            self.save_pending(record)?;
         }
         Ok(())
+    }
+
+    /// Records how far RunPodSandbox of `record` got.
+    fn save_pending(&self, record: &PodRecord) -> Result<(), (Code, String)> {
+        let data = serde_json::to_vec(record).map_err(internal)?;
+        atomic::write(&self.pending_dir.join(format!("{}.json", record.id)), &data)
+            .map_err(|e| internal(format!("save pod {} in progress: {e}", record.id)))
+    }
+
+    /// Rolls back every RunPodSandbox a crash interrupted: CNI DEL (with
+    /// the cached result, or without one when the ADD may have been under
+    /// way), /dev/shm unmounted, namespaces unpinned, files removed.
+    pub async fn recover_pending(&self) {
+        let entries: Vec<_> = std::fs::read_dir(&self.pending_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        for entry in entries {
+            let path = entry.path();
+            let Some(record) = std::fs::read(&path)
+                .ok()
+                .and_then(|d| serde_json::from_slice::<PodRecord>(&d).ok())
+            else {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            if self
+                .records
+                .get(&record.id)
+                .is_some_and(|r| r.id == record.id)
+            {
+                // Made after all (killed between the two writes).
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            tracing::info!(pod = %record.id, "rolling back a RunPodSandbox interrupted by a crash");
+            if record.network.is_none() && record.kinds().contains(&Kind::Net) {
+                self.del_unrecorded_network(&record).await;
+            }
+            self.teardown(&record).await;
+            let _ = std::fs::remove_dir_all(self.run_dir(&record.id));
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
+    /// CNI DEL on the default network without a cached result (the ADD may
+    /// have run to its end while the daemon was being killed).
+    async fn del_unrecorded_network(&self, record: &PodRecord) {
+        let net = &self.config.network;
+        if let Ok(conf) =
+            crio_network::load_network(&net.network_dir, &net.cni_default_network, &net.plugin_dirs)
+            && let Err(e) = cni::del(&conf, &self.attachment(record), None, &net.plugin_dirs).await
+        {
+            tracing::warn!(pod = %record.id, "CNI DEL: {e}");
+        }
     }
 
     fn attachment(&self, record: &PodRecord) -> Attachment {

@@ -24,6 +24,21 @@ fn shim_cgroup(pod_cgroup: &str) -> String {
     }
 }
 
+/// Where a pod's shim address is: the daemon's copy, then the file the
+/// shim's `start` action writes in its working directory (the pod's
+/// directory) before it answers — there even if the daemon died between.
+const ADDRESS_FILES: [&str; 2] = ["shim.address", "address"];
+
+/// The address of the shim of the pod whose directory is `pod_dir`.
+fn address_of(pod_dir: &Path) -> Option<String> {
+    ADDRESS_FILES.iter().find_map(|f| {
+        std::fs::read_to_string(pod_dir.join(f))
+            .ok()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+    })
+}
+
 /// The shim namespace crio-rs uses.
 pub const NAMESPACE: &str = "crio";
 
@@ -106,7 +121,7 @@ impl Shims {
         pod_dir: &Path,
         cgroup: &str,
     ) -> Result<TaskClient, String> {
-        if !pod_dir.join("shim.address").exists() {
+        if address_of(pod_dir).is_none() {
             self.spawn(id, pod_dir, cgroup).await?;
         }
         self.task(id, pod_dir).await
@@ -123,11 +138,8 @@ impl Shims {
         {
             return Ok(c.clone());
         }
-        let address_file = pod_dir.join("shim.address");
-        let address = std::fs::read_to_string(&address_file)
-            .map_err(|_| format!("pod {id} has no shim (no {})", address_file.display()))?
-            .trim()
-            .to_string();
+        let address = address_of(pod_dir)
+            .ok_or_else(|| format!("pod {id} has no shim (no address in {})", pod_dir.display()))?;
         let client = ttrpc::asynchronous::Client::connect(&address)
             .await
             .map_err(|e| ttrpc_err(&format!("connect to shim {address}"), e))?;
@@ -216,7 +228,7 @@ impl Shims {
 
     /// Asks pod `id`'s shim to exit and forgets it.
     pub async fn shutdown(&self, id: &str, pod_dir: &Path) {
-        let address = std::fs::read_to_string(pod_dir.join("shim.address")).unwrap_or_default();
+        let address = address_of(pod_dir).unwrap_or_default();
         let client = self
             .clients
             .lock()
@@ -224,7 +236,7 @@ impl Shims {
             .remove(id);
         let client = match client {
             Some(c) => Some(c),
-            None if pod_dir.join("shim.address").exists() => self.task(id, pod_dir).await.ok(),
+            None if !address.is_empty() => self.task(id, pod_dir).await.ok(),
             None => None,
         };
         if let Some(c) = client {
@@ -241,7 +253,9 @@ impl Shims {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(id);
         }
-        let _ = std::fs::remove_file(pod_dir.join("shim.address"));
+        for file in ADDRESS_FILES {
+            let _ = std::fs::remove_file(pod_dir.join(file));
+        }
         // A dead shim cannot remove its own socket.
         if let Some(path) = address.trim().strip_prefix("unix://") {
             let _ = std::fs::remove_file(path);
