@@ -149,6 +149,10 @@ impl Exec {
 
 /// The containers of this daemon.
 pub struct Containers {
+    /// One lock per container: calls on the same container run one at a
+    /// time, calls on different ones in parallel.
+    locks:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
     records_dir: PathBuf,
     run_dir: PathBuf,
     records: Records<ContainerRecord>,
@@ -256,6 +260,7 @@ impl Containers {
             image_volumes: config.image.image_volumes.clone(),
         };
         Ok(Self {
+            locks: Default::default(),
             records_dir,
             run_dir,
             records: Records::new(records),
@@ -264,13 +269,29 @@ impl Containers {
         })
     }
 
-    fn save(&self, r: &ContainerRecord) -> Result<(), Status> {
-        let dir = self.records_dir.join(&r.id);
-        std::fs::create_dir_all(&dir).map_err(internal)?;
-        let data = serde_json::to_vec_pretty(r).map_err(internal)?;
-        atomic::write(&dir.join("record.json"), &data).map_err(internal)?;
+    /// Writes a new record.
+    fn save_new(&self, r: &ContainerRecord) -> Result<(), Status> {
+        self.write_record(r)?;
         self.records.insert(&r.id, r.clone());
         Ok(())
+    }
+
+    /// Writes a changed record; NotFound when the container was removed
+    /// meanwhile (it is not brought back).
+    fn save(&self, r: &ContainerRecord) -> Result<(), Status> {
+        match self
+            .records
+            .update(&r.id, r.clone(), || self.write_record(r))?
+        {
+            true => Ok(()),
+            false => Err(crio_api::status::not_found("container", &r.id)),
+        }
+    }
+
+    fn write_record(&self, r: &ContainerRecord) -> Result<(), Status> {
+        let dir = self.records_dir.join(&r.id);
+        let data = serde_json::to_vec_pretty(r).map_err(internal)?;
+        atomic::write(&dir.join("record.json"), &data).map_err(internal)
     }
 
     /// Every record.
@@ -281,6 +302,11 @@ impl Containers {
     /// A record by ID or unique prefix.
     pub fn get(&self, id: &str) -> Option<ContainerRecord> {
         self.records.get(id)
+    }
+
+    fn lock_of(&self, id: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id.to_string()).or_default().clone()
     }
 
     fn bundle(&self, id: &str) -> PathBuf {
@@ -474,16 +500,21 @@ impl Containers {
             .create(ctx(), &req)
             .await
             .map_err(|e| task_error("create task", e))?;
-        self.save(&record)
+        self.save_new(&record)
     }
 
     /// Removes what a failed create left.
     fn cleanup(&self, id: &str) {
+        // Forgotten first: a concurrent refresh then cannot write it back.
+        self.records.remove(id);
         let bundle = self.bundle(id);
         let _ = unmount(&bundle.join("rootfs"));
         let _ = std::fs::remove_dir_all(&bundle);
         let _ = std::fs::remove_dir_all(self.records_dir.join(id));
-        self.records.remove(id);
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     async fn client(
@@ -500,6 +531,8 @@ impl Containers {
 
     /// StartContainer.
     pub async fn start(&self, pods: &Pods, shims: &Shims, id: &str) -> Result<(), Status> {
+        let lock = self.lock_of(id);
+        let _held = lock.lock().await;
         let mut r = self
             .get(id)
             .ok_or_else(|| crio_api::status::not_found("container", id))?;
@@ -621,6 +654,18 @@ impl Containers {
         id: &str,
         timeout: i64,
     ) -> Result<(), Status> {
+        let lock = self.lock_of(id);
+        let _held = lock.lock().await;
+        self.stop_locked(pods, shims, id, timeout).await
+    }
+
+    async fn stop_locked(
+        &self,
+        pods: &Pods,
+        shims: &Shims,
+        id: &str,
+        timeout: i64,
+    ) -> Result<(), Status> {
         if self.get(id).is_none() {
             return Ok(());
         }
@@ -664,8 +709,10 @@ impl Containers {
     /// RemoveContainer: stops it if needed, deletes the task, unmounts and
     /// removes everything; an unknown container is not an error.
     pub async fn remove(&self, pods: &Pods, shims: &Shims, id: &str) -> Result<(), Status> {
+        let lock = self.lock_of(id);
+        let _held = lock.lock().await;
         let Some(r) = self.get(id) else { return Ok(()) };
-        self.stop(pods, shims, &r.id, 0).await?;
+        self.stop_locked(pods, shims, &r.id, 0).await?;
         let shim_alive = self.client(pods, shims, &r).await.is_ok() && r.message.is_empty();
         if !shim_alive {
             // The shim's `delete` action force-deletes what it left.

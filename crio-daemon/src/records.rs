@@ -51,6 +51,24 @@ impl<T: Clone> Records<T> {
     pub fn remove(&self, id: &str) {
         self.lock().remove(id);
     }
+
+    /// Replaces a record that still exists, running `persist` under the
+    /// index's lock first, so a record removed meanwhile is never brought
+    /// back; false when it was gone.
+    pub fn update<E>(
+        &self,
+        id: &str,
+        record: T,
+        persist: impl FnOnce() -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let mut records = self.lock();
+        if !records.contains_key(id) {
+            return Ok(false);
+        }
+        persist()?;
+        records.insert(id.to_string(), record);
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -71,5 +89,16 @@ mod tests {
         r.insert("zzz", 4);
         r.remove("bcde");
         assert_eq!(r.list(), [1, 2, 4]);
+        assert_eq!(r.update("zzz", 5, || Ok::<(), ()>(())), Ok(true));
+        let mut ran = false;
+        assert_eq!(
+            r.update("gone", 6, || {
+                ran = true;
+                Ok::<(), ()>(())
+            }),
+            Ok(false)
+        );
+        assert!(!ran, "nothing is written for a removed record");
+        assert_eq!(r.list(), [1, 2, 5]);
     }
 }

@@ -235,3 +235,73 @@ async fn killed_at_random_the_daemon_recovers_and_leaks_nothing() {
         .collect();
     assert!(cgroups.is_empty(), "seed {seed}: cgroups left: {cgroups:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_calls_on_one_container_are_serialised() {
+    let mut s = setup().await;
+    let image = s.images.busybox.reference.clone();
+    let pod = crio_test::containers::run_pod(&mut s.client, pod_config("racy", POD, POD)).await;
+    let id = crio_test::containers::create(
+        &mut s.client,
+        &pod,
+        container("racy", &image, &["sleep", "1000"]),
+    )
+    .await
+    .unwrap();
+    s.client
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let mut calls = Vec::new();
+    for i in 0..12 {
+        let mut c = s.client.clone();
+        let id = id.clone();
+        calls.push(tokio::spawn(async move {
+            match i % 3 {
+                0 => c
+                    .runtime
+                    .stop_container(StopContainerRequest {
+                        container_id: id,
+                        timeout: 0,
+                    })
+                    .await
+                    .map(|_| ()),
+                1 => c
+                    .runtime
+                    .remove_container(RemoveContainerRequest { container_id: id })
+                    .await
+                    .map(|_| ()),
+                _ => match c
+                    .runtime
+                    .container_status(crio_api::cri::ContainerStatusRequest {
+                        container_id: id,
+                        verbose: false,
+                    })
+                    .await
+                {
+                    Err(e) if e.code() == tonic::Code::NotFound => Ok(()),
+                    other => other.map(|_| ()),
+                },
+            }
+        }));
+    }
+    for call in calls {
+        call.await
+            .unwrap()
+            .expect("stop and remove are idempotent, status NotFound at worst");
+    }
+    let left = s
+        .client
+        .runtime
+        .list_containers(ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(left.is_empty(), "{left:?}");
+    assert!(entries(&s.world.daemon.path("run/containers")).is_empty());
+    crio_test::containers::remove_pod(&mut s.client, &pod).await;
+}
