@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::daemon::{processes_mentioning, unmount_below};
+use crate::daemon::tear_down;
 
 /// A running containerd.
 pub struct Containerd {
@@ -167,24 +167,8 @@ state = "{d}/state"
 impl Drop for Containerd {
     fn drop(&mut self) {
         let _ = self.signal_and_wait(Signal::SIGTERM);
-        // Containers of a foreign shim run with its runtime root here.
-        let runc_root = self.path("runc");
-        for entry in std::fs::read_dir(&runc_root)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let _ = Command::new("runc")
-                .arg("--root")
-                .arg(&runc_root)
-                .args(["delete", "--force"])
-                .arg(entry.file_name())
-                .output();
-        }
-        // Shims (and their pause processes) of pods a failed run left.
-        for pid in processes_mentioning(&self.dir.path().display().to_string()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        unmount_below(self.dir.path());
+        // Containers of a foreign shim (its runtime root is here), shims,
+        // mounts.
+        tear_down(self.dir.path(), &[]);
     }
 }

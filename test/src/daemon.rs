@@ -242,6 +242,39 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
     children.chain(parents.iter().copied()).collect()
 }
 
+/// What a failed test may leave under `dir`: containers of the runtime
+/// root `dir/runc` (deleted by the runtime, with their cgroups), processes
+/// mentioning `dir` (shims), mounts below `dir`, then the (empty) cgroups
+/// `parents`, listed children first.
+pub fn tear_down(dir: &Path, parents: &[String]) {
+    let runc_root = dir.join("runc");
+    for entry in std::fs::read_dir(&runc_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["delete", "--force"])
+            .arg(entry.file_name())
+            .output();
+    }
+    for pid in processes_mentioning(&dir.display().to_string()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    unmount_below(dir);
+    for parent in parents {
+        for controller in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(controller.path().join(parent.trim_start_matches('/')));
+        }
+    }
+}
+
 /// Unmounts every mount at or below `dir`, deepest first.
 pub fn unmount_below(dir: &Path) {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -274,33 +307,6 @@ impl Drop for TestDaemon {
                 self.log()
             );
         }
-        // Containers and shims a failed test left: the runtime deletes the
-        // containers (and their cgroups), then the shims go.
-        let runc_root = self.path("runc");
-        for entry in std::fs::read_dir(&runc_root)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let _ = Command::new("runc")
-                .arg("--root")
-                .arg(&runc_root)
-                .args(["delete", "--force"])
-                .arg(entry.file_name())
-                .output();
-        }
-        for pid in processes_mentioning(&self.dir.path().display().to_string()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        unmount_below(self.dir.path());
-        // This test process's cgroup parent, once empty.
-        let parent = crate::pods::test_cgroup_parent();
-        for controller in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let _ = std::fs::remove_dir(controller.path().join(parent.trim_start_matches('/')));
-        }
+        tear_down(self.dir.path(), &[crate::pods::test_cgroup_parent()]);
     }
 }

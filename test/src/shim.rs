@@ -14,7 +14,7 @@ use crio_api::task::{self, Events, TaskClient, ttrpc};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::daemon::{processes_mentioning, unmount_below};
+use crate::daemon::{processes_mentioning, tear_down};
 
 /// An event the shim published: its topic and the decoded container id and
 /// exit status where the event has them.
@@ -257,31 +257,9 @@ pub fn ctx() -> ttrpc::context::Context {
 
 impl Drop for ShimWorld {
     fn drop(&mut self) {
-        let runc_root = self.path("runc");
-        for entry in std::fs::read_dir(&runc_root)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let _ = Command::new("runc")
-                .arg("--root")
-                .arg(&runc_root)
-                .args(["delete", "--force"])
-                .arg(entry.file_name())
-                .output();
-        }
-        for pid in processes_mentioning(&self.dir.path().display().to_string()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        unmount_below(self.dir.path());
-        for parent in [cgroup_parent(), crate::pods::test_cgroup_parent()] {
-            for controller in std::fs::read_dir("/sys/fs/cgroup")
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let _ = std::fs::remove_dir(controller.path().join(parent.trim_start_matches('/')));
-            }
-        }
+        tear_down(
+            self.dir.path(),
+            &[cgroup_parent(), crate::pods::test_cgroup_parent()],
+        );
     }
 }

@@ -196,16 +196,7 @@ pub async fn serve_remotecommand<S>(
         Session::Exec(r) => (r.stdin, r.stdout, r.stderr && !r.tty),
         Session::Attach(r) => (r.stdin, r.stdout, r.stderr && !r.tty),
     };
-    let (mut sink, mut stream) = ws.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(m) = out_rx.recv().await {
-            if sink.send(m).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let (mut stream, out_tx, writer) = split_with_writer(ws);
     let (stdin_w, stdin_r) = split_pipe(wants_stdin);
     let (stdout_w, stdout_r) = split_pipe(wants_stdout);
     let (stderr_w, stderr_r) = split_pipe(wants_stderr);
@@ -284,6 +275,33 @@ pub async fn serve_remotecommand<S>(
     reader.abort();
 }
 
+type Incoming<S> = futures_util::stream::SplitStream<WebSocketStream<S>>;
+
+/// The socket's incoming half, a sender of outgoing messages, and the task
+/// that writes them (and closes the socket once every sender is gone).
+fn split_with_writer<S>(
+    ws: WebSocketStream<S>,
+) -> (
+    Incoming<S>,
+    mpsc::Sender<Message>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, stream) = ws.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(m) = out_rx.recv().await {
+            if sink.send(m).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    (stream, out_tx, writer)
+}
+
 type PipePair = (
     Option<tokio::io::DuplexStream>,
     Option<tokio::io::DuplexStream>,
@@ -310,16 +328,7 @@ pub async fn serve_port_forward<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let proto = Protocol::of("v4.channel.k8s.io");
-    let (mut sink, mut stream) = ws.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(m) = out_rx.recv().await {
-            if sink.send(m).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let (mut stream, out_tx, writer) = split_with_writer(ws);
     let mut inputs = Vec::new();
     let mut sessions = Vec::new();
     for (i, port) in ports.iter().copied().enumerate() {
