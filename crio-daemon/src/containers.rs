@@ -62,6 +62,9 @@ pub struct ContainerRecord {
     pub message: String,
     /// The log file.
     pub log_path: String,
+    /// The signal that stops it (the image's StopSignal; 0: SIGTERM).
+    #[serde(default)]
+    pub stop_signal: u32,
 }
 
 impl ContainerRecord {
@@ -467,6 +470,8 @@ impl Containers {
         ] {
             spec.annotations.insert(key.into(), on.to_string());
         }
+        let stop_signal = crio_spec::stop_signal(&image.config)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let json = serde_json::to_vec_pretty(&spec).map_err(internal)?;
         std::fs::write(bundle.join("config.json"), json).map_err(internal)?;
 
@@ -485,6 +490,7 @@ impl Containers {
             oom_killed: false,
             message: String::new(),
             log_path,
+            stop_signal,
         };
         let client = shims
             .ensure(&pod.id, &pod_dir, &cgroup_parent)
@@ -646,7 +652,8 @@ impl Containers {
         Ok(r)
     }
 
-    /// StopContainer: SIGTERM, SIGKILL after `timeout` seconds; idempotent.
+    /// StopContainer: the image's stop signal (SIGTERM by default), SIGKILL
+    /// after `timeout` seconds; idempotent.
     pub async fn stop(
         &self,
         pods: &Pods,
@@ -685,8 +692,13 @@ impl Containers {
             id: r.id.clone(),
             ..Default::default()
         };
+        let signal = if r.stop_signal == 0 {
+            15
+        } else {
+            r.stop_signal
+        };
         client
-            .kill(ctx(), &kill(15))
+            .kill(ctx(), &kill(signal))
             .await
             .map_err(|e| task_error("kill task", e))?;
         let grace = Duration::from_secs(timeout.max(0) as u64);

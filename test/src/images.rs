@@ -84,7 +84,8 @@ pub struct StandardImages {
     pub user: Pushed,
     /// `ENTRYPOINT ["/bin/echo", "entry"]`, `CMD ["from-cmd"]`.
     pub entrypoint: Pushed,
-    /// `ENV GREETING=hello`, `WORKDIR /work`, Docker schema 2 manifest.
+    /// `ENV GREETING=hello`, `WORKDIR /work`, `STOPSIGNAL SIGUSR1`, Docker
+    /// schema 2 manifest.
     pub env: Pushed,
     /// `VOLUME /data`.
     pub volume: Pushed,
@@ -172,6 +173,7 @@ pub fn push_standard_images(registry: &Registry) -> Result<StandardImages> {
         env: env_base(&["GREETING=hello"]),
         cmd: sh.clone(),
         working_dir: Some("/work".into()),
+        stop_signal: Some("SIGUSR1".into()),
         ..RunConfig::default()
     });
     env_image.flavour = Flavour::Docker;

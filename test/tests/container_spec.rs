@@ -260,3 +260,37 @@ async fn bad_requests_name_the_field_and_leave_nothing() {
     assert!(!mounts.contains(&ours));
     remove_pod(&mut s.client, &pod_id).await;
 }
+
+#[tokio::test]
+async fn stop_sends_the_image_stop_signal_first() {
+    let mut s = setup().await;
+    let image = s.images.env.reference.clone();
+    crio_test::cri::pull(&mut s.client, &image).await.unwrap();
+    let pod_id = run_pod(&mut s.client, pod_config("stopsig", POD, POD)).await;
+    let trap = "trap 'exit 42' USR1; while :; do sleep 0.1; done";
+    let id = start(
+        &mut s.client,
+        &pod_id,
+        container("trapper", &image, &["sh", "-c", trap]),
+    )
+    .await;
+    // The trap is set once the loop runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !out(&mut s.client, &id, "ps").await.contains("sleep") {
+        assert!(std::time::Instant::now() < deadline, "the loop never ran");
+    }
+    s.client
+        .runtime
+        .stop_container(crio_api::cri::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 30,
+        })
+        .await
+        .unwrap();
+    let st = crio_test::containers::wait_exited(&mut s.client, &id).await;
+    assert_eq!(
+        st.exit_code, 42,
+        "SIGUSR1 (the image's STOPSIGNAL) was not sent"
+    );
+    remove_pod(&mut s.client, &pod_id).await;
+}

@@ -341,6 +341,37 @@ pub fn process_user(
     ))
 }
 
+/// The signal that stops a container of `image` (its `StopSignal`:
+/// `SIGUSR1`, `USR1` or `10`); SIGTERM when it names none. An unknown name
+/// is an error naming it.
+pub fn stop_signal(image: &Value) -> Result<u32, SpecError> {
+    const NAMES: [&str; 31] = [
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+        "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+        "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+    ];
+    let Some(text) = image["config"]["StopSignal"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(15);
+    };
+    let invalid = || SpecError::Invalid {
+        field: "image StopSignal".into(),
+        reason: format!("{text:?} is not a signal"),
+    };
+    if let Ok(n) = text.parse::<u32>() {
+        return (1..=64).contains(&n).then_some(n).ok_or_else(invalid);
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    NAMES
+        .iter()
+        .position(|n| *n == name)
+        .map(|i| i as u32 + 1)
+        .ok_or_else(invalid)
+}
+
 /// The OCI resources (memory, CPU, hugepages, unified) of CRI container
 /// resources; what CreateContainer and UpdateContainerResources apply.
 pub fn resources_of(resources: &LinuxContainerResources) -> Resources {

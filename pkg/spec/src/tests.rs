@@ -370,3 +370,16 @@ fn mounts_with_propagation() {
     assert_eq!(m.options, ["rbind", "rslave", "ro"]);
     assert_eq!(spec.linux.rootfs_propagation, "rslave");
 }
+
+#[test]
+fn stop_signals_from_the_image() {
+    let image = |s: &str| serde_json::json!({"config": {"StopSignal": s}});
+    assert_eq!(stop_signal(&serde_json::json!({})).unwrap(), 15);
+    assert_eq!(stop_signal(&image("SIGUSR1")).unwrap(), 10);
+    assert_eq!(stop_signal(&image("quit")).unwrap(), 3);
+    assert_eq!(stop_signal(&image("SIGWINCH")).unwrap(), 28);
+    assert_eq!(stop_signal(&image("9")).unwrap(), 9);
+    let err = stop_signal(&image("SIGNOPE")).unwrap_err().to_string();
+    assert!(err.contains("SIGNOPE"), "{err}");
+    assert!(stop_signal(&image("0")).is_err());
+}
