@@ -422,6 +422,7 @@ impl Containers {
                 .contains(&kind)
                 .then(|| crio_network::netns::pin_path(ns_dir, kind, &pod.id))
         };
+        let config = &self.with_image_volumes(config, image, &rootfs, &store)?;
         let mut host = self.host.clone();
         host.passwd = crio_spec::user::read_in_root(&rootfs, "/etc/passwd");
         host.group = crio_spec::user::read_in_root(&rootfs, "/etc/group");
@@ -507,6 +508,44 @@ impl Containers {
             .await
             .map_err(|e| task_error("create task", e))?;
         self.save_new(&record)
+    }
+
+    /// The image's VOLUMEs per `image_volumes`: "mkdir" makes them in the
+    /// rootfs (the writable layer), "bind" mounts a fresh directory of the
+    /// container's there, "ignore" does neither; a path the request mounts
+    /// itself is left to that mount.
+    fn with_image_volumes(
+        &self,
+        config: &ContainerConfig,
+        image: &crio_storage::ImageRecord,
+        rootfs: &Path,
+        store: &Path,
+    ) -> Result<ContainerConfig, Status> {
+        let mut config = config.clone();
+        for (i, volume) in crio_spec::image_volumes(&image.config).iter().enumerate() {
+            if config.mounts.iter().any(|m| m.container_path == *volume) {
+                continue;
+            }
+            match self.defaults.image_volumes.as_str() {
+                "mkdir" => {
+                    let dir = crio_spec::user::scoped(rootfs, volume);
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| internal(format!("image volume {volume}: {e}")))?;
+                }
+                "bind" => {
+                    let dir = store.join("volumes").join(i.to_string());
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| internal(format!("image volume {volume}: {e}")))?;
+                    config.mounts.push(crio_api::cri::Mount {
+                        container_path: volume.clone(),
+                        host_path: dir.display().to_string(),
+                        ..Default::default()
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(config)
     }
 
     /// Removes what a failed create left.

@@ -294,3 +294,28 @@ async fn stop_sends_the_image_stop_signal_first() {
     );
     remove_pod(&mut s.client, &pod_id).await;
 }
+
+#[tokio::test]
+async fn image_volumes_exist_in_the_container() {
+    let mut s = setup().await;
+    let image = s.images.volume.reference.clone();
+    crio_test::cri::pull(&mut s.client, &image).await.unwrap();
+    let pod_id = run_pod(&mut s.client, pod_config("volumes", POD, POD)).await;
+    let id = start(
+        &mut s.client,
+        &pod_id,
+        container("vol", &image, &["sleep", "1000"]),
+    )
+    .await;
+    // image_volumes = "mkdir" (the default): a writable directory.
+    assert_eq!(
+        out(
+            &mut s.client,
+            &id,
+            "test -d /data && touch /data/ok && echo yes"
+        )
+        .await,
+        "yes"
+    );
+    remove_pod(&mut s.client, &pod_id).await;
+}

@@ -341,6 +341,16 @@ pub fn process_user(
     ))
 }
 
+/// The image's `Volumes` (container paths), sorted.
+pub fn image_volumes(image: &Value) -> Vec<String> {
+    let mut v: Vec<String> = image["config"]["Volumes"]
+        .as_object()
+        .map(|m| m.keys().filter(|k| k.starts_with('/')).cloned().collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// The signal that stops a container of `image` (its `StopSignal`:
 /// `SIGUSR1`, `USR1` or `10`); SIGTERM when it names none. An unknown name
 /// is an error naming it.

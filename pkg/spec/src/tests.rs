@@ -383,3 +383,11 @@ fn stop_signals_from_the_image() {
     assert!(err.contains("SIGNOPE"), "{err}");
     assert!(stop_signal(&image("0")).is_err());
 }
+
+#[test]
+fn image_volumes_are_absolute_paths_in_order() {
+    let image =
+        serde_json::json!({"config": {"Volumes": {"/var/lib/b": {}, "/a": {}, "relative": {}}}});
+    assert_eq!(image_volumes(&image), ["/a", "/var/lib/b"]);
+    assert!(image_volumes(&serde_json::json!({})).is_empty());
+}
