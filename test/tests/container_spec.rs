@@ -319,3 +319,66 @@ async fn image_volumes_exist_in_the_container() {
     );
     remove_pod(&mut s.client, &pod_id).await;
 }
+
+#[tokio::test]
+async fn host_to_container_propagation_shows_later_host_mounts() {
+    use nix::mount::{MsFlags, mount};
+    let mut s = setup().await;
+    // A shared mount point on the host (cleaned up with the daemon's dir).
+    let source = s.world.daemon.path("propagated");
+    std::fs::create_dir_all(&source).unwrap();
+    mount(
+        Some(&source),
+        &source,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    mount(
+        None::<&str>,
+        &source,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .unwrap();
+    let pod_id = run_pod(&mut s.client, pod_config("propagation", POD, POD)).await;
+    let mut config = container("seer", &s.images.busybox.reference, &["sleep", "1000"]);
+    config.mounts = vec![
+        Mount {
+            container_path: "/slave".into(),
+            host_path: source.display().to_string(),
+            propagation: crio_api::cri::MountPropagation::PropagationHostToContainer as i32,
+            ..Default::default()
+        },
+        Mount {
+            container_path: "/private".into(),
+            host_path: source.display().to_string(),
+            ..Default::default()
+        },
+    ];
+    let id = start(&mut s.client, &pod_id, config).await;
+    // Mounted on the host after the container started.
+    let later = source.join("later");
+    std::fs::create_dir_all(&later).unwrap();
+    mount(
+        Some("tmpfs"),
+        &later,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    std::fs::write(later.join("marker"), "propagated").unwrap();
+    assert_eq!(
+        out(&mut s.client, &id, "cat /slave/later/marker").await,
+        "propagated"
+    );
+    let (_, private, _) = exec(&mut s.client, &id, "cat /private/later/marker").await;
+    assert_ne!(
+        private, "propagated",
+        "a private mount received a host mount"
+    );
+    remove_pod(&mut s.client, &pod_id).await;
+}
