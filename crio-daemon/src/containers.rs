@@ -65,6 +65,9 @@ pub struct ContainerRecord {
     /// The signal that stops it (the image's StopSignal; 0: SIGTERM).
     #[serde(default)]
     pub stop_signal: u32,
+    /// The pod's infra container (holds a shared PID namespace; not listed).
+    #[serde(default)]
+    pub infra: bool,
 }
 
 impl ContainerRecord {
@@ -206,6 +209,45 @@ fn sweep_orphans(
     }
 }
 
+/// The infra container's configuration: named `POD` (CRI-O's
+/// `k8s_POD_…`), the pause image, a PID namespace of its own (which the
+/// pod's containers join), a read-only rootfs, no log.
+fn infra_config(pod: &PodRecord, image_id: &str, command: &str) -> ContainerConfig {
+    use crio_api::cri::{
+        ImageSpec, LinuxContainerConfig, LinuxContainerSecurityContext, NamespaceMode,
+        NamespaceOption,
+    };
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: "POD".into(),
+            attempt: pod.metadata().attempt,
+        }),
+        image: Some(ImageSpec {
+            image: image_id.into(),
+            ..Default::default()
+        }),
+        command: if command.is_empty() {
+            Vec::new()
+        } else {
+            vec![command.into()]
+        },
+        labels: pod.config.labels.clone(),
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    pid: NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                readonly_rootfs: true,
+                no_new_privs: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// The capabilities this process may grant (its bounding set).
 fn bounding_set() -> Vec<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -297,9 +339,11 @@ impl Containers {
         atomic::write(&dir.join("record.json"), &data).map_err(internal)
     }
 
-    /// Every record.
+    /// Every container but infra containers.
     pub fn list(&self) -> Vec<ContainerRecord> {
-        self.records.list()
+        let mut all = self.records.list();
+        all.retain(|r| !r.infra);
+        all
     }
 
     /// A record by ID or unique prefix.
@@ -324,6 +368,82 @@ impl Containers {
         shims: &Shims,
         pod_id: &str,
         config: ContainerConfig,
+    ) -> Result<String, Status> {
+        self.create_as(pods, images, shims, pod_id, config, false)
+            .await
+    }
+
+    /// Creates and starts the infra container of a pod whose containers
+    /// share its PID namespace (CRI-O's `drop_infra_ctr` behaviour): the
+    /// pause image (pulled and pinned when absent) running `pause_command`
+    /// (the image's own command when empty) as the namespace's PID 1.
+    pub async fn run_infra(
+        &self,
+        pods: &Pods,
+        images: &Images,
+        shims: &Shims,
+        pod: &PodRecord,
+        image: &crio_config::ImageConfig,
+    ) -> Result<(), Status> {
+        let lock = self.lock_of(&format!("infra-{}", pod.id));
+        let _held = lock.lock().await;
+        if self.infra_of(&pod.id).is_some() {
+            return Ok(());
+        }
+        let pause = match images.find(&image.pause_image) {
+            Some(found) => found,
+            None => images
+                .pull(&image.pause_image, None, true)
+                .await
+                .map_err(|e| {
+                    Status::new(
+                        e.code(),
+                        format!("pause_image {:?}: {}", image.pause_image, e.message()),
+                    )
+                })?,
+        };
+        let id = self
+            .create_as(
+                pods,
+                images,
+                shims,
+                &pod.id,
+                infra_config(pod, &pause.id, &image.pause_command),
+                true,
+            )
+            .await?;
+        self.start(pods, shims, &id).await
+    }
+
+    /// The infra container of a pod, if it has one.
+    pub fn infra_of(&self, pod_id: &str) -> Option<ContainerRecord> {
+        self.records
+            .list()
+            .into_iter()
+            .find(|r| r.infra && r.pod_id == pod_id)
+    }
+
+    /// `/proc/<pid>/ns/pid` of the pod's running infra container.
+    async fn pod_pidns(&self, pods: &Pods, shims: &Shims, pod_id: &str) -> Option<PathBuf> {
+        let infra = self.infra_of(pod_id)?;
+        let client = self.client(pods, shims, &infra).await.ok()?;
+        let req = task::StateRequest {
+            id: infra.id.clone(),
+            ..Default::default()
+        };
+        let state = client.state(ctx(), &req).await.ok()?;
+        (state.status.enum_value_or_default() == task::Status::RUNNING && state.pid > 0)
+            .then(|| PathBuf::from(format!("/proc/{}/ns/pid", state.pid)))
+    }
+
+    async fn create_as(
+        &self,
+        pods: &Pods,
+        images: &Images,
+        shims: &Shims,
+        pod_id: &str,
+        config: ContainerConfig,
+        infra: bool,
     ) -> Result<String, Status> {
         let pod = pods
             .get(pod_id)
@@ -376,6 +496,7 @@ impl Containers {
                 &config,
                 &image,
                 &image_name,
+                infra,
             )
             .await;
         if let Err(e) = &result {
@@ -397,6 +518,7 @@ impl Containers {
         config: &ContainerConfig,
         image: &crio_storage::ImageRecord,
         image_name: &str,
+        infra: bool,
     ) -> Result<(), Status> {
         let store = self.records_dir.join(id);
         let (upper, work) = (store.join("upper"), store.join("work"));
@@ -444,7 +566,7 @@ impl Containers {
                 netns: pin(crio_network::netns::Kind::Net),
                 ipcns: pin(crio_network::netns::Kind::Ipc),
                 utsns: pin(crio_network::netns::Kind::Uts),
-                pidns: None,
+                pidns: self.pod_pidns(pods, shims, &pod.id).await,
                 cgroup_parent: cgroup_parent.clone(),
             },
             defaults: &self.defaults,
@@ -492,6 +614,7 @@ impl Containers {
             message: String::new(),
             log_path,
             stop_signal,
+            infra,
         };
         let client = shims
             .ensure(&pod.id, &pod_dir, &cgroup_parent)
@@ -1050,7 +1173,7 @@ impl Containers {
         self.records_dir.join(id).join("upper")
     }
 
-    /// The containers of a pod.
+    /// The containers of a pod, its infra container excepted.
     pub fn of_pod(&self, pod_id: &str) -> Vec<ContainerRecord> {
         self.list()
             .into_iter()

@@ -49,6 +49,18 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// The systemd cgroup driver needs systemd as init (`systemd_dir` is
+/// `/run/systemd/system`, there when it is): refused early, naming the key.
+fn check_cgroup_manager(manager: &str, systemd_dir: &Path) -> Result<()> {
+    if manager == "systemd" && !systemd_dir.is_dir() {
+        anyhow::bail!(
+            "crio.runtime.cgroup_manager = \"systemd\" needs systemd running as init ({} is missing); use \"cgroupfs\"",
+            systemd_dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Prepares the host side (runtime binaries, shim, directories), then serves
 /// the CRI until a stop signal arrives.
 async fn serve(loaded: crio_config::Loaded) -> Result<()> {
@@ -68,6 +80,10 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
             ),
         }
     }
+    check_cgroup_manager(
+        &config.runtime.cgroup_manager,
+        Path::new("/run/systemd/system"),
+    )?;
     for dir in [&config.root, &config.runroot] {
         create_private_dir(dir)?;
     }
@@ -91,6 +107,7 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
                 h.runtime_path.clone(),
                 h.runtime_root.clone(),
                 &config.runroot,
+                config.runtime.cgroup_manager == "systemd",
             )
             .await
             .map_err(anyhow::Error::msg)?,
@@ -274,4 +291,22 @@ async fn start_streaming(state: &Arc<State>) -> Result<crio_streaming::Server> {
         .context("start the streaming server")?;
     tracing::info!(address = %server.local_addr(), "streaming server listening");
     Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_driver_needs_systemd() {
+        let tmp = std::env::temp_dir().join(format!("crio-systemd-{}", std::process::id()));
+        let err = check_cgroup_manager("systemd", &tmp)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("crio.runtime.cgroup_manager") && err.contains("missing"));
+        assert!(check_cgroup_manager("cgroupfs", &tmp).is_ok());
+        std::fs::create_dir_all(&tmp).unwrap();
+        assert!(check_cgroup_manager("systemd", &tmp).is_ok());
+        std::fs::remove_dir(&tmp).unwrap();
+    }
 }

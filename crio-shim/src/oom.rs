@@ -6,22 +6,19 @@
 
 use std::path::{Path, PathBuf};
 
-/// The memory cgroup directory of a bundle's container (cgroupfs paths
-/// only: systemd `slice:prefix:name` paths are not resolved).
+/// The memory cgroup directory of a bundle's container (systemd
+/// `slice:prefix:name` paths resolved to where systemd puts them).
 pub fn memory_cgroup(bundle: &Path, cgroup_root: &Path) -> Option<PathBuf> {
     let spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(bundle.join("config.json")).ok()?).ok()?;
-    let path = spec["linux"]["cgroupsPath"].as_str()?;
-    if !path.starts_with('/') {
-        return None;
-    }
+    let path = crio_cgroups::cgroupfs_path(spec["linux"]["cgroupsPath"].as_str()?);
     let v1 = cgroup_root.join("memory");
     let base = if v1.is_dir() {
         v1
     } else {
         cgroup_root.to_path_buf()
     };
-    Some(base.join(path.trim_start_matches('/')))
+    Some(base.join(path.strip_prefix("/").unwrap_or(&path)))
 }
 
 /// The `oom_kill` count of a memory cgroup (v1 or v2 file), 0 if unknown.
@@ -144,7 +141,10 @@ mod tests {
             r#"{"linux": {"cgroupsPath": "system.slice:crio:c1"}}"#,
         )
         .unwrap();
-        assert_eq!(memory_cgroup(&bundle, &tmp), None);
+        assert_eq!(
+            memory_cgroup(&bundle, &tmp),
+            Some(tmp.join("memory/system.slice/crio-c1.scope"))
+        );
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }

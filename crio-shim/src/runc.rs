@@ -29,11 +29,13 @@ pub async fn exit_of(sub: Subscription, pid: i32) -> i32 {
 }
 
 /// The runtime binary and its state root, from the environment the daemon
-/// starts the shim with (`CRIO_RUNTIME`, `CRIO_RUNTIME_ROOT`).
+/// starts the shim with (`CRIO_RUNTIME`, `CRIO_RUNTIME_ROOT`, and
+/// `CRIO_SYSTEMD_CGROUP=1` for the systemd cgroup driver).
 #[derive(Debug, Clone)]
 pub struct Runc {
     binary: PathBuf,
     root: PathBuf,
+    systemd_cgroup: bool,
 }
 
 /// What a runtime command did.
@@ -57,6 +59,7 @@ impl Runc {
             root: std::env::var_os("CRIO_RUNTIME_ROOT")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| "/run/runc".into()),
+            systemd_cgroup: std::env::var_os("CRIO_SYSTEMD_CGROUP").is_some_and(|v| v == "1"),
         }
     }
 
@@ -67,7 +70,11 @@ impl Runc {
             .await
             .map_err(std::io::Error::other)?;
         let mut cmd = tokio::process::Command::new(&self.binary);
-        cmd.arg("--root").arg(&self.root).args(args);
+        cmd.arg("--root").arg(&self.root);
+        if self.systemd_cgroup {
+            cmd.arg("--systemd-cgroup");
+        }
+        cmd.args(args);
         let capture = stdio.is_none();
         match stdio {
             Some(io) => {

@@ -5,8 +5,8 @@ use std::process::Command;
 
 use anyhow::Result;
 use crio_api::cri::{
-    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption, PodSandboxConfig,
-    PodSandboxMetadata,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxMetadata,
 };
 
 use crate::TestDaemon;
@@ -30,12 +30,17 @@ impl PodWorld {
 
     /// Like [`PodWorld::start`], for a daemon that pulls from `registry`.
     pub fn start_with_registry(registry: &crate::Registry) -> Result<Self> {
+        Self::start_with_registry_and(registry, "")
+    }
+
+    /// Like [`PodWorld::start_with_registry`], with more `[crio.image]` text.
+    pub fn start_with_registry_and(registry: &crate::Registry, image_toml: &str) -> Result<Self> {
         let (bridge, prefix) = Self::names();
         let conflist = bridge_conflist(&bridge, &prefix);
         let daemon = crate::world::daemon_for(
             registry,
             "",
-            "",
+            image_toml,
             &[("net.d/10-crio-test.conflist", &conflist)],
         )?;
         Ok(Self {
@@ -122,9 +127,12 @@ pub fn pod_config(name: &str, network: i32, ipc: i32) -> PodSandboxConfig {
         linux: Some(LinuxPodSandboxConfig {
             cgroup_parent: test_cgroup_parent(),
             security_context: Some(LinuxSandboxSecurityContext {
+                // Like kubelet: containers keep their own PID namespace
+                // unless the pod shares one.
                 namespace_options: Some(NamespaceOption {
                     network,
                     ipc,
+                    pid: NamespaceMode::Container as i32,
                     ..NamespaceOption::default()
                 }),
                 ..LinuxSandboxSecurityContext::default()

@@ -225,7 +225,7 @@ async fn crioctl_container_verbs() {
     std::fs::write(
         &pod,
         format!(
-            "metadata:\n  name: cli\n  namespace: default\n  uid: cli-uid\nlog_directory: {}\nlinux:\n  cgroup_parent: {}\n",
+            "metadata:\n  name: cli\n  namespace: default\n  uid: cli-uid\nlog_directory: {}\nlinux:\n  cgroup_parent: {}\n  security_context:\n    namespace_options:\n      pid: 1\n",
             d.path("logs-cli").display(),
             crio_test::pods::test_cgroup_parent()
         ),
@@ -649,4 +649,150 @@ async fn a_killed_shim_leaves_its_containers_exited_and_the_pod_removable() {
             .containers
             .is_empty()
     );
+}
+
+/// IDs and init pids of the daemon's runc containers.
+fn runc_containers(dir: &Path) -> Vec<(String, u32)> {
+    let out = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(dir.join("runc"))
+        .args(["list", "--format", "json"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] == "running")
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or_default().to_string(),
+                c["pid"].as_u64().unwrap_or_default() as u32,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_pid_namespace_gets_an_infra_process_and_only_then() {
+    use crio_api::cri::{ExecSyncRequest, ListImagesRequest};
+    let registry = Registry::start().unwrap();
+    let images = push_standard_images(&registry).unwrap();
+    let world = PodWorld::start_with_registry_and(
+        &registry,
+        &format!("pause_image = \"{}\"\n", images.pause.reference),
+    )
+    .unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    crio_test::cri::pull(&mut client, &images.busybox.reference)
+        .await
+        .unwrap();
+    let dir = world.daemon.path("");
+
+    // A pod of its own PID namespaces: no infra process.
+    let own = run_pod(&mut client, pod_config("own", POD, POD)).await;
+    assert!(runc_containers(&dir).is_empty());
+
+    // A pod sharing one: the pause image is pulled (and pinned), and its
+    // process holds the namespace.
+    let mut config = pod_config("shared", POD, POD);
+    let sc = config.linux.as_mut().unwrap().security_context.as_mut();
+    sc.unwrap().namespace_options.as_mut().unwrap().pid = POD;
+    let shared = run_pod(&mut client, config).await;
+    let infra = runc_containers(&dir);
+    assert_eq!(infra.len(), 1, "{infra:?}");
+    let (infra_id, infra_pid) = infra[0].clone();
+    let cmdline = std::fs::read(format!("/proc/{infra_pid}/cmdline")).unwrap();
+    assert!(String::from_utf8_lossy(&cmdline).contains("/pause"));
+    let listed = client
+        .image
+        .list_images(ListImagesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    let pause = listed
+        .iter()
+        .find(|i| i.repo_tags.contains(&images.pause.reference))
+        .expect("the pause image was pulled");
+    assert!(pause.pinned);
+
+    let sharing = |name: &str, command: &[&str]| {
+        let mut c = container(name, &images.busybox.reference, command);
+        c.linux = Some(crio_api::cri::LinuxContainerConfig {
+            security_context: Some(crio_api::cri::LinuxContainerSecurityContext {
+                namespace_options: Some(crio_api::cri::NamespaceOption {
+                    pid: POD,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c
+    };
+    let mut ids = Vec::new();
+    for (name, secs) in [("a", "600"), ("b", "601")] {
+        let id = create(&mut client, &shared, sharing(name, &["sleep", secs]))
+            .await
+            .unwrap();
+        client
+            .runtime
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let r = client
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: ids[1].clone(),
+            cmd: vec!["ps".into(), "-o".into(), "pid,args".into()],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ps = String::from_utf8_lossy(&r.stdout);
+    let pid1 = ps.lines().find(|l| l.trim_start().starts_with("1 "));
+    assert!(
+        pid1.is_some_and(|l| l.contains("/pause")),
+        "PID 1 is not the infra process:\n{ps}"
+    );
+    assert!(ps.contains("sleep 600") && ps.contains("sleep 601"), "{ps}");
+    // The infra container is not one of the pod's listed containers.
+    let listed = client
+        .runtime
+        .list_containers(ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|c| c.id != infra_id));
+
+    // Stopping the pod ends every process, the infra one last; removing
+    // it leaves no runtime container.
+    client
+        .runtime
+        .stop_pod_sandbox(crio_api::cri::StopPodSandboxRequest {
+            pod_sandbox_id: shared.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(runc_containers(&dir).is_empty());
+    assert!(!Path::new(&format!("/proc/{infra_pid}")).exists());
+    for pod in [&shared, &own] {
+        crio_test::containers::remove_pod(&mut client, pod).await;
+    }
+    let left = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(dir.join("runc"))
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "");
 }

@@ -105,6 +105,9 @@ async fn containers_outlive_a_kill_and_an_upgraded_daemon_adopts_them() {
     let next = tempfile::tempdir().unwrap();
     let binary = next.path().join("crio-next");
     std::fs::copy(crio_test::bins::bin("crio"), &binary).unwrap();
+    // Installed with its shim beside it, as a package would.
+    let shim = "containerd-shim-crio-v2";
+    std::fs::copy(crio_test::bins::bin(shim), next.path().join(shim)).unwrap();
     s.world.daemon.set_binary(binary);
     s.world.daemon.spawn().unwrap();
     let mut client = s.world.daemon.client().await.unwrap();

@@ -370,7 +370,7 @@ async fn crioctl_pod_verbs() {
     let world = PodWorld::start().unwrap();
     let d = &world.daemon;
     let file = d.path("pod.yaml");
-    std::fs::write(&file, "metadata:\n  name: cli\n  namespace: default\n  uid: cli-uid\nhostname: cli\nlabels:\n  tier: front\n").unwrap();
+    std::fs::write(&file, "metadata:\n  name: cli\n  namespace: default\n  uid: cli-uid\nhostname: cli\nlabels:\n  tier: front\nlinux:\n  security_context:\n    namespace_options:\n      pid: 1\n").unwrap();
     let run = |args: &[&str]| {
         let out = d.crioctl(args).unwrap();
         assert!(

@@ -75,6 +75,24 @@ impl RuntimeApi {
     }
 }
 
+/// A pod's containers, its infra container (if any) last.
+fn with_infra_last(st: &State, pod_id: &str) -> Vec<crate::containers::ContainerRecord> {
+    let mut all = st.containers.of_pod(pod_id);
+    all.extend(st.containers.infra_of(pod_id));
+    all
+}
+
+/// RemovePodSandbox: its containers (infra last), its shim, then the pod.
+async fn remove_pod(st: &State, shims: &crate::shim::Shims, id: &str) -> Result<(), tonic::Status> {
+    if let Some(pod) = st.pods.get(id) {
+        for c in with_infra_last(st, &pod.id) {
+            st.containers.remove(&st.pods, shims, &c.id).await?;
+        }
+        shims.shutdown(&pod.id, &st.pods.run_dir(&pod.id)).await;
+    }
+    st.pods.remove(id).await
+}
+
 #[tonic::async_trait]
 impl RuntimeService for RuntimeApi {
     async fn version(&self, req: Request<VersionRequest>) -> Rpc<VersionResponse> {
@@ -90,6 +108,29 @@ impl RuntimeService for RuntimeApi {
             .config
             .ok_or_else(|| crio_api::status::invalid_field("config", "is required"))?;
         let id = self.state.pods.run(config, req.runtime_handler).await?;
+        let st = &self.state;
+        let needs_infra =
+            |p: &crate::pods::PodRecord| p.shares_pid() || !st.config.runtime.drop_infra_ctr;
+        if let Some(pod) = st.pods.get(&id).filter(needs_infra) {
+            self.shims()?;
+            // In a task of its own: a kubelet giving up does not cut it short.
+            let st = self.state.clone();
+            let made = tokio::spawn(async move {
+                let Some(shims) = st.shims.as_ref() else {
+                    return Ok(());
+                };
+                let result = st
+                    .containers
+                    .run_infra(&st.pods, &st.images, shims, &pod, &st.config.image)
+                    .await;
+                if result.is_err() {
+                    remove_pod(&st, shims, &pod.id).await?;
+                }
+                result
+            })
+            .await;
+            made.map_err(|e| tonic::Status::internal(format!("infra container: {e}")))??;
+        }
         Ok(Response::new(RunPodSandboxResponse { pod_sandbox_id: id }))
     }
 
@@ -98,15 +139,13 @@ impl RuntimeService for RuntimeApi {
         req: Request<StopPodSandboxRequest>,
     ) -> Rpc<StopPodSandboxResponse> {
         let id = req.get_ref().pod_sandbox_id.clone();
-        if let (Some(pod), Ok(shims)) = (self.state.pods.get(&id), self.shims()) {
-            for c in self.state.containers.of_pod(&pod.id) {
-                self.state
-                    .containers
-                    .stop(&self.state.pods, shims, &c.id, 0)
-                    .await?;
+        let st = &self.state;
+        if let (Some(pod), Ok(shims)) = (st.pods.get(&id), self.shims()) {
+            for c in with_infra_last(st, &pod.id) {
+                st.containers.stop(&st.pods, shims, &c.id, 0).await?;
             }
         }
-        self.state.pods.stop(&id).await?;
+        st.pods.stop(&id).await?;
         Ok(Response::new(StopPodSandboxResponse {}))
     }
 
@@ -115,18 +154,10 @@ impl RuntimeService for RuntimeApi {
         req: Request<RemovePodSandboxRequest>,
     ) -> Rpc<RemovePodSandboxResponse> {
         let id = req.get_ref().pod_sandbox_id.clone();
-        if let (Some(pod), Ok(shims)) = (self.state.pods.get(&id), self.shims()) {
-            for c in self.state.containers.of_pod(&pod.id) {
-                self.state
-                    .containers
-                    .remove(&self.state.pods, shims, &c.id)
-                    .await?;
-            }
-            shims
-                .shutdown(&pod.id, &self.state.pods.run_dir(&pod.id))
-                .await;
+        match self.shims() {
+            Ok(shims) => remove_pod(&self.state, shims, &id).await?,
+            Err(_) => self.state.pods.remove(&id).await?,
         }
-        self.state.pods.remove(&id).await?;
         Ok(Response::new(RemovePodSandboxResponse {}))
     }
 

@@ -69,6 +69,12 @@ impl PodRecord {
         self.config.metadata.clone().unwrap_or_default()
     }
 
+    /// Whether its containers share one PID namespace (held by an infra
+    /// container): the pod's PID mode is POD.
+    pub fn shares_pid(&self) -> bool {
+        self.namespace_options().pid == NamespaceMode::Pod as i32
+    }
+
     /// Namespace options as requested.
     pub fn namespace_options(&self) -> crio_api::cri::NamespaceOption {
         namespace_options(&self.config)

@@ -47,6 +47,7 @@ pub struct Shims {
     binary: PathBuf,
     runtime: PathBuf,
     runtime_root: PathBuf,
+    systemd_cgroup: bool,
     socket_dir: PathBuf,
     events: PathBuf,
     clients: Mutex<HashMap<String, TaskClient>>,
@@ -77,12 +78,14 @@ fn ttrpc_err(what: &str, e: impl std::fmt::Display) -> String {
 
 impl Shims {
     /// Serves the events endpoint under `runroot` and prepares to start
-    /// `binary` with the given OCI runtime.
+    /// `binary` with the given OCI runtime (its systemd cgroup driver with
+    /// `systemd_cgroup`).
     pub async fn start(
         binary: PathBuf,
         runtime: PathBuf,
         runtime_root: PathBuf,
         runroot: &Path,
+        systemd_cgroup: bool,
     ) -> Result<Self, String> {
         let socket_dir = runroot.join("shims");
         std::fs::create_dir_all(&socket_dir).map_err(|e| ttrpc_err("create shims dir", e))?;
@@ -101,6 +104,7 @@ impl Shims {
             binary,
             runtime,
             runtime_root,
+            systemd_cgroup,
             socket_dir,
             events,
             clients: Mutex::default(),
@@ -168,6 +172,10 @@ impl Shims {
             .env("CRIO_RUNTIME", &self.runtime)
             .env("CRIO_RUNTIME_ROOT", &self.runtime_root)
             .env("CRIO_SHIM_CGROUP", shim_cgroup(cgroup))
+            .env(
+                "CRIO_SYSTEMD_CGROUP",
+                if self.systemd_cgroup { "1" } else { "0" },
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
