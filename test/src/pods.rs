@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use crio_api::cri::{
     LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
     PodSandboxConfig, PodSandboxMetadata,
@@ -75,6 +75,36 @@ impl PodWorld {
         })
     }
 
+    /// Like [`PodWorld::start`], with a second, IPv6 range (`v6_prefix()`/64)
+    /// in the network, so every pod gets an address of each family, and the
+    /// bandwidth plugin after the bridge.
+    pub fn start_dual_stack() -> Result<Self> {
+        let (bridge, prefix) = Self::names();
+        let mut conflist: serde_json::Value =
+            serde_json::from_str(&bridge_conflist(&bridge, &prefix))?;
+        conflist["plugins"][0]["ipam"]["ranges"]
+            .as_array_mut()
+            .context("ranges")?
+            .push(serde_json::json!([{ "subnet": format!("{}/64", v6_prefix()) }]));
+        conflist["plugins"]
+            .as_array_mut()
+            .context("plugins")?
+            .insert(
+                1,
+                serde_json::json!({"type": "bandwidth", "capabilities": {"bandwidth": true}}),
+            );
+        let daemon = TestDaemon::start_with_files(
+            "",
+            &[],
+            &[("net.d/10-crio-test.conflist", &conflist.to_string())],
+        )?;
+        Ok(Self {
+            daemon,
+            bridge,
+            prefix,
+        })
+    }
+
     /// IP allocations the IPAM store still holds.
     pub fn leases(&self) -> Vec<String> {
         std::fs::read_dir(self.daemon.path("ipam/crio-test"))
@@ -106,6 +136,11 @@ pub fn bridge_conflist(bridge: &str, prefix: &str) -> String {
           {{"type":"portmap","capabilities":{{"portMappings":true}}}},
           {{"type":"loopback"}}]}}"#
     )
+}
+
+/// This process's IPv6 pod subnet prefix, e.g. `fd00:1f2e::`.
+pub fn v6_prefix() -> String {
+    format!("fd00:{:x}::", std::process::id() % 0xffff)
 }
 
 /// The cgroup parent of this test process's pods: its own, so cleaning it up

@@ -581,3 +581,110 @@ async fn update_runtime_config_hands_the_pod_cidr_to_ipam() {
     );
     remove(&mut client, &id).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dual_stack_pods_get_both_addresses_their_bandwidth_and_network_stats() {
+    use crio_api::cri::PodSandboxStatsRequest;
+    let world = PodWorld::start_dual_stack().unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    let mut shaped = pod_config("shaped", POD, POD);
+    shaped
+        .annotations
+        .insert("kubernetes.io/ingress-bandwidth".into(), "1M".into());
+    let a = runp(&mut client, &shaped).await.unwrap();
+    let b = runp(&mut client, &pod_config("plain", POD, POD))
+        .await
+        .unwrap();
+
+    // Both families, IPv4 first; both in /etc/hosts.
+    let v6 = crio_test::pods::v6_prefix();
+    let (sa, info) = status(&mut client, &a).await.unwrap();
+    let net = sa.network.unwrap();
+    assert!(net.ip.starts_with(&format!("{}.", world.prefix)), "{net:?}");
+    assert_eq!(net.additional_ips.len(), 1, "{net:?}");
+    let v6_a = net.additional_ips[0].ip.clone();
+    assert!(v6_a.starts_with(&v6), "{v6_a} not in {v6}/64");
+    let hosts =
+        std::fs::read_to_string(Path::new(info["runDir"].as_str().unwrap()).join("hosts")).unwrap();
+    assert!(hosts.contains(&format!("{v6_a}\tshaped")), "{hosts}");
+    let v6_b = status(&mut client, &b)
+        .await
+        .unwrap()
+        .0
+        .network
+        .unwrap()
+        .additional_ips[0]
+        .ip
+        .clone();
+    let out = in_pod(
+        &netns(&world, &a),
+        &["busybox", "ping", "-6", "-c", "1", "-W", "5", &v6_b],
+    );
+    assert!(
+        out.status.success(),
+        "no IPv6 between pods: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The ingress limit shapes the host side of the shaped pod's link only.
+    let host_side = |info: &serde_json::Value| -> String {
+        info["cniResult"]["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["sandbox"].as_str().is_none_or(str::is_empty))
+            .filter_map(|i| i["name"].as_str())
+            .find(|n| *n != world.bridge)
+            .unwrap()
+            .to_string()
+    };
+    let qdisc = |dev: &str| {
+        let out = Command::new("tc")
+            .args(["qdisc", "show", "dev", dev])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shaped_qdisc = qdisc(&host_side(&info));
+    assert!(
+        shaped_qdisc.contains("tbf") && shaped_qdisc.contains("rate 1Mbit"),
+        "{shaped_qdisc}"
+    );
+    let (_, info_b) = status(&mut client, &b).await.unwrap();
+    assert!(!qdisc(&host_side(&info_b)).contains("tbf"));
+
+    // Network counters of the pod, from its side: the ping went out and back.
+    let stats = client
+        .runtime
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: a.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    let usage = stats.linux.unwrap().network.unwrap();
+    let eth0 = usage.default_interface.unwrap();
+    assert_eq!(eth0.name, "eth0");
+    let bytes = |v: Option<crio_api::cri::UInt64Value>| v.map(|v| v.value).unwrap_or(0);
+    assert!(
+        bytes(eth0.tx_bytes) >= 56 && bytes(eth0.rx_bytes) >= 56,
+        "{eth0:?}"
+    );
+
+    for id in [&a, &b] {
+        stop(&mut client, id).await;
+        remove(&mut client, id).await;
+    }
+    let leases: Vec<_> = std::fs::read_dir(world.daemon.path("ipam/crio-test"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains('.') || n.contains(':'))
+                .filter(|n| !n.starts_with("last_reserved_ip"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(leases.is_empty(), "{leases:?}");
+}

@@ -2,7 +2,7 @@
 //! ListPodSandboxStats. A container's CPU and memory come from its shim
 //! (the cgroup metrics of the task API), its writable layer from the
 //! overlay's upper directory; a pod's from its cgroup (the kubelet's
-//! cgroup parent). CPU rates (`usage_nano_cores`) are computed against the
+//! cgroup parent) and network counters from the host side of its CNI link. CPU rates (`usage_nano_cores`) are computed against the
 //! previous sample of the same cgroup, as kubelet expects.
 
 use std::collections::HashMap;
@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use crio_api::Status;
 use crio_api::cri::{
     ContainerAttributes, ContainerStats, CpuUsage, FilesystemIdentifier, FilesystemUsage,
-    LinuxPodSandboxStats, MemoryUsage, PodSandboxAttributes, PodSandboxStats, ProcessUsage,
-    UInt64Value,
+    LinuxPodSandboxStats, MemoryUsage, NetworkInterfaceUsage, NetworkUsage, PodSandboxAttributes,
+    PodSandboxStats, ProcessUsage, UInt64Value,
 };
 
 use super::State;
@@ -194,11 +194,29 @@ pub async fn pod_stats(st: &State, shims: &Shims, pod: &PodRecord) -> PodSandbox
                 timestamp: now,
                 process_count: value(s.pids),
             }),
-            network: None,
+            network: network(pod, now),
             containers,
         }),
         windows: None,
     }
+}
+
+/// The pod's network counters, from the host side of its CNI link.
+fn network(pod: &PodRecord, now: i64) -> Option<NetworkUsage> {
+    let (_, result) = pod.network.as_ref()?;
+    let c = crio_network::stats::pod_interface(result, Path::new("/sys/class/net"))?;
+    let usage = NetworkInterfaceUsage {
+        name: c.name,
+        rx_bytes: value(c.rx_bytes),
+        rx_errors: value(c.rx_errors),
+        tx_bytes: value(c.tx_bytes),
+        tx_errors: value(c.tx_errors),
+    };
+    Some(NetworkUsage {
+        timestamp: now,
+        default_interface: Some(usage.clone()),
+        interfaces: vec![usage],
+    })
 }
 
 #[cfg(test)]

@@ -5,5 +5,6 @@
 pub mod cni;
 mod conf;
 pub mod netns;
+pub mod stats;
 
 pub use conf::{NetworkConf, NetworkError, PluginRef, SUPPORTED_VERSIONS, load_network};
