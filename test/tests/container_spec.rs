@@ -127,6 +127,12 @@ async fn a_container_sees_what_its_config_asks_for() {
     let (code, _, err) = exec(c, &id, "touch /newfile").await;
     assert_ne!(code, 0);
     assert!(err.contains("Read-only"), "{err}");
+    // A system call the RuntimeDefault profile blocks (creating a user
+    // namespace needs no capability; image_volumes_exist_in_the_container
+    // shows it works without a profile).
+    let (code, _, err) = exec(c, &id, "unshare -U true").await;
+    assert_ne!(code, 0);
+    assert!(err.contains("Operation not permitted"), "{err}");
     // Masked: /proc/timer_list (present on this host) reads empty.
     assert_eq!(
         out(c, &id, "head -c 16 /proc/timer_list | wc -c").await,
@@ -316,6 +322,11 @@ async fn image_volumes_exist_in_the_container() {
         )
         .await,
         "yes"
+    );
+    // Without a seccomp profile (Unconfined) what RuntimeDefault blocks works.
+    assert_eq!(
+        out(&mut s.client, &id, "unshare -U true && echo unconfined").await,
+        "unconfined"
     );
     remove_pod(&mut s.client, &pod_id).await;
 }
