@@ -209,6 +209,24 @@ fn sweep_orphans(
     }
 }
 
+/// Refuses a mount whose propagation its host mount cannot give (see
+/// `crio_spec::propagation`).
+fn check_propagation(config: &ContainerConfig) -> Result<(), Status> {
+    let private = crio_api::cri::MountPropagation::PropagationPrivate as i32;
+    if config.mounts.iter().all(|m| m.propagation == private) {
+        return Ok(());
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(internal)?;
+    for (i, m) in config.mounts.iter().enumerate() {
+        let host =
+            std::fs::canonicalize(&m.host_path).unwrap_or_else(|_| m.host_path.clone().into());
+        crio_spec::propagation::check(&mountinfo, &host, m.propagation).map_err(|e| {
+            crio_api::status::invalid_field(&format!("config.mounts[{i}].propagation"), e)
+        })?;
+    }
+    Ok(())
+}
+
 /// The infra container's configuration: named `POD` (CRI-O's
 /// `k8s_POD_…`), the pause image, a PID namespace of its own (which the
 /// pod's containers join), a read-only rootfs, no log.
@@ -544,6 +562,7 @@ impl Containers {
                 .contains(&kind)
                 .then(|| crio_network::netns::pin_path(ns_dir, kind, &pod.id))
         };
+        check_propagation(config)?;
         let config = &self.with_image_volumes(config, image, &rootfs, &store)?;
         let mut host = self.host.clone();
         host.passwd = crio_spec::user::read_in_root(&rootfs, "/etc/passwd");

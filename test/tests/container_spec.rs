@@ -3,6 +3,8 @@
 //! readonly rootfs, masked paths, sysctls, read-only bind mounts, cgroup
 //! limits; a privileged container; bad requests.
 
+use std::path::Path;
+
 use crio_api::client::CriClient;
 use crio_api::cri::{
     Capability, ContainerConfig, ExecSyncRequest, Int64Value, KeyValue, LinuxContainerConfig,
@@ -332,7 +334,7 @@ async fn image_volumes_exist_in_the_container() {
 }
 
 #[tokio::test]
-async fn host_to_container_propagation_shows_later_host_mounts() {
+async fn mount_propagation_each_way_and_its_host_check() {
     use nix::mount::{MsFlags, mount};
     let mut s = setup().await;
     // A shared mount point on the host (cleaned up with the daemon's dir).
@@ -390,6 +392,68 @@ async fn host_to_container_propagation_shows_later_host_mounts() {
     assert_ne!(
         private, "propagated",
         "a private mount received a host mount"
+    );
+
+    // Bidirectional: a mount made inside (privileged) shows on the host.
+    let bidirectional = |host: &Path| Mount {
+        container_path: "/both".into(),
+        host_path: host.display().to_string(),
+        propagation: crio_api::cri::MountPropagation::PropagationBidirectional as i32,
+        ..Default::default()
+    };
+    let mut maker = container("maker", &s.images.busybox.reference, &["sleep", "1000"]);
+    maker.mounts = vec![bidirectional(&source)];
+    maker.linux = Some(LinuxContainerConfig {
+        resources: None,
+        security_context: Some(LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        }),
+    });
+    let maker_id = start(&mut s.client, &pod_id, maker.clone()).await;
+    assert_eq!(
+        out(
+            &mut s.client,
+            &maker_id,
+            "mkdir -p /both/inner && mount -t tmpfs tmpfs /both/inner && echo made > /both/inner/f && echo ok"
+        )
+        .await,
+        "ok"
+    );
+    assert_eq!(
+        std::fs::read_to_string(source.join("inner/f")).unwrap(),
+        "made\n"
+    );
+
+    // A private host mount cannot give bidirectional propagation: refused,
+    // naming the field and the mount.
+    let private_dir = s.world.daemon.path("private-mount");
+    std::fs::create_dir_all(&private_dir).unwrap();
+    mount(
+        Some(&private_dir),
+        &private_dir,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    mount(
+        None::<&str>,
+        &private_dir,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .unwrap();
+    let mut refused = maker;
+    refused.metadata.as_mut().unwrap().name = "refused".into();
+    refused.mounts = vec![bidirectional(&private_dir)];
+    let err = create(&mut s.client, &pod_id, refused).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert!(
+        err.message().contains("config.mounts[0].propagation")
+            && err.message().contains("not a shared mount"),
+        "{err}"
     );
     remove_pod(&mut s.client, &pod_id).await;
 }

@@ -6,6 +6,7 @@
 
 pub mod devices;
 pub mod oci;
+pub mod propagation;
 pub mod seccomp;
 pub mod user;
 
@@ -684,15 +685,7 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
             resources: res,
             sysctl,
             seccomp,
-            rootfs_propagation: if config
-                .mounts
-                .iter()
-                .any(|m| m.propagation != MountPropagation::PropagationPrivate as i32)
-            {
-                "rslave".into()
-            } else {
-                String::new()
-            },
+            rootfs_propagation: rootfs_propagation(&config.mounts),
             masked_paths: masked,
             readonly_paths: readonly,
         },
@@ -855,6 +848,20 @@ fn mounts(input: &Input, privileged: bool) -> Result<Vec<Mount>, SpecError> {
         out.push(Mount::new(&m.container_path, "bind", &m.host_path, &opts));
     }
     Ok(out)
+}
+
+/// The rootfs propagation the request's mounts need: shared for a
+/// bidirectional mount (so mounts made inside reach the host), slave for a
+/// host-to-container one, the runtime's default otherwise.
+fn rootfs_propagation(mounts: &[crio_api::cri::Mount]) -> String {
+    let has = |p: MountPropagation| mounts.iter().any(|m| m.propagation == p as i32);
+    if has(MountPropagation::PropagationBidirectional) {
+        "rshared".into()
+    } else if has(MountPropagation::PropagationHostToContainer) {
+        "rslave".into()
+    } else {
+        String::new()
+    }
 }
 
 #[cfg(test)]

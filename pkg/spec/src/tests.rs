@@ -369,6 +369,20 @@ fn mounts_with_propagation() {
         .unwrap();
     assert_eq!(m.options, ["rbind", "rslave", "ro"]);
     assert_eq!(spec.linux.rootfs_propagation, "rslave");
+    c.mounts.push(CriMount {
+        container_path: "/both".into(),
+        host_path: tmp.path().display().to_string(),
+        propagation: 2,
+        ..Default::default()
+    });
+    let spec = build_with(&c).unwrap();
+    let m = spec
+        .mounts
+        .iter()
+        .find(|m| m.destination == "/both")
+        .unwrap();
+    assert_eq!(m.options, ["rbind", "rshared", "rw"]);
+    assert_eq!(spec.linux.rootfs_propagation, "rshared");
 }
 
 #[test]
