@@ -149,6 +149,15 @@ pub fn test_cgroup_parent() -> String {
     format!("/crio-test-{}", std::process::id())
 }
 
+/// [`pod_config`] of a privileged pod (one that may hold privileged containers).
+pub fn privileged_pod_config(name: &str) -> PodSandboxConfig {
+    let mut pod = pod_config(name, NamespaceMode::Pod as i32, NamespaceMode::Pod as i32);
+    if let Some(sc) = pod.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+        sc.privileged = true;
+    }
+    pod
+}
+
 /// A pod config with a name unique to the test and the given namespaces.
 pub fn pod_config(name: &str, network: i32, ipc: i32) -> PodSandboxConfig {
     PodSandboxConfig {

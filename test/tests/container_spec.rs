@@ -12,7 +12,7 @@ use crio_api::cri::{
     StartContainerRequest, security_profile::ProfileType,
 };
 use crio_test::containers::{container, create, remove_pod, run_pod, setup};
-use crio_test::pods::{pod_config, test_cgroup_parent};
+use crio_test::pods::{pod_config, privileged_pod_config, test_cgroup_parent};
 use tonic::Code;
 
 const POD: i32 = NamespaceMode::Pod as i32;
@@ -170,7 +170,7 @@ async fn a_container_sees_what_its_config_asks_for() {
 #[tokio::test]
 async fn a_privileged_container_has_every_capability_the_daemon_has() {
     let mut s = setup().await;
-    let pod_id = run_pod(&mut s.client, pod_config("privileged", POD, POD)).await;
+    let pod_id = run_pod(&mut s.client, privileged_pod_config("privileged")).await;
     let mut config = container("root", &s.images.busybox.reference, &["sleep", "1000"]);
     config.linux = Some(LinuxContainerConfig {
         resources: None,
@@ -236,6 +236,24 @@ async fn bad_requests_name_the_field_and_leave_nothing() {
         "{err}"
     );
     assert!(err.message().contains("/nonexistent/for/sure"), "{err}");
+    // Conflicting options: a privileged container in a pod that is not.
+    let mut privileged = container("c", &image, &["true"]);
+    privileged.linux = Some(LinuxContainerConfig {
+        resources: None,
+        security_context: Some(LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        }),
+    });
+    let err = create(&mut s.client, &pod_id, privileged)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert!(
+        err.message()
+            .contains("config.linux.security_context.privileged"),
+        "{err}"
+    );
     let mut bad_profile = container("c", &image, &["true"]);
     bad_profile.linux = Some(LinuxContainerConfig {
         resources: None,
@@ -356,7 +374,7 @@ async fn mount_propagation_each_way_and_its_host_check() {
         None::<&str>,
     )
     .unwrap();
-    let pod_id = run_pod(&mut s.client, pod_config("propagation", POD, POD)).await;
+    let pod_id = run_pod(&mut s.client, privileged_pod_config("propagation")).await;
     let mut config = container("seer", &s.images.busybox.reference, &["sleep", "1000"]);
     config.mounts = vec![
         Mount {
@@ -454,6 +472,54 @@ async fn mount_propagation_each_way_and_its_host_check() {
         err.message().contains("config.mounts[0].propagation")
             && err.message().contains("not a shared mount"),
         "{err}"
+    );
+    remove_pod(&mut s.client, &pod_id).await;
+}
+
+#[tokio::test]
+async fn devices_come_with_their_permissions() {
+    use crio_api::cri::Device;
+    let mut s = setup().await;
+    let pod_id = run_pod(&mut s.client, pod_config("devices", POD, POD)).await;
+    let mut config = container("dev", &s.images.busybox.reference, &["sleep", "1000"]);
+    let device = |host: &str, inside: &str, permissions: &str| Device {
+        container_path: inside.into(),
+        host_path: host.into(),
+        permissions: permissions.into(),
+    };
+    // Neither is among the runtime's always-allowed devices.
+    config.devices = vec![
+        device("/dev/loop-control", "/dev/read-only", "r"),
+        device("/dev/fuse", "/dev/read-write", "rw"),
+    ];
+    let id = start(&mut s.client, &pod_id, config).await;
+    let c = &mut s.client;
+    assert_eq!(
+        out(c, &id, "stat -c '%F %t:%T' /dev/read-only /dev/read-write").await,
+        "character special file a:ed\ncharacter special file a:e5"
+    );
+    assert_eq!(
+        out(c, &id, ": < /dev/read-only && echo readable").await,
+        "readable"
+    );
+    let (code, _, err) = exec(c, &id, ": > /dev/read-only").await;
+    assert_ne!(code, 0, "a read-only device opened for writing");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    assert_eq!(
+        out(c, &id, ": > /dev/read-write && echo writable").await,
+        "writable"
+    );
+    // The device cgroup holds exactly those rights.
+    let list = std::fs::read_to_string(
+        Path::new("/sys/fs/cgroup/devices")
+            .join(test_cgroup_parent().trim_start_matches('/'))
+            .join(format!("crio-{id}"))
+            .join("devices.list"),
+    )
+    .unwrap();
+    assert!(
+        list.lines().any(|l| l == "c 10:237 r") && list.lines().any(|l| l == "c 10:229 rw"),
+        "{list}"
     );
     remove_pod(&mut s.client, &pod_id).await;
 }

@@ -429,12 +429,19 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
         .and_then(|l| l.security_context.clone())
         .unwrap_or_default();
     let privileged = sc.privileged;
-    let pod_ns = input
+    let pod_sc = input
         .pod
         .config
         .linux
         .as_ref()
-        .and_then(|l| l.security_context.as_ref())
+        .and_then(|l| l.security_context.as_ref());
+    if privileged && !pod_sc.is_some_and(|s| s.privileged) {
+        return Err(invalid(
+            "config.linux.security_context.privileged",
+            "the pod sandbox is not privileged (its linux.security_context.privileged is false)",
+        ));
+    }
+    let pod_ns = pod_sc
         .and_then(|s| s.namespace_options.clone())
         .unwrap_or_default();
     let hostname = std::fs::read_to_string(input.pod.files_dir.join("hostname"))
@@ -841,6 +848,12 @@ fn mounts(input: &Input, privileged: bool) -> Result<Vec<Mount>, SpecError> {
                 return Err(invalid(
                     &format!("{field}.recursive_read_only"),
                     "needs readonly",
+                ));
+            }
+            if propagation != "rprivate" {
+                return Err(invalid(
+                    &format!("{field}.recursive_read_only"),
+                    "needs private propagation",
                 ));
             }
             opts.push("rro");

@@ -53,8 +53,22 @@ fn with_sc(sc: LinuxContainerSecurityContext) -> ContainerConfig {
     }
 }
 
+/// Builds in a privileged pod (so privileged containers are allowed).
 fn build_with(config: &ContainerConfig) -> Result<Spec, SpecError> {
-    let pod = PodSandboxConfig::default();
+    let pod = PodSandboxConfig {
+        linux: Some(crio_api::cri::LinuxPodSandboxConfig {
+            security_context: Some(crio_api::cri::LinuxSandboxSecurityContext {
+                privileged: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    build_in(&pod, config)
+}
+
+fn build_in(pod: &PodSandboxConfig, config: &ContainerConfig) -> Result<Spec, SpecError> {
     let (h, d) = (host(), defaults());
     let img = image();
     build(&Input {
@@ -63,7 +77,7 @@ fn build_with(config: &ContainerConfig) -> Result<Spec, SpecError> {
         image: &img,
         rootfs: Path::new("/rootfs"),
         pod: Pod {
-            config: &pod,
+            config: pod,
             files_dir: PathBuf::from("/run/pods/p1"),
             shm: Some("/run/pods/p1/shm".into()),
             netns: Some("/var/run/netns/p1".into()),
@@ -216,6 +230,35 @@ fn capabilities_add_drop_all_and_the_bounding_set() {
             .unwrap_err()
             .to_string()
             .contains("add_capabilities")
+    );
+}
+
+#[test]
+fn conflicting_options_are_refused_naming_the_field() {
+    let privileged = with_sc(LinuxContainerSecurityContext {
+        privileged: true,
+        ..Default::default()
+    });
+    let err = build_in(&PodSandboxConfig::default(), &privileged).unwrap_err();
+    assert!(
+        err.to_string().contains("security_context.privileged")
+            && err.to_string().contains("pod sandbox is not privileged"),
+        "{err}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = ContainerConfig::default();
+    c.mounts.push(CriMount {
+        container_path: "/data".into(),
+        host_path: tmp.path().display().to_string(),
+        readonly: true,
+        recursive_read_only: true,
+        propagation: 1,
+        ..Default::default()
+    });
+    let err = build_with(&c).unwrap_err().to_string();
+    assert!(
+        err.contains("config.mounts[0].recursive_read_only") && err.contains("private"),
+        "{err}"
     );
 }
 
