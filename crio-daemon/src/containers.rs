@@ -68,6 +68,9 @@ pub struct ContainerRecord {
     /// The pod's infra container (holds a shared PID namespace; not listed).
     #[serde(default)]
     pub infra: bool,
+    /// The identity its process runs with (from the OCI spec).
+    #[serde(default)]
+    pub user: Option<crio_spec::oci::User>,
 }
 
 impl ContainerRecord {
@@ -634,6 +637,7 @@ impl Containers {
             log_path,
             stop_signal,
             infra,
+            user: Some(spec.process.user.clone()),
         };
         let client = shims
             .ensure(&pod.id, &pod_dir, &cgroup_parent)

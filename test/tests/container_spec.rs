@@ -523,3 +523,55 @@ async fn devices_come_with_their_permissions() {
     );
     remove_pod(&mut s.client, &pod_id).await;
 }
+
+#[tokio::test]
+async fn supplemental_groups_merge_or_strict_and_the_status_tells() {
+    use crio_api::cri::StatusRequest;
+    let mut s = setup().await;
+    let pod_id = run_pod(&mut s.client, pod_config("groups", POD, POD)).await;
+    // The image's /etc/group makes uid 1000 a member of group 29.
+    for (name, policy, expected) in [
+        ("merge", 0, vec![29, 1000, 4000]),
+        ("strict", 1, vec![1000, 4000]),
+    ] {
+        let mut config = container(name, &s.images.busybox.reference, &["sleep", "1000"]);
+        config.linux = Some(LinuxContainerConfig {
+            resources: None,
+            security_context: Some(LinuxContainerSecurityContext {
+                run_as_user: Some(Int64Value { value: 1000 }),
+                supplemental_groups: vec![4000],
+                supplemental_groups_policy: policy,
+                ..Default::default()
+            }),
+        });
+        let id = start(&mut s.client, &pod_id, config).await;
+        let mut groups: Vec<i64> = out(&mut s.client, &id, "id -G")
+            .await
+            .split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        groups.sort_unstable();
+        assert_eq!(groups, expected, "{name}");
+        let user = crio_test::containers::status(&mut s.client, &id)
+            .await
+            .user
+            .and_then(|u| u.linux)
+            .unwrap();
+        assert_eq!(
+            (user.uid, user.gid, user.supplemental_groups),
+            (1000, 1000, expected),
+            "{name}"
+        );
+    }
+    let features = s
+        .client
+        .runtime
+        .status(StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .features
+        .unwrap();
+    assert!(features.supplemental_groups_policy);
+    remove_pod(&mut s.client, &pod_id).await;
+}

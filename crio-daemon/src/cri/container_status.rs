@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crio_api::cri::{
     Container, ContainerResources, ContainerState as Cri, ContainerStatus, ContainerStatusResponse,
-    ImageSpec, ListContainersRequest, ListContainersResponse,
+    ContainerUser, ImageSpec, LinuxContainerUser, ListContainersRequest, ListContainersResponse,
 };
 
 use crate::containers::{ContainerRecord, ContainerState};
@@ -74,9 +74,29 @@ pub fn status(
                     linux: Some(linux),
                     windows: None,
                 }),
+            user: r.user.as_ref().map(user),
             ..ContainerStatus::default()
         }),
         info,
+    }
+}
+
+/// The identity of the container's process as kubelet's
+/// SupplementalGroupsPolicy reports it: uid, gid, and every group the
+/// process holds (the gid with the supplementary ones).
+fn user(u: &crio_spec::oci::User) -> ContainerUser {
+    let mut groups: Vec<i64> = std::iter::once(u.gid)
+        .chain(u.additional_gids.iter().copied())
+        .map(i64::from)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    ContainerUser {
+        linux: Some(LinuxContainerUser {
+            uid: i64::from(u.uid),
+            gid: i64::from(u.gid),
+            supplemental_groups: groups,
+        }),
     }
 }
 

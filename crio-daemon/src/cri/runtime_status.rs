@@ -52,7 +52,7 @@ pub fn status(config: &Config, req: &StatusRequest) -> StatusResponse {
             })
             .collect(),
         features: Some(RuntimeFeatures {
-            supplemental_groups_policy: false,
+            supplemental_groups_policy: true,
         }),
     }
 }

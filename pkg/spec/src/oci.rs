@@ -67,7 +67,7 @@ pub struct User {
     /// gid.
     pub gid: u32,
     /// Supplementary groups.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub additional_gids: Vec<u32>,
 }
 
