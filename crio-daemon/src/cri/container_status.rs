@@ -75,7 +75,6 @@ pub fn status(
                     windows: None,
                 }),
             user: r.user.as_ref().map(user),
-            ..ContainerStatus::default()
         }),
         info,
     }
