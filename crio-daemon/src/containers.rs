@@ -212,6 +212,50 @@ fn sweep_orphans(
     }
 }
 
+/// The security modules containers get: the host's, SELinux only when the
+/// `selinux` option asks for it.
+pub fn host_lsm(config: &crio_config::Config) -> crio_spec::lsm::Lsm {
+    let mut lsm = crio_spec::lsm::Lsm::detect(Path::new("/sys"));
+    lsm.selinux &= config.runtime.selinux;
+    lsm
+}
+
+/// Warns about security options the host cannot apply, and refuses an
+/// AppArmor profile that is not loaded (the runtime would fail later,
+/// less clearly).
+fn check_lsm(
+    id: &str,
+    config: &ContainerConfig,
+    spec: &crio_spec::oci::Spec,
+    host: crio_spec::lsm::Lsm,
+) -> Result<(), Status> {
+    let sc = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.clone())
+        .unwrap_or_default();
+    for module in crio_spec::lsm::unapplied(&sc, host) {
+        tracing::warn!(
+            container = id,
+            "{module} options requested but {module} is unavailable on this host: not applied"
+        );
+    }
+    match &spec.process.apparmor_profile {
+        Some(p) if p != "unconfined" => {
+            let loaded = std::fs::read_to_string("/sys/kernel/security/apparmor/profiles")
+                .is_ok_and(|t| crio_spec::lsm::apparmor_loaded(&t, p));
+            if loaded {
+                Ok(())
+            } else {
+                Err(Status::failed_precondition(format!(
+                    "config.linux.security_context.apparmor: AppArmor profile {p:?} is not loaded"
+                )))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Refuses a mount whose propagation its host mount cannot give (see
 /// `crio_spec::propagation`).
 fn check_propagation(config: &ContainerConfig) -> Result<(), Status> {
@@ -310,6 +354,7 @@ impl Containers {
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0),
             devices: crio_spec::devices::host_devices(Path::new("/dev")),
+            lsm: host_lsm(config),
             ..Default::default()
         };
         let defaults = crio_spec::Defaults {
@@ -324,6 +369,7 @@ impl Containers {
             seccomp_default: None,
             systemd_cgroups: rt.cgroup_manager == "systemd",
             image_volumes: config.image.image_volumes.clone(),
+            apparmor_profile: rt.apparmor_profile.clone(),
         };
         Ok(Self {
             locks: Default::default(),
@@ -598,6 +644,7 @@ impl Containers {
             crio_spec::SpecError::Invalid { .. } => Status::invalid_argument(e.to_string()),
             crio_spec::SpecError::Missing { .. } => Status::not_found(e.to_string()),
         })?;
+        check_lsm(id, config, &spec, self.host.lsm)?;
         let log_path = if config.log_path.is_empty() || pod.config.log_directory.is_empty() {
             String::new()
         } else {

@@ -84,6 +84,8 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
         &config.runtime.cgroup_manager,
         Path::new("/run/systemd/system"),
     )?;
+    let lsm = crate::containers::host_lsm(&config).report(config.runtime.selinux);
+    tracing::info!(apparmor = %lsm["apparmor"], selinux = %lsm["selinux"], "security modules");
     for dir in [&config.root, &config.runroot] {
         create_private_dir(dir)?;
     }

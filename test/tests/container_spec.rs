@@ -575,3 +575,86 @@ async fn supplemental_groups_merge_or_strict_and_the_status_tells() {
     assert!(features.supplemental_groups_policy);
     remove_pod(&mut s.client, &pod_id).await;
 }
+
+#[tokio::test]
+async fn security_modules_the_host_lacks_are_reported_not_applied() {
+    use crio_api::cri::{ContainerStatusRequest, SeLinuxOption, StatusRequest};
+    let registry = crio_test::Registry::start().unwrap();
+    let images = crio_test::images::push_standard_images(&registry).unwrap();
+    let daemon = crio_test::world::daemon_for(
+        &registry,
+        "",
+        "",
+        &[("conf.d/50-selinux.conf", "[crio.runtime]\nselinux = true\n")],
+    )
+    .unwrap();
+    let mut client = daemon.client().await.unwrap();
+    crio_test::cri::pull(&mut client, &images.busybox.reference)
+        .await
+        .unwrap();
+    // This host has neither AppArmor nor SELinux: the Status says so.
+    let info = client
+        .runtime
+        .status(StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let security: serde_json::Value = serde_json::from_str(&info["security"]).unwrap();
+    assert!(
+        !Path::new("/sys/module/apparmor/parameters/enabled").exists()
+            && !Path::new("/sys/fs/selinux/enforce").exists(),
+        "this test expects a host without AppArmor and SELinux"
+    );
+    for module in ["apparmor", "selinux"] {
+        assert!(
+            security[module]
+                .as_str()
+                .unwrap()
+                .starts_with("unavailable"),
+            "{security}"
+        );
+    }
+
+    let node = NamespaceMode::Node as i32;
+    let pod_id = run_pod(&mut client, pod_config("lsm", node, POD)).await;
+    let mut config = container("confined", &images.busybox.reference, &["sleep", "1000"]);
+    config.linux = Some(LinuxContainerConfig {
+        resources: None,
+        security_context: Some(LinuxContainerSecurityContext {
+            apparmor: Some(SecurityProfile {
+                profile_type: ProfileType::Localhost as i32,
+                localhost_ref: "localhost/my-profile".into(),
+            }),
+            selinux_options: Some(SeLinuxOption {
+                level: "s0:c1,c2".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    });
+    let id = start(&mut client, &pod_id, config).await;
+    let status = client
+        .runtime
+        .container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
+    let spec = &info["runtimeSpec"];
+    assert!(spec["process"].get("apparmorProfile").is_none(), "{spec}");
+    assert!(spec["process"].get("selinuxLabel").is_none(), "{spec}");
+    let log = daemon.log();
+    for module in ["AppArmor", "SELinux"] {
+        assert!(
+            log.contains(&format!(
+                "{module} options requested but {module} is unavailable on this host"
+            )),
+            "no warning about {module}"
+        );
+    }
+    remove_pod(&mut client, &pod_id).await;
+}

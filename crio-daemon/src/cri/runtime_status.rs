@@ -36,6 +36,11 @@ pub fn status(config: &Config, req: &StatusRequest) -> StatusResponse {
         if let Ok(conf) = &network {
             info.insert("cniconfig".to_string(), conf.list.to_string());
         }
+        let lsm = crate::containers::host_lsm(config);
+        info.insert(
+            "security".to_string(),
+            lsm.report(config.runtime.selinux).to_string(),
+        );
     }
     StatusResponse {
         status: Some(RuntimeStatus {

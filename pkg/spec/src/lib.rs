@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod devices;
+pub mod lsm;
 pub mod oci;
 pub mod propagation;
 pub mod seccomp;
@@ -69,6 +70,8 @@ pub struct Defaults {
     pub systemd_cgroups: bool,
     /// `image_volumes`: mkdir, bind or ignore.
     pub image_volumes: String,
+    /// `apparmor_profile`: the RuntimeDefault AppArmor profile.
+    pub apparmor_profile: String,
 }
 
 /// Facts about the host and the image.
@@ -82,8 +85,9 @@ pub struct Host {
     pub passwd: String,
     /// The image's /etc/group.
     pub group: String,
-    /// Whether AppArmor is enabled on the host.
-    pub apparmor: bool,
+    /// The security modules the host has (SELinux only when the `selinux`
+    /// option asks for it too).
+    pub lsm: lsm::Lsm,
     /// Host devices for privileged containers: (path, kind, major, minor).
     pub devices: Vec<(String, String, i64, i64)>,
 }
@@ -489,17 +493,13 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
         .max(input.host.min_oom_score_adj)
         .min(1000);
 
-    let apparmor = match sc.apparmor.as_ref() {
-        _ if !input.host.apparmor => None,
-        Some(p) if p.profile_type == ProfileType::Unconfined as i32 => {
-            Some("unconfined".to_string())
-        }
-        Some(p) if p.profile_type == ProfileType::Localhost as i32 => {
-            Some(p.localhost_ref.trim_start_matches("localhost/").to_string())
-        }
-        _ if privileged => None,
-        _ => Some("crio-default".to_string()),
-    };
+    let apparmor = lsm::apparmor_profile(
+        &sc,
+        input.host.lsm.apparmor,
+        &input.defaults.apparmor_profile,
+    )
+    .map_err(|e| invalid("config.linux.security_context.apparmor", e))?;
+    let selinux = lsm::selinux_labels(sc.selinux_options.as_ref(), input.host.lsm.selinux);
     let process = Process {
         terminal: config.tty,
         user,
@@ -517,6 +517,7 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
         no_new_privileges: sc.no_new_privs,
         oom_score_adj: Some(oom),
         apparmor_profile: apparmor,
+        selinux_label: selinux.as_ref().map(|(process, _)| process.clone()),
     };
 
     let mounts = mounts(input, privileged)?;
@@ -695,6 +696,7 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
             rootfs_propagation: rootfs_propagation(&config.mounts),
             masked_paths: masked,
             readonly_paths: readonly,
+            mount_label: selinux.map(|(_, mount)| mount),
         },
     })
 }

@@ -56,6 +56,9 @@ pub struct Process {
     /// AppArmor profile.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub apparmor_profile: Option<String>,
+    /// SELinux process label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selinux_label: Option<String>,
 }
 
 /// `process.user`.
@@ -160,6 +163,9 @@ pub struct Linux {
     /// Paths made read-only.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub readonly_paths: Vec<String>,
+    /// SELinux label of the container's mounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_label: Option<String>,
 }
 
 /// One namespace.

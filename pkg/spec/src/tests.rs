@@ -25,7 +25,7 @@ fn host() -> Host {
         min_oom_score_adj: -500,
         passwd: "root:x:0:0::/root:/bin/sh\ntester:x:1000:1000::/home/tester:/bin/sh\n".into(),
         group: "tester:x:1000:\naudio:x:29:tester\n".into(),
-        apparmor: false,
+        lsm: Default::default(),
         devices: vec![
             ("/dev/null".into(), "c".into(), 1, 3),
             ("/dev/fuse".into(), "c".into(), 10, 229),
@@ -39,6 +39,7 @@ fn defaults() -> Defaults {
         env: vec!["FROM_DAEMON=1".into()],
         ulimits: vec![("nofile".into(), 1024, 2048)],
         pids_limit: 1024,
+        apparmor_profile: "crio-default".into(),
         ..Defaults::default()
     }
 }
@@ -65,11 +66,11 @@ fn build_with(config: &ContainerConfig) -> Result<Spec, SpecError> {
         }),
         ..Default::default()
     };
-    build_in(&pod, config)
+    build_in(&pod, config, &host())
 }
 
-fn build_in(pod: &PodSandboxConfig, config: &ContainerConfig) -> Result<Spec, SpecError> {
-    let (h, d) = (host(), defaults());
+fn build_in(pod: &PodSandboxConfig, config: &ContainerConfig, h: &Host) -> Result<Spec, SpecError> {
+    let d = defaults();
     let img = image();
     build(&Input {
         id: "c1",
@@ -87,7 +88,7 @@ fn build_in(pod: &PodSandboxConfig, config: &ContainerConfig) -> Result<Spec, Sp
             cgroup_parent: "/kubepods/pod1".into(),
         },
         defaults: &d,
-        host: &h,
+        host: h,
     })
 }
 
@@ -239,7 +240,7 @@ fn conflicting_options_are_refused_naming_the_field() {
         privileged: true,
         ..Default::default()
     });
-    let err = build_in(&PodSandboxConfig::default(), &privileged).unwrap_err();
+    let err = build_in(&PodSandboxConfig::default(), &privileged, &host()).unwrap_err();
     assert!(
         err.to_string().contains("security_context.privileged")
             && err.to_string().contains("pod sandbox is not privileged"),
@@ -447,4 +448,37 @@ fn image_volumes_are_absolute_paths_in_order() {
         serde_json::json!({"config": {"Volumes": {"/var/lib/b": {}, "/a": {}, "relative": {}}}});
     assert_eq!(image_volumes(&image), ["/a", "/var/lib/b"]);
     assert!(image_volumes(&serde_json::json!({})).is_empty());
+}
+
+#[test]
+fn security_modules_apply_where_the_host_has_them() {
+    let c = with_sc(LinuxContainerSecurityContext {
+        selinux_options: Some(crio_api::cri::SeLinuxOption {
+            level: "s0:c7,c9".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let spec = build_with(&c).unwrap();
+    assert_eq!(spec.process.apparmor_profile, None);
+    assert_eq!(spec.process.selinux_label, None);
+    assert_eq!(spec.linux.mount_label, None);
+    let mut h = host();
+    h.lsm = crate::lsm::Lsm {
+        apparmor: true,
+        selinux: true,
+    };
+    let spec = build_in(&PodSandboxConfig::default(), &c, &h).unwrap();
+    assert_eq!(
+        spec.process.apparmor_profile.as_deref(),
+        Some("crio-default")
+    );
+    assert_eq!(
+        spec.process.selinux_label.as_deref(),
+        Some("system_u:system_r:container_t:s0:c7,c9")
+    );
+    assert_eq!(
+        spec.linux.mount_label.as_deref(),
+        Some("system_u:object_r:container_file_t:s0:c7,c9")
+    );
 }
