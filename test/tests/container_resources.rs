@@ -362,3 +362,86 @@ async fn crioctl_stats_update_exec_and_shim_debugging() {
     assert!(String::from_utf8_lossy(&err.stderr).contains("has no shim"));
     crio_test::containers::remove_pod(&mut s.client, &pod_id).await;
 }
+
+#[tokio::test]
+async fn crioctl_logs_tail_follow_since_and_the_previous_attempt() {
+    let mut s = setup().await;
+    let logs = s.world.daemon.path("logs");
+    let mut pod = pod_config("logs", POD, POD);
+    pod.log_directory = logs.display().to_string();
+    let pod_id = run_pod(&mut s.client, pod).await;
+    let attempt = |n: u32, script: &str| {
+        let mut c = crio_test::containers::container(
+            "talker",
+            &s.images.busybox.reference,
+            &["sh", "-c", script],
+        );
+        c.metadata.as_mut().unwrap().attempt = n;
+        c.log_path = format!("talker/{n}.log");
+        c
+    };
+    let mut ids = Vec::new();
+    for (n, script) in [
+        (0, "echo out-zero; echo err-zero >&2"),
+        (1, "echo early; sleep 2; echo late; sleep 1"),
+    ] {
+        let id = create(&mut s.client, &pod_id, attempt(n, script))
+            .await
+            .unwrap();
+        s.client
+            .runtime
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        if n == 0 {
+            wait_exited(&mut s.client, &id).await;
+        }
+        ids.push(id);
+    }
+    let d = &s.world.daemon;
+    let id = ids[1].as_str();
+    // -f follows until the container exits.
+    assert_eq!(
+        stdout_of(d.crioctl(&["logs", "-f", id]).unwrap()),
+        "early\nlate\n"
+    );
+    assert_eq!(
+        stdout_of(d.crioctl(&["logs", "--tail", "1", id]).unwrap()),
+        "late\n"
+    );
+    // --since the time of the late line, as logged.
+    let text = std::fs::read_to_string(logs.join("talker/1.log")).unwrap();
+    let late_time = text
+        .lines()
+        .find(|l| l.ends_with(" late"))
+        .and_then(|l| l.split(' ').next())
+        .unwrap();
+    assert_eq!(
+        stdout_of(d.crioctl(&["logs", "--since", late_time, id]).unwrap()),
+        "late\n"
+    );
+    assert_eq!(
+        stdout_of(d.crioctl(&["logs", "--since", "1h", "-t", id]).unwrap())
+            .lines()
+            .count(),
+        2
+    );
+    assert!(
+        !d.crioctl(&["logs", "--since", "soon", id])
+            .unwrap()
+            .status
+            .success()
+    );
+    // -p: attempt 0's log, each stream to its own.
+    let out = d.crioctl(&["logs", "-p", id]).unwrap();
+    assert_eq!(stdout_of(out.clone()), "out-zero\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err-zero\n");
+    let out = d.crioctl(&["logs", "-p", &ids[0]]).unwrap();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("attempt 0"),
+        "{out:?}"
+    );
+    crio_test::containers::remove_pod(&mut s.client, &pod_id).await;
+}

@@ -103,6 +103,61 @@ pub struct LogsArgs {
     /// Keep printing new lines.
     #[arg(short, long)]
     pub follow: bool,
+    /// Only lines since this time: RFC 3339 (`2026-01-02T15:04:05Z`) or a
+    /// duration before now (`90s`, `5m`, `1h30m`).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// The log of the previous attempt of the container.
+    #[arg(short, long)]
+    pub previous: bool,
+}
+
+/// `--since` as CRI nanoseconds: an RFC 3339 time, or `now` minus a Go-style
+/// duration (`1h30m`, `90s`, `500ms`).
+pub fn parse_since(text: &str, now: i64) -> Result<i64> {
+    if let Some(t) = crio_api::time::parse_rfc3339(text) {
+        return Ok(t);
+    }
+    let bad =
+        || anyhow::anyhow!("--since {text:?}: neither an RFC 3339 time nor a duration like 5m");
+    let mut total: i64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(|c| c.is_ascii_alphabetic()).count();
+        let unit: i64 = match &rest[..unit_len] {
+            "h" => 3_600_000_000_000,
+            "m" => 60_000_000_000,
+            "s" => 1_000_000_000,
+            "ms" => 1_000_000,
+            _ => return Err(bad()),
+        };
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        rest = &rest[unit_len..];
+    }
+    if text.is_empty() {
+        return Err(bad());
+    }
+    Ok(now - total)
+}
+
+/// The log of the previous attempt, as crictl finds it: kubelet names a
+/// container's logs `<attempt>.log` in one directory.
+pub fn previous_log(path: &str, attempt: u32) -> Result<String> {
+    if attempt == 0 {
+        bail!("previous terminated container not found (this is attempt 0)");
+    }
+    let dir = path.rfind('/').map_or("", |i| &path[..=i]);
+    let ext = path
+        .rfind('.')
+        .filter(|i| *i > dir.len())
+        .map_or("", |i| &path[i..]);
+    Ok(format!("{dir}{}{ext}", attempt - 1))
 }
 
 fn read<T: serde::de::DeserializeOwned>(path: &PathBuf) -> Result<T> {
@@ -363,76 +418,112 @@ pub async fn inspect(client: &mut CriClient, args: &super::InspectArgs) -> Resul
     super::print_documents(out, args.output)
 }
 
-/// Turns CRI log lines into the text the container wrote: partial lines
-/// joined, optionally with the timestamp of each line's first piece.
-pub fn render_log(text: &str, timestamps: bool) -> Vec<String> {
+/// One line the container wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// The time of its first piece, as logged.
+    pub time: String,
+    /// Written to stderr.
+    pub stderr: bool,
+    /// The text.
+    pub text: String,
+}
+
+impl LogLine {
+    /// As printed: the text, after the time with `timestamps`.
+    pub fn render(&self, timestamps: bool) -> String {
+        if timestamps {
+            format!("{} {}", self.time, self.text)
+        } else {
+            self.text.clone()
+        }
+    }
+}
+
+/// Turns CRI log lines into the lines the container wrote: partial pieces
+/// joined per stream; a last partial line is kept as it is.
+pub fn render_log(text: &str) -> Vec<LogLine> {
     let mut out = Vec::new();
-    let mut partial: Option<(String, String)> = None;
+    let mut partial: [Option<LogLine>; 2] = [None, None];
     for line in text.lines() {
         let mut parts = line.splitn(4, ' ');
-        let (Some(ts), Some(_stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
+        let (Some(time), Some(stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
         else {
             continue;
         };
-        let content = parts.next().unwrap_or("");
-        let (start_ts, mut acc) = partial
-            .take()
-            .unwrap_or_else(|| (ts.to_string(), String::new()));
-        acc.push_str(content);
+        let stderr = stream == "stderr";
+        let slot = &mut partial[usize::from(stderr)];
+        let mut acc = slot.take().unwrap_or_else(|| LogLine {
+            time: time.to_string(),
+            stderr,
+            text: String::new(),
+        });
+        acc.text.push_str(parts.next().unwrap_or(""));
         if tag == "P" {
-            partial = Some((start_ts, acc));
+            *slot = Some(acc);
         } else {
-            out.push(if timestamps {
-                format!("{start_ts} {acc}")
-            } else {
-                acc
-            });
+            out.push(acc);
         }
     }
-    if let Some((ts, acc)) = partial {
-        out.push(if timestamps {
-            format!("{ts} {acc}")
-        } else {
-            acc
-        });
-    }
+    out.extend(partial.into_iter().flatten());
     out
+}
+
+/// Prints lines to stdout or stderr as the container wrote them.
+fn print_lines<'a>(lines: impl Iterator<Item = &'a LogLine>, timestamps: bool) {
+    for l in lines {
+        if l.stderr {
+            eprintln!("{}", l.render(timestamps));
+        } else {
+            println!("{}", l.render(timestamps));
+        }
+    }
 }
 
 /// `logs`.
 pub async fn logs(client: &mut CriClient, args: &LogsArgs) -> Result<()> {
     let resp = status(client, &args.id).await?;
-    let path = resp.status.map(|s| s.log_path).unwrap_or_default();
+    let status_now = resp.status.unwrap_or_default();
+    let mut path = status_now.log_path.clone();
     if path.is_empty() {
         bail!("container {} has no log file", args.id);
     }
-    let mut printed = 0;
-    loop {
+    if args.previous {
+        let attempt = status_now.metadata.map_or(0, |m| m.attempt);
+        path = previous_log(&path, attempt)?;
+    }
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| parse_since(s, crio_api::time::now_nanos()))
+        .transpose()?;
+    let read = || -> Result<Vec<LogLine>> {
         let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-        let lines = render_log(&text, args.timestamps);
-        let from = match args.tail {
-            Some(n) if printed == 0 => lines.len().saturating_sub(n),
-            _ => printed,
-        };
-        for l in &lines[from.min(lines.len())..] {
-            println!("{l}");
+        let mut lines = render_log(&text);
+        if let Some(since) = since {
+            lines.retain(|l| crio_api::time::parse_rfc3339(&l.time).is_some_and(|t| t >= since));
         }
-        printed = lines.len();
-        if !args.follow {
-            return Ok(());
-        }
-        let s = status(client, &args.id).await?;
-        if s.status
-            .is_some_and(|s| s.state == ContainerState::ContainerExited as i32)
-        {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            for l in render_log(&text, args.timestamps).iter().skip(printed) {
-                println!("{l}");
-            }
-            return Ok(());
+        Ok(lines)
+    };
+    let lines = read()?;
+    let from = args.tail.map_or(0, |n| lines.len().saturating_sub(n));
+    print_lines(lines[from..].iter(), args.timestamps);
+    let mut printed = lines.len();
+    // Following the previous attempt's log makes no sense: it is finished.
+    while args.follow && !args.previous {
+        let exited = status(client, &args.id)
+            .await?
+            .status
+            .is_some_and(|s| s.state == ContainerState::ContainerExited as i32);
+        let lines = read()?;
+        print_lines(lines.iter().skip(printed), args.timestamps);
+        printed = printed.max(lines.len());
+        if exited {
+            break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -440,10 +531,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_lines_join_partials() {
-        let text = "2026-01-01T00:00:00.1Z stdout P hel\n2026-01-01T00:00:00.2Z stdout F lo\n2026-01-01T00:00:00.3Z stderr F oops\n2026-01-01T00:00:00.4Z stdout P tail";
-        assert_eq!(render_log(text, false), ["hello", "oops", "tail"]);
-        assert_eq!(render_log(text, true)[0], "2026-01-01T00:00:00.1Z hello");
+    fn log_lines_join_partials_per_stream() {
+        let text = "2026-01-01T00:00:00.1Z stdout P hel\n2026-01-01T00:00:00.2Z stderr F oops\n2026-01-01T00:00:00.3Z stdout F lo\n2026-01-01T00:00:00.4Z stdout P tail";
+        let lines = render_log(text);
+        let texts: Vec<_> = lines.iter().map(|l| l.render(false)).collect();
+        assert_eq!(texts, ["oops", "hello", "tail"]);
+        assert!(lines[0].stderr && !lines[1].stderr);
+        assert_eq!(lines[1].render(true), "2026-01-01T00:00:00.1Z hello");
+    }
+
+    #[test]
+    fn since_and_previous() {
+        let now = 10_000_000_000_000;
+        assert_eq!(parse_since("90s", now).unwrap(), now - 90_000_000_000);
+        assert_eq!(parse_since("1h30m", now).unwrap(), now - 5_400_000_000_000);
+        assert_eq!(
+            parse_since("1970-01-01T00:00:01Z", now).unwrap(),
+            1_000_000_000
+        );
+        for bad in ["", "5", "5 minutes", "m5", "99999999999999h"] {
+            assert!(parse_since(bad, now).is_err(), "{bad}");
+        }
+        assert_eq!(
+            previous_log("/var/log/pods/p/c/3.log", 3).unwrap(),
+            "/var/log/pods/p/c/2.log"
+        );
+        assert!(previous_log("/var/log/pods/p/c/0.log", 0).is_err());
     }
 }
 
