@@ -510,7 +510,10 @@ pub async fn logs(client: &mut CriClient, args: &LogsArgs) -> Result<()> {
     print_lines(lines[from..].iter(), args.timestamps);
     let mut printed = lines.len();
     // Following the previous attempt's log makes no sense: it is finished.
-    while args.follow && !args.previous {
+    if !args.follow || args.previous {
+        return Ok(());
+    }
+    loop {
         let exited = status(client, &args.id)
             .await?
             .status
