@@ -156,8 +156,30 @@ impl Exec {
     }
 }
 
+/// Outcome of a CreateContainer, shared with its retries.
+type CreateOutcome = Option<Result<String, (crio_api::Code, String)>>;
+
+/// Names being created: the request (JSON) and its outcome to come.
+type Pending = std::sync::Mutex<
+    std::collections::HashMap<String, (String, tokio::sync::watch::Receiver<CreateOutcome>)>,
+>;
+
+/// Frees a name reserved for a create when the create ends, however it ends.
+struct Reserved<'a>(&'a Pending, String);
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
+    }
+}
+
 /// The containers of this daemon.
 pub struct Containers {
+    /// Names of creates under way.
+    pending: Pending,
     /// One lock per container: calls on the same container run one at a
     /// time, calls on different ones in parallel.
     locks:
@@ -372,6 +394,7 @@ impl Containers {
             apparmor_profile: rt.apparmor_profile.clone(),
         };
         Ok(Self {
+            pending: Default::default(),
             locks: Default::default(),
             records_dir,
             run_dir,
@@ -535,12 +558,75 @@ impl Containers {
             "k8s_{}_{}_{}_{}_{}",
             md.name, pmd.name, pmd.namespace, pmd.uid, md.attempt
         );
-        if let Some(holder) = self.list().into_iter().find(|r| r.name == name) {
-            return Err(Status::already_exists(format!(
-                "container name {name:?} is reserved by {}",
-                holder.id
-            )));
-        }
+        let wanted = serde_json::to_string(&config).unwrap_or_default();
+        let in_flight = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(holder) = self.records.list().into_iter().find(|r| r.name == name) {
+                // The same request again (a retry whose answer was lost) gets
+                // the same container; another one is refused.
+                if serde_json::to_string(&holder.config).unwrap_or_default() == wanted {
+                    return Ok(holder.id);
+                }
+                return Err(Status::already_exists(format!(
+                    "container name {name:?} is reserved by {}",
+                    holder.id
+                )));
+            }
+            match pending.get(&name) {
+                Some((config, done)) if *config == wanted => Err(done.clone()),
+                Some(_) => {
+                    return Err(Status::already_exists(format!(
+                        "container name {name:?} is reserved by a CreateContainer in progress"
+                    )));
+                }
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    pending.insert(name.clone(), (wanted, rx));
+                    Ok(tx)
+                }
+            }
+        };
+        let tx = match in_flight {
+            Ok(tx) => tx,
+            // A retry of a create still under way (kubelet gave up
+            // waiting): the same container when it is done.
+            Err(mut done) => {
+                let outcome = done
+                    .wait_for(Option::is_some)
+                    .await
+                    .map_err(|_| Status::aborted("the first CreateContainer was cancelled"))?
+                    .clone();
+                return match outcome {
+                    Some(Ok(id)) => Ok(id),
+                    Some(Err((code, msg))) => Err(Status::new(code, msg)),
+                    None => Err(Status::aborted("container creation stopped")),
+                };
+            }
+        };
+        let _reserved = Reserved(&self.pending, name.clone());
+        let result = self
+            .create_reserved(pods, images, shims, &pod, &name, &config, infra)
+            .await;
+        let _ = tx.send(Some(
+            result
+                .as_ref()
+                .map(Clone::clone)
+                .map_err(|e| (e.code(), e.message().to_string())),
+        ));
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_reserved(
+        &self,
+        pods: &Pods,
+        images: &Images,
+        shims: &Shims,
+        pod: &PodRecord,
+        name: &str,
+        config: &ContainerConfig,
+        infra: bool,
+    ) -> Result<String, Status> {
         let image_name = config
             .image
             .as_ref()
@@ -555,12 +641,12 @@ impl Containers {
         let result = self
             .build(
                 &id,
-                &name,
-                &pod,
+                name,
+                pod,
                 pods,
                 images,
                 shims,
-                &config,
+                config,
                 &image,
                 &image_name,
                 infra,
@@ -612,6 +698,8 @@ impl Containers {
                 .then(|| crio_network::netns::pin_path(ns_dir, kind, &pod.id))
         };
         check_propagation(config)?;
+        // The record keeps the request as made: a retry is compared with it.
+        let request = config;
         let config = &self.with_image_volumes(config, image, &rootfs, &store)?;
         let mut host = self.host.clone();
         host.passwd = crio_spec::user::read_in_root(&rootfs, "/etc/passwd");
@@ -671,7 +759,7 @@ impl Containers {
             id: id.to_string(),
             pod_id: pod.id.clone(),
             name: name.to_string(),
-            config: config.clone(),
+            config: request.clone(),
             image_id: image.id.clone(),
             image_ref: image_name.to_string(),
             created_at: crio_api::time::now_nanos(),

@@ -796,3 +796,62 @@ async fn a_shared_pid_namespace_gets_an_infra_process_and_only_then() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_retries_get_the_same_container_and_a_clash_is_refused() {
+    let Setup {
+        world: _world,
+        mut client,
+        images,
+        _registry,
+    } = setup().await;
+    let pod_id = run_pod(&mut client, pod_config("retries", POD, POD)).await;
+    let config = container("same", &images.busybox.reference, &["sleep", "600"]);
+    // Kubelet-style retries, some while the first is still under way.
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let (mut c, pod, config) = (client.clone(), pod_id.clone(), config.clone());
+            tokio::spawn(async move { create(&mut c, &pod, config).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for call in calls {
+        ids.push(call.await.unwrap().unwrap());
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(
+        create(&mut client, &pod_id, config.clone()).await.unwrap(),
+        ids[0]
+    );
+    let listed = client
+        .runtime
+        .list_containers(ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 1);
+    // The same name with another request is refused, naming the holder.
+    let mut other = config.clone();
+    other.command = vec!["sleep".into(), "700".into()];
+    let err = create(&mut client, &pod_id, other.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert!(
+        err.message().contains(&ids[0]) && err.message().contains("k8s_same_retries"),
+        "{}",
+        err.message()
+    );
+    // Once removed, the name is free again.
+    client
+        .runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: ids[0].clone(),
+        })
+        .await
+        .unwrap();
+    let again = create(&mut client, &pod_id, other).await.unwrap();
+    assert_ne!(again, ids[0]);
+    crio_test::containers::remove_pod(&mut client, &pod_id).await;
+}

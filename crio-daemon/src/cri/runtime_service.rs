@@ -186,12 +186,20 @@ impl RuntimeService for RuntimeApi {
         let config = req
             .config
             .ok_or_else(|| crio_api::status::invalid_field("config", "is required"))?;
-        let shims = self.shims()?;
-        let st = &self.state;
-        let id = st
-            .containers
-            .create(&st.pods, &st.images, shims, &req.pod_sandbox_id, config)
-            .await?;
+        self.shims()?;
+        // In a task of its own: a kubelet giving up does not cut it short.
+        let st = self.state.clone();
+        let id = tokio::spawn(async move {
+            let shims = st
+                .shims
+                .as_ref()
+                .ok_or_else(|| tonic::Status::unavailable("no shim"))?;
+            st.containers
+                .create(&st.pods, &st.images, shims, &req.pod_sandbox_id, config)
+                .await
+        })
+        .await
+        .map_err(|e| tonic::Status::internal(format!("CreateContainer: {e}")))??;
         Ok(Response::new(CreateContainerResponse { container_id: id }))
     }
 
