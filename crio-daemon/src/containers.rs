@@ -607,12 +607,10 @@ impl Containers {
         let result = self
             .create_reserved(pods, images, shims, &pod, &name, &config, infra)
             .await;
-        let _ = tx.send(Some(
-            result
-                .as_ref()
-                .map(Clone::clone)
-                .map_err(|e| (e.code(), e.message().to_string())),
-        ));
+        let _ = tx.send(Some(match &result {
+            Ok(id) => Ok(id.clone()),
+            Err(e) => Err((e.code(), e.message().to_string())),
+        }));
         result
     }
 
