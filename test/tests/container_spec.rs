@@ -658,3 +658,42 @@ async fn security_modules_the_host_lacks_are_reported_not_applied() {
     }
     remove_pod(&mut client, &pod_id).await;
 }
+
+#[tokio::test]
+async fn image_volumes_bind_or_ignore() {
+    let registry = crio_test::Registry::start().unwrap();
+    let images = crio_test::images::push_standard_images(&registry).unwrap();
+    for mode in ["bind", "ignore"] {
+        let world = crio_test::pods::PodWorld::start_with_registry_and(
+            &registry,
+            &format!("image_volumes = \"{mode}\"\n"),
+        )
+        .unwrap();
+        let mut client = world.daemon.client().await.unwrap();
+        crio_test::cri::pull(&mut client, &images.volume.reference)
+            .await
+            .unwrap();
+        let pod_id = run_pod(&mut client, pod_config("volumes", POD, POD)).await;
+        let id = start(
+            &mut client,
+            &pod_id,
+            container("vol", &images.volume.reference, &["sleep", "1000"]),
+        )
+        .await;
+        let (_, mounted, _) = exec(&mut client, &id, "grep -c ' /data ' /proc/mounts").await;
+        let (_, exists, _) = exec(&mut client, &id, "test -d /data && echo yes").await;
+        match mode {
+            // A directory of the container's own, mounted there.
+            "bind" => {
+                assert_eq!((mounted.as_str(), exists.as_str()), ("1", "yes"));
+                assert_eq!(
+                    out(&mut client, &id, "touch /data/ok && echo written").await,
+                    "written"
+                );
+            }
+            // Nothing: the image has no /data directory of its own.
+            _ => assert_eq!((mounted.as_str(), exists.as_str()), ("0", "")),
+        }
+        remove_pod(&mut client, &pod_id).await;
+    }
+}
