@@ -38,4 +38,29 @@ fn bench_smoke_run_reports_every_measure() {
             .as_f64()
             .is_some()
     );
+    let containers = &v["crio-rs"]["containers"];
+    for key in [
+        "pod_and_container_total",
+        "exec_sync",
+        "container_status",
+        "list_containers_6_containers",
+    ] {
+        assert!(
+            containers[key]["median_ms"].as_f64().is_some(),
+            "{key} missing: {containers}"
+        );
+    }
+    assert!(
+        containers["shim_pss_per_pod_with_container_kib"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    for clients in [1, 2] {
+        let key = format!("pods_per_s_4_pods_{clients}_clients");
+        assert!(
+            v["crio-rs"]["throughput"][&key].as_f64().unwrap() > 0.0,
+            "{key} missing"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! crio-bench: measures crio-rs through its CRI socket with an in-process
-//! client: pod lifecycle calls, listing, image pull and unpack, daemon memory
+//! client: pod and container lifecycle calls, ExecSync, listing, throughput
+//! with concurrent clients, image pull and unpack, daemon and shim memory,
 //! and recovery time. Prints a JSON document (and a markdown table with
 //! `--markdown`, an SVG chart with `--svg FILE`). `--with-containerd` measures
 //! Debian's containerd the same way; `--render FILE` re-renders a saved run;
@@ -11,9 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use crio_api::client::{CriClient, connect_with};
 use crio_api::cri::{
-    ContainerConfig, ContainerMetadata, CreateContainerRequest, ImageSpec, ListPodSandboxRequest,
-    NamespaceMode, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopPodSandboxRequest,
+    ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest,
+    ExecSyncRequest, ImageSpec, ListContainersRequest, ListPodSandboxRequest, NamespaceMode,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
 };
 use crio_test::Registry;
 use crio_test::containerd::Containerd;
@@ -39,10 +40,16 @@ fn stats(mut samples: Vec<Duration>) -> Value {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    proc_kib(pid, "status", "VmRSS:")
+}
+
+/// A `/proc/PID/` memory figure in KiB: `VmRSS:` of `status` or `Pss:` of
+/// `smaps_rollup`.
+fn proc_kib(pid: u32, file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
@@ -90,14 +97,14 @@ impl Target {
         }
     }
 
-    /// RSS of the per-pod shims, KiB (0 when the runtime has none).
-    fn shims_rss(&self) -> u64 {
+    /// RSS and PSS of the per-pod shims summed, KiB (0 when there are none).
+    fn shims_memory(&self) -> (u64, u64) {
         let marker = match self {
             Target::Crio(w) => w.daemon.path("").display().to_string(),
             Target::Containerd(c, _) => c.dir().display().to_string(),
         };
         let Ok(entries) = std::fs::read_dir("/proc") else {
-            return 0;
+            return (0, 0);
         };
         entries
             .flatten()
@@ -110,8 +117,8 @@ impl Target {
                     })
                     .unwrap_or(false)
             })
-            .map(rss_kib)
-            .sum()
+            .map(|pid| (rss_kib(pid), proc_kib(pid, "smaps_rollup", "Pss:")))
+            .fold((0, 0), |(r, p), (rss, pss)| (r + rss, p + pss))
     }
 }
 
@@ -229,7 +236,7 @@ async fn pods(target: &mut Target, samples: usize, many: usize) -> Result<Value>
     }
     let create_many = started.elapsed();
     let many_rss = rss_kib(target.pid());
-    let shims = target.shims_rss();
+    let (shims, _) = target.shims_memory();
     let mut list = Vec::new();
     for _ in 0..samples {
         let t = Instant::now();
@@ -267,13 +274,9 @@ async fn pods(target: &mut Target, samples: usize, many: usize) -> Result<Value>
     }))
 }
 
-/// The headline: pod plus running container, call by call; then stop and
-/// remove of such a pod; and the shims' memory with `loaded` pods each
-/// running one container.
-async fn containers(target: &Target, image: &str, samples: usize, loaded: usize) -> Result<Value> {
-    let mut client = ready_client(&target.endpoint()).await?;
-    pull(&mut client, image).await?;
-    let sleeper = |name: &str| ContainerConfig {
+/// A container config running `sleep 3600` from `image`.
+fn sleeper(image: &str, name: &str) -> ContainerConfig {
+    ContainerConfig {
         metadata: Some(ContainerMetadata {
             name: name.into(),
             attempt: 0,
@@ -284,38 +287,56 @@ async fn containers(target: &Target, image: &str, samples: usize, loaded: usize)
         }),
         command: vec!["sleep".into(), "3600".into()],
         ..ContainerConfig::default()
-    };
-    let start_pod = async |c: &mut CriClient, name: &str| -> Result<(String, [Duration; 3])> {
-        let t = Instant::now();
-        let pod = run_pod(c, name).await?;
-        let run = t.elapsed();
-        let t = Instant::now();
-        let id = c
-            .runtime
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(sleeper(name)),
-                // kubelet always sends it; containerd needs it.
-                sandbox_config: Some(pod_config(
-                    name,
-                    NamespaceMode::Pod as i32,
-                    NamespaceMode::Pod as i32,
-                )),
-            })
-            .await?
-            .into_inner()
-            .container_id;
-        let create = t.elapsed();
-        let t = Instant::now();
-        c.runtime
-            .start_container(StartContainerRequest { container_id: id })
-            .await?;
-        Ok((pod, [run, create, t.elapsed()]))
-    };
+    }
+}
+
+/// A pod with a running container: (pod ID, container ID, the time of
+/// RunPodSandbox, CreateContainer and StartContainer).
+async fn start_pod(
+    c: &mut CriClient,
+    image: &str,
+    name: &str,
+) -> Result<(String, String, [Duration; 3])> {
+    let t = Instant::now();
+    let pod = run_pod(c, name).await?;
+    let run = t.elapsed();
+    let t = Instant::now();
+    let id = c
+        .runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(sleeper(image, name)),
+            // kubelet always sends it; containerd needs it.
+            sandbox_config: Some(pod_config(
+                name,
+                NamespaceMode::Pod as i32,
+                NamespaceMode::Pod as i32,
+            )),
+        })
+        .await?
+        .into_inner()
+        .container_id;
+    let create = t.elapsed();
+    let t = Instant::now();
+    c.runtime
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await?;
+    Ok((pod, id, [run, create, t.elapsed()]))
+}
+
+/// The headline: pod plus running container, call by call; then stop and
+/// remove of such a pod; ExecSync and ContainerStatus of a running
+/// container; ListContainers and the shims' memory with `loaded` pods each
+/// running one container.
+async fn containers(target: &Target, image: &str, samples: usize, loaded: usize) -> Result<Value> {
+    let mut client = ready_client(&target.endpoint()).await?;
+    pull(&mut client, image).await?;
     let (mut run, mut create, mut start, mut total, mut teardown) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..samples {
-        let (pod, [r, c, s]) = start_pod(&mut client, &format!("ctr-{i}")).await?;
+        let (pod, _, [r, c, s]) = start_pod(&mut client, image, &format!("ctr-{i}")).await?;
         run.push(r);
         create.push(c);
         start.push(s);
@@ -335,11 +356,49 @@ async fn containers(target: &Target, image: &str, samples: usize, loaded: usize)
             .await?;
         teardown.push(t.elapsed());
     }
+    let (_, id, _) = start_pod(&mut client, image, "exec").await?;
+    let (mut exec, mut status) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        let t = Instant::now();
+        let r = client
+            .runtime
+            .exec_sync(ExecSyncRequest {
+                container_id: id.clone(),
+                cmd: vec!["true".into()],
+                timeout: 10,
+            })
+            .await?
+            .into_inner();
+        exec.push(t.elapsed());
+        anyhow::ensure!(r.exit_code == 0, "ExecSync of true exited {}", r.exit_code);
+        let t = Instant::now();
+        client
+            .runtime
+            .container_status(ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: false,
+            })
+            .await?;
+        status.push(t.elapsed());
+    }
     for i in 0..loaded {
-        start_pod(&mut client, &format!("loaded-{i}")).await?;
+        start_pod(&mut client, image, &format!("loaded-{i}")).await?;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let shims = target.shims_rss();
+    let (rss, pss) = target.shims_memory();
+    let mut list = Vec::new();
+    for _ in 0..samples {
+        let t = Instant::now();
+        let listed = client
+            .runtime
+            .list_containers(ListContainersRequest::default())
+            .await?
+            .into_inner()
+            .containers
+            .len();
+        list.push(t.elapsed());
+        anyhow::ensure!(listed == loaded + 1, "listed {listed} containers");
+    }
     remove_all(&mut client).await?;
     let sum_of_medians = |v: &[&Value]| {
         v.iter()
@@ -348,6 +407,7 @@ async fn containers(target: &Target, image: &str, samples: usize, loaded: usize)
     };
     let (run, create, start) = (stats(run), stats(create), stats(start));
     let headline = (sum_of_medians(&[&run, &create, &start]) * 1000.0).round() / 1000.0;
+    let pods = loaded as u64 + 1;
     Ok(json!({
         "run_pod_sandbox": run,
         "create_container": create,
@@ -355,8 +415,53 @@ async fn containers(target: &Target, image: &str, samples: usize, loaded: usize)
         "pod_and_container_sum_of_medians_ms": headline,
         "pod_and_container_total": stats(total),
         "stop_and_remove_pod_with_container": stats(teardown),
-        "shim_rss_per_pod_with_container_kib": shims / loaded.max(1) as u64,
+        "exec_sync": stats(exec),
+        "container_status": stats(status),
+        format!("list_containers_{pods}_containers"): stats(list),
+        "shim_rss_per_pod_with_container_kib": rss / pods,
+        "shim_pss_per_pod_with_container_kib": pss / pods,
     }))
+}
+
+/// Throughput: `pods` pods with a running container each, made by each
+/// number of concurrent clients (one connection each) in `concurrency`.
+async fn throughput(
+    target: &Target,
+    image: &str,
+    pods: usize,
+    concurrency: &[usize],
+) -> Result<Value> {
+    let mut out = serde_json::Map::new();
+    for &n in concurrency {
+        let mut clients = Vec::new();
+        for _ in 0..n {
+            clients.push(ready_client(&target.endpoint()).await?);
+        }
+        let t = Instant::now();
+        let tasks: Vec<_> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(c, mut client)| {
+                let image = image.to_string();
+                tokio::spawn(async move {
+                    for i in (c..pods).step_by(n) {
+                        start_pod(&mut client, &image, &format!("tp{n}-{i}")).await?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        out.insert(
+            format!("pods_per_s_{pods}_pods_{n}_clients"),
+            json!((pods as f64 / secs * 10.0).round() / 10.0),
+        );
+        remove_all(&mut ready_client(&target.endpoint()).await?).await?;
+    }
+    Ok(Value::Object(out))
 }
 
 /// `n` bytes that compress about 2:1, like typical image content.
@@ -559,13 +664,16 @@ async fn main() -> Result<()> {
         eprintln!("measuring {name} pods...");
         results[name] = json!({ "pods": pods(&mut target, samples, many).await? });
         eprintln!("measuring {name} containers...");
-        results[name]["containers"] = containers(
-            &target,
-            &standard.busybox.reference,
-            samples,
-            if smoke { 2 } else { 10 },
-        )
-        .await?;
+        results[name]["containers"] =
+            containers(&target, &standard.busybox.reference, samples, many).await?;
+        eprintln!("measuring {name} throughput...");
+        let (pods, concurrency): (usize, &[usize]) = if smoke {
+            (4, &[1, 2])
+        } else {
+            (50, &[1, 5, 10])
+        };
+        results[name]["throughput"] =
+            throughput(&target, &standard.busybox.reference, pods, concurrency).await?;
         eprintln!("measuring {name} pulls...");
         results[name]["images"] =
             images(&target, &registry, if smoke { 1 } else { 5 }, files).await?;
