@@ -101,6 +101,8 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
     let images = crate::images::Images::open(&config).context("image store")?;
     let pods = Arc::new(crate::pods::Pods::open(&config).context("pod records")?);
     pods.recover_pending().await;
+    let checked = pods.clone();
+    tokio::spawn(async move { checked.check_networks().await });
     let containers = crate::containers::Containers::open(&config).context("container records")?;
     let shims = match config.runtime.runtimes.get(&config.runtime.default_runtime) {
         Some(h) if h.monitor_path.is_file() => Some(

@@ -115,3 +115,83 @@ async fn pods_survive_a_daemon_kill_and_a_reboot_is_cleaned_up() {
         .items;
     assert!(left.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_network_broken_while_the_daemon_was_down_is_reported_at_start() {
+    let mut world = PodWorld::start().unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    let mut ids = Vec::new();
+    for name in ["broken", "intact"] {
+        ids.push(
+            client
+                .runtime
+                .run_pod_sandbox(RunPodSandboxRequest {
+                    config: Some(pod_config(name, POD, POD)),
+                    runtime_handler: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .pod_sandbox_id,
+        );
+    }
+    drop(client);
+    world.daemon.signal_and_wait(Signal::SIGKILL).unwrap();
+    // The first pod's interface goes away while the daemon is down.
+    let netns = world.daemon.path("ns/netns").join(&ids[0]);
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["ip", "link", "del", "eth0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    world.daemon.spawn().unwrap();
+    let broken = |log: &str, id: &str| {
+        log.lines()
+            .any(|l| l.contains("pod network broken (CNI CHECK)") && l.contains(id))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !broken(&world.daemon.log(), &ids[0]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no CHECK failure reported:\n{}",
+            world.daemon.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The intact pod was checked and passed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !world
+        .daemon
+        .log()
+        .lines()
+        .any(|l| l.contains("CNI CHECK passed") && l.contains(&ids[1]))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the intact pod was not checked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!broken(&world.daemon.log(), &ids[1]));
+    let mut client = world.daemon.client().await.unwrap();
+    for id in ids {
+        client
+            .runtime
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        client
+            .runtime
+            .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+            .await
+            .unwrap();
+    }
+    assert!(world.leases().is_empty(), "{:?}", world.leases());
+}

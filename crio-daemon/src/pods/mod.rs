@@ -529,6 +529,31 @@ impl Pods {
         }
     }
 
+    /// CNI CHECK of every ready pod's network, after a start: a pod whose
+    /// interface or address went missing while the daemon was down is
+    /// reported (the plugin's error, naming the pod) instead of failing later.
+    pub async fn check_networks(&self) {
+        let net = &self.config.network;
+        for record in self.list() {
+            let Some((name, result)) = record
+                .network
+                .as_ref()
+                .filter(|_| record.state == PodState::Ready)
+            else {
+                continue;
+            };
+            let Ok(conf) = crio_network::load_network(&net.network_dir, name, &net.plugin_dirs)
+            else {
+                tracing::warn!(pod = %record.id, "network {name:?} of the pod is gone: not checked");
+                continue;
+            };
+            match cni::check(&conf, &self.attachment(&record), result, &net.plugin_dirs).await {
+                Ok(()) => tracing::debug!(pod = %record.id, "CNI CHECK passed"),
+                Err(e) => tracing::warn!(pod = %record.id, "pod network broken (CNI CHECK): {e}"),
+            }
+        }
+    }
+
     /// CNI DEL on the default network without a cached result (the ADD may
     /// have run to its end while the daemon was being killed).
     async fn del_unrecorded_network(&self, record: &PodRecord) {
