@@ -800,7 +800,7 @@ async fn a_shared_pid_namespace_gets_an_infra_process_and_only_then() {
 #[tokio::test(flavor = "multi_thread")]
 async fn create_retries_get_the_same_container_and_a_clash_is_refused() {
     let Setup {
-        world: _world,
+        world,
         mut client,
         images,
         _registry,
@@ -853,5 +853,22 @@ async fn create_retries_get_the_same_container_and_a_clash_is_refused() {
         .unwrap();
     let again = create(&mut client, &pod_id, other).await.unwrap();
     assert_ne!(again, ids[0]);
-    crio_test::containers::remove_pod(&mut client, &pod_id).await;
+
+    // Concurrent first creates in a fresh pod share one shim.
+    let fresh = run_pod(&mut client, pod_config("fresh", POD, POD)).await;
+    let calls: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|name| {
+            let (mut c, pod) = (client.clone(), fresh.clone());
+            let config = container(name, &images.busybox.reference, &["sleep", "600"]);
+            tokio::spawn(async move { create(&mut c, &pod, config).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(shim_processes(&world.daemon.path("")), 2);
+    for pod in [&pod_id, &fresh] {
+        crio_test::containers::remove_pod(&mut client, pod).await;
+    }
 }

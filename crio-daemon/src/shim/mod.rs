@@ -51,6 +51,8 @@ pub struct Shims {
     socket_dir: PathBuf,
     events: PathBuf,
     clients: Mutex<HashMap<String, TaskClient>>,
+    /// One start at a time per pod: concurrent creates share one shim.
+    starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     _server: tokio::sync::Mutex<Option<ttrpc::asynchronous::Server>>,
 }
 
@@ -108,6 +110,7 @@ impl Shims {
             socket_dir,
             events,
             clients: Mutex::default(),
+            starting: Mutex::default(),
             _server: tokio::sync::Mutex::new(Some(server)),
         })
     }
@@ -126,7 +129,17 @@ impl Shims {
         cgroup: &str,
     ) -> Result<TaskClient, String> {
         if address_of(pod_dir).is_none() {
-            self.spawn(id, pod_dir, cgroup).await?;
+            let lock = self
+                .starting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(id.to_string())
+                .or_default()
+                .clone();
+            let _held = lock.lock().await;
+            if address_of(pod_dir).is_none() {
+                self.spawn(id, pod_dir, cgroup).await?;
+            }
         }
         self.task(id, pod_dir).await
     }
@@ -236,6 +249,10 @@ impl Shims {
 
     /// Asks pod `id`'s shim to exit and forgets it.
     pub async fn shutdown(&self, id: &str, pod_dir: &Path) {
+        self.starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         let address = address_of(pod_dir).unwrap_or_default();
         let client = self
             .clients
