@@ -71,6 +71,9 @@ pub struct ContainerRecord {
     /// The identity its process runs with (from the OCI spec).
     #[serde(default)]
     pub user: Option<crio_spec::oci::User>,
+    /// Its init's pid once started (0 before).
+    #[serde(default)]
+    pub pid: u32,
 }
 
 impl ContainerRecord {
@@ -436,6 +439,22 @@ impl Containers {
         all
     }
 
+    /// Every container but infra containers, up to date without asking the
+    /// shims about running ones: a container whose init exited has an
+    /// `exit` file in its bundle (the shim writes it first thing) or no
+    /// process left (its shim died with it), and only those are refreshed.
+    /// ListContainers is polled by kubelet every second.
+    pub async fn list_fresh(&self, pods: &Pods, shims: &Shims) -> Vec<ContainerRecord> {
+        for r in self.list() {
+            let ended = self.bundle(&r.id).join("exit").exists()
+                || (r.pid > 0 && !Path::new(&format!("/proc/{}", r.pid)).exists());
+            if r.state == ContainerState::Running && ended {
+                let _ = self.refresh(pods, shims, &r.id).await;
+            }
+        }
+        self.list()
+    }
+
     /// A record by ID or unique prefix.
     pub fn get(&self, id: &str) -> Option<ContainerRecord> {
         self.records.get(id)
@@ -513,17 +532,58 @@ impl Containers {
             .find(|r| r.infra && r.pod_id == pod_id)
     }
 
-    /// `/proc/<pid>/ns/pid` of the pod's running infra container.
-    async fn pod_pidns(&self, pods: &Pods, shims: &Shims, pod_id: &str) -> Option<PathBuf> {
-        let infra = self.infra_of(pod_id)?;
-        let client = self.client(pods, shims, &infra).await.ok()?;
+    /// `/proc/<pid>/ns/pid` of a running container's init.
+    async fn pidns_of(&self, pods: &Pods, shims: &Shims, r: &ContainerRecord) -> Option<PathBuf> {
+        let client = self.client(pods, shims, r).await.ok()?;
         let req = task::StateRequest {
-            id: infra.id.clone(),
+            id: r.id.clone(),
             ..Default::default()
         };
         let state = client.state(ctx(), &req).await.ok()?;
         (state.status.enum_value_or_default() == task::Status::RUNNING && state.pid > 0)
             .then(|| PathBuf::from(format!("/proc/{}/ns/pid", state.pid)))
+    }
+
+    /// The PID namespace a container joins: its target container's for
+    /// TARGET (kubectl debug --target), the pod's infra container's
+    /// otherwise (used for POD; None when the pod has none).
+    async fn pid_namespace(
+        &self,
+        pods: &Pods,
+        shims: &Shims,
+        pod: &PodRecord,
+        config: &ContainerConfig,
+    ) -> Result<Option<PathBuf>, Status> {
+        let ns = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref());
+        let field = "config.linux.security_context.namespace_options.target_id";
+        match ns {
+            Some(n) if n.pid == crio_api::cri::NamespaceMode::Target as i32 => {
+                let target = self
+                    .get(&n.target_id)
+                    .filter(|t| !n.target_id.is_empty() && t.pod_id == pod.id && !t.infra)
+                    .ok_or_else(|| {
+                        Status::not_found(format!(
+                            "{field}: no container {:?} in pod {}",
+                            n.target_id, pod.id
+                        ))
+                    })?;
+                match self.pidns_of(pods, shims, &target).await {
+                    Some(path) => Ok(Some(path)),
+                    None => Err(Status::failed_precondition(format!(
+                        "{field}: container {} is not running",
+                        target.id
+                    ))),
+                }
+            }
+            _ => match self.infra_of(&pod.id) {
+                Some(infra) => Ok(self.pidns_of(pods, shims, &infra).await),
+                None => Ok(None),
+            },
+        }
     }
 
     async fn create_as(
@@ -671,6 +731,7 @@ impl Containers {
         image_name: &str,
         infra: bool,
     ) -> Result<(), Status> {
+        let mut steps = crate::steps::Steps::default();
         let store = self.records_dir.join(id);
         let (upper, work) = (store.join("upper"), store.join("work"));
         let bundle = self.bundle(id);
@@ -687,6 +748,7 @@ impl Containers {
         }
         .mount(&rootfs)
         .map_err(|e| internal(format!("mount rootfs: {e}")))?;
+        steps.mark("rootfs");
 
         let pod_dir = pods.run_dir(&pod.id);
         let ns_dir = &pods.namespaces_dir();
@@ -720,7 +782,7 @@ impl Containers {
                 netns: pin(crio_network::netns::Kind::Net),
                 ipcns: pin(crio_network::netns::Kind::Ipc),
                 utsns: pin(crio_network::netns::Kind::Uts),
-                pidns: self.pod_pidns(pods, shims, &pod.id).await,
+                pidns: self.pid_namespace(pods, shims, pod, config).await?,
                 cgroup_parent: cgroup_parent.clone(),
             },
             defaults: &self.defaults,
@@ -771,11 +833,14 @@ impl Containers {
             stop_signal,
             infra,
             user: Some(spec.process.user.clone()),
+            pid: 0,
         };
+        steps.mark("spec");
         let client = shims
             .ensure(&pod.id, &pod_dir, &cgroup_parent)
             .await
             .map_err(Status::unavailable)?;
+        steps.mark("shim");
         let req = task::CreateTaskRequest {
             id: id.to_string(),
             bundle: bundle.display().to_string(),
@@ -786,7 +851,11 @@ impl Containers {
             .create(ctx(), &req)
             .await
             .map_err(|e| task_error("create task", e))?;
-        self.save_new(&record)
+        steps.mark("task");
+        self.save_new(&record)?;
+        steps.mark("record");
+        tracing::debug!(container = id, steps = %steps.summary(), "container created");
+        Ok(())
     }
 
     /// The image's VOLUMEs per `image_volumes`: "mkdir" makes them in the
@@ -872,10 +941,11 @@ impl Containers {
         };
         // Taken before the call: a quick container may exit before it returns.
         let started_at = crio_api::time::now_nanos();
-        client
+        let started = client
             .start(ctx(), &req)
             .await
             .map_err(|e| task_error("start task", e))?;
+        r.pid = started.pid;
         r.state = ContainerState::Running;
         r.started_at = started_at;
         self.save(&r)

@@ -14,5 +14,6 @@ pub mod records;
 pub mod shim;
 pub mod shim_binary;
 pub mod socket;
+pub mod steps;
 pub mod streaming;
 pub mod version;

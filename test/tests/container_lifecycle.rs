@@ -70,6 +70,25 @@ async fn a_container_runs_logs_exits_and_leaves_nothing() {
         })
         .await
         .unwrap();
+    // ListContainers alone (kubelet's relist) sees the exit.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = client
+            .runtime
+            .list_containers(ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        if listed[0].state == ContainerState::ContainerExited as i32 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exit never showed in the list"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let s = wait_exited(&mut client, &id).await;
     assert_eq!(s.exit_code, 3);
     assert_eq!(s.reason, "Error");
@@ -871,4 +890,71 @@ async fn create_retries_get_the_same_container_and_a_clash_is_refused() {
     for pod in [&pod_id, &fresh] {
         crio_test::containers::remove_pod(&mut client, pod).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_pid_namespace_is_the_target_containers() {
+    use crio_api::cri::{ExecSyncRequest, LinuxContainerConfig, LinuxContainerSecurityContext};
+    let Setup {
+        world: _world,
+        mut client,
+        images,
+        _registry,
+    } = setup().await;
+    let pod_id = run_pod(&mut client, pod_config("debug", POD, POD)).await;
+    let start = async |c: &mut crio_api::client::CriClient, config| {
+        let id = create(c, &pod_id, config).await?;
+        c.runtime
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await?;
+        Ok::<_, tonic::Status>(id)
+    };
+    let target = start(
+        &mut client,
+        container("app", &images.busybox.reference, &["sleep", "600"]),
+    )
+    .await
+    .unwrap();
+    // A debug container in the target's PID namespace (kubectl debug --target).
+    let debugger = |target_id: &str| {
+        let mut c = container("debugger", &images.busybox.reference, &["sleep", "601"]);
+        c.linux = Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(crio_api::cri::NamespaceOption {
+                    pid: NamespaceMode::Target as i32,
+                    target_id: target_id.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c
+    };
+    let err = create(&mut client, &pod_id, debugger("no-such-container"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err}");
+    assert!(err.message().contains("target_id"), "{err}");
+    let debug = start(&mut client, debugger(&target)).await.unwrap();
+    let r = client
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: debug,
+            cmd: vec!["ps".into(), "-o".into(), "pid,args".into()],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ps = String::from_utf8_lossy(&r.stdout);
+    let pid1 = ps.lines().find(|l| l.trim_start().starts_with("1 "));
+    assert!(
+        pid1.is_some_and(|l| l.contains("sleep 600")),
+        "PID 1 is not the target's process:\n{ps}"
+    );
+    assert!(ps.contains("sleep 601"), "{ps}");
+    crio_test::containers::remove_pod(&mut client, &pod_id).await;
 }

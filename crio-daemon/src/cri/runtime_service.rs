@@ -242,13 +242,12 @@ impl RuntimeService for RuntimeApi {
         req: Request<ListContainersRequest>,
     ) -> Rpc<ListContainersResponse> {
         let st = &self.state;
-        if let Ok(shims) = self.shims() {
-            for r in st.containers.list() {
-                let _ = st.containers.refresh(&st.pods, shims, &r.id).await;
-            }
-        }
+        let records = match self.shims() {
+            Ok(shims) => st.containers.list_fresh(&st.pods, shims).await,
+            Err(_) => st.containers.list(),
+        };
         Ok(Response::new(container_status::list(
-            st.containers.list(),
+            records,
             req.get_ref(),
         )))
     }

@@ -373,6 +373,7 @@ impl Pods {
     /// The steps of RunPodSandbox; `record` says what exists so far, for
     /// the rollback.
     async fn build(&self, record: &mut PodRecord) -> Result<(), (Code, String)> {
+        let mut steps = crate::steps::Steps::default();
         let dir = self.run_dir(&record.id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| internal(format!("create {}: {e}", dir.display())))?;
@@ -431,6 +432,7 @@ impl Pods {
             .await
             .map_err(|e| (Code::Internal, format!("pod {}: {e}", record.id)))?;
         }
+        steps.mark("namespaces");
 
         if !host_net {
             let net = &self.config.network;
@@ -449,6 +451,7 @@ impl Pods {
             record.network = Some((conf.name.clone(), result));
             self.save_pending(record)?;
         }
+        steps.mark("network");
 
         let host_etc =
             |f: &str| std::fs::read_to_string(Path::new("/etc").join(f)).unwrap_or_default();
@@ -482,6 +485,8 @@ impl Pods {
             record.shm = Some(shm);
             self.save_pending(record)?;
         }
+        steps.mark("files");
+        tracing::debug!(pod = %record.id, steps = %steps.summary(), "pod built");
         Ok(())
     }
 

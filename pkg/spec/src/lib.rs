@@ -107,7 +107,8 @@ pub struct Pod<'a> {
     pub ipcns: Option<PathBuf>,
     /// UTS namespace.
     pub utsns: Option<PathBuf>,
-    /// The pod's PID namespace (its infra process), when shared.
+    /// The PID namespace a POD or TARGET container joins: the pod's (its
+    /// infra process), or the target container's.
     pub pidns: Option<PathBuf>,
     /// Cgroup parent.
     pub cgroup_parent: String,
@@ -549,7 +550,7 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
             None => {
                 return Err(invalid(
                     "config.linux.security_context.namespace_options.pid",
-                    "the pod has no shared PID namespace",
+                    "the pod has no shared PID namespace (its PID mode is not POD)",
                 ));
             }
         },
