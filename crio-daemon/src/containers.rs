@@ -764,12 +764,7 @@ impl Containers {
         let mut host = self.host.clone();
         host.passwd = crio_spec::user::read_in_root(&rootfs, "/etc/passwd");
         host.group = crio_spec::user::read_in_root(&rootfs, "/etc/group");
-        let cgroup_parent = pod
-            .config
-            .linux
-            .as_ref()
-            .map(|l| l.cgroup_parent.clone())
-            .unwrap_or_default();
+        let cgroup_parent = pod.cgroup_parent();
         let mut spec = crio_spec::build(&crio_spec::Input {
             id,
             config,

@@ -100,12 +100,8 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
     let clean_shutdown_file = config.clean_shutdown_file.clone();
     let images = crate::images::Images::open(&config).context("image store")?;
     let pods = Arc::new(crate::pods::Pods::open(&config).context("pod records")?);
-    pods.recover_pending().await;
-    let checked = pods.clone();
-    tokio::spawn(async move { checked.check_networks().await });
-    let containers = crate::containers::Containers::open(&config).context("container records")?;
     let shims = match config.runtime.runtimes.get(&config.runtime.default_runtime) {
-        Some(h) if h.monitor_path.is_file() => Some(
+        Some(h) if h.monitor_path.is_file() => Some(Arc::new(
             crate::shim::Shims::start(
                 h.monitor_path.clone(),
                 h.runtime_path.clone(),
@@ -115,9 +111,16 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
             )
             .await
             .map_err(anyhow::Error::msg)?,
-        ),
+        )),
         _ => None,
     };
+    if let Some(s) = &shims {
+        pods.set_shims(s.clone());
+    }
+    pods.recover_pending().await;
+    let checked = pods.clone();
+    tokio::spawn(async move { checked.check_networks().await });
+    let containers = crate::containers::Containers::open(&config).context("container records")?;
     let state = Arc::new(State {
         config,
         images,

@@ -209,6 +209,17 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
     }
 }
 
+/// Pids of the pod shims of the daemon whose directory is `dir`.
+pub fn shims_of(dir: &Path) -> Vec<i32> {
+    processes_mentioning(&dir.display().to_string())
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("containerd-shim-crio-v2"))
+        })
+        .collect()
+}
+
 /// Pids of processes whose command line mentions `needle`, and their children.
 pub fn processes_mentioning(needle: &str) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {

@@ -18,24 +18,7 @@ use tonic::Code;
 const POD: i32 = NamespaceMode::Pod as i32;
 
 fn shim_processes(dir: &Path) -> usize {
-    let marker = dir.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        })
-        .filter(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .map(|c| {
-                    let c = String::from_utf8_lossy(&c);
-                    c.contains("containerd-shim-crio-v2") && c.contains(&marker)
-                })
-                .unwrap_or(false)
-        })
-        .count()
+    crio_test::daemon::shims_of(dir).len()
 }
 
 #[tokio::test(flavor = "multi_thread")]

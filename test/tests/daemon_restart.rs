@@ -12,17 +12,6 @@ use nix::sys::signal::Signal;
 
 const POD: i32 = NamespaceMode::Pod as i32;
 
-/// Pids of the shims of the daemon in `dir`.
-fn shims_of(dir: &std::path::Path) -> Vec<i32> {
-    crio_test::daemon::processes_mentioning(&dir.display().to_string())
-        .into_iter()
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("containerd-shim-crio-v2"))
-        })
-        .collect()
-}
-
 fn lines(path: &std::path::Path) -> usize {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -88,7 +77,7 @@ async fn containers_outlive_a_kill_and_an_upgraded_daemon_adopts_them() {
 
     // The daemon dies; the containers do not notice.
     s.world.daemon.signal_and_wait(Signal::SIGKILL).unwrap();
-    let shim_pids = shims_of(&s.world.daemon.path(""));
+    let shim_pids = crio_test::daemon::shims_of(&s.world.daemon.path(""));
     assert!(!shim_pids.is_empty(), "the shim died with the daemon");
     let before = lines(&log);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -126,7 +115,7 @@ async fn containers_outlive_a_kill_and_an_upgraded_daemon_adopts_them() {
     );
     let h = wait_exited(&mut client, &hog).await;
     assert_eq!((h.exit_code, h.reason.as_str()), (137, "OOMKilled"));
-    let shims_now = shims_of(&s.world.daemon.path(""));
+    let shims_now = crio_test::daemon::shims_of(&s.world.daemon.path(""));
     assert!(
         shim_pids.iter().all(|p| shims_now.contains(p)),
         "the new daemon started new shims instead of adopting the old ones"

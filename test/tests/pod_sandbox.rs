@@ -351,6 +351,8 @@ async fn broken_network_fails_naming_it_and_leaves_no_half_pod() {
         0
     );
     assert!(mounts_under(&world.daemon.path("")).is_empty());
+    // The shim started alongside the failed network was shut down.
+    assert!(crio_test::daemon::shims_of(&world.daemon.path("")).is_empty());
     assert_eq!(
         std::fs::read_dir(world.daemon.path("run/pods"))
             .unwrap()

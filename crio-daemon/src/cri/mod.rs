@@ -32,7 +32,7 @@ pub struct State {
     /// Containers.
     pub containers: crate::containers::Containers,
     /// Pod shims (None when no shim binary was found).
-    pub shims: Option<crate::shim::Shims>,
+    pub shims: Option<Arc<crate::shim::Shims>>,
     /// The streaming server (exec, attach, port-forward), once started.
     pub streaming: std::sync::OnceLock<crio_streaming::Server>,
     /// Previous CPU samples, for CPU rates in stats.

@@ -66,7 +66,7 @@ impl RuntimeApi {
     }
 
     fn shims(&self) -> Result<&crate::shim::Shims, tonic::Status> {
-        self.state.shims.as_ref().ok_or_else(|| {
+        self.state.shims.as_deref().ok_or_else(|| {
             tonic::Status::failed_precondition(format!(
                 "the pod shim {} was not found at start-up: containers cannot run",
                 crate::shim_binary::SHIM_NAME

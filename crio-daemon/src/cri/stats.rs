@@ -156,12 +156,7 @@ pub async fn list(
 /// The statistics of a pod: its cgroup's, and its containers'.
 pub async fn pod_stats(st: &State, shims: &Shims, pod: &PodRecord) -> PodSandboxStats {
     let now = crio_api::time::now_nanos();
-    let parent = pod
-        .config
-        .linux
-        .as_ref()
-        .map(|l| l.cgroup_parent.clone())
-        .unwrap_or_default();
+    let parent = pod.cgroup_parent();
     let cgroup = (!parent.is_empty())
         .then(|| {
             crio_cgroups::read(

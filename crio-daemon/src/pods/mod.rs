@@ -75,6 +75,15 @@ impl PodRecord {
         self.namespace_options().pid == NamespaceMode::Pod as i32
     }
 
+    /// The kubelet's cgroup parent of the pod ("" when none).
+    pub fn cgroup_parent(&self) -> String {
+        self.config
+            .linux
+            .as_ref()
+            .map(|l| l.cgroup_parent.clone())
+            .unwrap_or_default()
+    }
+
     /// Namespace options as requested.
     pub fn namespace_options(&self) -> crio_api::cri::NamespaceOption {
         namespace_options(&self.config)
@@ -111,6 +120,8 @@ pub struct Pods {
     reservations: Mutex<HashMap<String, Reservation>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pod_cidrs: Mutex<Vec<String>>,
+    /// The pod shims: a pod's is started while its network is made.
+    shims: std::sync::OnceLock<Arc<crate::shim::Shims>>,
 }
 
 fn internal(what: impl std::fmt::Display) -> (Code, String) {
@@ -187,7 +198,21 @@ impl Pods {
             reservations: Mutex::new(reservations),
             locks: Mutex::default(),
             pod_cidrs: Mutex::default(),
+            shims: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Starts each new pod's shim alongside its namespaces and network.
+    pub fn set_shims(&self, shims: Arc<crate::shim::Shims>) {
+        let _ = self.shims.set(shims);
+    }
+
+    /// Shuts the shim of a pod being rolled back down (before its
+    /// directory, which holds the shim's address, goes).
+    async fn stop_shim(&self, id: &str) {
+        if let Some(shims) = self.shims.get() {
+            shims.shutdown(id, &self.run_dir(id)).await;
+        }
     }
 
     fn lock_of(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -363,6 +388,7 @@ impl Pods {
                     e.1
                 );
                 self.teardown(&record).await;
+                self.stop_shim(id).await;
                 let _ = std::fs::remove_dir_all(self.run_dir(id));
                 let _ = std::fs::remove_file(self.pending_dir.join(format!("{id}.json")));
                 Err(e)
@@ -373,10 +399,31 @@ impl Pods {
     /// The steps of RunPodSandbox; `record` says what exists so far, for
     /// the rollback.
     async fn build(&self, record: &mut PodRecord) -> Result<(), (Code, String)> {
-        let mut steps = crate::steps::Steps::default();
         let dir = self.run_dir(&record.id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| internal(format!("create {}: {e}", dir.display())))?;
+        let (id, cgroup) = (record.id.clone(), record.cgroup_parent());
+        // The shim starts while the namespaces and network are made: the
+        // pod's first CreateContainer finds it ready.
+        let shim = async {
+            let started = std::time::Instant::now();
+            if let Some(shims) = self.shims.get() {
+                shims
+                    .ensure(&id, &dir, &cgroup)
+                    .await
+                    .map_err(|e| (Code::Unavailable, format!("pod shim: {e}")))?;
+            }
+            Ok::<_, (Code, String)>(started.elapsed())
+        };
+        let (shim, rest) = tokio::join!(shim, self.build_in(record, &dir));
+        let shim_ms = shim?.as_secs_f64() * 1e3;
+        tracing::debug!(pod = %id, shim_ms, "pod shim started");
+        rest
+    }
+
+    /// The steps of RunPodSandbox but the shim, in the pod's directory.
+    async fn build_in(&self, record: &mut PodRecord, dir: &Path) -> Result<(), (Code, String)> {
+        let mut steps = crate::steps::Steps::default();
         let ns = namespace_options(&record.config);
         let host_net = ns.network == NamespaceMode::Node as i32;
         let host_ipc = ns.ipc == NamespaceMode::Node as i32;
@@ -529,6 +576,7 @@ impl Pods {
                 self.del_unrecorded_network(&record).await;
             }
             self.teardown(&record).await;
+            self.stop_shim(&record.id).await;
             let _ = std::fs::remove_dir_all(self.run_dir(&record.id));
             let _ = std::fs::remove_file(&path);
         }

@@ -4,7 +4,8 @@
 //! and recovery time. Prints a JSON document (and a markdown table with
 //! `--markdown`, an SVG chart with `--svg FILE`). `--with-containerd` measures
 //! Debian's containerd the same way; `--render FILE` re-renders a saved run;
-//! `--smoke` takes a few samples, for CI.
+//! `--smoke` takes a few samples, for CI; `--daemon-log FILE` keeps the
+//! crio-rs daemon's log (per-step timings at debug level).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -677,6 +678,10 @@ async fn main() -> Result<()> {
         eprintln!("measuring {name} pulls...");
         results[name]["images"] =
             images(&target, &registry, if smoke { 1 } else { 5 }, files).await?;
+        // The daemon's log holds its per-step timings (debug level).
+        if let (Target::Crio(w), Some(path)) = (&target, option("--daemon-log")) {
+            std::fs::write(path, w.daemon.log())?;
+        }
     }
     println!("{}", serde_json::to_string_pretty(&results)?);
     if let Some(path) = option("--svg") {
