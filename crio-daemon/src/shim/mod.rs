@@ -185,6 +185,9 @@ impl Shims {
             .env("CRIO_RUNTIME", &self.runtime)
             .env("CRIO_RUNTIME_ROOT", &self.runtime_root)
             .env("CRIO_SHIM_CGROUP", shim_cgroup(cgroup))
+            // One malloc arena: the shim's few threads need no more, and
+            // each extra arena is memory the pod pays for.
+            .env("MALLOC_ARENA_MAX", "1")
             .env(
                 "CRIO_SYSTEMD_CGROUP",
                 if self.systemd_cgroup { "1" } else { "0" },
