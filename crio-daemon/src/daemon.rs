@@ -121,7 +121,19 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
     let checked = pods.clone();
     tokio::spawn(async move { checked.check_networks().await });
     let containers = crate::containers::Containers::open(&config).context("container records")?;
+    let handler_features = config
+        .runtime
+        .runtimes
+        .iter()
+        .map(|(name, h)| {
+            (
+                name.clone(),
+                crate::cri::runtime_status::handler_features(&h.runtime_path),
+            )
+        })
+        .collect();
     let state = Arc::new(State {
+        handler_features,
         config,
         images,
         pods,

@@ -697,3 +697,58 @@ async fn image_volumes_bind_or_ignore() {
         remove_pod(&mut client, &pod_id).await;
     }
 }
+
+#[tokio::test]
+async fn recursive_read_only_mounts_cover_submounts() {
+    use crio_api::cri::StatusRequest;
+    use nix::mount::{MsFlags, mount};
+    let mut s = setup().await;
+    // The runtime handler says it can (runc knows `rro`, the kernel is new).
+    let handlers = s
+        .client
+        .runtime
+        .status(StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .runtime_handlers;
+    assert!(
+        handlers.iter().any(|h| h
+            .features
+            .as_ref()
+            .is_some_and(|f| f.recursive_read_only_mounts)),
+        "{handlers:?}"
+    );
+    // A host directory with a writable submount.
+    let outer = s.world.daemon.path("outer");
+    let inner = outer.join("inner");
+    std::fs::create_dir_all(&inner).unwrap();
+    mount(
+        Some("tmpfs"),
+        &inner,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    let pod_id = run_pod(&mut s.client, pod_config("rro", POD, POD)).await;
+    let mut config = container("reader", &s.images.busybox.reference, &["sleep", "1000"]);
+    let read_only = |path: &str, recursive: bool| Mount {
+        container_path: path.into(),
+        host_path: outer.display().to_string(),
+        readonly: true,
+        recursive_read_only: recursive,
+        ..Default::default()
+    };
+    config.mounts = vec![read_only("/ro", false), read_only("/rro", true)];
+    let id = start(&mut s.client, &pod_id, config).await;
+    // Plain read-only: the submount stays writable; recursive: it does not.
+    assert_eq!(
+        out(&mut s.client, &id, "touch /ro/inner/x && echo written").await,
+        "written"
+    );
+    let (code, _, err) = exec(&mut s.client, &id, "touch /rro/inner/y").await;
+    assert_ne!(code, 0);
+    assert!(err.contains("Read-only"), "{err}");
+    remove_pod(&mut s.client, &pod_id).await;
+}

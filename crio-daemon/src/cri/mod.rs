@@ -9,7 +9,7 @@ mod image_remove;
 mod image_service;
 mod runtime_config;
 mod runtime_service;
-mod runtime_status;
+pub mod runtime_status;
 mod runtime_version;
 mod sandbox_status;
 mod stats;
@@ -33,6 +33,8 @@ pub struct State {
     pub containers: crate::containers::Containers,
     /// Pod shims (None when no shim binary was found).
     pub shims: Option<Arc<crate::shim::Shims>>,
+    /// What each runtime handler can do (asked at start).
+    pub handler_features: std::collections::HashMap<String, crio_api::cri::RuntimeHandlerFeatures>,
     /// The streaming server (exec, attach, port-forward), once started.
     pub streaming: std::sync::OnceLock<crio_streaming::Server>,
     /// Previous CPU samples, for CPU rates in stats.

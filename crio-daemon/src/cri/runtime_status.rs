@@ -14,7 +14,11 @@ pub const NETWORK_NOT_READY: &str = "NetworkPluginNotReady";
 
 /// Builds the Status answer. The CNI directory is read on every call, so a
 /// configuration that appears or changes is seen without a restart.
-pub fn status(config: &Config, req: &StatusRequest) -> StatusResponse {
+pub fn status(
+    config: &Config,
+    handlers: &HashMap<String, RuntimeHandlerFeatures>,
+    req: &StatusRequest,
+) -> StatusResponse {
     let net = &config.network;
     let network =
         crio_network::load_network(&net.network_dir, &net.cni_default_network, &net.plugin_dirs);
@@ -53,13 +57,53 @@ pub fn status(config: &Config, req: &StatusRequest) -> StatusResponse {
             .keys()
             .map(|name| RuntimeHandler {
                 name: name.clone(),
-                features: Some(RuntimeHandlerFeatures::default()),
+                features: Some(handlers.get(name).cloned().unwrap_or_default()),
             })
             .collect(),
         features: Some(RuntimeFeatures {
             supplemental_groups_policy: true,
         }),
     }
+}
+
+/// What a runtime handler can do, from `RUNTIME features` (asked once, at
+/// start): recursive read-only mounts when the runtime knows `rro` and the
+/// kernel has mount_setattr (5.12).
+pub fn handler_features(runtime_path: &std::path::Path) -> RuntimeHandlerFeatures {
+    let features = std::process::Command::new(runtime_path)
+        .arg("features")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    RuntimeHandlerFeatures {
+        recursive_read_only_mounts: rro_supported(&features, &kernel),
+        user_namespaces: false,
+    }
+}
+
+/// Whether `features` (the runtime's JSON) lists the `rro` mount option and
+/// `kernel` (a release like `6.1.0-18-amd64`) is 5.12 or later.
+fn rro_supported(features: &str, kernel: &str) -> bool {
+    let listed = serde_json::from_str::<serde_json::Value>(features).is_ok_and(|f| {
+        f["mountOptions"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "rro"))
+    });
+    let mut parts = kernel.trim().split(|c: char| !c.is_ascii_digit());
+    let version = (
+        parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0),
+        parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0),
+    );
+    listed && version >= (5, 12)
 }
 
 fn condition(kind: &str, status: bool, reason: &str, message: &str) -> RuntimeCondition {
@@ -73,6 +117,19 @@ fn condition(kind: &str, status: bool, reason: &str, message: &str) -> RuntimeCo
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rro_needs_the_runtime_and_the_kernel() {
+        let with = r#"{"mountOptions": ["ro", "rro"]}"#;
+        assert!(super::rro_supported(with, "6.18.44-fc\n"));
+        assert!(super::rro_supported(with, "5.12.0"));
+        assert!(!super::rro_supported(with, "5.11.9"));
+        assert!(!super::rro_supported(
+            r#"{"mountOptions": ["ro"]}"#,
+            "6.1.0"
+        ));
+        assert!(!super::rro_supported("", "6.1.0"));
+    }
+
     use super::*;
 
     #[test]
@@ -82,7 +139,7 @@ mod tests {
         config.network.network_dir = tmp.path().join("net.d");
         config.network.plugin_dirs = vec![tmp.path().to_path_buf()];
         let network = |c: &Config| {
-            status(c, &StatusRequest { verbose: true })
+            status(c, &HashMap::new(), &StatusRequest { verbose: true })
                 .status
                 .unwrap()
                 .conditions[1]
@@ -105,7 +162,7 @@ mod tests {
         )
         .unwrap();
         assert!(network(&config).status);
-        let full = status(&config, &StatusRequest { verbose: true });
+        let full = status(&config, &HashMap::new(), &StatusRequest { verbose: true });
         assert!(full.info["cniconfig"].contains("loopback"));
         assert!(full.info["config"].contains("\"cgroup_manager\":\"cgroupfs\""));
         assert_eq!(full.runtime_handlers.len(), 2);
