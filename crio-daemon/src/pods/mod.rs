@@ -519,6 +519,10 @@ impl Pods {
         if !host_ipc {
             let shm = dir.join("shm");
             std::fs::create_dir_all(&shm).map_err(internal)?;
+            // Recorded before it is mounted: a crash in between leaves a
+            // record the rollback unmounts (unmounting nothing is fine).
+            record.shm = Some(shm.clone());
+            self.save_pending(record)?;
             nix::mount::mount(
                 Some("shm"),
                 &shm,
@@ -529,8 +533,6 @@ impl Pods {
                 Some("mode=1777,size=67108864"),
             )
             .map_err(|e| internal(format!("mount /dev/shm of pod {}: {e}", record.id)))?;
-            record.shm = Some(shm);
-            self.save_pending(record)?;
         }
         steps.mark("files");
         tracing::debug!(pod = %record.id, steps = %steps.summary(), "pod built");
