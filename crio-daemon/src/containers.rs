@@ -299,6 +299,24 @@ fn check_propagation(config: &ContainerConfig) -> Result<(), Status> {
     Ok(())
 }
 
+/// Credentials for pulling the pause image, from `pause_image_auth_file`
+/// when it is set (else the pull uses the global auth file, if any).
+fn pause_credentials(
+    image: &crio_config::ImageConfig,
+) -> Result<Option<crio_image::auth::Credentials>, Status> {
+    let file = &image.pause_image_auth_file;
+    if file.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let auth = crio_image::auth::AuthFile::load(file).map_err(|e| {
+        Status::failed_precondition(format!("pause_image_auth_file {}: {e}", file.display()))
+    })?;
+    let r = crio_image::reference::Reference::parse(&image.pause_image).map_err(|e| {
+        Status::invalid_argument(format!("pause_image {:?}: {e}", image.pause_image))
+    })?;
+    Ok(Some(auth.lookup(&r.registry, &r.repository)))
+}
+
 /// The infra container's configuration: named `POD` (CRI-O's
 /// `k8s_POD_…`), the pause image, a PID namespace of its own (which the
 /// pod's containers join), a read-only rootfs, no log.
@@ -502,7 +520,7 @@ impl Containers {
         let pause = match images.find(&image.pause_image) {
             Some(found) => found,
             None => images
-                .pull(&image.pause_image, None, true)
+                .pull(&image.pause_image, pause_credentials(image)?, true)
                 .await
                 .map_err(|e| {
                     Status::new(

@@ -941,3 +941,64 @@ async fn a_target_pid_namespace_is_the_target_containers() {
     assert!(ps.contains("sleep 601"), "{ps}");
     crio_test::containers::remove_pod(&mut client, &pod_id).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pause_image_is_pulled_with_pause_image_auth_file() {
+    let registry = Registry::start_with_auth("alice", "s3cret").unwrap();
+    let images = push_standard_images(&registry).unwrap();
+    let auth = tempfile::tempdir().unwrap();
+    let auth_file = auth.path().join("pause-auth.json");
+    std::fs::write(
+        &auth_file,
+        format!(
+            "{{\"auths\": {{\"{}\": {{\"auth\": \"YWxpY2U6czNjcmV0\"}}}}}}",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let shared = || {
+        let mut config = pod_config("paused", POD, POD);
+        let sc = config.linux.as_mut().unwrap().security_context.as_mut();
+        sc.unwrap().namespace_options.as_mut().unwrap().pid = POD;
+        config
+    };
+    let pause = format!("pause_image = \"{}\"\n", images.pause.reference);
+    for with_file in [false, true] {
+        let toml = if with_file {
+            format!(
+                "{pause}pause_image_auth_file = \"{}\"\n",
+                auth_file.display()
+            )
+        } else {
+            pause.clone()
+        };
+        let world = PodWorld::start_with_registry_and(&registry, &toml).unwrap();
+        let mut client = world.daemon.client().await.unwrap();
+        let result = client
+            .runtime
+            .run_pod_sandbox(crio_api::cri::RunPodSandboxRequest {
+                config: Some(shared()),
+                runtime_handler: String::new(),
+            })
+            .await;
+        if with_file {
+            let id = result.unwrap().into_inner().pod_sandbox_id;
+            assert_eq!(runc_containers(&world.daemon.path("")).len(), 1);
+            crio_test::containers::remove_pod(&mut client, &id).await;
+        } else {
+            // Without credentials the pull is refused, naming the pause
+            // image, and no half pod stays.
+            let err = result.unwrap_err();
+            assert_eq!(err.code(), Code::Unauthenticated, "{err}");
+            assert!(err.message().contains("pause_image"), "{err}");
+            let pods = client
+                .runtime
+                .list_pod_sandbox(crio_api::cri::ListPodSandboxRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .items;
+            assert!(pods.is_empty(), "{pods:?}");
+        }
+    }
+}
