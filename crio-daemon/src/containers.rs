@@ -457,20 +457,29 @@ impl Containers {
         all
     }
 
-    /// Every container but infra containers, up to date without asking the
-    /// shims about running ones: a container whose init exited has an
-    /// `exit` file in its bundle (the shim writes it first thing) or no
-    /// process left (its shim died with it), and only those are refreshed.
-    /// ListContainers is polled by kubelet every second.
-    pub async fn list_fresh(&self, pods: &Pods, shims: &Shims) -> Vec<ContainerRecord> {
-        for r in self.list() {
-            let ended = self.bundle(&r.id).join("exit").exists()
-                || (r.pid > 0 && !Path::new(&format!("/proc/{}", r.pid)).exists());
-            if r.state == ContainerState::Running && ended {
-                let _ = self.refresh(pods, shims, &r.id).await;
+    /// Brings containers up to date without asking the shims about running
+    /// ones: a container whose init exited has an `exit` file in its bundle
+    /// (the shim writes it first thing) or no process left (its shim died
+    /// with it), and only those are refreshed. For ListContainers, which
+    /// kubelet polls every second.
+    pub async fn refresh_ended(&self, pods: &Pods, shims: &Shims) {
+        let running = self
+            .records
+            .filter_map(|r| (r.state == ContainerState::Running).then(|| (r.id.clone(), r.pid)));
+        for (id, pid) in running {
+            let ended = self.bundle(&id).join("exit").exists()
+                || (pid > 0 && !Path::new(&format!("/proc/{pid}")).exists());
+            if ended {
+                let _ = self.refresh(pods, shims, &id).await;
             }
         }
-        self.list()
+    }
+
+    /// What `f` makes of each container (infra containers excepted) it
+    /// keeps, without cloning the records.
+    pub fn filter_map<U>(&self, mut f: impl FnMut(&ContainerRecord) -> Option<U>) -> Vec<U> {
+        self.records
+            .filter_map(|r| if r.infra { None } else { f(r) })
     }
 
     /// A record by ID or unique prefix.

@@ -23,6 +23,12 @@ impl<T: Clone> Records<T> {
         self.lock().values().cloned().collect()
     }
 
+    /// What `f` makes of each record it keeps, in ID order, read in place
+    /// (no record is cloned: listings are polled often).
+    pub fn filter_map<U>(&self, f: impl FnMut(&T) -> Option<U>) -> Vec<U> {
+        self.lock().values().filter_map(f).collect()
+    }
+
     /// The record with this ID, or the only one whose ID starts with it (at
     /// least 3 characters, like crictl's short IDs).
     pub fn get(&self, id: &str) -> Option<T> {

@@ -7,7 +7,7 @@ use crio_api::cri::{
     ContainerUser, ImageSpec, LinuxContainerUser, ListContainersRequest, ListContainersResponse,
 };
 
-use crate::containers::{ContainerRecord, ContainerState};
+use crate::containers::{ContainerRecord, ContainerState, Containers};
 
 fn state(r: &ContainerRecord) -> i32 {
     match r.state {
@@ -99,31 +99,28 @@ fn user(u: &crio_spec::oci::User) -> ContainerUser {
     }
 }
 
-/// Records matching the filter: ID prefix, state, pod, labels.
-pub fn list(records: Vec<ContainerRecord>, req: &ListContainersRequest) -> ListContainersResponse {
+/// Containers matching the filter: ID prefix, state, pod, labels.
+pub fn list(containers: &Containers, req: &ListContainersRequest) -> ListContainersResponse {
     let f = req.filter.clone().unwrap_or_default();
-    let containers = records
-        .into_iter()
-        .filter(|r| f.id.is_empty() || r.id.starts_with(&f.id))
-        .filter(|r| f.pod_sandbox_id.is_empty() || r.pod_id.starts_with(&f.pod_sandbox_id))
-        .filter(|r| f.state.as_ref().is_none_or(|s| s.state == state(r)))
-        .filter(|r| {
-            f.label_selector
+    let containers = containers.filter_map(|r| {
+        let wanted = (f.id.is_empty() || r.id.starts_with(&f.id))
+            && (f.pod_sandbox_id.is_empty() || r.pod_id.starts_with(&f.pod_sandbox_id))
+            && f.state.as_ref().is_none_or(|s| s.state == state(r))
+            && f.label_selector
                 .iter()
-                .all(|(k, v)| r.config.labels.get(k) == Some(v))
-        })
-        .map(|r| Container {
+                .all(|(k, v)| r.config.labels.get(k) == Some(v));
+        wanted.then(|| Container {
             id: r.id.clone(),
             pod_sandbox_id: r.pod_id.clone(),
             metadata: Some(r.metadata()),
-            image: image(&r),
+            image: image(r),
             image_ref: r.image_id.clone(),
             image_id: r.image_id.clone(),
-            state: state(&r),
+            state: state(r),
             created_at: r.created_at,
             labels: r.config.labels.clone(),
             annotations: r.config.annotations.clone(),
         })
-        .collect();
+    });
     ListContainersResponse { containers }
 }

@@ -242,12 +242,11 @@ impl RuntimeService for RuntimeApi {
         req: Request<ListContainersRequest>,
     ) -> Rpc<ListContainersResponse> {
         let st = &self.state;
-        let records = match self.shims() {
-            Ok(shims) => st.containers.list_fresh(&st.pods, shims).await,
-            Err(_) => st.containers.list(),
-        };
+        if let Ok(shims) = self.shims() {
+            st.containers.refresh_ended(&st.pods, shims).await;
+        }
         Ok(Response::new(container_status::list(
-            records,
+            &st.containers,
             req.get_ref(),
         )))
     }

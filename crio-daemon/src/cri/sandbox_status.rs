@@ -73,26 +73,22 @@ pub fn pod_sandbox_status(
 /// labels equal).
 pub fn list_pod_sandbox(pods: &Pods, req: &ListPodSandboxRequest) -> ListPodSandboxResponse {
     let filter = req.filter.clone().unwrap_or_default();
-    let items = pods
-        .list()
-        .into_iter()
-        .filter(|r| filter.id.is_empty() || r.id.starts_with(&filter.id))
-        .filter(|r| filter.state.as_ref().is_none_or(|s| s.state == state(r)))
-        .filter(|r| {
-            filter
+    let items = pods.filter_map(|r| {
+        let wanted = (filter.id.is_empty() || r.id.starts_with(&filter.id))
+            && filter.state.as_ref().is_none_or(|s| s.state == state(r))
+            && filter
                 .label_selector
                 .iter()
-                .all(|(k, v)| r.config.labels.get(k) == Some(v))
-        })
-        .map(|r| PodSandbox {
+                .all(|(k, v)| r.config.labels.get(k) == Some(v));
+        wanted.then(|| PodSandbox {
             id: r.id.clone(),
             metadata: Some(r.metadata()),
-            state: state(&r),
+            state: state(r),
             created_at: r.created_at,
             labels: r.config.labels.clone(),
             annotations: r.config.annotations.clone(),
             runtime_handler: r.runtime_handler.clone(),
         })
-        .collect();
+    });
     ListPodSandboxResponse { items }
 }

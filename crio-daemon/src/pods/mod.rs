@@ -225,6 +225,11 @@ impl Pods {
         self.records.list()
     }
 
+    /// What `f` makes of each pod it keeps, without cloning the records.
+    pub fn filter_map<U>(&self, f: impl FnMut(&PodRecord) -> Option<U>) -> Vec<U> {
+        self.records.filter_map(f)
+    }
+
     /// The pod with this ID, or the only pod whose ID starts with it.
     pub fn get(&self, id: &str) -> Option<PodRecord> {
         self.records.get(id)
