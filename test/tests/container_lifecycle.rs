@@ -653,6 +653,34 @@ async fn a_killed_shim_leaves_its_containers_exited_and_the_pod_removable() {
     );
 }
 
+/// `ps -o pid,args` in a container, and its PID 1 line.
+async fn processes(client: &mut crio_api::client::CriClient, id: &str) -> (String, Option<String>) {
+    let r = client
+        .runtime
+        .exec_sync(crio_api::cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["ps".into(), "-o".into(), "pid,args".into()],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ps = String::from_utf8_lossy(&r.stdout).into_owned();
+    let pid1 = ps
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .map(str::to_string);
+    (ps, pid1)
+}
+
+/// A pod config whose containers share one PID namespace.
+fn shared_pid_pod(name: &str) -> crio_api::cri::PodSandboxConfig {
+    let mut config = pod_config(name, POD, POD);
+    let sc = config.linux.as_mut().unwrap().security_context.as_mut();
+    sc.unwrap().namespace_options.as_mut().unwrap().pid = POD;
+    config
+}
+
 /// IDs and init pids of the daemon's runc containers.
 fn runc_containers(dir: &Path) -> Vec<(String, u32)> {
     let out = std::process::Command::new("runc")
@@ -678,7 +706,7 @@ fn runc_containers(dir: &Path) -> Vec<(String, u32)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shared_pid_namespace_gets_an_infra_process_and_only_then() {
-    use crio_api::cri::{ExecSyncRequest, ListImagesRequest};
+    use crio_api::cri::ListImagesRequest;
     let registry = Registry::start().unwrap();
     let images = push_standard_images(&registry).unwrap();
     let world = PodWorld::start_with_registry_and(
@@ -698,10 +726,7 @@ async fn a_shared_pid_namespace_gets_an_infra_process_and_only_then() {
 
     // A pod sharing one: the pause image is pulled (and pinned), and its
     // process holds the namespace.
-    let mut config = pod_config("shared", POD, POD);
-    let sc = config.linux.as_mut().unwrap().security_context.as_mut();
-    sc.unwrap().namespace_options.as_mut().unwrap().pid = POD;
-    let shared = run_pod(&mut client, config).await;
+    let shared = run_pod(&mut client, shared_pid_pod("shared")).await;
     let infra = runc_containers(&dir);
     assert_eq!(infra.len(), 1, "{infra:?}");
     let (infra_id, infra_pid) = infra[0].clone();
@@ -748,18 +773,7 @@ async fn a_shared_pid_namespace_gets_an_infra_process_and_only_then() {
             .unwrap();
         ids.push(id);
     }
-    let r = client
-        .runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: ids[1].clone(),
-            cmd: vec!["ps".into(), "-o".into(), "pid,args".into()],
-            timeout: 10,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let ps = String::from_utf8_lossy(&r.stdout);
-    let pid1 = ps.lines().find(|l| l.trim_start().starts_with("1 "));
+    let (ps, pid1) = processes(&mut client, &ids[1]).await;
     assert!(
         pid1.is_some_and(|l| l.contains("/pause")),
         "PID 1 is not the infra process:\n{ps}"
@@ -877,7 +891,7 @@ async fn create_retries_get_the_same_container_and_a_clash_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_target_pid_namespace_is_the_target_containers() {
-    use crio_api::cri::{ExecSyncRequest, LinuxContainerConfig, LinuxContainerSecurityContext};
+    use crio_api::cri::{LinuxContainerConfig, LinuxContainerSecurityContext};
     let Setup {
         world: _world,
         mut client,
@@ -922,18 +936,7 @@ async fn a_target_pid_namespace_is_the_target_containers() {
     assert_eq!(err.code(), Code::NotFound, "{err}");
     assert!(err.message().contains("target_id"), "{err}");
     let debug = start(&mut client, debugger(&target)).await.unwrap();
-    let r = client
-        .runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: debug,
-            cmd: vec!["ps".into(), "-o".into(), "pid,args".into()],
-            timeout: 10,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let ps = String::from_utf8_lossy(&r.stdout);
-    let pid1 = ps.lines().find(|l| l.trim_start().starts_with("1 "));
+    let (ps, pid1) = processes(&mut client, &debug).await;
     assert!(
         pid1.is_some_and(|l| l.contains("sleep 600")),
         "PID 1 is not the target's process:\n{ps}"
@@ -956,12 +959,6 @@ async fn the_pause_image_is_pulled_with_pause_image_auth_file() {
         ),
     )
     .unwrap();
-    let shared = || {
-        let mut config = pod_config("paused", POD, POD);
-        let sc = config.linux.as_mut().unwrap().security_context.as_mut();
-        sc.unwrap().namespace_options.as_mut().unwrap().pid = POD;
-        config
-    };
     let pause = format!("pause_image = \"{}\"\n", images.pause.reference);
     for with_file in [false, true] {
         let toml = if with_file {
@@ -977,7 +974,7 @@ async fn the_pause_image_is_pulled_with_pause_image_auth_file() {
         let result = client
             .runtime
             .run_pod_sandbox(crio_api::cri::RunPodSandboxRequest {
-                config: Some(shared()),
+                config: Some(shared_pid_pod("paused")),
                 runtime_handler: String::new(),
             })
             .await;

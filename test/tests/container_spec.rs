@@ -41,6 +41,14 @@ async fn out(client: &mut CriClient, id: &str, script: &str) -> String {
     stdout
 }
 
+/// Makes `dir` a mount point of its own (a bind mount onto itself) with the
+/// given propagation (cleaned up with the daemon's directory).
+fn mount_point(dir: &Path, propagation: nix::mount::MsFlags) {
+    use nix::mount::{MsFlags, mount};
+    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+    mount(None::<&str>, dir, None::<&str>, propagation, None::<&str>).unwrap();
+}
+
 async fn start(client: &mut CriClient, pod: &str, config: ContainerConfig) -> String {
     let id = create(client, pod, config).await.unwrap();
     client
@@ -358,22 +366,7 @@ async fn mount_propagation_each_way_and_its_host_check() {
     // A shared mount point on the host (cleaned up with the daemon's dir).
     let source = s.world.daemon.path("propagated");
     std::fs::create_dir_all(&source).unwrap();
-    mount(
-        Some(&source),
-        &source,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .unwrap();
-    mount(
-        None::<&str>,
-        &source,
-        None::<&str>,
-        MsFlags::MS_SHARED,
-        None::<&str>,
-    )
-    .unwrap();
+    mount_point(&source, MsFlags::MS_SHARED);
     let pod_id = run_pod(&mut s.client, privileged_pod_config("propagation")).await;
     let mut config = container("seer", &s.images.busybox.reference, &["sleep", "1000"]);
     config.mounts = vec![
@@ -447,22 +440,7 @@ async fn mount_propagation_each_way_and_its_host_check() {
     // naming the field and the mount.
     let private_dir = s.world.daemon.path("private-mount");
     std::fs::create_dir_all(&private_dir).unwrap();
-    mount(
-        Some(&private_dir),
-        &private_dir,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .unwrap();
-    mount(
-        None::<&str>,
-        &private_dir,
-        None::<&str>,
-        MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .unwrap();
+    mount_point(&private_dir, MsFlags::MS_PRIVATE);
     let mut refused = maker;
     refused.metadata.as_mut().unwrap().name = "refused".into();
     refused.mounts = vec![bidirectional(&private_dir)];
