@@ -90,6 +90,28 @@ pub async fn create(
         .map(|r| r.into_inner().container_id)
 }
 
+/// Starts container `id`.
+pub async fn start_container(client: &mut CriClient, id: impl Into<String>) {
+    client
+        .runtime
+        .start_container(crio_api::cri::StartContainerRequest {
+            container_id: id.into(),
+        })
+        .await
+        .unwrap();
+}
+
+/// Every container the daemon lists.
+pub async fn list_containers(client: &mut CriClient) -> Vec<crio_api::cri::Container> {
+    client
+        .runtime
+        .list_containers(crio_api::cri::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers
+}
+
 /// A container's status.
 pub async fn status(client: &mut CriClient, id: &str) -> crio_api::cri::ContainerStatus {
     client

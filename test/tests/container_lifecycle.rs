@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crio_api::cri::{
-    ContainerState, ImageSpec, ListContainersRequest, NamespaceMode, RemoveContainerRequest,
-    RemovePodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    ContainerState, ImageSpec, NamespaceMode, RemoveContainerRequest, RemovePodSandboxRequest,
+    StartContainerRequest, StopContainerRequest,
 };
 use crio_test::Registry;
 use crio_test::containers::{Setup, container, create, run_pod, setup, status, wait_exited};
@@ -46,23 +46,11 @@ async fn a_container_runs_logs_exits_and_leaves_nothing() {
         status(&mut client, &id).await.state,
         ContainerState::ContainerCreated as i32
     );
-    client
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::start_container(&mut client, id.clone()).await;
     // ListContainers alone (kubelet's relist) sees the exit.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let listed = client
-            .runtime
-            .list_containers(ListContainersRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .containers;
+        let listed = crio_test::containers::list_containers(&mut client).await;
         if listed[0].state == ContainerState::ContainerExited as i32 {
             break;
         }
@@ -103,13 +91,7 @@ async fn a_container_runs_logs_exits_and_leaves_nothing() {
     )
     .await
     .unwrap();
-    client
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: sleeper.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::start_container(&mut client, sleeper.clone()).await;
     assert_eq!(
         status(&mut client, &sleeper).await.state,
         ContainerState::ContainerRunning as i32
@@ -135,13 +117,7 @@ async fn a_container_runs_logs_exits_and_leaves_nothing() {
         .await
         .unwrap();
 
-    let listed = client
-        .runtime
-        .list_containers(ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let listed = crio_test::containers::list_containers(&mut client).await;
     assert_eq!(listed.len(), 2);
     assert!(
         shim_processes(&world.daemon.path("")) >= 1,
@@ -187,13 +163,7 @@ async fn a_container_runs_logs_exits_and_leaves_nothing() {
         })
         .await
         .unwrap();
-    let listed = client
-        .runtime
-        .list_containers(ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let listed = crio_test::containers::list_containers(&mut client).await;
     assert!(listed.is_empty());
     let deadline = Instant::now() + Duration::from_secs(10);
     while shim_processes(&world.daemon.path("")) > 0 {
@@ -297,13 +267,7 @@ async fn containers_of_a_pod_share_shm_and_see_the_pod_files_and_images_in_use_s
     )
     .await
     .unwrap();
-    client
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: writer.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::start_container(&mut client, writer.clone()).await;
     let script = "while [ ! -f /dev/shm/note ]; do sleep 0.05; done; cat /dev/shm/note; hostname; cat /etc/resolv.conf; grep shared-host /etc/hosts | wc -l";
     let reader = create(
         &mut client,
@@ -312,13 +276,7 @@ async fn containers_of_a_pod_share_shm_and_see_the_pod_files_and_images_in_use_s
     )
     .await
     .unwrap();
-    client
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: reader.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::start_container(&mut client, reader.clone()).await;
     let s = wait_exited(&mut client, &reader).await;
     assert_eq!(s.exit_code, 0);
     assert_eq!(s.reason, "Completed");
@@ -399,13 +357,7 @@ async fn a_container_that_exits_while_the_daemon_is_down_keeps_its_exit_code() {
     .await
     .unwrap();
     for id in [&running, &sleeper] {
-        client
-            .runtime
-            .start_container(StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
+        crio_test::containers::start_container(&mut client, id.clone()).await;
     }
     drop(client);
 
@@ -477,13 +429,7 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
         security_context: None,
     });
     let id = create(&mut client, &pod_id, config).await.unwrap();
-    client
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::start_container(&mut client, id.clone()).await;
     let s = wait_exited(&mut client, &id).await;
     assert_eq!((s.exit_code, s.reason.as_str()), (137, "OOMKilled"));
     client
@@ -512,13 +458,7 @@ async fn exec_sync_returns_output_and_exit_code_and_times_out() {
     )
     .await
     .unwrap();
-    client
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::start_container(&mut client, id.clone()).await;
     let exec = |cmd: &[&str], timeout: i64| ExecSyncRequest {
         container_id: id.clone(),
         cmd: cmd.iter().map(|s| s.to_string()).collect(),
@@ -589,13 +529,7 @@ async fn a_killed_shim_leaves_its_containers_exited_and_the_pod_removable() {
     )
     .await
     .unwrap();
-    client
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::start_container(&mut client, id.clone()).await;
     let sleeping = || {
         std::fs::read_dir("/proc")
             .unwrap()
@@ -642,13 +576,8 @@ async fn a_killed_shim_leaves_its_containers_exited_and_the_pod_removable() {
         "the orphaned container process survived removal"
     );
     assert!(
-        client
-            .runtime
-            .list_containers(ListContainersRequest::default())
+        crio_test::containers::list_containers(&mut client)
             .await
-            .unwrap()
-            .into_inner()
-            .containers
             .is_empty()
     );
 }
@@ -764,13 +693,7 @@ async fn a_shared_pid_namespace_gets_an_infra_process_and_only_then() {
         let id = create(&mut client, &shared, sharing(name, &["sleep", secs]))
             .await
             .unwrap();
-        client
-            .runtime
-            .start_container(StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
+        crio_test::containers::start_container(&mut client, id.clone()).await;
         ids.push(id);
     }
     let (ps, pid1) = processes(&mut client, &ids[1]).await;
@@ -780,13 +703,7 @@ async fn a_shared_pid_namespace_gets_an_infra_process_and_only_then() {
     );
     assert!(ps.contains("sleep 600") && ps.contains("sleep 601"), "{ps}");
     // The infra container is not one of the pod's listed containers.
-    let listed = client
-        .runtime
-        .list_containers(ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let listed = crio_test::containers::list_containers(&mut client).await;
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().all(|c| c.id != infra_id));
 
@@ -839,13 +756,7 @@ async fn create_retries_get_the_same_container_and_a_clash_is_refused() {
         create(&mut client, &pod_id, config.clone()).await.unwrap(),
         ids[0]
     );
-    let listed = client
-        .runtime
-        .list_containers(ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let listed = crio_test::containers::list_containers(&mut client).await;
     assert_eq!(listed.len(), 1);
     // The same name with another request is refused, naming the holder.
     let mut other = config.clone();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crio_api::cri::{
     ContainerStatsFilter, ContainerStatsRequest, LinuxContainerResources,
     ListContainerStatsRequest, NamespaceMode, PodSandboxStatsRequest, ReopenContainerLogRequest,
-    StartContainerRequest, UpdateContainerResourcesRequest,
+    UpdateContainerResourcesRequest,
 };
 use crio_test::containers::{create, run_pod, setup, status, wait_exited};
 use crio_test::pods::{pod_config, test_cgroup_parent};
@@ -59,13 +59,7 @@ async fn stats_update_and_log_reopen_of_a_running_container() {
         ],
     );
     let id = create(&mut s.client, &pod_id, config).await.unwrap();
-    s.client
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::start_container(&mut s.client, id.clone()).await;
 
     let stats = |client: &mut crio_api::client::CriClient| {
         let mut client = client.clone();
@@ -246,13 +240,7 @@ async fn a_terminal_container_logs_what_it_writes_to_its_terminal() {
     );
     config.tty = true;
     let id = create(&mut s.client, &pod_id, config).await.unwrap();
-    s.client
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::start_container(&mut s.client, id.clone()).await;
     let st = wait_exited(&mut s.client, &id).await;
     assert_eq!(st.exit_code, 4);
     let lines = eventually("the log line", async || {
@@ -283,13 +271,7 @@ async fn crioctl_stats_update_exec_and_shim_debugging() {
         &["sleep", "1000"],
     );
     let id = create(&mut s.client, &pod_id, config).await.unwrap();
-    s.client
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::start_container(&mut s.client, id.clone()).await;
     let d = &s.world.daemon;
     let short = &id[..13];
 
@@ -388,13 +370,7 @@ async fn crioctl_logs_tail_follow_since_and_the_previous_attempt() {
         let id = create(&mut s.client, &pod_id, attempt(n, script))
             .await
             .unwrap();
-        s.client
-            .runtime
-            .start_container(StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
+        crio_test::containers::start_container(&mut s.client, id.clone()).await;
         if n == 0 {
             wait_exited(&mut s.client, &id).await;
         }

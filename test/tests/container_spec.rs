@@ -9,7 +9,7 @@ use crio_api::client::CriClient;
 use crio_api::cri::{
     Capability, ContainerConfig, ExecSyncRequest, Int64Value, KeyValue, LinuxContainerConfig,
     LinuxContainerResources, LinuxContainerSecurityContext, Mount, NamespaceMode, SecurityProfile,
-    StartContainerRequest, security_profile::ProfileType,
+    security_profile::ProfileType,
 };
 use crio_test::containers::{container, create, remove_pod, run_pod, setup};
 use crio_test::pods::{pod_config, privileged_pod_config, test_cgroup_parent};
@@ -51,13 +51,7 @@ fn mount_point(dir: &Path, propagation: nix::mount::MsFlags) {
 
 async fn start(client: &mut CriClient, pod: &str, config: ContainerConfig) -> String {
     let id = create(client, pod, config).await.unwrap();
-    client
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::start_container(client, id.clone()).await;
     id
 }
 

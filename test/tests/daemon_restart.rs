@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crio_api::cri::{ExecSyncRequest, ListContainersRequest, NamespaceMode, StartContainerRequest};
+use crio_api::cri::{ExecSyncRequest, NamespaceMode};
 use crio_test::containers::{container, create, remove_pod, run_pod, setup, status, wait_exited};
 use crio_test::pods::pod_config;
 use nix::sys::signal::Signal;
@@ -60,13 +60,7 @@ async fn containers_outlive_a_kill_and_an_upgraded_daemon_adopts_them() {
     });
     let hog = create(&mut s.client, &pod_id, hog).await.unwrap();
     for id in [&ticker, &hog] {
-        s.client
-            .runtime
-            .start_container(StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
+        crio_test::containers::start_container(&mut s.client, id.clone()).await;
     }
     let log = logs.join("ticker.log");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -100,13 +94,7 @@ async fn containers_outlive_a_kill_and_an_upgraded_daemon_adopts_them() {
     s.world.daemon.set_binary(binary);
     s.world.daemon.spawn().unwrap();
     let mut client = s.world.daemon.client().await.unwrap();
-    let listed = client
-        .runtime
-        .list_containers(ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let listed = crio_test::containers::list_containers(&mut client).await;
     assert_eq!(listed.len(), 2);
     let t = status(&mut client, &ticker).await;
     assert_eq!(

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crio_api::client::CriClient;
 use crio_api::cri::{
-    ListContainersRequest, ListPodSandboxRequest, NamespaceMode, RemoveContainerRequest,
-    RemovePodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    ListPodSandboxRequest, NamespaceMode, RemoveContainerRequest, RemovePodSandboxRequest,
+    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 use crio_test::containers::{container, setup};
 use crio_test::pods::{pod_config, test_cgroup_parent};
@@ -86,13 +86,7 @@ async fn life_cycle(mut c: CriClient, name: String, image: String) -> Result<(),
 /// Removes every pod and container the daemon lists (the kubelet's
 /// clean-up after a restart); every call must succeed.
 async fn clean_up(c: &mut CriClient) {
-    let containers = c
-        .runtime
-        .list_containers(ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let containers = crio_test::containers::list_containers(c).await;
     for ctr in containers {
         c.runtime
             .stop_container(StopContainerRequest {
@@ -248,13 +242,7 @@ async fn concurrent_calls_on_one_container_are_serialised() {
     )
     .await
     .unwrap();
-    s.client
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::start_container(&mut s.client, id.clone()).await;
     let mut calls = Vec::new();
     for i in 0..12 {
         let mut c = s.client.clone();
@@ -293,14 +281,7 @@ async fn concurrent_calls_on_one_container_are_serialised() {
             .unwrap()
             .expect("stop and remove are idempotent, status NotFound at worst");
     }
-    let left = s
-        .client
-        .runtime
-        .list_containers(ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let left = crio_test::containers::list_containers(&mut s.client).await;
     assert!(left.is_empty(), "{left:?}");
     assert!(entries(&s.world.daemon.path("run/containers")).is_empty());
     crio_test::containers::remove_pod(&mut s.client, &pod).await;

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use crio_api::client::CriClient;
 use crio_api::cri::{
     AttachRequest, ExecRequest, ExecSyncRequest, NamespaceMode, PortForwardRequest,
-    StartContainerRequest,
 };
 use crio_streaming::client::{Streams, port_forward, remotecommand};
 use crio_test::containers::{Setup, container, create, remove_pod, run_pod, setup};
@@ -28,13 +27,7 @@ async fn start_container(
     let mut config = container(name, &s.images.busybox.reference, cmd);
     (config.stdin, config.stdin_once) = stdin;
     let id = create(&mut s.client, pod, config).await.unwrap();
-    s.client
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::start_container(&mut s.client, id.clone()).await;
     id
 }
 
