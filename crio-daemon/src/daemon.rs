@@ -64,6 +64,7 @@ fn check_cgroup_manager(manager: &str, systemd_dir: &Path) -> Result<()> {
 /// Prepares the host side (runtime binaries, shim, directories), then serves
 /// the CRI until a stop signal arrives.
 async fn serve(loaded: crio_config::Loaded) -> Result<()> {
+    let signals = stop_signals();
     let mut config = loaded.config;
     let path_env = std::env::var("PATH").unwrap_or_default();
     for note in crio_config::resolve_runtimes(&mut config, &loaded.origins, &path_env)? {
@@ -167,7 +168,7 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
     );
     let result = tokio::select! {
         done = &mut server => done,
-        () = stop_signal() => {
+        () = stop_signal(signals) => {
             let _ = stop_tx.send(());
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
                 Ok(done) => done,
@@ -256,13 +257,25 @@ async fn reload_on_sighup(state: Arc<State>) {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn stop_signal() {
-    let (Ok(mut term), Ok(mut int)) = (
+/// SIGTERM and SIGINT, caught from the moment this is called (before the
+/// socket answers anything, so a stop right after a first call is never
+/// the default, abrupt one).
+fn stop_signals() -> Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)> {
+    match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+    ) {
+        (Ok(term), Ok(int)) => Some((term, int)),
+        _ => {
+            tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+            None
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT of `signals`.
+async fn stop_signal(signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>) {
+    let Some((mut term, mut int)) = signals else {
         return std::future::pending().await;
     };
     let name = tokio::select! {
