@@ -554,9 +554,8 @@ impl Containers {
     /// The infra container of a pod, if it has one.
     pub fn infra_of(&self, pod_id: &str) -> Option<ContainerRecord> {
         self.records
-            .list()
-            .into_iter()
-            .find(|r| r.infra && r.pod_id == pod_id)
+            .filter_map(|r| (r.infra && r.pod_id == pod_id).then(|| r.clone()))
+            .pop()
     }
 
     /// `/proc/<pid>/ns/pid` of a running container's init.
@@ -572,8 +571,9 @@ impl Containers {
     }
 
     /// The PID namespace a container joins: its target container's for
-    /// TARGET (kubectl debug --target), the pod's infra container's
-    /// otherwise (used for POD; None when the pod has none).
+    /// TARGET (kubectl debug --target), the pod's infra container's for POD
+    /// (None when the pod has none); None for a namespace of its own (no
+    /// shim call on that, the common, path).
     async fn pid_namespace(
         &self,
         pods: &Pods,
@@ -606,10 +606,14 @@ impl Containers {
                     ))),
                 }
             }
-            _ => match self.infra_of(&pod.id) {
-                Some(infra) => Ok(self.pidns_of(pods, shims, &infra).await),
-                None => Ok(None),
-            },
+            // No namespace options mean a PID namespace of its own.
+            Some(n) if n.pid == crio_api::cri::NamespaceMode::Pod as i32 => {
+                match self.infra_of(&pod.id) {
+                    Some(infra) => Ok(self.pidns_of(pods, shims, &infra).await),
+                    None => Ok(None),
+                }
+            }
+            _ => Ok(None),
         }
     }
 
@@ -648,15 +652,20 @@ impl Containers {
         let wanted = serde_json::to_string(&config).unwrap_or_default();
         let in_flight = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(holder) = self.records.list().into_iter().find(|r| r.name == name) {
+            let holder = self.records.filter_map(|r| {
+                (r.name == name).then(|| {
+                    let same = serde_json::to_string(&r.config).unwrap_or_default() == wanted;
+                    (r.id.clone(), same)
+                })
+            });
+            if let Some((id, same)) = holder.into_iter().next() {
                 // The same request again (a retry whose answer was lost) gets
                 // the same container; another one is refused.
-                if serde_json::to_string(&holder.config).unwrap_or_default() == wanted {
-                    return Ok(holder.id);
+                if same {
+                    return Ok(id);
                 }
                 return Err(Status::already_exists(format!(
-                    "container name {name:?} is reserved by {}",
-                    holder.id
+                    "container name {name:?} is reserved by {id}"
                 )));
             }
             match pending.get(&name) {
