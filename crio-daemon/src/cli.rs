@@ -94,25 +94,6 @@ pub enum Command {
         #[arg(long)]
         port: u16,
     },
-    /// Internal: create pod namespaces and pin them (run by the daemon).
-    #[command(hide = true)]
-    PinNamespaces {
-        /// The pod's ID.
-        #[arg(long)]
-        id: String,
-        /// The namespaces directory.
-        #[arg(long)]
-        dir: PathBuf,
-        /// Namespaces to create: net, ipc, uts.
-        #[arg(long = "ns", required = true)]
-        kinds: Vec<String>,
-        /// Hostname of a new UTS namespace.
-        #[arg(long)]
-        hostname: Option<String>,
-        /// Namespaced sysctls, key=value.
-        #[arg(long = "sysctl")]
-        sysctls: Vec<String>,
-    },
     /// Print version information.
     Version {
         /// As JSON.
@@ -240,13 +221,6 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Command::PinNamespaces {
-            id,
-            dir,
-            kinds,
-            hostname,
-            sysctls,
-        }) => crate::namespaces::helper_main(id, dir, kinds, hostname.clone(), sysctls),
         Some(Command::PortForward { netns, port }) => {
             crate::streaming::helper_main(netns.as_ref(), *port)
         }

@@ -23,7 +23,7 @@ pub struct PodWorld {
 
 impl PodWorld {
     /// Starts a daemon whose CNI directory holds a bridge network (bridge,
-    /// host-local, portmap, loopback) unique to this process.
+    /// host-local, portmap) unique to this process.
     pub fn start() -> Result<Self> {
         Self::start_with("")
     }
@@ -126,15 +126,15 @@ impl Drop for PodWorld {
     }
 }
 
-/// A bridge network (bridge, host-local, portmap, loopback) on `bridge` with
+/// A bridge network (bridge, host-local, portmap; the daemon brings `lo` up
+/// itself) on `bridge` with
 /// the subnet `PREFIX.0/24`, its IPAM store under `{dir}/ipam`.
 pub fn bridge_conflist(bridge: &str, prefix: &str) -> String {
     format!(
         r#"{{"cniVersion":"1.0.0","name":"crio-test","plugins":[
           {{"type":"bridge","bridge":"{bridge}","isGateway":true,"ipMasq":false,"hairpinMode":true,
             "ipam":{{"type":"host-local","dataDir":"{{dir}}/ipam","ranges":[[{{"subnet":"{prefix}.0/24"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}}}},
-          {{"type":"portmap","capabilities":{{"portMappings":true}}}},
-          {{"type":"loopback"}}]}}"#
+          {{"type":"portmap","capabilities":{{"portMappings":true}}}}]}}"#
     )
 }
 

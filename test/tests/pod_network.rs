@@ -1,5 +1,5 @@
-//! Pod namespaces and CNI with the real plugins: namespaces pinned by the
-//! daemon's helper, the bridge, host-local, portmap and loopback plugins
+//! Pod namespaces and CNI with the real plugins: namespaces pinned as the
+//! daemon pins them, the bridge, host-local, portmap and loopback plugins
 //! adding two pods that reach each other, and DEL leaving nothing behind.
 
 use std::path::{Path, PathBuf};
@@ -7,10 +7,29 @@ use std::process::Command;
 
 use crio_network::cni::{self, Attachment};
 use crio_network::load_network;
-use crio_network::netns::{Kind, pin_path, unpin};
-use crio_test::bins::bin;
+use crio_network::netns::{Kind, PinRequest, pin, pin_path, unpin};
 
 const KINDS: [Kind; 3] = [Kind::Net, Kind::Ipc, Kind::Uts];
+
+fn request(
+    dir: &Path,
+    id: &str,
+    kinds: &[Kind],
+    hostname: Option<&str>,
+    sysctls: &[&str],
+) -> PinRequest {
+    PinRequest {
+        kinds: kinds.to_vec(),
+        namespaces_dir: dir.to_path_buf(),
+        id: id.into(),
+        hostname: hostname.map(Into::into),
+        sysctls: sysctls
+            .iter()
+            .filter_map(|s| s.split_once('='))
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+    }
+}
 
 /// Pinned namespaces of one pod, unpinned on drop.
 struct Pinned {
@@ -20,21 +39,7 @@ struct Pinned {
 
 impl Pinned {
     fn new(dir: &Path, id: &str, hostname: &str, sysctls: &[&str]) -> Self {
-        let mut cmd = Command::new(bin("crio"));
-        cmd.args(["pin-namespaces", "--id", id, "--dir"]).arg(dir);
-        for k in ["net", "ipc", "uts"] {
-            cmd.args(["--ns", k]);
-        }
-        cmd.args(["--hostname", hostname]);
-        for s in sysctls {
-            cmd.args(["--sysctl", s]);
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        pin(&request(dir, id, &KINDS, Some(hostname), sysctls)).unwrap();
         Self {
             dir: dir.to_path_buf(),
             id: id.to_string(),
@@ -125,23 +130,33 @@ fn namespaces_are_pinned_with_hostname_and_sysctls() {
 #[test]
 fn a_bad_sysctl_fails_and_pins_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(bin("crio"))
-        .args([
-            "pin-namespaces",
-            "--id",
-            "bad",
-            "--ns",
-            "net",
-            "--sysctl",
-            "net.no.such.key=1",
-            "--dir",
-        ])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("net.no.such.key"));
+    let err = pin(&request(
+        tmp.path(),
+        "bad",
+        &[Kind::Net],
+        None,
+        &["net.no.such.key=1"],
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("net.no.such.key"), "{err}");
     assert!(!pin_path(tmp.path(), Kind::Net, "bad").exists());
+}
+
+/// Pins taken on threads of this test process leave the other threads'
+/// namespaces alone.
+#[test]
+fn pinning_leaves_the_callers_namespaces_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let own = |k: &str| std::fs::read_link(format!("/proc/thread-self/ns/{k}")).unwrap();
+    let before: Vec<_> = ["net", "ipc", "uts"].map(own).into();
+    let pod = Pinned::new(tmp.path(), "pod-c", "pod-c-host", &[]);
+    let after: Vec<_> = ["net", "ipc", "uts"].map(own).into();
+    assert_eq!(before, after);
+    // The pinned ones are new.
+    let pinned = std::fs::metadata(pod.path(Kind::Net)).unwrap();
+    let host = std::fs::metadata("/proc/thread-self/ns/net").unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(pinned.ino(), host.ino());
 }
 
 /// A bridge network whose bridge, subnet and IPAM store are the test's own.

@@ -1,5 +1,5 @@
-//! Pod sandboxes over the CRI with the real bridge, host-local, portmap and
-//! loopback plugins: namespaces, network, pod files, stop and remove leaving
+//! Pod sandboxes over the CRI with the real bridge, host-local and portmap
+//! plugins: namespaces, network, pod files, stop and remove leaving
 //! nothing, idempotence, name reservation, broken networks.
 
 use std::path::{Path, PathBuf};
@@ -306,8 +306,8 @@ async fn broken_network_fails_naming_it_and_leaves_no_half_pod() {
     // A plugin that fails after the bridge plugin has done its part: the
     // bridge's work is undone.
     let failing = good.replace(
-        r#"{"type":"loopback"}"#,
-        r#"{"type":"loopback"},{"type":"host-device","device":"nosuchdev0"}"#,
+        r#"{"portMappings":true}}"#,
+        r#"{"portMappings":true}},{"type":"host-device","device":"nosuchdev0"}"#,
     );
     assert_ne!(failing, good);
     std::fs::write(&conf, failing).unwrap();

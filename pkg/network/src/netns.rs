@@ -1,8 +1,9 @@
-//! Pod namespaces: created by a short-lived single-threaded helper process
-//! (`unshare`, then hostname and sysctls set inside), and pinned by bind
-//! mounting them onto files under `namespaces_dir`, so they outlive the
-//! helper and are found again after a daemon restart. The daemon's own
-//! threads never change namespace.
+//! Pod namespaces: created on a short-lived thread of their own (`unshare`
+//! there, then hostname, loopback and sysctls set inside; network, IPC and
+//! UTS namespaces belong to a thread, not to the process), and pinned by
+//! bind mounting them onto files under `namespaces_dir`, so they outlive
+//! that thread and are found again after a daemon restart. No other thread
+//! of the caller ever changes namespace.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -64,7 +65,7 @@ pub fn pin_path(namespaces_dir: &Path, kind: Kind, id: &str) -> PathBuf {
     namespaces_dir.join(kind.dir_name()).join(id)
 }
 
-/// What the helper does: new namespaces of `kinds`, set up, then pinned.
+/// What [`pin`] does: new namespaces of `kinds`, set up, then pinned.
 #[derive(Debug, Clone, Default)]
 pub struct PinRequest {
     /// The namespaces to create.
@@ -95,20 +96,83 @@ fn step<E: Into<io::Error>>(step: impl Into<String>) -> impl FnOnce(E) -> PinErr
     }
 }
 
-/// Runs in the helper process (single-threaded, so `unshare` applies to the
-/// whole process): creates, configures and pins the namespaces. On failure
+/// Creates, sets up and pins the namespaces `req` asks for, on a thread
+/// that exits afterwards (it blocks the caller meanwhile). On failure
 /// whatever was pinned is undone.
-pub fn pin_in_helper(req: &PinRequest) -> Result<(), PinError> {
-    let mut flags = CloneFlags::empty();
-    for k in &req.kinds {
-        flags |= k.flag();
+pub fn pin(req: &PinRequest) -> Result<(), PinError> {
+    let req = req.clone();
+    let thread = std::thread::Builder::new()
+        .name("pin-namespaces".into())
+        .spawn(move || {
+            let mut flags = CloneFlags::empty();
+            for k in &req.kinds {
+                flags |= k.flag();
+            }
+            unshare(flags).map_err(step("unshare"))?;
+            let result = configure_and_pin(&req);
+            if result.is_err() {
+                unpin(&req.namespaces_dir, &req.id, &req.kinds);
+            }
+            result
+        })
+        .map_err(step("start the namespace thread"))?;
+    thread.join().unwrap_or_else(|_| {
+        Err(PinError {
+            step: "namespace thread".into(),
+            source: io::Error::other("panicked"),
+        })
+    })
+}
+
+/// Sets the loopback interface of the calling thread's network namespace
+/// up, by rtnetlink (RTM_NEWLINK on ifindex 1, which is `lo` in every
+/// network namespace) rather than a process.
+fn loopback_up() -> Result<(), PinError> {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto,
+        socket,
+    };
+    const RTM_NEWLINK: u16 = 16;
+    const NLM_F_REQUEST_ACK: u16 = 0x1 | 0x4;
+    const NLMSG_ERROR: u16 = 2;
+    const IFF_UP: u32 = 1;
+    let sock = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )
+    .map_err(step("open rtnetlink"))?;
+    // nlmsghdr (len, type, flags, seq, pid) then ifinfomsg (family, pad,
+    // type, index, flags, change).
+    let mut msg = Vec::with_capacity(32);
+    msg.extend_from_slice(&32u32.to_ne_bytes());
+    msg.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
+    msg.extend_from_slice(&NLM_F_REQUEST_ACK.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&[0, 0, 0, 0]);
+    msg.extend_from_slice(&1i32.to_ne_bytes());
+    msg.extend_from_slice(&IFF_UP.to_ne_bytes());
+    msg.extend_from_slice(&IFF_UP.to_ne_bytes());
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+    sendto(fd, &msg, &NetlinkAddr::new(0, 0), MsgFlags::empty()).map_err(step("set lo up"))?;
+    let mut ack = [0u8; 64];
+    let n = recv(fd, &mut ack, MsgFlags::empty()).map_err(step("set lo up"))?;
+    let kind = (n >= 20).then(|| u16::from_ne_bytes([ack[4], ack[5]]));
+    if kind != Some(NLMSG_ERROR) {
+        return Err(PinError {
+            step: "set lo up".into(),
+            source: io::Error::other("no acknowledgement from the kernel"),
+        });
     }
-    unshare(flags).map_err(step("unshare"))?;
-    let result = configure_and_pin(req);
-    if result.is_err() {
-        unpin(&req.namespaces_dir, &req.id, &req.kinds);
+    match i32::from_ne_bytes([ack[16], ack[17], ack[18], ack[19]]) {
+        0 => Ok(()),
+        e => Err(PinError {
+            step: "set lo up".into(),
+            source: io::Error::from_raw_os_error(-e),
+        }),
     }
-    result
 }
 
 fn configure_and_pin(req: &PinRequest) -> Result<(), PinError> {
@@ -118,16 +182,7 @@ fn configure_and_pin(req: &PinRequest) -> Result<(), PinError> {
         nix::unistd::sethostname(h).map_err(step(format!("set hostname {h:?}")))?;
     }
     if req.kinds.contains(&Kind::Net) {
-        let status = std::process::Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status()
-            .map_err(step("run ip link set lo up"))?;
-        if !status.success() {
-            return Err(PinError {
-                step: "ip link set lo up".into(),
-                source: io::Error::other(format!("exit status {status}")),
-            });
-        }
+        loopback_up()?;
     }
     for (key, value) in &req.sysctls {
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
@@ -138,7 +193,7 @@ fn configure_and_pin(req: &PinRequest) -> Result<(), PinError> {
         let dir = target.parent().unwrap_or(&req.namespaces_dir);
         std::fs::create_dir_all(dir).map_err(step(format!("create {}", dir.display())))?;
         std::fs::File::create(&target).map_err(step(format!("create {}", target.display())))?;
-        let source = format!("/proc/self/ns/{}", kind.name());
+        let source = format!("/proc/thread-self/ns/{}", kind.name());
         mount(
             Some(source.as_str()),
             &target,
