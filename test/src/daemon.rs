@@ -16,6 +16,35 @@ use crate::bins::bin;
 /// Where Debian installs the CNI plugins.
 pub const CNI_PLUGIN_DIR: &str = "/usr/lib/cni";
 
+static VOLATILE_ON_TMPFS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, daemons (crio-rs and the reference containerd) started by
+/// this process keep their volatile state on a tmpfs, as on a node where
+/// /run is one: runroot, runtime root and namespaces for crio-rs, `state`
+/// for containerd. Tests leave everything on the disk; the benchmark asks.
+pub fn keep_volatile_state_on_tmpfs() {
+    VOLATILE_ON_TMPFS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Mounts a tmpfs on each of `dirs` when [`keep_volatile_state_on_tmpfs`]
+/// was asked for (unmounted by [`tear_down`] with the rest).
+pub fn volatile_tmpfs(dirs: &[PathBuf]) -> Result<()> {
+    if VOLATILE_ON_TMPFS.load(std::sync::atomic::Ordering::Relaxed) {
+        for d in dirs {
+            std::fs::create_dir_all(d)?;
+            nix::mount::mount(
+                Some("tmpfs"),
+                d,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some("mode=755"),
+            )
+            .with_context(|| format!("mount a tmpfs on {}", d.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// A daemon under test.
 pub struct TestDaemon {
     dir: tempfile::TempDir,
@@ -58,6 +87,7 @@ impl TestDaemon {
         for sub in ["root", "run", "net.d", "conf.d", "ns", "logs"] {
             std::fs::create_dir_all(d.join(sub))?;
         }
+        volatile_tmpfs(&[d.join("run"), d.join("runc"), d.join("ns")])?;
         let config = format!(
             "[crio]\nroot = \"{root}\"\nrunroot = \"{run}\"\nlog_dir = \"{logs}\"\n\
              version_file = \"{run}/version\"\nclean_shutdown_file = \"{root}/clean.shutdown\"\n\
@@ -248,7 +278,7 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
         .collect();
     let children = all
         .iter()
-        .filter(|(_, pp, _)| parents.contains(pp))
+        .filter(|(p, pp, _)| parents.contains(pp) && !parents.contains(p))
         .map(|(p, _, _)| *p);
     children.chain(parents.iter().copied()).collect()
 }

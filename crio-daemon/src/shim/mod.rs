@@ -168,7 +168,45 @@ impl Shims {
         Ok(task)
     }
 
+    /// Starts pod `id`'s shim server directly (what the binary's `start`
+    /// action would do, without that extra process): its sockets are
+    /// `<socket_dir>/<id[:32]>.sock` (the task API) and `.v3.sock` (the
+    /// framework's), as `start` names them; it is ready once it closes its
+    /// stdout. The daemon stays its parent (and reaps it) until it exits.
     async fn spawn(&self, id: &str, pod_dir: &Path, cgroup: &str) -> Result<String, String> {
+        let short: String = id.chars().take(32).collect();
+        let socket = |suffix: &str| format!("unix://{}/{short}{suffix}", self.socket_dir.display());
+        // Recorded before the shim exists, so a daemon that dies while it
+        // starts finds it again (or finds nothing there) after a restart.
+        let address = socket(".sock");
+        let address_file = pod_dir.join("shim.address");
+        std::fs::write(&address_file, &address).map_err(|e| ttrpc_err("write shim address", e))?;
+        let started = self
+            .run_server(id, pod_dir, cgroup, [&address, &socket(".v3.sock")])
+            .await;
+        if let Err(e) = &started {
+            let _ = std::fs::remove_file(&address_file);
+            tracing::warn!(pod = id, "{e}");
+        }
+        started.map(|()| address)
+    }
+
+    /// Runs the server of pod `id` on `[task API socket, framework socket]`
+    /// and waits until it serves.
+    async fn run_server(
+        &self,
+        id: &str,
+        pod_dir: &Path,
+        cgroup: &str,
+        [served, framework_socket]: [&str; 2],
+    ) -> Result<(), String> {
+        // The shim's messages (it has no other log) go to the pod's directory.
+        let log_path = pod_dir.join("shim.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| ttrpc_err(&format!("open {}", log_path.display()), e))?;
         let mut child = tokio::process::Command::new(&self.binary)
             .args([
                 "-namespace",
@@ -177,7 +215,8 @@ impl Shims {
                 id,
                 "-address",
                 &self.events.display().to_string(),
-                "start",
+                "-socket",
+                framework_socket,
             ])
             .current_dir(pod_dir)
             .env("TTRPC_ADDRESS", &self.events)
@@ -194,28 +233,22 @@ impl Shims {
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .map_err(|e| ttrpc_err(&format!("start shim {}", self.binary.display()), e))?;
-        let mut address = String::new();
         if let Some(mut out) = child.stdout.take() {
-            let _ = out.read_to_string(&mut address).await;
+            let _ = out.read_to_end(&mut Vec::new()).await;
         }
+        if Path::new(served.trim_start_matches("unix://")).exists() {
+            return Ok(());
+        }
+        // It exited without serving: its status and log say why.
         let status = child
-            .wait_with_output()
+            .wait()
             .await
-            .map_err(|e| ttrpc_err("wait for shim start", e))?;
-        if !status.status.success() || address.trim().is_empty() {
-            return Err(format!(
-                "shim start failed ({}): {}",
-                status.status,
-                String::from_utf8_lossy(&status.stderr).trim()
-            ));
-        }
-        let address = crio_api::shim::start_address(&address);
-        std::fs::write(pod_dir.join("shim.address"), &address)
-            .map_err(|e| ttrpc_err("write shim address", e))?;
-        Ok(address)
+            .map_err(|e| ttrpc_err("wait for the shim", e))?;
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        Err(format!("shim start failed ({status}): {}", log.trim()))
     }
 
     /// Drops the cached client of pod `id` (the next call reconnects).
