@@ -376,6 +376,20 @@ impl Pods {
             shm: None,
             config,
         };
+        // What the pod gets of its own is recorded before any of it is
+        // made: a crash at any step is rolled back from this one record
+        // (unpinning or unmounting what was not made yet is fine; a network
+        // without a cached result gets a DEL without one).
+        let ns = namespace_options(&record.config);
+        let mut kinds = Vec::new();
+        if ns.network != NamespaceMode::Node as i32 {
+            kinds.extend([Kind::Net, Kind::Uts]);
+        }
+        if ns.ipc != NamespaceMode::Node as i32 {
+            kinds.push(Kind::Ipc);
+            record.shm = Some(self.run_dir(id).join("shm"));
+        }
+        record.namespaces = kinds.iter().map(|k| k.name().to_string()).collect();
         self.save_pending(&record)?;
         let result = self.build(&mut record).await;
         match result {
@@ -429,9 +443,8 @@ impl Pods {
     /// The steps of RunPodSandbox but the shim, in the pod's directory.
     async fn build_in(&self, record: &mut PodRecord, dir: &Path) -> Result<(), (Code, String)> {
         let mut steps = crate::steps::Steps::default();
-        let ns = namespace_options(&record.config);
-        let host_net = ns.network == NamespaceMode::Node as i32;
-        let host_ipc = ns.ipc == NamespaceMode::Node as i32;
+        let kinds = record.kinds();
+        let host_net = !kinds.contains(&Kind::Net);
         let md = record.metadata();
         let hostname = if !record.config.hostname.is_empty() {
             record.config.hostname.clone()
@@ -443,13 +456,6 @@ impl Pods {
             md.name.chars().take(63).collect()
         };
 
-        let mut kinds = Vec::new();
-        if !host_net {
-            kinds.extend([Kind::Net, Kind::Uts]);
-        }
-        if !host_ipc {
-            kinds.push(Kind::Ipc);
-        }
         let mut sysctls = Vec::new();
         for entry in &self.config.runtime.default_sysctls {
             if let Some((k, v)) = entry.split_once('=') {
@@ -472,9 +478,7 @@ impl Pods {
             }
         }
         if !kinds.is_empty() {
-            record.namespaces = kinds.iter().map(|k| k.name().to_string()).collect();
-            self.save_pending(record)?;
-            crate::namespaces::pin(&PinRequest {
+            crate::namespaces::pin(PinRequest {
                 kinds: kinds.clone(),
                 namespaces_dir: self.config.runtime.namespaces_dir.clone(),
                 id: record.id.clone(),
@@ -499,9 +503,8 @@ impl Pods {
                 .await
                 .map_err(|e| (Code::Unknown, format!("pod network: {e}")))?;
             record.ips = cni::result_ips(&result);
-            // Saved before anything else can fail, so a DEL always has it.
+            // For the in-process rollback's DEL and the pod's record.
             record.network = Some((conf.name.clone(), result));
-            self.save_pending(record)?;
         }
         steps.mark("network");
 
@@ -521,16 +524,11 @@ impl Pods {
         } else {
             write("hosts", &files::hosts(&hostname, &record.ips))?;
         }
-        if !host_ipc {
-            let shm = dir.join("shm");
-            std::fs::create_dir_all(&shm).map_err(internal)?;
-            // Recorded before it is mounted: a crash in between leaves a
-            // record the rollback unmounts (unmounting nothing is fine).
-            record.shm = Some(shm.clone());
-            self.save_pending(record)?;
+        if let Some(shm) = &record.shm {
+            std::fs::create_dir_all(shm).map_err(internal)?;
             nix::mount::mount(
                 Some("shm"),
-                &shm,
+                shm,
                 Some("tmpfs"),
                 nix::mount::MsFlags::MS_NOSUID
                     | nix::mount::MsFlags::MS_NODEV
