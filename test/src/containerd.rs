@@ -41,6 +41,7 @@ impl Containerd {
             .tempdir()?;
         let d = dir.path().display().to_string();
         std::fs::create_dir_all(dir.path().join("net.d"))?;
+        crate::daemon::volatile_tmpfs(&[dir.path().join("state")])?;
         std::fs::write(
             dir.path().join("net.d/10-bench.conflist"),
             conflist.replace("{dir}", &d),

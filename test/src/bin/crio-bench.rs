@@ -432,13 +432,15 @@ async fn throughput(
     pods: usize,
     concurrency: &[usize],
 ) -> Result<Value> {
+    pull(&mut ready_client(&target.endpoint()).await?, image).await?;
     let mut out = serde_json::Map::new();
     for &n in concurrency {
         let mut clients = Vec::new();
         for _ in 0..n {
             clients.push(ready_client(&target.endpoint()).await?);
         }
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), busy_cpu());
+        perf_control("enable");
         let tasks: Vec<_> = clients
             .into_iter()
             .enumerate()
@@ -456,13 +458,46 @@ async fn throughput(
             task.await??;
         }
         let secs = t.elapsed().as_secs_f64();
+        let cpu = busy_cpu() - cpu;
+        perf_control("disable");
         out.insert(
             format!("pods_per_s_{pods}_pods_{n}_clients"),
             json!((pods as f64 / secs * 10.0).round() / 10.0),
         );
+        out.insert(
+            format!("cpu_ms_per_pod_{n}_clients"),
+            json!((cpu.as_secs_f64() * 1e3 / pods as f64).round()),
+        );
         remove_all(&mut ready_client(&target.endpoint()).await?).await?;
     }
     Ok(Value::Object(out))
+}
+
+/// CPU time the whole machine spent busy since boot (every process,
+/// kernel included), from /proc/stat.
+fn busy_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        // user nice system idle iowait irq softirq steal: all but idle and iowait.
+        .filter(|(i, _)| ![3, 4].contains(i) && *i < 8)
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    // USER_HZ: 100 on every Linux architecture this runs on.
+    Duration::from_millis(ticks * 10)
+}
+
+/// With `CRIO_BENCH_PERF_CTL` naming the control FIFO of `perf record
+/// --control fifo:PATH -D -1`, profiles only the measured windows.
+fn perf_control(command: &str) {
+    if let Some(path) = std::env::var_os("CRIO_BENCH_PERF_CTL") {
+        let _ = std::fs::write(path, format!("{command}\n"));
+    }
 }
 
 /// `n` bytes that compress about 2:1, like typical image content.
@@ -645,10 +680,18 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let smoke = args.iter().any(|a| a == "--smoke");
+    // `--only pods,throughput` measures those groups alone (all by default).
+    let only = option("--only").cloned();
+    let wanted = |group: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|g| g == group))
+    };
     let (samples, many, files) = if smoke { (3, 5, 2) } else { (20, 100, 25) };
     let mut results = json!({
         "machine": {"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()},
     });
+    // As on a node, where /run is a tmpfs.
+    crio_test::daemon::keep_volatile_state_on_tmpfs();
     // Images (and the reference's pause image) come from a registry of the bench's own.
     let registry = Registry::start()?;
     let standard = push_standard_images(&registry)?;
@@ -677,22 +720,35 @@ async fn main() -> Result<()> {
     results["notes"] = json!(notes);
     for mut target in targets {
         let name = target.name();
-        eprintln!("measuring {name} pods...");
-        results[name] = json!({ "pods": pods(&mut target, samples, many).await? });
-        eprintln!("measuring {name} containers...");
-        results[name]["containers"] =
-            containers(&target, &standard.busybox.reference, samples, many).await?;
-        eprintln!("measuring {name} throughput...");
-        let (pods, concurrency): (usize, &[usize]) = if smoke {
-            (4, &[1, 2])
-        } else {
-            (50, &[1, 5, 10])
-        };
-        results[name]["throughput"] =
-            throughput(&target, &standard.busybox.reference, pods, concurrency).await?;
-        eprintln!("measuring {name} pulls...");
-        results[name]["images"] =
-            images(&target, &registry, if smoke { 1 } else { 5 }, files).await?;
+        results[name] = json!({});
+        if wanted("pods") {
+            eprintln!("measuring {name} pods...");
+            results[name]["pods"] = pods(&mut target, samples, many).await?;
+        }
+        if wanted("containers") {
+            eprintln!("measuring {name} containers...");
+            results[name]["containers"] =
+                containers(&target, &standard.busybox.reference, samples, many).await?;
+        }
+        if wanted("throughput") {
+            eprintln!("measuring {name} throughput...");
+            let (pods, mut concurrency) = if smoke {
+                (4, vec![1, 2])
+            } else {
+                (50, vec![1, 5, 10])
+            };
+            // `--clients 10` measures with that many clients alone.
+            if let Some(n) = option("--clients") {
+                concurrency = vec![n.parse()?];
+            }
+            results[name]["throughput"] =
+                throughput(&target, &standard.busybox.reference, pods, &concurrency).await?;
+        }
+        if wanted("images") {
+            eprintln!("measuring {name} pulls...");
+            results[name]["images"] =
+                images(&target, &registry, if smoke { 1 } else { 5 }, files).await?;
+        }
         // The daemon's log holds its per-step timings (debug level).
         if let (Target::Crio(w), Some(path)) = (&target, option("--daemon-log")) {
             std::fs::write(path, w.daemon.log())?;
