@@ -121,3 +121,43 @@ impl Runc {
         })
     }
 }
+
+impl Runc {
+    /// The exec FIFO of created container `id` when the runtime is runc and
+    /// the FIFO is there: runc's init waits on it to run the process.
+    pub fn exec_fifo(&self, id: &str) -> Option<PathBuf> {
+        let fifo = self.root.join(id).join("exec.fifo");
+        (self.binary.file_name() == Some("runc".as_ref()) && fifo.exists()).then_some(fifo)
+    }
+}
+
+/// Starts a created runc container the way `runc start` does, without a
+/// runc process: runc's init opens `fifo` for writing, writes "0" and
+/// executes the container's process once a reader has it; removing the FIFO
+/// then makes runc report the container running. `init_exited` resolves
+/// when the init process is gone (then it never will start).
+pub async fn release_exec_fifo(
+    fifo: &std::path::Path,
+    init_exited: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let mut reader = tokio::net::unix::pipe::OpenOptions::new()
+        .open_receiver(fifo)
+        .map_err(|e| format!("open {}: {e}", fifo.display()))?;
+    let released = async {
+        let mut byte = [0u8; 1];
+        loop {
+            match reader.read(&mut byte).await {
+                Ok(1) if byte[0] == b'0' => return Ok(()),
+                Ok(1) => return Err(format!("unexpected byte {} from runc's init", byte[0])),
+                // No writer yet: init is on its way to the FIFO.
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+                Err(e) => return Err(format!("read {}: {e}", fifo.display())),
+            }
+        }
+    };
+    tokio::select! {
+        r = released => r?,
+        () = init_exited => return Err("the container's process exited before it started".into()),
+    }
+    std::fs::remove_file(fifo).map_err(|e| format!("remove {}: {e}", fifo.display()))
+}

@@ -750,8 +750,20 @@ impl Task for TaskService {
             });
         }
         let c = self.get(&req.id)?;
-        self.runtime(&format!("start container {}", req.id), &["start", &req.id])
-            .await?;
+        let what = format!("start container {}", req.id);
+        match self.runc.exec_fifo(&req.id) {
+            // runc: released here, one runc process less per container.
+            Some(fifo) => {
+                let mut exited = c.exited.clone();
+                let init_exited = async move {
+                    let _ = exited.wait_for(Option::is_some).await;
+                };
+                crate::runc::release_exec_fifo(&fifo, init_exited)
+                    .await
+                    .map_err(|e| error(Code::UNKNOWN, format!("{what}: {e}")))?;
+            }
+            None => self.runtime(&what, &["start", &req.id]).await?,
+        }
         {
             let mut status = c.status.lock().unwrap_or_else(|p| p.into_inner());
             if *status == api::Status::CREATED {

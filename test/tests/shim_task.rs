@@ -141,6 +141,39 @@ async fn exit_code_log_lines_events_and_exit_file() {
     assert!(err.contains("not found"), "{err}");
 }
 
+/// runc containers are started through runc's exec FIFO (no `runc start`):
+/// runc then reports them running, and one whose process died while it was
+/// only created fails to start, saying so.
+#[tokio::test]
+async fn start_releases_runcs_exec_fifo_or_says_the_process_is_gone() {
+    let w = ShimWorld::start("pod-fifo").await.unwrap();
+    let bundle = w.bundle("up", &["sleep", "600"], &[], |_| {}).unwrap();
+    w.create("up", &bundle, false).await.unwrap();
+    let fifo = w.path("runc/up/exec.fifo");
+    assert!(fifo.exists(), "runc keeps a created container at its FIFO");
+    w.start_task("up", "").await.unwrap();
+    assert!(!fifo.exists());
+    let state = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(w.path("runc"))
+        .args(["state", "up"])
+        .output()
+        .unwrap();
+    let state = String::from_utf8_lossy(&state.stdout);
+    assert!(state.contains(r#""status": "running""#), "{state}");
+    kill(&w, "up", 9).await;
+    assert_eq!(w.wait("up", "").await.unwrap(), 137);
+    w.delete("up").await.unwrap();
+
+    let bundle = w.bundle("gone", &["sleep", "600"], &[], |_| {}).unwrap();
+    w.create("gone", &bundle, false).await.unwrap();
+    kill(&w, "gone", 9).await;
+    w.wait("gone", "").await.unwrap();
+    let err = w.start_task("gone", "").await.unwrap_err().to_string();
+    assert!(err.contains("exited before it started"), "{err}");
+    w.delete("gone").await.unwrap();
+}
+
 #[tokio::test]
 async fn kill_delivers_sigterm_and_sigkill() {
     let w = ShimWorld::start("pod-kill").await.unwrap();
