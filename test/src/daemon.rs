@@ -305,13 +305,22 @@ pub fn tear_down(dir: &Path, parents: &[String]) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     unmount_below(dir);
+    // A killed process leaves its cgroups once it is gone, a moment after
+    // the signal (an orphan's reaper here can be slow): until then they
+    // cannot be removed, so removal is retried for a while.
+    let deadline = Instant::now() + Duration::from_secs(10);
     for parent in parents {
-        for controller in std::fs::read_dir("/sys/fs/cgroup")
+        let dirs: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
             .into_iter()
             .flatten()
             .flatten()
+            .map(|c| c.path().join(parent.trim_start_matches('/')))
+            .collect();
+        while dirs.iter().any(|d| {
+            std::fs::remove_dir(d).is_err_and(|e| e.kind() != std::io::ErrorKind::NotFound)
+        }) && Instant::now() < deadline
         {
-            let _ = std::fs::remove_dir(controller.path().join(parent.trim_start_matches('/')));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
