@@ -134,30 +134,39 @@ impl Runc {
 /// Starts a created runc container the way `runc start` does, without a
 /// runc process: runc's init opens `fifo` for writing, writes "0" and
 /// executes the container's process once a reader has it; removing the FIFO
-/// then makes runc report the container running. `init_exited` resolves
-/// when the init process is gone (then it never will start).
-pub async fn release_exec_fifo(
+/// then makes runc report the container running. `exited` turns `Some` when
+/// the init process is gone (then it never will start).
+pub async fn release_exec_fifo<T>(
     fifo: &std::path::Path,
-    init_exited: impl std::future::Future<Output = ()>,
+    mut exited: tokio::sync::watch::Receiver<Option<T>>,
 ) -> Result<(), String> {
-    let mut reader = tokio::net::unix::pipe::OpenOptions::new()
+    let reader = tokio::net::unix::pipe::OpenOptions::new()
         .open_receiver(fifo)
         .map_err(|e| format!("open {}: {e}", fifo.display()))?;
-    let released = async {
-        let mut byte = [0u8; 1];
-        loop {
-            match reader.read(&mut byte).await {
-                Ok(1) if byte[0] == b'0' => return Ok(()),
-                Ok(1) => return Err(format!("unexpected byte {} from runc's init", byte[0])),
-                // No writer yet: init is on its way to the FIFO.
-                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
-                Err(e) => return Err(format!("read {}: {e}", fifo.display())),
+    let mut byte = [0u8; 1];
+    loop {
+        // Looked at before reading: a byte written just before the exit
+        // still counts as a start.
+        let gone = exited.borrow().is_some();
+        let no_writer = match reader.try_read(&mut byte) {
+            Ok(1) if byte[0] == b'0' => break,
+            Ok(1) => return Err(format!("unexpected byte {} from runc's init", byte[0])),
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(e) => return Err(format!("read {}: {e}", fifo.display())),
+        };
+        if gone {
+            return Err("the container's process exited before it started".into());
+        }
+        // Without a writer (init not at the FIFO yet) a read says end of
+        // file at once: look again shortly rather than spin.
+        tokio::select! {
+            _ = reader.readable(), if !no_writer => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(1)), if no_writer => {}
+            changed = exited.changed() => if changed.is_err() {
+                return Err("the shim no longer watches the container's process".into());
             }
         }
-    };
-    tokio::select! {
-        r = released => r?,
-        () = init_exited => return Err("the container's process exited before it started".into()),
     }
     std::fs::remove_file(fifo).map_err(|e| format!("remove {}: {e}", fifo.display()))
 }

@@ -753,15 +753,9 @@ impl Task for TaskService {
         let what = format!("start container {}", req.id);
         match self.runc.exec_fifo(&req.id) {
             // runc: released here, one runc process less per container.
-            Some(fifo) => {
-                let mut exited = c.exited.clone();
-                let init_exited = async move {
-                    let _ = exited.wait_for(Option::is_some).await;
-                };
-                crate::runc::release_exec_fifo(&fifo, init_exited)
-                    .await
-                    .map_err(|e| error(Code::UNKNOWN, format!("{what}: {e}")))?;
-            }
+            Some(fifo) => crate::runc::release_exec_fifo(&fifo, c.exited.clone())
+                .await
+                .map_err(|e| error(Code::UNKNOWN, format!("{what}: {e}")))?,
             None => self.runtime(&what, &["start", &req.id]).await?,
         }
         {

@@ -142,8 +142,9 @@ async fn exit_code_log_lines_events_and_exit_file() {
 }
 
 /// runc containers are started through runc's exec FIFO (no `runc start`):
-/// runc then reports them running, and one whose process died while it was
-/// only created fails to start, saying so.
+/// runc then reports them running, a process that exits at once has still
+/// started, and one whose process died while it was only created fails to
+/// start, saying so.
 #[tokio::test]
 async fn start_releases_runcs_exec_fifo_or_says_the_process_is_gone() {
     let w = ShimWorld::start("pod-fifo").await.unwrap();
@@ -164,6 +165,16 @@ async fn start_releases_runcs_exec_fifo_or_says_the_process_is_gone() {
     kill(&w, "up", 9).await;
     assert_eq!(w.wait("up", "").await.unwrap(), 137);
     w.delete("up").await.unwrap();
+
+    // A process that exits at once still started: its start succeeds.
+    for i in 0..10 {
+        let id = format!("quick{i}");
+        let bundle = w.bundle(&id, &["true"], &[], |_| {}).unwrap();
+        w.create(&id, &bundle, false).await.unwrap();
+        w.start_task(&id, "").await.unwrap();
+        assert_eq!(w.wait(&id, "").await.unwrap(), 0);
+        w.delete(&id).await.unwrap();
+    }
 
     let bundle = w.bundle("gone", &["sleep", "600"], &[], |_| {}).unwrap();
     w.create("gone", &bundle, false).await.unwrap();
