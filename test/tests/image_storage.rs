@@ -125,6 +125,32 @@ fn push_evil(registry: &Registry, tag: &str, layer: Layer) -> String {
     image.push(registry, "test/evil", tag).unwrap().reference
 }
 
+/// A directory entry's metadata is applied at the end of its layer; a later
+/// entry replacing the directory by a link to a host file must not carry
+/// the mode (set-uid 4777), owner or times over to that file.
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_metadata_never_reaches_a_host_file_through_a_later_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let registry = Registry::start().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "original").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = std::fs::metadata(&victim).unwrap();
+    let layer = Layer::new()
+        .dir("x", 0o4777)
+        .symlink("x", &victim.display().to_string());
+    let reference = push_evil(&registry, "chmod-through-link", layer);
+    let daemon = daemon_for(&registry, "", "", &[]).unwrap();
+    let mut client = daemon.client().await.unwrap();
+    pull(&mut client, &reference).await.unwrap();
+    let after = std::fs::metadata(&victim).unwrap();
+    assert_eq!(after.mode(), before.mode(), "mode of the host file changed");
+    assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+    assert_eq!(after.mtime(), before.mtime());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "original");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn malicious_layers_fail_and_write_nothing_outside() {
     let registry = Registry::start().unwrap();

@@ -2,21 +2,32 @@
 //! as hostile: no entry, hard link or parent symlink may reach outside the
 //! destination, and sizes and counts are bounded.
 //!
+//! Everything is done by descriptor from the destination's top
+//! ([`crio_saferoot`]): parents are opened without following any link, each
+//! entry is made with an `*at` call in its parent, and metadata (owner,
+//! mode, times, attributes) is applied to a descriptor of the entry itself,
+//! never to a path looked up again later — so a later entry that replaces a
+//! directory with a link cannot redirect the directory's metadata.
+//!
 //! Whiteouts become overlayfs's form as they are met: `.wh.NAME` a 0:0
 //! character device `NAME`, `.wh..wh..opq` the `trusted.overlay.opaque`
 //! attribute on its directory.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs;
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::sys::stat::{Mode, SFlag, mknod};
+use crio_saferoot::{Scope, Tree, open_in, remove_all_at};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags, mkdirat, mknodat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
+use xattr::FileExt;
 
 /// Upper bounds on what one layer may contain.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +79,7 @@ pub enum UnpackError {
     /// Writing into the layer directory failed.
     #[error("write {path}: {source}")]
     Write {
-        /// The path written.
+        /// The path written, relative to the layer.
         path: PathBuf,
         /// The cause.
         source: io::Error,
@@ -82,10 +93,17 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> UnpackError + '_ {
     }
 }
 
-fn errno_err(path: &Path) -> impl FnOnce(nix::Error) -> UnpackError + '_ {
-    move |e| UnpackError::Write {
-        path: path.to_path_buf(),
-        source: io::Error::from(e),
+fn errno_err(path: &Path) -> impl FnOnce(Errno) -> UnpackError + '_ {
+    move |e| write_err(path)(io::Error::from(e))
+}
+
+fn tree_err(e: crio_saferoot::Error) -> UnpackError {
+    match e {
+        crio_saferoot::Error::Io { path, source } => UnpackError::Write { path, source },
+        other => UnpackError::Write {
+            path: PathBuf::new(),
+            source: io::Error::other(other),
+        },
     }
 }
 
@@ -119,60 +137,114 @@ fn components(raw: &[u8], limits: &Limits) -> Result<Vec<Vec<u8>>, String> {
     Ok(parts)
 }
 
-/// Joins components onto `root`, checking that every parent below `root`
-/// that exists is a real directory (not a symlink), and creating the missing
-/// ones. Returns the full path of the last component.
-fn prepare_parents(root: &Path, parts: &[Vec<u8>], entry: &str) -> Result<PathBuf, UnpackError> {
-    let mut path = root.to_path_buf();
-    let Some((last, parents)) = parts.split_last() else {
-        return Ok(path);
-    };
-    for part in parents {
-        path.push(OsStr::from_bytes(part));
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(UnpackError::Unsafe {
-                    entry: entry.to_string(),
-                    why: format!(
-                        "parent {:?} is a symbolic link",
-                        path.strip_prefix(root).unwrap_or(&path)
-                    ),
-                });
-            }
-            Ok(_) => {
-                // A file where a directory is needed: the later entry wins.
-                fs::remove_file(&path).map_err(write_err(&path))?;
-                mkdir(&path)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => mkdir(&path)?,
-            Err(e) => return Err(UnpackError::Write { path, source: e }),
-        }
-    }
-    path.push(OsStr::from_bytes(last));
-    Ok(path)
+fn rel_path(parts: &[Vec<u8>]) -> PathBuf {
+    parts.iter().map(|p| OsStr::from_bytes(p)).collect()
 }
 
-fn mkdir(path: &Path) -> Result<(), UnpackError> {
-    fs::DirBuilder::new()
-        .mode(0o755)
-        .create(path)
-        .map_err(write_err(path))
+/// A directory opened to read and to be the base of `*at` calls; the
+/// `Beneath` scope makes any link on the way, the last name too, `ELOOP`.
+fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY
 }
 
-/// Removes whatever is at `path` unless it is a directory and `keep_dir`.
-fn clear(path: &Path, keep_dir: bool) -> Result<(), UnpackError> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => {
-            if !keep_dir {
-                fs::remove_dir_all(path).map_err(write_err(path))?;
+/// What a name in a directory is, without following a link.
+fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<FileStat>, Errno> {
+    match nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(s) => Ok(Some(s)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn kind_of(stat: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT
+}
+
+/// The layer being written: its top and the parent directory last used
+/// (entries come grouped by directory, so most need no walk).
+struct Layer {
+    tree: Tree,
+    last_parent: Option<(Vec<Vec<u8>>, OwnedFd)>,
+}
+
+impl Layer {
+    /// The directory holding `parts`' last component, made (and any file in
+    /// the way replaced) as needed; a link among the parents is refused.
+    fn parent(&mut self, parents: &[Vec<u8>], entry: &str) -> Result<BorrowedFd<'_>, UnpackError> {
+        if self.last_parent.as_ref().map(|(p, _)| p.as_slice()) != Some(parents) {
+            let mut dir = open_in(
+                self.tree.top(),
+                Path::new("."),
+                dir_flags(),
+                Mode::empty(),
+                Scope::Beneath,
+            )
+            .map_err(tree_err)?;
+            for (i, part) in parents.iter().enumerate() {
+                let name = OsStr::from_bytes(part);
+                let here = rel_path(&parents[..=i]);
+                match stat_at(dir.as_fd(), name).map_err(errno_err(&here))? {
+                    Some(s) if kind_of(&s) == SFlag::S_IFDIR => {}
+                    Some(s) if kind_of(&s) == SFlag::S_IFLNK => {
+                        return Err(UnpackError::Unsafe {
+                            entry: entry.to_string(),
+                            why: format!("parent {here:?} is a symbolic link"),
+                        });
+                    }
+                    found => {
+                        // A file where a directory is needed: the later entry wins.
+                        if found.is_some() {
+                            nix::unistd::unlinkat(
+                                dir.as_fd(),
+                                name,
+                                nix::unistd::UnlinkatFlags::NoRemoveDir,
+                            )
+                            .map_err(errno_err(&here))?;
+                        }
+                        mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(0o755))
+                            .map_err(errno_err(&here))?;
+                    }
+                }
+                dir = open_in(
+                    dir.as_fd(),
+                    Path::new(name),
+                    dir_flags(),
+                    Mode::empty(),
+                    Scope::Beneath,
+                )
+                .map_err(tree_err)?;
+            }
+            self.last_parent = Some((parents.to_vec(), dir));
+        }
+        Ok(self
+            .last_parent
+            .as_ref()
+            .map(|(_, fd)| fd.as_fd())
+            .expect("just set"))
+    }
+
+    /// Removes whatever is at `name` in the current parent unless it is a
+    /// directory and `keep_dir`; true when a directory is there afterwards.
+    fn clear(&mut self, name: &OsStr, keep_dir: bool, path: &Path) -> Result<bool, UnpackError> {
+        let (_, dir) = self.last_parent.as_ref().expect("parent opened first");
+        match stat_at(dir.as_fd(), name).map_err(errno_err(path))? {
+            None => Ok(false),
+            Some(s) if kind_of(&s) == SFlag::S_IFDIR => {
+                if keep_dir {
+                    return Ok(true);
+                }
+                remove_all_at(dir.as_fd(), name).map_err(write_err(path))?;
+                // The removed directory may be a parent of the one cached.
+                self.last_parent = None;
+                Ok(false)
+            }
+            Some(_) => {
+                nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+                    .map_err(errno_err(path))?;
+                Ok(false)
             }
         }
-        Ok(_) => fs::remove_file(path).map_err(write_err(path))?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(write_err(path)(e)),
     }
-    Ok(())
 }
 
 /// Metadata applied to an entry once its content is in place.
@@ -184,41 +256,91 @@ struct Meta {
     xattrs: Vec<(String, Vec<u8>)>,
 }
 
-fn apply_meta(path: &Path, meta: &Meta, symlink: bool) -> Result<(), UnpackError> {
+impl Meta {
+    fn times(&self) -> TimeSpec {
+        TimeSpec::new(self.mtime, 0)
+    }
+
+    fn owner(&self) -> (Option<Uid>, Option<Gid>) {
+        (Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)))
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::from_bits_truncate(self.mode & 0o7777)
+    }
+}
+
+/// Hosts without SELinux refuse `security.*` labels: not fatal.
+fn xattr_result(name: &str, r: io::Result<()>, path: &Path) -> Result<(), UnpackError> {
+    match r {
+        Err(e) if !name.starts_with("security.") => Err(write_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Applies `meta` to an open file or directory.
+fn apply_meta(file: &File, meta: &Meta, path: &Path) -> Result<(), UnpackError> {
+    let (uid, gid) = meta.owner();
+    nix::unistd::fchown(file, uid, gid).map_err(errno_err(path))?;
+    for (name, value) in &meta.xattrs {
+        xattr_result(name, file.set_xattr(name, value), path)?;
+    }
+    // After chown, which clears set-id bits.
+    nix::sys::stat::fchmod(file, meta.mode()).map_err(errno_err(path))?;
+    let t = meta.times();
+    nix::sys::stat::futimens(file, &t, &t).map_err(errno_err(path))
+}
+
+/// Applies `meta` to a device or FIFO held by an `O_PATH` descriptor, which
+/// is never opened for I/O; the `/proc/self/fd` name reaches that inode only.
+fn apply_meta_node(fd: &OwnedFd, meta: &Meta, path: &Path) -> Result<(), UnpackError> {
+    let (uid, gid) = meta.owner();
     nix::unistd::fchownat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        Some(Uid::from_raw(meta.uid)),
-        Some(Gid::from_raw(meta.gid)),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        fd,
+        "",
+        uid,
+        gid,
+        AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .map_err(errno_err(path))?;
-    if !symlink {
-        for (name, value) in &meta.xattrs {
-            if let Err(e) = xattr::set(path, name, value) {
-                // Hosts without SELinux refuse security.* labels: not fatal.
-                if !name.starts_with("security.") {
-                    return Err(write_err(path)(e));
-                }
-            }
-        }
-        // After chown, which clears set-id bits.
-        fs::set_permissions(path, fs::Permissions::from_mode(meta.mode & 0o7777))
-            .map_err(write_err(path))?;
+    let proc = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    for (name, value) in &meta.xattrs {
+        xattr_result(name, xattr::set(&proc, name, value), path)?;
     }
-    let t = TimeSpec::new(meta.mtime, 0);
-    nix::sys::stat::utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &t,
-        &t,
-        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    let cwd = nix::fcntl::AT_FDCWD;
+    nix::sys::stat::fchmodat(
+        cwd,
+        &proc,
+        meta.mode(),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
     )
-    .map_err(errno_err(path))
+    .map_err(errno_err(path))?;
+    let t = meta.times();
+    nix::sys::stat::utimensat(cwd, &proc, &t, &t, UtimensatFlags::FollowSymlink)
+        .map_err(errno_err(path))
+}
+
+/// Applies owner and times to the link `name` in `dir` itself.
+fn apply_meta_link(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    meta: &Meta,
+    path: &Path,
+) -> Result<(), UnpackError> {
+    let (uid, gid) = meta.owner();
+    nix::unistd::fchownat(dir, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(errno_err(path))?;
+    let t = meta.times();
+    nix::sys::stat::utimensat(dir, name, &t, &t, UtimensatFlags::NoFollowSymlink)
+        .map_err(errno_err(path))
 }
 
 /// Unpacks the tar stream `reader` into `dest`, an existing empty directory.
 pub fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacked, UnpackError> {
+    let mut layer = Layer {
+        tree: Tree::open(dest, Scope::Beneath).map_err(write_err(dest))?,
+        last_parent: None,
+    };
     let mut archive = tar::Archive::new(reader);
     let mut stats = Unpacked::default();
     // Directory metadata is applied last: adding children changes mtimes.
@@ -250,7 +372,7 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacke
             )));
         }
         let parts = components(&raw, limits).map_err(unsafe_entry)?;
-        let Some(base) = parts.last().cloned() else {
+        let Some((base, parents)) = parts.split_last() else {
             continue; // the root itself ("./")
         };
         let meta = Meta {
@@ -261,28 +383,42 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacke
             mtime: i64::try_from(header.mtime().unwrap_or(0)).unwrap_or(0),
             xattrs,
         };
-        let path = prepare_parents(dest, &parts, &name)?;
+        let path = rel_path(&parts);
+        let base = OsStr::from_bytes(base);
+        layer.parent(parents, &name)?;
 
-        if base == OPAQUE.as_bytes() {
-            let dir = path.parent().unwrap_or(dest);
-            xattr::set(dir, OPAQUE_XATTR, b"y").map_err(write_err(dir))?;
+        if base.as_bytes() == OPAQUE.as_bytes() {
+            let dir = open_in(
+                layer.tree.top(),
+                &rel_path(parents),
+                dir_flags(),
+                Mode::empty(),
+                Scope::Beneath,
+            )
+            .map_err(tree_err)?;
+            File::from(dir)
+                .set_xattr(OPAQUE_XATTR, b"y")
+                .map_err(write_err(&path))?;
             continue;
         }
-        if let Some(hidden) = base.strip_prefix(WHITEOUT.as_bytes()) {
+        if let Some(hidden) = base.as_bytes().strip_prefix(WHITEOUT.as_bytes()) {
             if hidden.starts_with(WHITEOUT.as_bytes()) || hidden.is_empty() {
                 continue; // aufs bookkeeping (.wh..wh.plnk and the like)
             }
-            let target = path.with_file_name(OsStr::from_bytes(hidden));
-            clear(&target, false)?;
-            mknod(&target, SFlag::S_IFCHR, Mode::empty(), 0).map_err(errno_err(&target))?;
+            let hidden = OsStr::from_bytes(hidden);
+            let target = path.with_file_name(hidden);
+            layer.clear(hidden, false, &target)?;
+            let dir = layer.parent(parents, &name)?;
+            mknodat(dir, hidden, SFlag::S_IFCHR, Mode::empty(), 0).map_err(errno_err(&target))?;
             continue;
         }
 
         match kind {
             tar::EntryType::Directory => {
-                clear(&path, true)?;
-                if !path.exists() {
-                    mkdir(&path)?;
+                if !layer.clear(base, true, &path)? {
+                    let dir = layer.parent(parents, &name)?;
+                    mkdirat(dir, base, Mode::from_bits_truncate(0o755))
+                        .map_err(errno_err(&path))?;
                 }
                 if let Some(i) = seen_dirs.get(&path) {
                     dirs[*i].1 = meta;
@@ -292,14 +428,18 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacke
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                clear(&path, false)?;
-                let mut file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&path)
-                    .map_err(write_err(&path))?;
+                layer.clear(base, false, &path)?;
+                let dir = layer.parent(parents, &name)?;
+                let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
+                let fd = open_in(
+                    dir,
+                    Path::new(base),
+                    flags,
+                    Mode::from_bits_truncate(0o600),
+                    Scope::Beneath,
+                )
+                .map_err(tree_err)?;
+                let mut file = File::from(fd);
                 let copied =
                     io::copy(&mut (&mut entry).take(size), &mut file).map_err(UnpackError::Read)?;
                 if copied != size {
@@ -309,18 +449,18 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacke
                     )));
                 }
                 stats.bytes += size;
-                drop(file);
-                apply_meta(&path, &meta, false)?;
+                apply_meta(&file, &meta, &path)?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| unsafe_entry("symbolic link without a target".into()))?
                     .into_owned();
-                clear(&path, false)?;
-                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
-                    .map_err(write_err(&path))?;
-                apply_meta(&path, &meta, true)?;
+                layer.clear(base, false, &path)?;
+                let dir = layer.parent(parents, &name)?;
+                nix::unistd::symlinkat(OsStr::from_bytes(&target), dir, base)
+                    .map_err(errno_err(&path))?;
+                apply_meta_link(dir, base, &meta, &path)?;
             }
             tar::EntryType::Link => {
                 let target = entry
@@ -329,19 +469,48 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacke
                     .into_owned();
                 let target_parts = components(&target, limits)
                     .map_err(|why| unsafe_entry(format!("hard link target: {why}")))?;
-                let source = prepare_parents(dest, &target_parts, &name)?;
-                let source_meta = fs::symlink_metadata(&source).map_err(|_| {
+                let not_here = || {
                     unsafe_entry(format!(
                         "hard link target {:?} is not in this layer",
                         String::from_utf8_lossy(&target)
                     ))
-                })?;
-                if source_meta.is_dir() {
+                };
+                let (source_base, source_parents) =
+                    target_parts.split_last().ok_or_else(not_here)?;
+                let source_base = OsStr::from_bytes(source_base);
+                let source_dir = match open_in(
+                    layer.tree.top(),
+                    &rel_path(source_parents),
+                    dir_flags(),
+                    Mode::empty(),
+                    Scope::Beneath,
+                ) {
+                    Ok(fd) => fd,
+                    Err(e) if matches!(&e, crio_saferoot::Error::Io { source, .. } if source.raw_os_error() == Some(libc::ELOOP)) =>
+                    {
+                        return Err(unsafe_entry(
+                            "hard link target: parent is a symbolic link".into(),
+                        ));
+                    }
+                    Err(_) => return Err(not_here()),
+                };
+                let source_stat = stat_at(source_dir.as_fd(), source_base)
+                    .map_err(errno_err(&path))?
+                    .ok_or_else(not_here)?;
+                if kind_of(&source_stat) == SFlag::S_IFDIR {
                     return Err(unsafe_entry("hard link to a directory".into()));
                 }
-                if source != path {
-                    clear(&path, false)?;
-                    fs::hard_link(&source, &path).map_err(write_err(&path))?;
+                if target_parts != parts {
+                    layer.clear(base, false, &path)?;
+                    let dir = layer.parent(parents, &name)?;
+                    nix::unistd::linkat(
+                        source_dir.as_fd(),
+                        source_base,
+                        dir,
+                        base,
+                        AtFlags::empty(),
+                    )
+                    .map_err(errno_err(&path))?;
                 }
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
@@ -352,15 +521,25 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacke
                 };
                 let major = u64::from(header.device_major().ok().flatten().unwrap_or(0));
                 let minor = u64::from(header.device_minor().ok().flatten().unwrap_or(0));
-                clear(&path, false)?;
-                mknod(
-                    &path,
+                layer.clear(base, false, &path)?;
+                let dir = layer.parent(parents, &name)?;
+                mknodat(
+                    dir,
+                    base,
                     flag,
                     Mode::from_bits_truncate(0o600),
                     nix::sys::stat::makedev(major, minor),
                 )
                 .map_err(errno_err(&path))?;
-                apply_meta(&path, &meta, false)?;
+                let node = open_in(
+                    dir,
+                    Path::new(base),
+                    OFlag::O_PATH | OFlag::O_NOFOLLOW,
+                    Mode::empty(),
+                    Scope::Beneath,
+                )
+                .map_err(tree_err)?;
+                apply_meta_node(&node, &meta, &path)?;
             }
             // PAX and GNU headers are consumed by the tar reader; anything
             // else (sparse files, volume labels) has no place in a layer.
@@ -370,7 +549,17 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacke
         }
     }
     for (path, meta) in dirs.iter().rev() {
-        apply_meta(path, meta, false)?;
+        // A directory a later entry replaced (by a link, a file) is skipped:
+        // its metadata belongs to nothing that is still there.
+        match layer.tree.open_at(path, dir_flags(), Mode::empty()) {
+            Ok(fd) => apply_meta(&File::from(fd), meta, path)?,
+            Err(crio_saferoot::Error::Io { source, .. })
+                if matches!(
+                    source.raw_os_error(),
+                    Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::ENOENT)
+                ) => {}
+            Err(e) => return Err(tree_err(e)),
+        }
     }
     Ok(stats)
 }
@@ -392,7 +581,8 @@ fn xattrs_of<R: Read>(entry: &mut tar::Entry<R>) -> Result<Vec<(String, Vec<u8>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::fs;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 
     fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
         let mut h = tar::Header::new_gnu();
@@ -580,5 +770,82 @@ mod tests {
         r.unwrap();
         assert!(dest.join("x").is_dir());
         assert_eq!(fs::read_to_string(dest.join("y")).unwrap(), "new");
+    }
+
+    #[test]
+    fn directory_metadata_never_follows_a_later_link() {
+        // `x` a set-uid 04777 directory, then `x` replaced by a link to a file
+        // outside the layer: the directory's metadata must not reach it.
+        let tmp = tempfile::tempdir().unwrap();
+        let host = tmp.path().join("host-file");
+        fs::write(&host, b"host").unwrap();
+        fs::set_permissions(&host, fs::Permissions::from_mode(0o600)).unwrap();
+        let before = fs::metadata(&host).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = header(T::Directory, 0o4777, 0);
+        h.set_mtime(1);
+        b.append_data(&mut h, "x", &[][..]).unwrap();
+        let mut h = header(T::Symlink, 0o777, 0);
+        b.append_link(&mut h, "x", &host).unwrap();
+        let tar = b.into_inner().unwrap();
+        let dest = tmp.path().join("layer");
+        fs::create_dir(&dest).unwrap();
+        unpack(&tar[..], &dest, &Limits::default()).unwrap();
+        let after = fs::metadata(&host).unwrap();
+        assert_eq!(after.mode(), before.mode());
+        assert_eq!(after.mtime(), before.mtime());
+        assert_eq!(fs::read_link(dest.join("x")).unwrap(), host);
+    }
+
+    #[test]
+    fn metadata_lands_on_each_kind() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = header(T::Directory, 0o750, 0);
+        h.set_uid(7);
+        b.append_data(&mut h, "d", &[][..]).unwrap();
+        let mut h = header(T::Regular, 0o4755, 2);
+        h.set_uid(8);
+        h.set_gid(9);
+        b.append_data(&mut h, "d/suid", &b"ok"[..]).unwrap();
+        let mut h = header(T::Fifo, 0o640, 0);
+        h.set_gid(5);
+        b.append_data(&mut h, "d/fifo", &[][..]).unwrap();
+        let mut h = header(T::Symlink, 0o777, 0);
+        h.set_uid(6);
+        b.append_link(&mut h, "d/link", "suid").unwrap();
+        let (_t, dest, r) = unpack_into(&b.into_inner().unwrap());
+        r.unwrap();
+        let m = |p: &str| fs::symlink_metadata(dest.join(p)).unwrap();
+        assert_eq!((m("d").mode() & 0o7777, m("d").uid()), (0o750, 7));
+        assert_eq!(m("d").mtime(), 1_600_000_000);
+        let f = m("d/suid");
+        assert_eq!((f.mode() & 0o7777, f.uid(), f.gid()), (0o4755, 8, 9));
+        let f = m("d/fifo");
+        assert!(f.file_type().is_fifo());
+        assert_eq!(
+            (f.mode() & 0o7777, f.gid(), f.mtime()),
+            (0o640, 5, 1_600_000_000)
+        );
+        let l = m("d/link");
+        assert_eq!((l.uid(), l.mtime()), (6, 1_600_000_000));
+    }
+
+    #[test]
+    fn replacing_a_parent_directory_writes_into_the_new_one() {
+        let tar = raw_tar(&[
+            (T::Directory, "a/", "", b""),
+            (T::Regular, "a/one", "", b"1"),
+            (T::Regular, "a", "", b"file now"),
+            (T::Regular, "a/two", "", b"2"),
+            (T::Symlink, "b", "a", b""),
+            (T::Regular, "b/three", "", b"3"),
+        ]);
+        let (_t, dest, r) = unpack_into(&tar);
+        let err = r.unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert!(dest.join("a").is_dir());
+        assert!(!dest.join("a/one").exists());
+        assert_eq!(fs::read(dest.join("a/two")).unwrap(), b"2");
+        assert!(!dest.join("a/three").exists());
     }
 }
