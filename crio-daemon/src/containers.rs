@@ -194,6 +194,104 @@ pub struct Containers {
     defaults: crio_spec::Defaults,
 }
 
+/// What CreateContainer does in the container's rootfs, off the async
+/// executor: the overlay mount, the image's VOLUMEs, and reading the
+/// image's /etc/passwd and /etc/group — each path resolved inside the
+/// rootfs by descriptor, since the image may plant links, FIFOs or
+/// devices at those names.
+struct RootfsJob {
+    lowers: Vec<PathBuf>,
+    store: PathBuf,
+    rootfs: PathBuf,
+    image_volumes: String,
+    image: crio_storage::ImageRecord,
+    config: ContainerConfig,
+}
+
+/// What [`RootfsJob`] found and made.
+struct Prepared {
+    /// The request with the image volumes `image_volumes = "bind"` adds.
+    config: ContainerConfig,
+    passwd: String,
+    group: String,
+}
+
+/// Largest /etc/passwd or /etc/group read from an image.
+const MAX_USER_DB: u64 = 4 << 20;
+
+impl RootfsJob {
+    fn run(mut self) -> Result<Prepared, Status> {
+        let (upper, work) = (self.store.join("upper"), self.store.join("work"));
+        for d in [&upper, &work, &self.rootfs] {
+            std::fs::create_dir_all(d).map_err(internal)?;
+        }
+        Overlay {
+            lowers: std::mem::take(&mut self.lowers),
+            upper: Some((upper, work)),
+        }
+        .mount(&self.rootfs)
+        .map_err(|e| internal(format!("mount rootfs: {e}")))?;
+        let tree = crio_saferoot::Tree::open(&self.rootfs, crio_saferoot::Scope::InRoot)
+            .map_err(|e| internal(format!("open rootfs: {e}")))?;
+        self.add_image_volumes(&tree)?;
+        let image_file = |path: &str| {
+            crio_spec::user::read_image_file(&tree, path, MAX_USER_DB)
+                .map_err(|e| Status::failed_precondition(format!("image {}: {e}", self.image.id)))
+        };
+        Ok(Prepared {
+            passwd: image_file("/etc/passwd")?,
+            group: image_file("/etc/group")?,
+            config: self.config,
+        })
+    }
+
+    /// The image's VOLUMEs per `image_volumes`: "mkdir" makes them in the
+    /// rootfs (the writable layer), "bind" mounts a fresh directory of the
+    /// container's there, "ignore" does neither; a path the request mounts
+    /// itself is left to that mount.
+    fn add_image_volumes(&mut self, tree: &crio_saferoot::Tree) -> Result<(), Status> {
+        for (i, volume) in crio_spec::image_volumes(&self.image.config)
+            .iter()
+            .enumerate()
+        {
+            if self
+                .config
+                .mounts
+                .iter()
+                .any(|m| m.container_path == *volume)
+            {
+                continue;
+            }
+            match self.image_volumes.as_str() {
+                "mkdir" => {
+                    tree.mkdir_all(
+                        Path::new(volume),
+                        nix::sys::stat::Mode::from_bits_truncate(0o755),
+                    )
+                    .map_err(|e| {
+                        Status::failed_precondition(format!(
+                            "image {} volume {volume}: {e}",
+                            self.image.id
+                        ))
+                    })?;
+                }
+                "bind" => {
+                    let dir = self.store.join("volumes").join(i.to_string());
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| internal(format!("image volume {volume}: {e}")))?;
+                    self.config.mounts.push(crio_api::cri::Mount {
+                        container_path: volume.clone(),
+                        host_path: dir.display().to_string(),
+                        ..Default::default()
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Removes what a crash left of containers that have no record (a create
 /// killed half-way): the runtime's container, the rootfs mount, the bundle
 /// and the writable layer.
@@ -769,21 +867,23 @@ impl Containers {
     ) -> Result<(), Status> {
         let mut steps = crate::steps::Steps::default();
         let store = self.records_dir.join(id);
-        let (upper, work) = (store.join("upper"), store.join("work"));
         let bundle = self.bundle(id);
         let rootfs = bundle.join("rootfs");
-        for d in [&upper, &work, &rootfs] {
-            std::fs::create_dir_all(d).map_err(internal)?;
-        }
         let lowers = images
             .layer_paths(image)
             .map_err(|e| Status::failed_precondition(format!("image {}: {e}", image.id)))?;
-        Overlay {
+        check_propagation(config)?;
+        let job = RootfsJob {
             lowers,
-            upper: Some((upper, work)),
-        }
-        .mount(&rootfs)
-        .map_err(|e| internal(format!("mount rootfs: {e}")))?;
+            store: store.clone(),
+            rootfs: rootfs.clone(),
+            image_volumes: self.defaults.image_volumes.clone(),
+            image: image.clone(),
+            config: config.clone(),
+        };
+        let prepared = tokio::task::spawn_blocking(move || job.run())
+            .await
+            .map_err(internal)??;
         steps.mark("rootfs");
 
         let pod_dir = pods.run_dir(&pod.id);
@@ -793,13 +893,12 @@ impl Containers {
                 .contains(&kind)
                 .then(|| crio_network::netns::pin_path(ns_dir, kind, &pod.id))
         };
-        check_propagation(config)?;
         // The record keeps the request as made: a retry is compared with it.
         let request = config;
-        let config = &self.with_image_volumes(config, image, &rootfs, &store)?;
+        let config = &prepared.config;
         let mut host = self.host.clone();
-        host.passwd = crio_spec::user::read_in_root(&rootfs, "/etc/passwd");
-        host.group = crio_spec::user::read_in_root(&rootfs, "/etc/group");
+        host.passwd = prepared.passwd;
+        host.group = prepared.group;
         let cgroup_parent = pod.cgroup_parent();
         let mut spec = crio_spec::build(&crio_spec::Input {
             id,
@@ -887,44 +986,6 @@ impl Containers {
         steps.mark("record");
         tracing::debug!(container = id, steps = %steps.summary(), "container created");
         Ok(())
-    }
-
-    /// The image's VOLUMEs per `image_volumes`: "mkdir" makes them in the
-    /// rootfs (the writable layer), "bind" mounts a fresh directory of the
-    /// container's there, "ignore" does neither; a path the request mounts
-    /// itself is left to that mount.
-    fn with_image_volumes(
-        &self,
-        config: &ContainerConfig,
-        image: &crio_storage::ImageRecord,
-        rootfs: &Path,
-        store: &Path,
-    ) -> Result<ContainerConfig, Status> {
-        let mut config = config.clone();
-        for (i, volume) in crio_spec::image_volumes(&image.config).iter().enumerate() {
-            if config.mounts.iter().any(|m| m.container_path == *volume) {
-                continue;
-            }
-            match self.defaults.image_volumes.as_str() {
-                "mkdir" => {
-                    let dir = crio_spec::user::scoped(rootfs, volume);
-                    std::fs::create_dir_all(&dir)
-                        .map_err(|e| internal(format!("image volume {volume}: {e}")))?;
-                }
-                "bind" => {
-                    let dir = store.join("volumes").join(i.to_string());
-                    std::fs::create_dir_all(&dir)
-                        .map_err(|e| internal(format!("image volume {volume}: {e}")))?;
-                    config.mounts.push(crio_api::cri::Mount {
-                        container_path: volume.clone(),
-                        host_path: dir.display().to_string(),
-                        ..Default::default()
-                    });
-                }
-                _ => {}
-            }
-        }
-        Ok(config)
     }
 
     /// Removes what a failed create left.

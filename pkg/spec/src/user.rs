@@ -2,60 +2,18 @@
 //! `name:group`, `uid:gid`) resolved against the rootfs's /etc/passwd and
 //! /etc/group, read without following links out of the rootfs.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
-/// Largest passwd or group file read.
-const MAX_FILE: u64 = 4 << 20;
+use crio_saferoot::{Error, Tree};
 
-/// Resolves `path` (absolute, inside the container) under `root`, following
-/// symbolic links as the container would see them: never above `root`.
-pub fn scoped(root: &Path, path: &str) -> PathBuf {
-    let mut resolved = PathBuf::new();
-    let mut pending: Vec<String> = path.split('/').rev().map(str::to_string).collect();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        match part.as_str() {
-            "" | "." => continue,
-            ".." => {
-                resolved.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let candidate = resolved.join(&part);
-        let full = root.join(&candidate);
-        match std::fs::symlink_metadata(&full) {
-            Ok(m) if m.file_type().is_symlink() && links < 40 => {
-                links += 1;
-                let target = std::fs::read_link(&full).unwrap_or_default();
-                if target.is_absolute() {
-                    resolved = PathBuf::new();
-                }
-                let rest: Vec<String> = target
-                    .components()
-                    .filter_map(|c| match c {
-                        Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
-                        Component::ParentDir => Some("..".into()),
-                        _ => None,
-                    })
-                    .collect();
-                pending.extend(rest.into_iter().rev());
-            }
-            _ => resolved = candidate,
-        }
-    }
-    root.join(resolved)
-}
-
-/// Reads a file of the rootfs (scoped, size-capped); empty when absent.
-pub fn read_in_root(root: &Path, path: &str) -> String {
-    use std::io::Read;
-    let Ok(file) = std::fs::File::open(scoped(root, path)) else {
-        return String::new();
-    };
-    let mut text = String::new();
-    let _ = file.take(MAX_FILE).read_to_string(&mut text);
-    text
+/// Reads `path` of the image (/etc/passwd, /etc/group) from its rootfs
+/// `tree`: a regular file of at most `limit` bytes resolved inside the tree;
+/// "" when it does not exist. A FIFO, device or link loop there is an error.
+pub fn read_image_file(tree: &Tree, path: &str, limit: u64) -> Result<String, Error> {
+    Ok(tree
+        .read_regular(Path::new(path), limit)?
+        .map(|data| String::from_utf8_lossy(&data).into_owned())
+        .unwrap_or_default())
 }
 
 /// A resolved user.
@@ -161,17 +119,24 @@ mod tests {
     }
 
     #[test]
-    fn scoped_paths_stay_inside() {
+    fn image_files_are_read_inside_the_rootfs_only() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
         std::fs::create_dir_all(root.join("etc")).unwrap();
-        std::os::unix::fs::symlink("/etc/shadow-host", root.join("etc/passwd")).unwrap();
-        std::os::unix::fs::symlink("../../../../..", root.join("up")).unwrap();
-        assert_eq!(scoped(&root, "/etc/passwd"), root.join("etc/shadow-host"));
-        assert_eq!(scoped(&root, "/up/etc/hosts"), root.join("etc/hosts"));
-        assert_eq!(scoped(&root, "/../../x"), root.join("x"));
-        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
-        assert!(scoped(&root, "/loop/a").starts_with(&root));
-        assert_eq!(read_in_root(&root, "/etc/passwd"), "");
+        std::fs::write(tmp.path().join("passwd"), PASSWD).unwrap();
+        std::os::unix::fs::symlink("../../passwd", root.join("etc/passwd")).unwrap();
+        nix::unistd::mkfifo(&root.join("etc/group"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let tree = Tree::open(&root, crio_saferoot::Scope::InRoot).unwrap();
+        assert_eq!(read_image_file(&tree, "/etc/passwd", 1 << 20).unwrap(), "");
+        let err = read_image_file(&tree, "/etc/group", 1 << 20).unwrap_err();
+        assert!(
+            err.to_string().contains("/etc/group: not a regular file"),
+            "{err}"
+        );
+        std::fs::write(root.join("passwd"), PASSWD).unwrap();
+        assert_eq!(
+            read_image_file(&tree, "/etc/passwd", 1 << 20).unwrap(),
+            PASSWD
+        );
     }
 }
