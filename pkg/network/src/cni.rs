@@ -256,23 +256,38 @@ pub async fn check(
     Ok(())
 }
 
-/// The IP addresses (without prefix length) of a result, IPv4 first.
+/// The IP addresses (without prefix length) of a result, IPv4 first. A
+/// plugin's output is not trusted: what is not an address is left out.
 pub fn result_ips(result: &Value) -> Vec<String> {
-    let mut ips: Vec<String> = result["ips"]
+    let mut ips: Vec<std::net::IpAddr> = result["ips"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|ip| ip["address"].as_str())
-        .filter_map(|a| a.split('/').next().map(str::to_string))
+        .filter_map(|a| a.split('/').next()?.parse().ok())
         .collect();
-    ips.sort_by_key(|ip| ip.contains(':'));
-    ips
+    ips.sort_by_key(std::net::IpAddr::is_ipv6);
+    ips.iter().map(ToString::to_string).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::PluginRef;
+
+    #[test]
+    fn result_ips_keep_addresses_only() {
+        let result = json!({"ips": [
+            {"address": "fd00::5/64"},
+            {"address": "09.88.0.5/16"},
+            {"address": "10.88.0.5/16"},
+            {"address": "not an ip"},
+            {"address": 7},
+            {"gateway": "10.88.0.1"},
+        ]});
+        assert_eq!(result_ips(&result), ["10.88.0.5", "fd00::5"]);
+        assert!(result_ips(&json!({"ips": "x"})).is_empty());
+    }
 
     fn conf_with(plugins: Value) -> NetworkConf {
         NetworkConf {
