@@ -642,7 +642,7 @@ impl Containers {
                 images,
                 shims,
                 &pod.id,
-                infra_config(pod, &pause.id, &image.pause_command),
+                infra_config(pod, pause.id.as_str(), &image.pause_command),
                 true,
             )
             .await?;
@@ -950,7 +950,7 @@ impl Containers {
             pod_id: pod.id.clone(),
             name: name.to_string(),
             config: request.clone(),
-            image_id: image.id.clone(),
+            image_id: image.id.to_string(),
             image_ref: image_name.to_string(),
             created_at: crio_api::time::now_nanos(),
             started_at: 0,
