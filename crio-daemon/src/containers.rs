@@ -13,6 +13,7 @@ use crio_storage::atomic;
 use crio_storage::mount::{Overlay, unmount};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::Id;
 use crate::images::Images;
 use crate::pods::{PodRecord, PodState, Pods};
 use crate::records::Records;
@@ -33,9 +34,9 @@ pub enum ContainerState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerRecord {
     /// Container ID.
-    pub id: String,
+    pub id: Id,
     /// Its pod.
-    pub pod_id: String,
+    pub pod_id: Id,
     /// The reserved name.
     pub name: String,
     /// The kubelet's request.
@@ -110,8 +111,13 @@ pub struct Exec {
 }
 
 impl Exec {
+    /// The container the process runs in (the full ID a request's prefix named).
+    pub fn container_id(&self) -> &Id {
+        &self.container.id
+    }
+
     fn key(&self) -> (String, String) {
-        (self.container.id.clone(), self.id.clone())
+        (self.container.id.to_string(), self.id.clone())
     }
 
     /// Starts the process.
@@ -483,7 +489,7 @@ impl Containers {
                 .ok()
                 .and_then(|d| serde_json::from_slice::<ContainerRecord>(&d).ok())
             {
-                records.insert(r.id.clone(), r);
+                records.insert(r.id.to_string(), r);
             }
         }
         sweep_orphans(config, &records_dir, &run_dir, &records);
@@ -543,7 +549,7 @@ impl Containers {
     }
 
     fn write_record(&self, r: &ContainerRecord) -> Result<(), Status> {
-        let dir = self.records_dir.join(&r.id);
+        let dir = self.records_dir.join(r.id.as_str());
         let data = serde_json::to_vec_pretty(r).map_err(internal)?;
         atomic::write(&dir.join("record.json"), &data).map_err(internal)
     }
@@ -590,8 +596,8 @@ impl Containers {
         locks.entry(id.to_string()).or_default().clone()
     }
 
-    fn bundle(&self, id: &str) -> PathBuf {
-        self.run_dir.join(id)
+    fn bundle(&self, id: &Id) -> PathBuf {
+        self.run_dir.join(id.as_str())
     }
 
     /// CreateContainer.
@@ -642,7 +648,7 @@ impl Containers {
                 images,
                 shims,
                 &pod.id,
-                infra_config(pod, &pause.id, &image.pause_command),
+                infra_config(pod, pause.id.as_str(), &image.pause_command),
                 true,
             )
             .await?;
@@ -660,7 +666,7 @@ impl Containers {
     async fn pidns_of(&self, pods: &Pods, shims: &Shims, r: &ContainerRecord) -> Option<PathBuf> {
         let client = self.client(pods, shims, r).await.ok()?;
         let req = task::StateRequest {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             ..Default::default()
         };
         let state = client.state(ctx(), &req).await.ok()?;
@@ -760,7 +766,7 @@ impl Containers {
                 // The same request again (a retry whose answer was lost) gets
                 // the same container; another one is refused.
                 if same {
-                    return Ok(id);
+                    return Ok(id.to_string());
                 }
                 return Err(Status::already_exists(format!(
                     "container name {name:?} is reserved by {id}"
@@ -829,7 +835,7 @@ impl Containers {
                 "config.image: image {image_name:?} is not present; pull it first"
             ))
         })?;
-        let id = crate::pods::new_id();
+        let id = Id::random();
         let result = self
             .build(
                 &id,
@@ -848,13 +854,13 @@ impl Containers {
             tracing::warn!(container = %id, "CreateContainer failed, cleaning up: {}", e.message());
             self.cleanup(&id);
         }
-        result.map(|()| id)
+        result.map(|()| id.to_string())
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn build(
         &self,
-        id: &str,
+        id: &Id,
         name: &str,
         pod: &PodRecord,
         pods: &Pods,
@@ -866,7 +872,7 @@ impl Containers {
         infra: bool,
     ) -> Result<(), Status> {
         let mut steps = crate::steps::Steps::default();
-        let store = self.records_dir.join(id);
+        let store = self.records_dir.join(id.as_str());
         let bundle = self.bundle(id);
         let rootfs = bundle.join("rootfs");
         let lowers = images
@@ -946,11 +952,11 @@ impl Containers {
         std::fs::write(bundle.join("config.json"), json).map_err(internal)?;
 
         let record = ContainerRecord {
-            id: id.to_string(),
+            id: id.clone(),
             pod_id: pod.id.clone(),
             name: name.to_string(),
             config: request.clone(),
-            image_id: image.id.clone(),
+            image_id: image.id.to_string(),
             image_ref: image_name.to_string(),
             created_at: crio_api::time::now_nanos(),
             started_at: 0,
@@ -984,22 +990,22 @@ impl Containers {
         steps.mark("task");
         self.save_new(&record)?;
         steps.mark("record");
-        tracing::debug!(container = id, steps = %steps.summary(), "container created");
+        tracing::debug!(container = %id, steps = %steps.summary(), "container created");
         Ok(())
     }
 
     /// Removes what a failed create left.
-    fn cleanup(&self, id: &str) {
+    fn cleanup(&self, id: &Id) {
         // Forgotten first: a concurrent refresh then cannot write it back.
         self.records.remove(id);
         let bundle = self.bundle(id);
         let _ = unmount(&bundle.join("rootfs"));
         let _ = std::fs::remove_dir_all(&bundle);
-        let _ = std::fs::remove_dir_all(self.records_dir.join(id));
+        let _ = std::fs::remove_dir_all(self.records_dir.join(id.as_str()));
         self.locks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+            .remove(id.as_str());
     }
 
     async fn client(
@@ -1028,7 +1034,7 @@ impl Containers {
         }
         let client = self.client(pods, shims, &r).await?;
         let req = task::StartRequest {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             ..Default::default()
         };
         // Taken before the call: a quick container may exit before it returns.
@@ -1057,7 +1063,7 @@ impl Containers {
             return Ok(r);
         }
         let req = task::StateRequest {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             ..Default::default()
         };
         let mut state = self.task_state(pods, shims, &r, &req).await;
@@ -1163,13 +1169,13 @@ impl Containers {
         }
         let client = self.client(pods, shims, &r).await?;
         let kill = |signal: u32| task::KillRequest {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             signal,
             all: true,
             ..Default::default()
         };
         let wait = task::WaitRequest {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             ..Default::default()
         };
         let signal = if r.stop_signal == 0 {
@@ -1211,7 +1217,7 @@ impl Containers {
             shims.delete_action(&r.id, &self.bundle(&r.id)).await;
         } else if let Ok(client) = self.client(pods, shims, &r).await {
             let req = task::DeleteRequest {
-                id: r.id.clone(),
+                id: r.id.to_string(),
                 ..Default::default()
             };
             match client.delete(ctx(), &req).await {
@@ -1236,6 +1242,11 @@ impl Containers {
         timeout: i64,
     ) -> Result<(Vec<u8>, Vec<u8>, i32), Status> {
         const MAX_OUTPUT: u64 = 16 << 20;
+        // The files go in the bundle of the container the ID (or prefix) names.
+        let record = self
+            .get(id)
+            .ok_or_else(|| crio_api::status::not_found("container", id))?;
+        let id = &record.id;
         let bundle = self.bundle(id);
         let exec_id: String = crate::pods::new_id().chars().take(16).collect();
         let (out, err) = (
@@ -1250,7 +1261,7 @@ impl Containers {
         let r = exec.container.clone();
         let result = async {
             let start = task::StartRequest {
-                id: r.id.clone(),
+                id: r.id.to_string(),
                 exec_id: exec_id.clone(),
                 ..Default::default()
             };
@@ -1259,7 +1270,7 @@ impl Containers {
                 .await
                 .map_err(|e| task_error("start exec", e))?;
             let wait = task::WaitRequest {
-                id: r.id.clone(),
+                id: r.id.to_string(),
                 exec_id: exec_id.clone(),
                 ..Default::default()
             };
@@ -1269,7 +1280,7 @@ impl Containers {
                     Ok(done) => done,
                     Err(_) => {
                         let kill = task::KillRequest {
-                            id: r.id.clone(),
+                            id: r.id.to_string(),
                             exec_id: exec_id.clone(),
                             signal: 9,
                             ..Default::default()
@@ -1354,7 +1365,7 @@ impl Containers {
             ..Default::default()
         };
         let req = task::ExecProcessRequest {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             exec_id: exec_id.to_string(),
             terminal: tty,
             stdin: stdin.to_string(),
@@ -1412,7 +1423,7 @@ impl Containers {
             ..Default::default()
         };
         let req = task::UpdateTaskRequest {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             resources: task::protobuf::MessageField::some(any),
             ..Default::default()
         };
@@ -1446,7 +1457,7 @@ impl Containers {
     ) -> Result<task::cgroups::metrics::Metrics, Status> {
         use task::protobuf::Message;
         let req = task::StatsRequest {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             ..Default::default()
         };
         let resp = self
@@ -1468,7 +1479,7 @@ impl Containers {
         r: &ContainerRecord,
     ) -> (u32, serde_json::Value) {
         let req = task::StateRequest {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             ..Default::default()
         };
         let pid = match r.state {
@@ -1487,8 +1498,8 @@ impl Containers {
     }
 
     /// The writable layer (the overlay's upper dir) of a container.
-    pub fn upper_dir(&self, id: &str) -> PathBuf {
-        self.records_dir.join(id).join("upper")
+    pub fn upper_dir(&self, id: &Id) -> PathBuf {
+        self.records_dir.join(id.as_str()).join("upper")
     }
 
     /// The containers of a pod, its infra container excepted.

@@ -222,7 +222,7 @@ impl Images {
             image.repo_tags.remove(i);
             return self.store.update(image).map_err(storage);
         }
-        let users = in_use(&image.id);
+        let users = in_use(image.id.as_str());
         if !users.is_empty() {
             return Err(Status::failed_precondition(format!(
                 "image {name:?} ({}) is in use by container {}",

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod containers;
 pub mod cri;
 pub mod daemon;
+pub mod ids;
 pub mod images;
 pub mod logging;
 pub mod namespaces;

@@ -149,7 +149,7 @@ impl Backend for StreamBackend {
             )
             .await
             .map_err(|e| e.message().to_string())?;
-        let socket = crio_attach::attach_path(shims.socket_dir(), &req.container_id, &exec.id);
+        let socket = crio_attach::attach_path(shims.socket_dir(), exec.container_id(), &exec.id);
         let outcome = async {
             let conn = connect(&socket).await?;
             exec.start().await.map_err(|e| e.message().to_string())?;

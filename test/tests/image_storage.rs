@@ -421,3 +421,78 @@ async fn basic_auth_registry_needs_credentials() {
     let mut client = daemon.client().await.unwrap();
     pull(&mut client, &images.user.reference).await.unwrap();
 }
+
+/// A config whose diff ID is a path: `sha256:<a stored layer>/diff/fake`
+/// would make the store read a `layer.json` an earlier image shipped inside
+/// its own layer (whose link leads to the host's `/`); `../` walks out of the
+/// store. The pull fails naming the field, and nothing of it is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_ids_that_are_paths_fail_the_pull_and_store_nothing() {
+    let registry = Registry::start().unwrap();
+    let planted = serde_json::json!({
+        "chain_id": "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        "diff_id": "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        "parent": null,
+        "size": 0,
+        "link": "../../../../../../../../../../",
+    });
+    let carrier = BuiltLayer::new(
+        Layer::new().dir("fake", 0o755).file(
+            "fake/layer.json",
+            0o644,
+            planted.to_string().as_bytes(),
+        ),
+        Compression::Gzip,
+    );
+    let carrier_hex = carrier.diff_id.trim_start_matches("sha256:").to_string();
+    let first = Image::new(vec![carrier], RunConfig::default())
+        .push(&registry, "test/carrier", "latest")
+        .unwrap();
+    let hostile = [
+        ("inside", format!("sha256:{carrier_hex}/diff/fake")),
+        ("dotdot", "sha256:../../../../../../tmp".to_string()),
+        ("short", "sha256:abc".to_string()),
+    ];
+    let pushed: Vec<_> = hostile
+        .iter()
+        .map(|(tag, diff_id)| {
+            let mut layer = BuiltLayer::new(Layer::new().file("x", 0o644, b"x"), Compression::Gzip);
+            layer.diff_id = diff_id.clone();
+            let image = Image::new(vec![layer], RunConfig::default());
+            (
+                tag,
+                diff_id,
+                image.push(&registry, "test/diffid", tag).unwrap(),
+            )
+        })
+        .collect();
+    let daemon = daemon_for(&registry, "", "", &[]).unwrap();
+    let mut client = daemon.client().await.unwrap();
+    assert_eq!(
+        pull(&mut client, &first.reference).await.unwrap(),
+        first.config_digest
+    );
+    let layers = |d: &crio_test::TestDaemon| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(d.path("root/layers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = layers(&daemon);
+    for (tag, diff_id, p) in &pushed {
+        let err = pull(&mut client, &p.reference).await.unwrap_err();
+        assert!(
+            err.message().contains("rootfs.diff_ids[0]")
+                && err.message().contains(diff_id.as_str()),
+            "{tag}: {err:?}"
+        );
+        assert_eq!(
+            image_count(&mut client).await,
+            1,
+            "{tag}: an image was stored"
+        );
+        assert_eq!(layers(&daemon), before, "{tag}: a layer was stored");
+    }
+}

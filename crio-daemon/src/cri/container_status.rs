@@ -49,7 +49,7 @@ pub fn status(
     }
     ContainerStatusResponse {
         status: Some(ContainerStatus {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             metadata: Some(r.metadata()),
             state: state(r),
             created_at: r.created_at,
@@ -110,8 +110,8 @@ pub fn list(containers: &Containers, req: &ListContainersRequest) -> ListContain
                 .iter()
                 .all(|(k, v)| r.config.labels.get(k) == Some(v));
         wanted.then(|| Container {
-            id: r.id.clone(),
-            pod_sandbox_id: r.pod_id.clone(),
+            id: r.id.to_string(),
+            pod_sandbox_id: r.pod_id.to_string(),
             metadata: Some(r.metadata()),
             image: image(r),
             image_ref: r.image_id.clone(),

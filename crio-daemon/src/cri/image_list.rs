@@ -19,14 +19,14 @@ pub fn to_cri(r: &ImageRecord) -> Image {
         Err(_) => (None, user.to_string()),
     };
     Image {
-        id: r.id.clone(),
+        id: r.id.to_string(),
         repo_tags: r.repo_tags.clone(),
         repo_digests: r.repo_digests.clone(),
         size: r.size,
         uid,
         username,
         spec: Some(ImageSpec {
-            image: r.id.clone(),
+            image: r.id.to_string(),
             ..ImageSpec::default()
         }),
         pinned: r.pinned,

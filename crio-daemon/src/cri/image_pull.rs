@@ -19,7 +19,7 @@ pub async fn pull_image(
     let credentials = req.auth.map(credentials).transpose()?.flatten();
     let image = images.pull(&name, credentials, false).await?;
     Ok(PullImageResponse {
-        image_ref: image.id,
+        image_ref: image.id.to_string(),
     })
 }
 

@@ -24,7 +24,7 @@ pub fn remove_image(
             .list()
             .into_iter()
             .filter(|c| c.image_id == id)
-            .map(|c| c.id)
+            .map(|c| c.id.to_string())
             .collect()
     };
     images.remove(name, &in_use)

@@ -75,6 +75,16 @@ impl RuntimeApi {
     }
 }
 
+/// The request's container ID (or unique prefix), refused when it cannot be one.
+fn container_id(id: &str) -> Result<&str, tonic::Status> {
+    crate::ids::requested("container", "container_id", id)
+}
+
+/// The request's pod sandbox ID (or unique prefix), refused when it cannot be one.
+fn pod_id(id: &str) -> Result<&str, tonic::Status> {
+    crate::ids::requested("pod sandbox", "pod_sandbox_id", id)
+}
+
 /// A pod's containers, its infra container (if any) last.
 fn with_infra_last(st: &State, pod_id: &str) -> Vec<crate::containers::ContainerRecord> {
     let mut all = st.containers.of_pod(pod_id);
@@ -138,14 +148,14 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<StopPodSandboxRequest>,
     ) -> Rpc<StopPodSandboxResponse> {
-        let id = req.get_ref().pod_sandbox_id.clone();
+        let id = pod_id(&req.get_ref().pod_sandbox_id)?;
         let st = &self.state;
-        if let (Some(pod), Ok(shims)) = (st.pods.get(&id), self.shims()) {
+        if let (Some(pod), Ok(shims)) = (st.pods.get(id), self.shims()) {
             for c in with_infra_last(st, &pod.id) {
                 st.containers.stop(&st.pods, shims, &c.id, 0).await?;
             }
         }
-        st.pods.stop(&id).await?;
+        st.pods.stop(id).await?;
         Ok(Response::new(StopPodSandboxResponse {}))
     }
 
@@ -153,10 +163,10 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<RemovePodSandboxRequest>,
     ) -> Rpc<RemovePodSandboxResponse> {
-        let id = req.get_ref().pod_sandbox_id.clone();
+        let id = pod_id(&req.get_ref().pod_sandbox_id)?;
         match self.shims() {
-            Ok(shims) => remove_pod(&self.state, shims, &id).await?,
-            Err(_) => self.state.pods.remove(&id).await?,
+            Ok(shims) => remove_pod(&self.state, shims, id).await?,
+            Err(_) => self.state.pods.remove(id).await?,
         }
         Ok(Response::new(RemovePodSandboxResponse {}))
     }
@@ -165,6 +175,7 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<PodSandboxStatusRequest>,
     ) -> Rpc<PodSandboxStatusResponse> {
+        pod_id(&req.get_ref().pod_sandbox_id)?;
         sandbox_status::pod_sandbox_status(&self.state.pods, req.get_ref()).map(Response::new)
     }
 
@@ -183,6 +194,7 @@ impl RuntimeService for RuntimeApi {
         req: Request<CreateContainerRequest>,
     ) -> Rpc<CreateContainerResponse> {
         let req = req.into_inner();
+        pod_id(&req.pod_sandbox_id)?;
         let config = req
             .config
             .ok_or_else(|| crio_api::status::invalid_field("config", "is required"))?;
@@ -209,7 +221,11 @@ impl RuntimeService for RuntimeApi {
     ) -> Rpc<StartContainerResponse> {
         let st = &self.state;
         st.containers
-            .start(&st.pods, self.shims()?, &req.get_ref().container_id)
+            .start(
+                &st.pods,
+                self.shims()?,
+                container_id(&req.get_ref().container_id)?,
+            )
             .await?;
         Ok(Response::new(StartContainerResponse {}))
     }
@@ -221,7 +237,12 @@ impl RuntimeService for RuntimeApi {
         let st = &self.state;
         let req = req.into_inner();
         st.containers
-            .stop(&st.pods, self.shims()?, &req.container_id, req.timeout)
+            .stop(
+                &st.pods,
+                self.shims()?,
+                container_id(&req.container_id)?,
+                req.timeout,
+            )
             .await?;
         Ok(Response::new(StopContainerResponse {}))
     }
@@ -232,7 +253,11 @@ impl RuntimeService for RuntimeApi {
     ) -> Rpc<RemoveContainerResponse> {
         let st = &self.state;
         st.containers
-            .remove(&st.pods, self.shims()?, &req.get_ref().container_id)
+            .remove(
+                &st.pods,
+                self.shims()?,
+                container_id(&req.get_ref().container_id)?,
+            )
             .await?;
         Ok(Response::new(RemoveContainerResponse {}))
     }
@@ -259,7 +284,7 @@ impl RuntimeService for RuntimeApi {
         let req = req.into_inner();
         let record = st
             .containers
-            .refresh(&st.pods, self.shims()?, &req.container_id)
+            .refresh(&st.pods, self.shims()?, container_id(&req.container_id)?)
             .await?;
         let verbose = match req.verbose {
             true => Some(
@@ -282,7 +307,12 @@ impl RuntimeService for RuntimeApi {
             .linux
             .ok_or_else(|| crio_api::status::invalid_field("linux", "is required"))?;
         st.containers
-            .update_resources(&st.pods, self.shims()?, &req.container_id, linux)
+            .update_resources(
+                &st.pods,
+                self.shims()?,
+                container_id(&req.container_id)?,
+                linux,
+            )
             .await?;
         Ok(Response::new(UpdateContainerResourcesResponse {}))
     }
@@ -293,7 +323,11 @@ impl RuntimeService for RuntimeApi {
     ) -> Rpc<ReopenContainerLogResponse> {
         let st = &self.state;
         st.containers
-            .reopen_log(&st.pods, self.shims()?, &req.get_ref().container_id)
+            .reopen_log(
+                &st.pods,
+                self.shims()?,
+                container_id(&req.get_ref().container_id)?,
+            )
             .await?;
         Ok(Response::new(ReopenContainerLogResponse {}))
     }
@@ -306,7 +340,7 @@ impl RuntimeService for RuntimeApi {
             .exec_sync(
                 &st.pods,
                 self.shims()?,
-                &req.container_id,
+                container_id(&req.container_id)?,
                 req.cmd,
                 req.timeout,
             )
@@ -320,6 +354,7 @@ impl RuntimeService for RuntimeApi {
 
     async fn exec(&self, req: Request<ExecRequest>) -> Rpc<ExecResponse> {
         let req = req.into_inner();
+        container_id(&req.container_id)?;
         if req.cmd.is_empty() {
             return Err(crio_api::status::invalid_field("cmd", "must not be empty"));
         }
@@ -329,9 +364,9 @@ impl RuntimeService for RuntimeApi {
                 "one of them must be set",
             ));
         }
-        self.running(&req.container_id).await?;
+        let record = self.running(&req.container_id).await?;
         let url = self.stream_url(crio_streaming::Request::Exec(crio_streaming::ExecRequest {
-            container_id: req.container_id,
+            container_id: record.id.to_string(),
             cmd: req.cmd,
             tty: req.tty,
             stdin: req.stdin,
@@ -343,10 +378,10 @@ impl RuntimeService for RuntimeApi {
 
     async fn attach(&self, req: Request<AttachRequest>) -> Rpc<AttachResponse> {
         let req = req.into_inner();
-        let record = self.running(&req.container_id).await?;
+        let record = self.running(container_id(&req.container_id)?).await?;
         let url = self.stream_url(crio_streaming::Request::Attach(
             crio_streaming::AttachRequest {
-                container_id: req.container_id,
+                container_id: record.id.to_string(),
                 stdin: req.stdin && record.config.stdin,
                 tty: record.config.tty,
                 stdout: req.stdout,
@@ -361,7 +396,7 @@ impl RuntimeService for RuntimeApi {
         let pod = self
             .state
             .pods
-            .get(&req.pod_sandbox_id)
+            .get(pod_id(&req.pod_sandbox_id)?)
             .ok_or_else(|| crio_api::status::not_found("pod sandbox", &req.pod_sandbox_id))?;
         if pod.state != crate::pods::PodState::Ready {
             return Err(tonic::Status::failed_precondition(format!(
@@ -377,7 +412,7 @@ impl RuntimeService for RuntimeApi {
         }
         let url = self.stream_url(crio_streaming::Request::PortForward(
             crio_streaming::PortForwardRequest {
-                pod_sandbox_id: pod.id,
+                pod_sandbox_id: pod.id.to_string(),
                 ports: req.port,
             },
         ))?;
@@ -388,7 +423,8 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<ContainerStatsRequest>,
     ) -> Rpc<ContainerStatsResponse> {
-        let stats = stats::one(&self.state, self.shims()?, &req.get_ref().container_id).await?;
+        let id = container_id(&req.get_ref().container_id)?;
+        let stats = stats::one(&self.state, self.shims()?, id).await?;
         Ok(Response::new(ContainerStatsResponse { stats: Some(stats) }))
     }
 
@@ -412,7 +448,7 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<PodSandboxStatsRequest>,
     ) -> Rpc<PodSandboxStatsResponse> {
-        let id = &req.get_ref().pod_sandbox_id;
+        let id = pod_id(&req.get_ref().pod_sandbox_id)?;
         let pod = self
             .state
             .pods

@@ -49,7 +49,7 @@ pub fn pod_sandbox_status(
     }
     Ok(PodSandboxStatusResponse {
         status: Some(PodSandboxStatus {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             metadata: Some(r.metadata()),
             state: state(&r),
             created_at: r.created_at,
@@ -81,7 +81,7 @@ pub fn list_pod_sandbox(pods: &Pods, req: &ListPodSandboxRequest) -> ListPodSand
                 .iter()
                 .all(|(k, v)| r.config.labels.get(k) == Some(v));
         wanted.then(|| PodSandbox {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             metadata: Some(r.metadata()),
             state: state(r),
             created_at: r.created_at,

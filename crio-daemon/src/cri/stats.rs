@@ -79,7 +79,7 @@ async fn container_stats(st: &State, shims: &Shims, r: &ContainerRecord) -> Cont
     let usage = crio_storage::usage::usage(&upper);
     let mut stats = ContainerStats {
         attributes: Some(ContainerAttributes {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             metadata: Some(r.metadata()),
             labels: r.config.labels.clone(),
             annotations: r.config.annotations.clone(),
@@ -175,7 +175,7 @@ pub async fn pod_stats(st: &State, shims: &Shims, pod: &PodRecord) -> PodSandbox
     }
     PodSandboxStats {
         attributes: Some(PodSandboxAttributes {
-            id: pod.id.clone(),
+            id: pod.id.to_string(),
             metadata: Some(pod.metadata()),
             labels: pod.config.labels.clone(),
             annotations: pod.config.annotations.clone(),

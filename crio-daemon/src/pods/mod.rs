@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::ids::Id;
 use crate::records::Records;
 
 /// A pod's lifecycle state.
@@ -34,7 +35,7 @@ pub enum PodState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PodRecord {
     /// The sandbox ID.
-    pub id: String,
+    pub id: Id,
     /// The reserved name.
     pub name: String,
     /// The kubelet's configuration, as given.
@@ -103,7 +104,7 @@ fn namespace_options(config: &PodSandboxConfig) -> crio_api::cri::NamespaceOptio
 type RunOutcome = Option<Result<String, (Code, String)>>;
 
 struct Reservation {
-    id: String,
+    id: Id,
     config: String,
     done: watch::Receiver<RunOutcome>,
 }
@@ -171,14 +172,14 @@ impl Pods {
             // After a reboot the volatile state is gone: the pod cannot be
             // ready, but its record stays so stop and remove can clean up
             // (CNI DEL with the cached result releases its addresses).
-            if r.state == PodState::Ready && !run_dir.join(&r.id).exists() {
+            if r.state == PodState::Ready && !run_dir.join(r.id.as_str()).exists() {
                 tracing::info!(pod = %r.id, "volatile state gone (reboot?): pod is not ready");
                 r.state = PodState::NotReady;
                 r.shm = None;
                 let data = serde_json::to_vec_pretty(&r)?;
                 atomic::write(&entry.path(), &data)?;
             }
-            let (_, rx) = watch::channel(Some(Ok(r.id.clone())));
+            let (_, rx) = watch::channel(Some(Ok(r.id.to_string())));
             reservations.insert(
                 r.name.clone(),
                 Reservation {
@@ -187,7 +188,7 @@ impl Pods {
                     done: rx,
                 },
             );
-            records.insert(r.id.clone(), r);
+            records.insert(r.id.to_string(), r);
         }
         Ok(Self {
             config: config.clone(),
@@ -209,7 +210,7 @@ impl Pods {
 
     /// Shuts the shim of a pod being rolled back down (before its
     /// directory, which holds the shim's address, goes).
-    async fn stop_shim(&self, id: &str) {
+    async fn stop_shim(&self, id: &Id) {
         if let Some(shims) = self.shims.get() {
             shims.shutdown(id, &self.run_dir(id)).await;
         }
@@ -263,8 +264,8 @@ impl Pods {
     }
 
     /// The volatile directory of a pod.
-    pub fn run_dir(&self, id: &str) -> PathBuf {
-        self.run_dir.join(id)
+    pub fn run_dir(&self, id: &Id) -> PathBuf {
+        self.run_dir.join(id.as_str())
     }
 
     fn save(&self, record: &PodRecord) -> Result<(), (Code, String)> {
@@ -317,7 +318,7 @@ impl Pods {
                     )));
                 }
                 None => {
-                    let id = new_id();
+                    let id = Id::random();
                     let (tx, rx) = watch::channel(None);
                     reservations.insert(
                         name.clone(),
@@ -336,7 +337,7 @@ impl Pods {
                                 .unwrap_or_else(|p| p.into_inner())
                                 .remove(&name);
                         }
-                        let _ = tx.send(Some(outcome.map(|()| id)));
+                        let _ = tx.send(Some(outcome.map(|()| id.to_string())));
                     });
                     rx
                 }
@@ -356,7 +357,7 @@ impl Pods {
 
     async fn create(
         &self,
-        id: &str,
+        id: &Id,
         name: &str,
         config: PodSandboxConfig,
         handler: String,
@@ -365,7 +366,7 @@ impl Pods {
         let _held = lock.lock().await;
         let started = std::time::Instant::now();
         let mut record = PodRecord {
-            id: id.to_string(),
+            id: id.clone(),
             name: name.to_string(),
             runtime_handler: handler,
             created_at: crio_api::time::now_nanos(),
@@ -396,12 +397,12 @@ impl Pods {
             Ok(()) => {
                 self.save(&record)?;
                 let _ = std::fs::remove_file(self.pending_dir.join(format!("{id}.json")));
-                tracing::info!(pod = id, name, ips = ?record.ips, elapsed_ms = started.elapsed().as_millis() as u64, "pod ready");
+                tracing::info!(pod = %id, name, ips = ?record.ips, elapsed_ms = started.elapsed().as_millis() as u64, "pod ready");
                 Ok(())
             }
             Err(e) => {
                 tracing::warn!(
-                    pod = id,
+                    pod = %id,
                     name,
                     "RunPodSandbox failed, rolling back: {}",
                     e.1
@@ -481,7 +482,7 @@ impl Pods {
             crate::namespaces::pin(PinRequest {
                 kinds: kinds.clone(),
                 namespaces_dir: self.config.runtime.namespaces_dir.clone(),
-                id: record.id.clone(),
+                id: record.id.to_string(),
                 hostname: (!host_net).then(|| hostname.clone()),
                 sysctls,
             })
@@ -651,13 +652,13 @@ impl Pods {
             capabilities.insert("bandwidth".to_string(), b);
         }
         Attachment {
-            container_id: record.id.clone(),
+            container_id: record.id.to_string(),
             netns: netns::pin_path(&self.config.runtime.namespaces_dir, Kind::Net, &record.id),
             ifname: "eth0".into(),
             args: vec![
                 ("K8S_POD_NAMESPACE".into(), md.namespace.clone()),
                 ("K8S_POD_NAME".into(), md.name.clone()),
-                ("K8S_POD_INFRA_CONTAINER_ID".into(), record.id.clone()),
+                ("K8S_POD_INFRA_CONTAINER_ID".into(), record.id.to_string()),
                 ("K8S_POD_UID".into(), md.uid.clone()),
             ],
             capabilities,
@@ -771,7 +772,7 @@ impl Pods {
         self.locks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&record.id);
+            .remove(record.id.as_str());
         tracing::info!(pod = %record.id, "pod removed");
         Ok(())
     }

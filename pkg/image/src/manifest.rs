@@ -2,6 +2,7 @@
 //! v2 schema 2 manifest and manifest list, and Docker v2 schema 1 (read
 //! only), normalised to what a pull needs. Platform selection for indexes.
 
+use crio_storage::Digest;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -90,8 +91,8 @@ pub struct Descriptor {
     /// Media type of the target.
     #[serde(default)]
     pub media_type: String,
-    /// `algo:hex` digest of the target.
-    pub digest: String,
+    /// Digest of the target (validated while parsing).
+    pub digest: Digest,
     /// Size of the target in bytes.
     pub size: u64,
     /// Platform (index entries only).
@@ -115,7 +116,7 @@ pub enum Manifest {
     /// a config made from its history.
     Schema1 {
         /// Layer blob digests, lowest first.
-        layers: Vec<String>,
+        layers: Vec<Digest>,
         /// The top history entry's `v1Compatibility` document.
         top: Value,
     },
@@ -138,7 +139,7 @@ struct Raw {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FsLayer {
-    blob_sum: String,
+    blob_sum: Digest,
 }
 
 #[derive(Deserialize)]
@@ -169,35 +170,16 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Manifest, Manife
                 .config
                 .ok_or_else(|| ManifestError::Invalid("image manifest without config".into()))?;
             let layers = raw.layers.unwrap_or_default();
-            for d in std::iter::once(&config).chain(&layers) {
-                check_digest(&d.digest)?;
-            }
             Ok(Manifest::Image { config, layers })
         }
         OCI_INDEX | DOCKER_LIST => {
             let entries = raw
                 .manifests
                 .ok_or_else(|| ManifestError::Invalid("index without manifests".into()))?;
-            for d in &entries {
-                check_digest(&d.digest)?;
-            }
             Ok(Manifest::Index(entries))
         }
         DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED => schema1(raw),
         other => Err(ManifestError::Unsupported(other.to_string())),
-    }
-}
-
-fn check_digest(d: &str) -> Result<(), ManifestError> {
-    let ok = d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(ManifestError::Invalid(format!(
-            "digest {d:?} is not a sha256 digest"
-        )))
     }
 }
 
@@ -217,7 +199,6 @@ fn schema1(raw: Raw) -> Result<Manifest, ManifestError> {
     for (layer, hist) in fs_layers.iter().zip(&history).rev() {
         let v1: Value = serde_json::from_str(&hist.v1_compatibility)
             .map_err(|e| ManifestError::Invalid(format!("schema 1 v1Compatibility: {e}")))?;
-        check_digest(&layer.blob_sum)?;
         if !v1["throwaway"].as_bool().unwrap_or(false) {
             layers.push(layer.blob_sum.clone());
         }
@@ -261,7 +242,7 @@ pub fn select<'a>(
 
 /// An image config made from a schema 1 top history entry, with the
 /// computed diff IDs.
-pub fn schema1_config(top: &Value, diff_ids: &[String]) -> Value {
+pub fn schema1_config(top: &Value, diff_ids: &[Digest]) -> Value {
     serde_json::json!({
         "architecture": top["architecture"].as_str().unwrap_or(Platform::host().architecture.as_str()),
         "os": top["os"].as_str().unwrap_or("linux"),
@@ -320,6 +301,20 @@ mod tests {
                 .to_string()
                 .contains("not a sha256")
         );
+        // Layers, index entries and schema 1 blobs alike.
+        for body in [
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{D1}","size":1}},"layers":[{{"digest":"{D2}/diff/fake","size":1}}]}}"#
+            ),
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"digest":"{}","size":1}}]}}"#,
+                D1.to_uppercase()
+            ),
+            r#"{"schemaVersion":1,"fsLayers":[{"blobSum":"sha256:.."}],"history":[{"v1Compatibility":"{}"}]}"#.to_string(),
+        ] {
+            let err = parse(None, body.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains("not a sha256"), "{body}: {err}");
+        }
     }
 
     #[test]
@@ -367,8 +362,8 @@ mod tests {
             panic!()
         };
         assert_eq!(layers, [D1, D2]);
-        let config = schema1_config(&top, &["sha256:a".into()]);
+        let config = schema1_config(&top, &[Digest::parse(D1).unwrap()]);
         assert_eq!(config["config"]["Cmd"][0], "sh");
-        assert_eq!(config["rootfs"]["diff_ids"][0], "sha256:a");
+        assert_eq!(config["rootfs"]["diff_ids"][0], D1);
     }
 }

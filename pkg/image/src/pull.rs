@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crio_storage::unpack::Limits;
-use crio_storage::{ImageRecord, ImageStore, LayerStore, chain_ids};
+use crio_storage::{Digest, ImageRecord, ImageStore, LayerStore, chain_ids};
 
 use crate::auth::Credentials;
 use crate::client::{Client, ClientError, Endpoint, read_error};
@@ -62,7 +62,7 @@ pub struct Puller {
     pub parallel_layers: usize,
     /// The platform whose image an index resolves to.
     pub platform: Platform,
-    in_flight: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    in_flight: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
 }
 
 /// What one pull request brings.
@@ -134,24 +134,24 @@ impl Puller {
         let (config, chains) = match (&found.manifest, config_desc) {
             (Manifest::Schema1 { top, .. }, _) => {
                 let infos = self.schema1_layers(&client, &found, &layer_descs)?;
-                let diff_ids: Vec<String> = infos.iter().map(|l| l.diff_id.clone()).collect();
+                let diff_ids: Vec<Digest> = infos.iter().map(|l| l.diff_id.clone()).collect();
                 let config = manifest::schema1_config(top, &diff_ids);
                 (config, infos.into_iter().map(|l| l.chain_id).collect())
             }
             (_, Some(desc)) => {
                 let data = client
-                    .document(&found.endpoint, &found.repo, &desc.digest, desc.size)
+                    .document(
+                        &found.endpoint,
+                        &found.repo,
+                        desc.digest.as_str(),
+                        desc.size,
+                    )
                     .map_err(fail)?;
-                let config: serde_json::Value = serde_json::from_slice(&data)
-                    .map_err(|e| PullError::Failed(format!("{}: image config: {e}", found.name)))?;
-                let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|d| d.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let bad_config =
+                    |e: String| PullError::Failed(format!("{}: image config: {e}", found.name));
+                let config: serde_json::Value =
+                    serde_json::from_slice(&data).map_err(|e| bad_config(e.to_string()))?;
+                let diff_ids = diff_ids(&config).map_err(bad_config)?;
                 if diff_ids.len() != layer_descs.len() {
                     return Err(PullError::Failed(format!(
                         "{}: config lists {} layers, manifest {}",
@@ -168,7 +168,7 @@ impl Puller {
         };
         let id = match &found.manifest {
             Manifest::Image { config, .. } => config.digest.clone(),
-            _ => crate_digest(&serde_json::to_vec(&config).unwrap_or_default()),
+            _ => Digest::of(&serde_json::to_vec(&config).unwrap_or_default()),
         };
         let size = layer_descs
             .iter()
@@ -279,7 +279,7 @@ impl Puller {
         if let Manifest::Index(entries) = &parsed {
             let entry = manifest::select(entries, &self.platform).map_err(bad)?;
             let (body, content_type, _) =
-                client.manifest(ep, repo, &entry.digest, manifest::ACCEPT)?;
+                client.manifest(ep, repo, entry.digest.as_str(), manifest::ACCEPT)?;
             parsed = manifest::parse(content_type.as_deref(), &body).map_err(bad)?;
             if matches!(parsed, Manifest::Index(_)) {
                 return Err(bad(manifest::ManifestError::Invalid(
@@ -324,14 +324,14 @@ impl Puller {
         let mut out = Vec::new();
         for layer in doc["layers"].as_array().into_iter().flatten().take(16) {
             let (Some(digest), Some(size), Some(sig)) = (
-                layer["digest"].as_str(),
+                layer["digest"].as_str().and_then(|d| Digest::parse(d).ok()),
                 layer["size"].as_u64(),
                 layer["annotations"]["dev.cosignproject.cosign/signature"].as_str(),
             ) else {
                 continue;
             };
             let payload = client
-                .document(&found.endpoint, &found.repo, digest, size)
+                .document(&found.endpoint, &found.repo, digest.as_str(), size)
                 .map_err(|e| client_error(&found.name, e))?;
             out.push(SigstoreSignature {
                 payload,
@@ -342,10 +342,10 @@ impl Puller {
     }
 
     /// A lock per layer, so two pulls sharing a layer fetch it once.
-    fn layer_lock(&self, chain_id: &str) -> Arc<Mutex<()>> {
+    fn layer_lock(&self, chain_id: &Digest) -> Arc<Mutex<()>> {
         let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, l| Arc::strong_count(l) > 1);
-        map.entry(chain_id.to_string()).or_default().clone()
+        map.entry(chain_id.clone()).or_default().clone()
     }
 
     /// Fetches the missing layers, `parallel_layers` at a time.
@@ -354,8 +354,8 @@ impl Puller {
         client: &Client,
         found: &Found,
         descs: &[Descriptor],
-        diff_ids: &[String],
-        chains: &[String],
+        diff_ids: &[Digest],
+        chains: &[Digest],
     ) -> Result<(), PullError> {
         let next = AtomicUsize::new(0);
         let first_error: Mutex<Option<PullError>> = Mutex::new(None);
@@ -370,7 +370,7 @@ impl Puller {
                         {
                             return;
                         }
-                        let parent = i.checked_sub(1).map(|p| chains[p].as_str());
+                        let parent = i.checked_sub(1).map(|p| &chains[p]);
                         if let Err(e) = self.fetch_layer(
                             client,
                             found,
@@ -397,9 +397,9 @@ impl Puller {
         client: &Client,
         found: &Found,
         desc: &Descriptor,
-        parent: Option<&str>,
-        diff_id: &str,
-        chain: &str,
+        parent: Option<&Digest>,
+        diff_id: &Digest,
+        chain: &Digest,
     ) -> Result<(), PullError> {
         let lock = self.layer_lock(chain);
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -407,7 +407,7 @@ impl Puller {
             return Ok(());
         }
         let info = self.unpack_blob(client, found, desc, parent, Some(diff_id))?;
-        if info.chain_id != chain {
+        if info.chain_id != *chain {
             return Err(PullError::Failed(format!(
                 "{}: layer {} stored as {}, expected {chain}",
                 found.name, desc.digest, info.chain_id
@@ -426,7 +426,7 @@ impl Puller {
         let mut out: Vec<crio_storage::LayerInfo> = Vec::new();
         for desc in descs {
             let parent = out.last().map(|l| l.chain_id.clone());
-            out.push(self.unpack_blob(client, found, desc, parent.as_deref(), None)?);
+            out.push(self.unpack_blob(client, found, desc, parent.as_ref(), None)?);
         }
         Ok(out)
     }
@@ -437,15 +437,15 @@ impl Puller {
         client: &Client,
         found: &Found,
         desc: &Descriptor,
-        parent: Option<&str>,
-        diff_id: Option<&str>,
+        parent: Option<&Digest>,
+        diff_id: Option<&Digest>,
     ) -> Result<crio_storage::LayerInfo, PullError> {
         let what = format!("{}: layer {}", found.name, desc.digest);
         let mut blob = client
             .blob(
                 &found.endpoint,
                 &found.repo,
-                &desc.digest,
+                desc.digest.as_str(),
                 Some(desc.size).filter(|s| *s != UNKNOWN_SIZE),
             )
             .map_err(|e| client_error(&found.name, e))?;
@@ -501,9 +501,22 @@ fn client_error(name: &Reference, e: ClientError) -> PullError {
     }
 }
 
-fn crate_digest(data: &[u8]) -> String {
-    use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+/// The config's `rootfs.diff_ids`, each a digest: they become chain IDs,
+/// which name the layer store's directories.
+fn diff_ids(config: &serde_json::Value) -> Result<Vec<Digest>, String> {
+    let Some(list) = config["rootfs"]["diff_ids"].as_array() else {
+        return Ok(Vec::new());
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let field = format!("rootfs.diff_ids[{i}]");
+            let text = d
+                .as_str()
+                .ok_or_else(|| format!("{field}: {d} is not a string"))?;
+            Digest::parse(text).map_err(|e| format!("{field}: {e}"))
+        })
+        .collect()
 }
 
 fn now_nanos() -> i64 {
@@ -511,4 +524,35 @@ fn now_nanos() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_ids_that_are_not_digests_are_refused_naming_the_field() {
+        let good = Digest::of(b"layer");
+        let config = serde_json::json!({"rootfs": {"diff_ids": [good.as_str()]}});
+        assert_eq!(diff_ids(&config).unwrap(), std::slice::from_ref(&good));
+        for (bad, why) in [
+            (
+                serde_json::json!(format!("{good}/diff/fake")),
+                "not a sha256 digest",
+            ),
+            (
+                serde_json::json!("sha256:../../../../etc"),
+                "not a sha256 digest",
+            ),
+            (serde_json::json!(7), "not a string"),
+        ] {
+            let config = serde_json::json!({"rootfs": {"diff_ids": [good.as_str(), bad]}});
+            let err = diff_ids(&config).unwrap_err();
+            assert!(
+                err.starts_with("rootfs.diff_ids[1]: ") && err.contains(why),
+                "{err}"
+            );
+        }
+        assert!(diff_ids(&serde_json::json!({})).unwrap().is_empty());
+    }
 }

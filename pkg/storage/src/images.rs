@@ -10,12 +10,13 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic;
+use crate::digest::Digest;
 
 /// One stored image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageRecord {
-    /// `sha256:` digest of the config: the image ID.
-    pub id: String,
+    /// Digest of the config: the image ID.
+    pub id: Digest,
     /// Fully qualified `registry/repo:tag` names.
     pub repo_tags: Vec<String>,
     /// `registry/repo@sha256:` names of the manifests pulled.
@@ -23,7 +24,7 @@ pub struct ImageRecord {
     /// Bytes of the compressed layers and config, as the registry served them.
     pub size: u64,
     /// Chain IDs of the layers, lowest first.
-    pub layers: Vec<String>,
+    pub layers: Vec<Digest>,
     /// The image configuration document.
     pub config: serde_json::Value,
     /// Never removed by RemoveImage or GC (the pause image).
@@ -58,11 +59,11 @@ fn err(path: &Path) -> impl FnOnce(io::Error) -> ImageStoreError + '_ {
 #[derive(Debug)]
 pub struct ImageStore {
     dir: PathBuf,
-    records: Mutex<BTreeMap<String, ImageRecord>>,
+    records: Mutex<BTreeMap<Digest, ImageRecord>>,
 }
 
-fn file_name(id: &str) -> String {
-    format!("{}.json", id.strip_prefix("sha256:").unwrap_or(id))
+fn file_name(id: &Digest) -> String {
+    format!("{}.json", id.hex())
 }
 
 impl ImageStore {
@@ -93,7 +94,7 @@ impl ImageStore {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ImageRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Digest, ImageRecord>> {
         self.records.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -109,7 +110,7 @@ impl ImageStore {
     }
 
     /// The image with this exact ID.
-    pub fn get(&self, id: &str) -> Option<ImageRecord> {
+    pub fn get(&self, id: &Digest) -> Option<ImageRecord> {
         self.lock().get(id).cloned()
     }
 
@@ -118,7 +119,10 @@ impl ImageStore {
     pub fn find(&self, name: &str) -> Option<ImageRecord> {
         let records = self.lock();
         let hex = name.strip_prefix("sha256:").unwrap_or(name);
-        if let Some(r) = records.get(&format!("sha256:{hex}")) {
+        if let Some(r) = Digest::parse(&format!("sha256:{hex}"))
+            .ok()
+            .and_then(|id| records.get(&id))
+        {
             return Some(r.clone());
         }
         if let Some(r) = records
@@ -128,7 +132,7 @@ impl ImageStore {
             return Some(r.clone());
         }
         if hex.len() >= 3 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let mut matches = records.values().filter(|r| r.id[7..].starts_with(hex));
+            let mut matches = records.values().filter(|r| r.id.hex().starts_with(hex));
             if let (Some(r), None) = (matches.next(), matches.next()) {
                 return Some(r.clone());
             }
@@ -185,7 +189,7 @@ impl ImageStore {
     }
 
     /// Deletes an image record.
-    pub fn remove(&self, id: &str) -> Result<(), ImageStoreError> {
+    pub fn remove(&self, id: &Digest) -> Result<(), ImageStoreError> {
         let path = self.dir.join(file_name(id));
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(err(&path)(e)),
@@ -196,7 +200,7 @@ impl ImageStore {
     }
 
     /// Chain IDs used by some image.
-    pub fn layers_in_use(&self) -> HashSet<String> {
+    pub fn layers_in_use(&self) -> HashSet<Digest> {
         self.lock()
             .values()
             .flat_map(|r| r.layers.iter().cloned())
@@ -210,11 +214,11 @@ mod tests {
 
     fn record(id: &str, tags: &[&str]) -> ImageRecord {
         ImageRecord {
-            id: format!("sha256:{}", id.repeat(64 / id.len())),
+            id: Digest::parse(&format!("sha256:{}", id.repeat(64 / id.len()))).unwrap(),
             repo_tags: tags.iter().map(|t| t.to_string()).collect(),
             repo_digests: vec![],
             size: 1,
-            layers: vec![format!("sha256:l{id}")],
+            layers: vec![Digest::of(id.as_bytes())],
             config: serde_json::json!({"config": {"User": "tester"}}),
             pinned: false,
             pulled_at: 0,
@@ -228,8 +232,8 @@ mod tests {
         let a = store.add(record("a", &["r/x:1", "r/x:latest"])).unwrap();
         assert_eq!(a.user(), "tester");
         assert_eq!(store.find("r/x:1").unwrap().id, a.id);
-        assert_eq!(store.find(&a.id).unwrap().id, a.id);
-        assert_eq!(store.find(&a.id[7..]).unwrap().id, a.id);
+        assert_eq!(store.find(a.id.as_str()).unwrap().id, a.id);
+        assert_eq!(store.find(a.id.hex()).unwrap().id, a.id);
         assert_eq!(store.find("aaa").unwrap().id, a.id);
         assert!(store.find("aa").is_none());
         assert!(store.find("r/x:2").is_none());
@@ -253,6 +257,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join(".x.json.1.tmp"), b"{").unwrap();
         fs::write(tmp.path().join("bad.json"), b"not json").unwrap();
+        // A record whose IDs are paths is unreadable, not half-trusted.
+        let mut hostile = serde_json::to_value(record("c", &["r/x:1"])).unwrap();
+        hostile["layers"][0] = serde_json::json!(format!("{}/diff/x", Digest::of(b"c")));
+        fs::write(tmp.path().join("c.json"), hostile.to_string()).unwrap();
+        let mut hostile = serde_json::to_value(record("d", &["r/x:2"])).unwrap();
+        hostile["id"] = serde_json::json!("sha256:../../d");
+        fs::write(tmp.path().join("d.json"), hostile.to_string()).unwrap();
         let store = ImageStore::open(tmp.path()).unwrap();
         assert!(store.list().is_empty());
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);

@@ -12,10 +12,11 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::atomic;
+use crate::digest::Digest;
 use crate::unpack::{Limits, UnpackError, unpack};
 
 /// Why a layer operation failed.
@@ -33,9 +34,9 @@ pub enum LayerError {
     #[error("layer content digest {actual} does not match diff ID {expected}")]
     DiffIdMismatch {
         /// From the image config.
-        expected: String,
+        expected: Digest,
         /// Computed while unpacking.
-        actual: String,
+        actual: Digest,
     },
     /// Filesystem failure.
     #[error("layer store {path}: {source}")]
@@ -54,39 +55,72 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
     }
 }
 
-/// What the store knows about one layer.
+/// What the store knows about one layer. Read back from disk, every field
+/// that names a path is validated by its type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerInfo {
-    /// `sha256:` chain ID: the key.
-    pub chain_id: String,
-    /// `sha256:` digest of the uncompressed tar.
-    pub diff_id: String,
+    /// Chain ID: the key.
+    pub chain_id: Digest,
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
     /// Chain ID of the layer below, if any.
-    pub parent: Option<String>,
+    pub parent: Option<Digest>,
     /// Bytes of file content.
     pub size: u64,
     /// Short link name under `l/`.
-    pub link: String,
+    pub link: LinkName,
+}
+
+/// The name of a layer's short link under `l/`: 26 characters of the
+/// base32 alphabet the store generates, so a record cannot point the link
+/// (and an overlay's lowerdir) anywhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkName(String);
+
+const LINK_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const LINK_LEN: usize = 26;
+
+impl LinkName {
+    /// Parses a link name, refusing anything the store would not generate.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.len() == LINK_LEN && s.bytes().all(|b| LINK_ALPHABET.contains(&b)) {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(format!(
+                "{s:?} is not a layer link name ({LINK_LEN} characters of A-Z, 2-7)"
+            ))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for LinkName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The chain ID of the layer `diff_id` above the chain `parent`.
+pub fn chain_id(parent: &Digest, diff_id: &Digest) -> Digest {
+    Digest::of(format!("{parent} {diff_id}").as_bytes())
 }
 
 /// Chain IDs of a stack of diff IDs, lowest first.
-pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
     for d in diff_ids {
         let id = match out.last() {
             None => d.clone(),
-            Some(parent) => format!(
-                "sha256:{}",
-                hex::encode(Sha256::digest(format!("{parent} {d}").as_bytes()))
-            ),
+            Some(parent) => chain_id(parent, d),
         };
         out.push(id);
     }
     out
-}
-
-fn hex_of(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
 /// Layers on disk.
@@ -121,24 +155,26 @@ impl LayerStore {
         Ok(store)
     }
 
-    fn layer_dir(&self, chain_id: &str) -> PathBuf {
-        self.dir.join(hex_of(chain_id))
+    fn layer_dir(&self, chain_id: &Digest) -> PathBuf {
+        self.dir.join(chain_id.hex())
     }
 
     /// The layer's files, for overlay's lowerdir.
-    pub fn diff_dir(&self, chain_id: &str) -> PathBuf {
+    pub fn diff_dir(&self, chain_id: &Digest) -> PathBuf {
         self.layer_dir(chain_id).join("diff")
     }
 
     /// The short path of the layer's files, which keeps mount options small.
     pub fn short_path(&self, info: &LayerInfo) -> PathBuf {
-        self.dir.join("l").join(&info.link)
+        self.dir.join("l").join(info.link.as_str())
     }
 
-    /// The layer's record, if the layer is complete.
-    pub fn get(&self, chain_id: &str) -> Option<LayerInfo> {
+    /// The layer's record, if the layer is complete. A record that does not
+    /// parse, or names another layer than its directory, counts as absent.
+    pub fn get(&self, chain_id: &Digest) -> Option<LayerInfo> {
         let data = fs::read(self.layer_dir(chain_id).join("layer.json")).ok()?;
-        serde_json::from_slice(&data).ok()
+        let info: LayerInfo = serde_json::from_slice(&data).ok()?;
+        (info.chain_id == *chain_id).then_some(info)
     }
 
     /// Every complete layer.
@@ -149,8 +185,9 @@ impl LayerStore {
         entries
             .flatten()
             .filter_map(|e| {
-                let data = fs::read(e.path().join("layer.json")).ok()?;
-                serde_json::from_slice(&data).ok()
+                let name = e.file_name();
+                let chain_id = Digest::parse(&format!("sha256:{}", name.to_str()?)).ok()?;
+                self.get(&chain_id)
             })
             .collect()
     }
@@ -161,8 +198,8 @@ impl LayerStore {
     /// another pull completed meanwhile is kept as it is.
     pub fn put(
         &self,
-        parent: Option<&str>,
-        expected_diff_id: Option<&str>,
+        parent: Option<&Digest>,
+        expected_diff_id: Option<&Digest>,
         reader: impl Read,
         limits: &Limits,
     ) -> Result<LayerInfo, LayerError> {
@@ -177,15 +214,15 @@ impl LayerStore {
     fn unpack_into(
         &self,
         work: &Path,
-        parent: Option<&str>,
-        expected_diff_id: Option<&str>,
+        parent: Option<&Digest>,
+        expected_diff_id: Option<&Digest>,
         reader: impl Read,
         limits: &Limits,
     ) -> Result<LayerInfo, LayerError> {
         let diff = work.join("diff");
         fs::create_dir(&diff).map_err(io_err(&diff))?;
         let mut hashing = HashingReader::new(reader);
-        let shown = expected_diff_id.unwrap_or("(schema 1 layer)").to_string();
+        let shown = expected_diff_id.map_or_else(|| "(schema 1 layer)".into(), Digest::to_string);
         let unpack_err = |source| LayerError::Unpack {
             diff_id: shown.clone(),
             source,
@@ -194,14 +231,14 @@ impl LayerStore {
         // The tar end marker may leave padding unread: the digest covers all.
         io::copy(&mut hashing, &mut io::sink()).map_err(|e| unpack_err(UnpackError::Read(e)))?;
         let diff_id = hashing.digest();
-        if let Some(expected) = expected_diff_id.filter(|e| *e != diff_id) {
+        if let Some(expected) = expected_diff_id.filter(|e| **e != diff_id) {
             return Err(LayerError::DiffIdMismatch {
-                expected: expected.to_string(),
+                expected: expected.clone(),
                 actual: diff_id,
             });
         }
         let chain_id = match parent {
-            Some(p) => chain_ids(&[p.to_string(), diff_id.clone()]).remove(1),
+            Some(p) => chain_id(p, &diff_id),
             None => diff_id.clone(),
         };
         if let Some(existing) = self.get(&chain_id) {
@@ -212,7 +249,7 @@ impl LayerStore {
             link: short_name(&chain_id),
             chain_id,
             diff_id,
-            parent: parent.map(str::to_string),
+            parent: parent.cloned(),
             size: stats.bytes,
         };
         let record = serde_json::to_vec_pretty(&info).expect("layer info serialises");
@@ -223,10 +260,10 @@ impl LayerStore {
             let _ = fs::remove_dir_all(work);
             return self.get(&info.chain_id).ok_or_else(|| io_err(&target)(e));
         }
-        let link = self.dir.join("l").join(&info.link);
+        let link = self.short_path(&info);
         let _ = fs::remove_file(&link);
         std::os::unix::fs::symlink(
-            Path::new("..").join(hex_of(&info.chain_id)).join("diff"),
+            Path::new("..").join(info.chain_id.hex()).join("diff"),
             &link,
         )
         .map_err(io_err(&link))?;
@@ -234,9 +271,9 @@ impl LayerStore {
     }
 
     /// Deletes a layer. Callers make sure no image or container uses it.
-    pub fn remove(&self, chain_id: &str) -> Result<(), LayerError> {
+    pub fn remove(&self, chain_id: &Digest) -> Result<(), LayerError> {
         if let Some(info) = self.get(chain_id) {
-            let _ = fs::remove_file(self.dir.join("l").join(info.link));
+            let _ = fs::remove_file(self.short_path(&info));
         }
         let dir = self.layer_dir(chain_id);
         // Drop the record first: a crash mid-way leaves debris, not a layer.
@@ -249,21 +286,20 @@ impl LayerStore {
 }
 
 /// A 26-character name derived from the chain ID, like containers/storage's.
-fn short_name(chain_id: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let digest = Sha256::digest(chain_id.as_bytes());
-    let mut out = String::with_capacity(26);
+fn short_name(chain_id: &Digest) -> LinkName {
+    let digest = Sha256::digest(chain_id.as_str().as_bytes());
+    let mut out = String::with_capacity(LINK_LEN);
     let mut bits: u32 = 0;
     let mut nbits = 0;
     for byte in digest.iter() {
         bits = (bits << 8) | u32::from(*byte);
         nbits += 8;
-        while nbits >= 5 && out.len() < 26 {
+        while nbits >= 5 && out.len() < LINK_LEN {
             nbits -= 5;
-            out.push(ALPHABET[((bits >> nbits) & 31) as usize] as char);
+            out.push(LINK_ALPHABET[((bits >> nbits) & 31) as usize] as char);
         }
     }
-    out
+    LinkName(out)
 }
 
 /// A fresh directory under `parent` named after the process and a counter.
@@ -298,9 +334,9 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
-    /// `sha256:<hex>` of the bytes read so far.
-    pub fn digest(&self) -> String {
-        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+    /// The digest of the bytes read so far.
+    pub fn digest(&self) -> Digest {
+        Digest::from_sha256(self.hasher.clone().finalize().into())
     }
 
     /// Bytes read so far.
@@ -333,15 +369,16 @@ mod tests {
         b.into_inner().unwrap()
     }
 
-    fn digest(data: &[u8]) -> String {
-        format!("sha256:{}", hex::encode(Sha256::digest(data)))
+    fn digest(data: &[u8]) -> Digest {
+        Digest::of(data)
     }
 
     #[test]
     fn chain_ids_follow_the_spec() {
-        let ids = chain_ids(&["sha256:a".into(), "sha256:b".into()]);
-        assert_eq!(ids[0], "sha256:a");
-        assert_eq!(ids[1], digest(b"sha256:a sha256:b"));
+        let (a, b) = (digest(b"a"), digest(b"b"));
+        let ids = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(ids[0], a);
+        assert_eq!(ids[1], digest(format!("{a} {b}").as_bytes()));
     }
 
     #[test]
@@ -355,7 +392,7 @@ mod tests {
             .unwrap();
         assert_eq!(info.chain_id, d);
         assert_eq!(info.size, 5);
-        assert_eq!(info.link.len(), 26);
+        assert_eq!(info.link.as_str().len(), 26);
         assert_eq!(
             fs::read(store.short_path(&info).join("hello")).unwrap(),
             b"world"
@@ -372,7 +409,7 @@ mod tests {
             .put(Some(&d), None, &top[..], &Limits::default())
             .unwrap();
         assert_eq!(above.chain_id, chain_ids(&[d.clone(), digest(&top)])[1]);
-        assert_eq!(above.parent.as_deref(), Some(d.as_str()));
+        assert_eq!(above.parent.as_ref(), Some(&d));
         store.remove(&above.chain_id).unwrap();
         store.remove(&d).unwrap();
         assert!(store.get(&d).is_none());
@@ -391,6 +428,55 @@ mod tests {
         assert!(matches!(err, LayerError::DiffIdMismatch { .. }), "{err}");
         assert!(store.list().is_empty());
         assert_eq!(fs::read_dir(tmp.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    /// A layer that ships `fake/layer.json` (whose link leads to the host's
+    /// `/`) cannot be made to pass for a layer: the chain ID that would
+    /// reach it is not a digest, and records that name another layer than
+    /// their directory, or a link that is not the store's, are not read.
+    #[test]
+    fn records_planted_in_layers_or_on_disk_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = LayerStore::open(tmp.path()).unwrap();
+        let planted = |chain_id: &str, link: &str| {
+            serde_json::json!({
+                "chain_id": chain_id, "diff_id": chain_id, "parent": null,
+                "size": 0, "link": link,
+            })
+            .to_string()
+        };
+        let zero = format!("sha256:{}", "0".repeat(64));
+        let record = planted(&zero, "../../../../../../../../../..");
+        let tar = tar_of(&[("fake/layer.json", record.as_bytes())]);
+        let carrier = store
+            .put(None, Some(&digest(&tar)), &tar[..], &Limits::default())
+            .unwrap();
+        let hostile = format!("{}/diff/fake", carrier.chain_id);
+        assert!(
+            fs::read(tmp.path().join(&hostile[7..]).join("layer.json")).is_ok(),
+            "the planted record is where the hostile ID points"
+        );
+        let err = Digest::parse(&hostile).unwrap_err().to_string();
+        assert!(
+            err.contains(&hostile) && err.contains("not a sha256 digest"),
+            "{err}"
+        );
+
+        // A record whose link is not a link name does not load.
+        let bad_link: Result<LayerInfo, _> =
+            serde_json::from_str(&planted(&zero, "../../../../../../../../../.."));
+        assert!(bad_link.unwrap_err().to_string().contains("link name"));
+        let bad_parent = planted(&zero, &"A".repeat(26)).replace("null", "\"sha256:../x\"");
+        assert!(serde_json::from_str::<LayerInfo>(&bad_parent).is_err());
+        let good = planted(&zero, &"A".repeat(26));
+        assert!(serde_json::from_str::<LayerInfo>(&good).is_ok());
+
+        // A well-formed record in another layer's directory is not that layer.
+        let other = digest(b"other");
+        fs::create_dir(tmp.path().join(other.hex())).unwrap();
+        fs::write(tmp.path().join(other.hex()).join("layer.json"), &good).unwrap();
+        assert!(store.get(&other).is_none());
+        assert_eq!(store.list(), vec![carrier]);
     }
 
     #[test]

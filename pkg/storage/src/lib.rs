@@ -3,11 +3,13 @@
 #![deny(unsafe_code)]
 
 pub mod atomic;
+pub mod digest;
 pub mod images;
 pub mod layers;
 pub mod mount;
 pub mod unpack;
 pub mod usage;
 
+pub use digest::{Digest, DigestError};
 pub use images::{ImageRecord, ImageStore};
-pub use layers::{LayerInfo, LayerStore, chain_ids};
+pub use layers::{LayerInfo, LayerStore, LinkName, chain_id, chain_ids};
