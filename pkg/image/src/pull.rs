@@ -109,7 +109,9 @@ impl Puller {
 
     /// Pulls `name` and returns the stored image.
     pub fn pull(&self, name: &str, opts: &PullOptions) -> Result<ImageRecord, PullError> {
-        let client = Client::new(opts.progress_timeout, opts.cancel.clone());
+        let registries = opts.registries.clone();
+        let client = Client::new(opts.progress_timeout, opts.cancel.clone())
+            .with_insecure_hosts(move |host| registries.is_insecure(host));
         let found = self.find_manifest(&client, name, opts)?;
         let (config_desc, layer_descs) = match &found.manifest {
             Manifest::Image { config, layers } => (Some(config.clone()), layers.clone()),
