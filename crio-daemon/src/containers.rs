@@ -404,10 +404,11 @@ fn check_propagation(config: &ContainerConfig) -> Result<(), Status> {
 }
 
 /// Credentials for pulling the pause image, from `pause_image_auth_file`
-/// when it is set (else the pull uses the global auth file, if any).
+/// when it is set (else the pull uses the global auth file, if any); they
+/// are for the pause image's own registry, not its mirrors.
 fn pause_credentials(
     image: &crio_config::ImageConfig,
-) -> Result<Option<crio_image::auth::Credentials>, Status> {
+) -> Result<Option<crio_image::auth::RequestCredentials>, Status> {
     let file = &image.pause_image_auth_file;
     if file.as_os_str().is_empty() {
         return Ok(None);
@@ -418,7 +419,10 @@ fn pause_credentials(
     let r = crio_image::reference::Reference::parse(&image.pause_image).map_err(|e| {
         Status::invalid_argument(format!("pause_image {:?}: {e}", image.pause_image))
     })?;
-    Ok(Some(auth.lookup(&r.registry, &r.repository)))
+    Ok(Some(crio_image::auth::RequestCredentials {
+        credentials: auth.lookup(&r.registry, &r.repository),
+        server: None,
+    }))
 }
 
 /// The infra container's configuration: named `POD` (CRI-O's

@@ -1,6 +1,7 @@
 //! The daemon's image subsystem: the stores, registries.conf and the trust
-//! policy (reloaded on SIGHUP), pulls (one at a time per image name, on
-//! blocking threads), lookups, removal and garbage collection.
+//! policy (reloaded on SIGHUP), pulls (one at a time per image name and
+//! credentials, on blocking threads), lookups, removal and garbage
+//! collection.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use crio_api::{Code, Status};
 use crio_config::Config;
-use crio_image::auth::{AuthFile, Credentials};
+use crio_image::auth::{AuthFile, Credentials, RequestCredentials};
 use crio_image::policy::Policy;
 use crio_image::pull::{PullError, PullOptions, Puller};
 use crio_image::reference::Reference;
@@ -30,13 +31,32 @@ struct Trust {
 /// The outcome of a pull, shared with callers that asked for the same name.
 type PullOutcome = Result<ImageRecord, (Code, String)>;
 
+/// What makes two pulls one download: the name and the credentials, by
+/// fingerprint (the secrets themselves are kept out of the key). A caller
+/// whose credentials the registry would refuse must not get the image
+/// another caller's credentials fetched.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PullKey {
+    name: String,
+    credentials: Option<[u8; 32]>,
+}
+
+impl PullKey {
+    fn new(name: &str, credentials: Option<&RequestCredentials>) -> Self {
+        Self {
+            name: name.to_string(),
+            credentials: credentials.map(RequestCredentials::fingerprint),
+        }
+    }
+}
+
 /// Images: stores, pulls and trust configuration.
 pub struct Images {
     store: Arc<ImageStore>,
     layers: LayerStore,
     puller: Arc<Puller>,
     trust: RwLock<Arc<Trust>>,
-    in_flight: Arc<Mutex<HashMap<String, InFlight>>>,
+    in_flight: Arc<Mutex<HashMap<PullKey, InFlight>>>,
     progress_timeout: Option<Duration>,
     layers_dir: PathBuf,
     containers_dir: PathBuf,
@@ -107,16 +127,16 @@ impl Images {
         })
     }
 
-    /// Pulls `name`. Concurrent pulls of the same name share one download,
-    /// which runs in its own task; once every caller has gone (cancelled
-    /// RPCs), the download is stopped.
+    /// Pulls `name`. Concurrent pulls of the same name with the same
+    /// credentials share one download, which runs in its own task; once
+    /// every caller has gone (cancelled RPCs), the download is stopped.
     pub async fn pull(
         &self,
         name: &str,
-        credentials: Option<Credentials>,
+        credentials: Option<RequestCredentials>,
         pinned: bool,
     ) -> Result<ImageRecord, Status> {
-        let key = format!("{name}\u{0}{}", credentials.is_some());
+        let key = PullKey::new(name, credentials.as_ref());
         let (mut rx, interest) = {
             let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
             let entry = map.entry(key.clone()).or_insert_with(|| {
@@ -146,9 +166,9 @@ impl Images {
 
     fn spawn_pull(
         &self,
-        key: String,
+        key: PullKey,
         name: String,
-        credentials: Option<Credentials>,
+        credentials: Option<RequestCredentials>,
         pinned: bool,
         interest: Arc<Interest>,
     ) {
@@ -360,4 +380,33 @@ fn load_trust(config: &crio_config::ImageConfig) -> Result<Trust> {
         policy,
         auth,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(user: &str, password: &str, server: &str) -> RequestCredentials {
+        let credentials = Credentials::Basic {
+            username: user.into(),
+            password: password.into(),
+        };
+        RequestCredentials::new(credentials, server).unwrap()
+    }
+
+    #[test]
+    fn pull_keys_part_callers_by_credentials() {
+        let key = |c: Option<RequestCredentials>| PullKey::new("quay.io/a:1", c.as_ref());
+        let alice = key(Some(request("alice", "one", "")));
+        assert!(alice == key(Some(request("alice", "one", ""))));
+        for other in [
+            key(None),
+            key(Some(request("alice", "two", ""))),
+            key(Some(request("bob", "one", ""))),
+            key(Some(request("alice", "one", "quay.io"))),
+            PullKey::new("quay.io/b:1", Some(&request("alice", "one", ""))),
+        ] {
+            assert!(alice != other);
+        }
+    }
 }

@@ -1,17 +1,21 @@
 //! PullImage against the real registry: references by tag, digest, short
 //! name and alias; manifest lists; mirrors; blocked and insecure registries;
-//! compression; removal; ImageFsInfo.
+//! compression; removal; ImageFsInfo; which registry gets which credentials.
 
 use crio_api::client::CriClient;
+use std::time::Duration;
+
+use base64::Engine;
 use crio_api::cri::{
-    ImageFilter, ImageFsInfoRequest, ImageSpec, ImageStatusRequest, ListImagesRequest,
-    RemoveImageRequest,
+    AuthConfig, ImageFilter, ImageFsInfoRequest, ImageSpec, ImageStatusRequest, ListImagesRequest,
+    PullImageRequest, RemoveImageRequest,
 };
-use crio_test::Registry;
-use crio_test::cri::pull;
+use crio_test::cri::{pull, pull_request};
 use crio_test::image::{BuiltLayer, Compression, Image, Layer, RunConfig, host_arch, push_index};
 use crio_test::images::{IMAGE_PATH, busybox_layer};
+use crio_test::peer::{HttpPeer, Response};
 use crio_test::world::{ImageWorld, daemon_for};
+use crio_test::{Registry, TestDaemon};
 use tonic::Code;
 
 fn spec(name: &str) -> Option<ImageSpec> {
@@ -376,4 +380,153 @@ async fn crioctl_image_verbs() {
     assert_eq!(run(&["images", "-q"]), "");
     let out = d.crioctl(&["inspecti", "test/env"]).unwrap();
     assert!(!out.status.success());
+}
+
+/// A PullImage request for `name` with user name, password and server.
+fn pull_with(name: &str, user: &str, password: &str, server_address: &str) -> PullImageRequest {
+    let mut req = pull_request(name);
+    req.auth = Some(AuthConfig {
+        username: user.into(),
+        password: password.into(),
+        server_address: server_address.into(),
+        ..AuthConfig::default()
+    });
+    req
+}
+
+/// `Basic base64(user:password)`.
+fn basic(user: &str, password: &str) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+/// A registry that asks for basic credentials, waits `delay` once it has
+/// some, and then has nothing.
+fn wants_basic_auth(delay: Duration) -> HttpPeer {
+    HttpPeer::start(move |r| match r.authorization {
+        None => Response::status(401).header("WWW-Authenticate", r#"Basic realm="peer""#),
+        Some(_) => {
+            std::thread::sleep(delay);
+            Response::status(404)
+        }
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_credentials_reach_only_their_registry() {
+    let registry = Registry::start_with_auth("alice", "s3cret").unwrap();
+    let images = crio_test::images::push_standard_images(&registry).unwrap();
+    let other = wants_basic_auth(Duration::ZERO);
+    let (a, b) = (registry.host(), other.host());
+    // B is searched first for short names, and mirrors A's test/ for
+    // qualified ones; the auth file has B's own credentials.
+    let conf = format!(
+        "short-name-mode = \"permissive\"\n\
+         unqualified-search-registries = [\"{b}\", \"{a}\"]\n\
+         [[registry]]\nlocation = \"{b}\"\ninsecure = true\n\
+         [[registry]]\nlocation = \"{a}\"\ninsecure = true\n\
+         [[registry]]\nprefix = \"{a}/test\"\nlocation = \"{a}/test\"\ninsecure = true\n\
+         [[registry.mirror]]\nlocation = \"{b}/mirror\"\ninsecure = true\n"
+    );
+    let auth_json = format!(
+        r#"{{"auths": {{"{b}": {{"auth": "{}"}}}}}}"#,
+        base64::engine::general_purpose::STANDARD.encode("bob:for-b")
+    );
+    let daemon = TestDaemon::start_with_files(
+        "[crio.image]\nregistries_conf = \"{dir}/registries.conf\"\n\
+         global_auth_file = \"{dir}/auth.json\"\n",
+        &[],
+        &[("registries.conf", &conf), ("auth.json", &auth_json)],
+    )
+    .unwrap();
+    let mut client = daemon.client().await.unwrap();
+
+    // A short name with credentials for A: B, searched first, is asked
+    // with its own credentials from the auth file, never A's.
+    let id = client
+        .image
+        .pull_image(pull_with("test/busybox", "alice", "s3cret", &a))
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+    assert_eq!(id, images.busybox.config_digest);
+    assert!(
+        other
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/test/busybox/")),
+        "B was not searched: {:?}",
+        other.requests()
+    );
+    let only_bob =
+        |seen: Vec<String>| !seen.is_empty() && seen.iter().all(|a| *a == basic("bob", "for-b"));
+    assert!(only_bob(other.authorizations()), "{:?}", other.requests());
+
+    // A qualified name on A with A's credentials: the mirror on B is
+    // tried first and gets only B's own.
+    let id = client
+        .image
+        .pull_image(pull_with(&images.env.reference, "alice", "s3cret", ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+    assert_eq!(id, images.env.config_digest);
+    assert!(
+        other
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/mirror/env/")),
+        "the mirror was not tried: {:?}",
+        other.requests()
+    );
+    assert!(only_bob(other.authorizations()), "{:?}", other.requests());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pulls_with_different_credentials_do_not_share_a_download() {
+    // Slow enough that concurrent requests overlap.
+    let peer = wants_basic_auth(Duration::from_millis(1500));
+    let host = peer.host();
+    let daemon = TestDaemon::start_with_files(
+        &format!(
+            "[crio.image]\nregistries_conf = \"{{dir}}/registries.conf\"\n\
+             insecure_registries = [\"{host}\"]\n"
+        ),
+        &[],
+        &[("registries.conf", "")],
+    )
+    .unwrap();
+    let name = format!("{host}/test/private:1");
+    let (mut c1, mut c2) = (
+        daemon.client().await.unwrap(),
+        daemon.client().await.unwrap(),
+    );
+    let (r1, r2) = tokio::join!(
+        c1.image.pull_image(pull_with(&name, "alice", "one", "")),
+        c2.image.pull_image(pull_with(&name, "mallory", "two", "")),
+    );
+    for r in [r1, r2] {
+        assert_eq!(r.unwrap_err().code(), tonic::Code::NotFound);
+    }
+    let mut seen = peer.authorizations();
+    seen.sort();
+    assert_eq!(seen, [basic("alice", "one"), basic("mallory", "two")]);
+
+    // The same credentials still share one download.
+    let (r1, r2) = tokio::join!(
+        c1.image.pull_image(pull_with(&name, "alice", "one", "")),
+        c2.image.pull_image(pull_with(&name, "alice", "one", "")),
+    );
+    for r in [r1, r2] {
+        assert_eq!(r.unwrap_err().code(), tonic::Code::NotFound);
+    }
+    assert_eq!(
+        peer.authorizations().len(),
+        3,
+        "{:?}",
+        peer.authorizations()
+    );
 }

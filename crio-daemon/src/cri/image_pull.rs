@@ -3,7 +3,7 @@
 use crio_api::Status;
 use crio_api::cri::{AuthConfig, PullImageRequest, PullImageResponse};
 use crio_api::status::invalid_field;
-use crio_image::auth::Credentials;
+use crio_image::auth::{Credentials, RequestCredentials};
 
 use crate::images::Images;
 
@@ -23,14 +23,21 @@ pub async fn pull_image(
     })
 }
 
-/// The request's AuthConfig as credentials (None when it carries none).
-fn credentials(a: AuthConfig) -> Result<Option<Credentials>, Status> {
-    Credentials::from_auth_config(
+/// The request's AuthConfig as credentials for the registry it names
+/// (`server_address`, else the image's); None when it carries none.
+fn credentials(a: AuthConfig) -> Result<Option<RequestCredentials>, Status> {
+    let Some(credentials) = Credentials::from_auth_config(
         &a.username,
         &a.password,
         &a.auth,
         &a.identity_token,
         &a.registry_token,
     )
-    .map_err(|e| invalid_field("auth", e))
+    .map_err(|e| invalid_field("auth", e))?
+    else {
+        return Ok(None);
+    };
+    RequestCredentials::new(credentials, &a.server_address)
+        .map(Some)
+        .map_err(|e| invalid_field("auth", e))
 }

@@ -2,15 +2,34 @@
 //! CRI request's AuthConfig or from an auth file in the containers
 //! auth.json format, and the `WWW-Authenticate` challenges registries answer
 //! with.
+//!
+//! Who gets which credentials:
+//! - The request's credentials are for one registry: `server_address` when
+//!   set (as containerd reads it), else the registry the image name names as
+//!   Docker reads it (a short name names `docker.io`, which is where the
+//!   kubelet looked its credentials up). Every other endpoint of the pull,
+//!   the other registries a short name is searched in and mirrors on other
+//!   hosts, gets the auth file's entry for its own location instead
+//!   (containers/image does the same for mirrors; CRI-O sends the request's
+//!   credentials to every short-name candidate, which we do not).
+//! - Auth file entries match by exact `host[:port]`, then by whole
+//!   `/`-separated path components (`host/ns` covers `host/ns/app`, not
+//!   `host/nsx`); the most specific entry wins.
+//! - Credentials never leave over plain HTTP to a host not marked insecure:
+//!   a registry is spoken to over HTTP only when it is insecure, a token
+//!   realm gets them over HTTPS (any host, as Docker Hub's) or over HTTP on
+//!   an insecure host only, and a redirect never carries them along.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-use crate::reference::DOCKER_HUB;
+use crate::reference::{DOCKER_HUB, Reference, is_short_name};
 
 /// Base64 as auth files and AuthConfig carry it, with or without padding.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -92,12 +111,116 @@ pub enum AuthError {
     AuthConfig(&'static str),
 }
 
+/// The credentials a PullImage request brought, and the registry they are
+/// for. They go to that registry only: not to the other registries a short
+/// name is searched in, nor to mirrors on other hosts (containers/image
+/// drops a request's credentials for a mirror whose host differs from the
+/// image's, and looks the mirror's own up in the auth file instead).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RequestCredentials {
+    /// What to present.
+    pub credentials: Credentials,
+    /// The AuthConfig's `server_address`, normalised like an auth.json key
+    /// (`host[:port][/path]`, Docker Hub's host names as `docker.io`). None:
+    /// the credentials are for the registry the image name names.
+    pub server: Option<String>,
+}
+
+impl RequestCredentials {
+    /// Credentials for `server_address` (empty: for the image's registry).
+    pub fn new(credentials: Credentials, server_address: &str) -> Result<Self, AuthError> {
+        let server = match server_address.trim() {
+            "" => None,
+            address => {
+                let (key, _) = normalise_key(address)
+                    .ok_or(AuthError::AuthConfig("server_address names no registry"))?;
+                // Docker reads `host/v1/` and `host/v2/` as the host.
+                let key = key
+                    .strip_suffix("/v1")
+                    .or_else(|| key.strip_suffix("/v2"))
+                    .map(str::to_string)
+                    .unwrap_or(key);
+                Some(key)
+            }
+        };
+        Ok(Self {
+            credentials,
+            server,
+        })
+    }
+
+    /// The credentials to present to `endpoint` (a registry location or a
+    /// mirror) while pulling `name` as the request spelt it; None when they
+    /// are not for that endpoint. Without `server_address` they are for the
+    /// registry `name` names as Docker reads it, the registry whose
+    /// credentials the kubelet looked up: a short name names `docker.io`
+    /// (`busybox` is `docker.io/library/busybox`), whatever registries
+    /// registries.conf then searches.
+    pub fn for_endpoint(&self, name: &str, endpoint: &Reference) -> Option<&Credentials> {
+        let scope = match &self.server {
+            Some(server) => server.clone(),
+            None if is_short_name(name) => DOCKER_HUB.to_string(),
+            None => Reference::parse(name).ok()?.registry,
+        };
+        let full = format!("{}/{}", endpoint.registry, endpoint.repository);
+        let covered = full
+            .strip_prefix(scope.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        covered.then_some(&self.credentials)
+    }
+
+    /// A digest telling credentials apart without holding them (pulls with
+    /// different credentials must not share a download): SHA-256 under a
+    /// random per-process salt, so a fingerprint that leaks gives no way to
+    /// test password guesses offline.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(process_salt());
+        let mut field = |bytes: &[u8]| {
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        };
+        match &self.credentials {
+            Credentials::Anonymous => field(b"anonymous"),
+            Credentials::Basic { username, password } => {
+                field(b"basic");
+                field(username.as_bytes());
+                field(password.as_bytes());
+            }
+            Credentials::IdentityToken(t) => {
+                field(b"identity");
+                field(t.as_bytes());
+            }
+            Credentials::RegistryToken(t) => {
+                field(b"registry");
+                field(t.as_bytes());
+            }
+        }
+        field(self.server.as_deref().unwrap_or("").as_bytes());
+        hasher.finalize().into()
+    }
+}
+
+/// 256 random bits per process, from the OS-seeded keys of std's hasher.
+fn process_salt() -> &'static [u8; 32] {
+    static SALT: OnceLock<[u8; 32]> = OnceLock::new();
+    SALT.get_or_init(|| {
+        let state = std::hash::RandomState::new();
+        let mut salt = [0u8; 32];
+        for (i, chunk) in salt.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&state.hash_one(i).to_le_bytes());
+        }
+        salt
+    })
+}
+
 impl Credentials {
     /// Credentials from the CRI AuthConfig fields, or None when they carry
     /// none. The most direct form wins: a registry token, then an identity
     /// token, then user name and password, then `auth` (base64 of
-    /// `user:password`). The AuthConfig's `server_address` is not needed:
-    /// the kubelet sends the credentials it chose for this image's registry.
+    /// `user:password`). Which registry they are for is
+    /// [`RequestCredentials`]'s business.
     pub fn from_auth_config(
         username: &str,
         password: &str,
@@ -468,6 +591,95 @@ mod tests {
         }
     }
 
+    fn request(server_address: &str) -> RequestCredentials {
+        RequestCredentials::new(basic("u", "p"), server_address).unwrap()
+    }
+
+    #[test]
+    fn server_address_forms() {
+        assert_eq!(request("").server, None);
+        assert_eq!(request("  ").server, None);
+        for (address, server) in [
+            ("https://index.docker.io/v1/", "docker.io"),
+            ("registry-1.docker.io", "docker.io"),
+            ("quay.io", "quay.io"),
+            ("quay.io/team/", "quay.io/team"),
+            ("http://127.0.0.1:5000", "127.0.0.1:5000"),
+            ("https://127.0.0.1:5000/v2/", "127.0.0.1:5000"),
+            ("127.0.0.1:5000/v2/", "127.0.0.1:5000"),
+            ("127.0.0.1:5000/v1", "127.0.0.1:5000"),
+        ] {
+            assert_eq!(
+                request(address).server.as_deref(),
+                Some(server),
+                "{address}"
+            );
+        }
+        let err = RequestCredentials::new(basic("u", "p"), "https:///x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "auth config: server_address names no registry"
+        );
+    }
+
+    #[test]
+    fn request_credentials_go_to_their_registry_only() {
+        let at = |s: &str| Reference::parse(s).unwrap();
+        let gets = |req: &RequestCredentials, name: &str, endpoint: &str| {
+            req.for_endpoint(name, &at(endpoint)).is_some()
+        };
+        let plain = request("");
+        // A qualified name: its registry, whatever the repository.
+        assert!(gets(&plain, "quay.io/a/b:1", "quay.io/a/b:1"));
+        assert!(gets(&plain, "quay.io/a/b:1", "quay.io/mirror/a/b:1"));
+        assert!(!gets(&plain, "quay.io/a/b:1", "mirror.local/a/b:1"));
+        assert!(!gets(&plain, "quay.io/a/b:1", "quay.io.evil/a/b:1"));
+        assert!(!gets(&plain, "localhost:5000/a", "localhost:5001/a"));
+        assert!(!gets(&plain, "localhost:5000/a", "localhost/a"));
+        assert!(gets(
+            &plain,
+            "index.docker.io/library/busybox",
+            "docker.io/library/busybox"
+        ));
+        // A short name names docker.io, as the kubelet read it.
+        assert!(gets(&plain, "busybox", "docker.io/library/busybox"));
+        assert!(!gets(&plain, "busybox", "quay.io/library/busybox"));
+        assert!(!gets(&plain, "team/app:1", "registry.local/team/app:1"));
+        // server_address decides, also against the name's own registry.
+        let local = request("registry.local");
+        assert!(gets(&local, "team/app:1", "registry.local/team/app:1"));
+        assert!(!gets(&local, "team/app:1", "docker.io/team/app:1"));
+        assert!(!gets(&local, "quay.io/team/app", "quay.io/team/app"));
+        // A namespace in server_address limits them to it.
+        let team = request("registry.local/team");
+        assert!(gets(&team, "team/app", "registry.local/team/app"));
+        assert!(!gets(&team, "teamx/app", "registry.local/teamx/app"));
+        assert!(!gets(&team, "other/app", "registry.local/other/app"));
+    }
+
+    #[test]
+    fn fingerprints_tell_credentials_apart_without_holding_them() {
+        let fp = |c: Credentials, server: &str| {
+            RequestCredentials::new(c, server).unwrap().fingerprint()
+        };
+        let one = fp(basic("alice", "hunter2"), "");
+        assert_eq!(one, fp(basic("alice", "hunter2"), ""));
+        let others = [
+            fp(basic("alice", "hunter3"), ""),
+            fp(basic("alice", "hunter2"), "quay.io"),
+            fp(basic("alicehunter", "2"), ""),
+            fp(Credentials::IdentityToken("hunter2".into()), ""),
+            fp(Credentials::RegistryToken("hunter2".into()), ""),
+            fp(Credentials::Anonymous, ""),
+        ];
+        for (i, other) in others.iter().enumerate() {
+            assert_ne!(&one, other, "{i}");
+        }
+        // Salted: not the plain digest of the secret.
+        use sha2::Digest;
+        assert_ne!(one.as_slice(), sha2::Sha256::digest(b"hunter2").as_slice());
+    }
+
     #[test]
     fn auth_file_most_specific_key_wins() {
         let text = format!(
@@ -494,6 +706,10 @@ mod tests {
         assert_eq!(f.lookup("docker.io", "library/busybox"), basic("hub", "3"));
         assert_eq!(f.lookup("localhost:5000", "a"), basic("local", "4"));
         assert_eq!(f.lookup("localhost", "a"), Credentials::Anonymous);
+        // Exact host and port: no other port, no prefix of a host name.
+        assert_eq!(f.lookup("localhost:50001", "a"), Credentials::Anonymous);
+        assert_eq!(f.lookup("localhost:500", "a"), Credentials::Anonymous);
+        assert_eq!(f.lookup("quay.i", "team/app"), Credentials::Anonymous);
         assert_eq!(f.lookup("quay.io.evil", "team/app"), Credentials::Anonymous);
     }
 

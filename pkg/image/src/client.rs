@@ -92,12 +92,25 @@ impl Endpoint {
     }
 }
 
-/// Shared state of a pull: bearer tokens and the cancel flag.
-#[derive(Debug, Clone)]
+/// Which hosts may be sent credentials over plain HTTP.
+type InsecureHosts = dyn Fn(&str) -> bool + Send + Sync;
+
+/// Shared state of a pull: bearer tokens, the cancel flag, and which hosts
+/// are marked insecure.
+#[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     tokens: Arc<Mutex<HashMap<String, String>>>,
     cancel: Arc<AtomicBool>,
+    insecure_hosts: Arc<InsecureHosts>,
+}
+
+/// How a challenge was answered.
+struct Answer {
+    /// The Authorization value.
+    value: String,
+    /// Why the credentials were not presented, if they were not.
+    withheld: Option<String>,
 }
 
 /// The Authorization value to send for a challenge, or to start with.
@@ -113,7 +126,10 @@ impl Client {
         let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(30))
             .user_agent(concat!("crio-rs/", env!("CARGO_PKG_VERSION")))
-            .redirects(5);
+            .redirects(5)
+            // A redirect (a blob on a CDN, or to plain HTTP) never carries
+            // the Authorization header along.
+            .redirect_auth_headers(ureq::RedirectAuthHeaders::Never);
         if let Some(t) = progress_timeout {
             builder = builder.timeout_read(t);
         }
@@ -121,7 +137,16 @@ impl Client {
             agent: builder.build(),
             tokens: Arc::default(),
             cancel,
+            insecure_hosts: Arc::new(|_| false),
         }
+    }
+
+    /// Names the hosts (`host[:port]`) marked insecure in registries.conf
+    /// or `insecure_registries`: only those get credentials over plain
+    /// HTTP. Without it no host does.
+    pub fn with_insecure_hosts(mut self, f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.insecure_hosts = Arc::new(f);
+        self
     }
 
     fn check_cancel(&self) -> Result<(), ClientError> {
@@ -156,6 +181,7 @@ impl Client {
             Credentials::RegistryToken(t) => Some(format!("Bearer {t}")),
             _ => None,
         });
+        let mut withheld = None;
         for attempt in 0..2 {
             let mut req = self.agent.get(&url).set("Accept", accept);
             if let Some(a) = &auth {
@@ -165,19 +191,44 @@ impl Client {
                 Ok(resp) => return Ok(resp),
                 Err(ureq::Error::Status(401, resp)) if attempt == 0 => {
                     let header = resp.header("WWW-Authenticate").unwrap_or("").to_string();
-                    let value = self.answer(ep, repo, &url, &header)?;
+                    let answer = self.answer(ep, repo, &url, &header)?;
                     if let Ok(mut t) = self.tokens.lock() {
-                        t.insert(Self::token_key(ep, repo), value.clone());
+                        t.insert(Self::token_key(ep, repo), answer.value.clone());
                     }
-                    auth = Some(value);
+                    auth = Some(answer.value);
+                    withheld = answer.withheld;
                 }
-                Err(e) => return Err(status_error(&url, e)),
+                Err(e) => return Err(with_note(status_error(&url, e), withheld.as_deref())),
             }
         }
         Err(ClientError::Unauthorized {
             url,
-            detail: "credentials rejected".into(),
+            detail: withheld.unwrap_or_else(|| "credentials rejected".into()),
         })
+    }
+
+    /// Whether credentials may go to the token service at `realm`: over
+    /// HTTPS always (Docker Hub's realm is another host), over plain HTTP
+    /// only to a host marked insecure; never to another scheme.
+    fn realm_takes_credentials(&self, realm: &str) -> Result<bool, String> {
+        let url = self
+            .agent
+            .get(realm)
+            .request_url()
+            .map_err(|e| format!("token realm {realm:?}: {e}"))?;
+        match url.scheme() {
+            "https" => Ok(true),
+            "http" => {
+                let host = match url.port() {
+                    Some(port) => format!("{}:{port}", url.host()),
+                    None => url.host().to_string(),
+                };
+                Ok((self.insecure_hosts)(&host))
+            }
+            other => Err(format!(
+                "token realm {realm:?}: scheme {other:?} is not http or https"
+            )),
+        }
     }
 
     /// The Authorization value answering a `WWW-Authenticate` challenge.
@@ -187,14 +238,18 @@ impl Client {
         repo: &str,
         url: &str,
         header: &str,
-    ) -> Result<String, ClientError> {
+    ) -> Result<Answer, ClientError> {
         let unauthorized = |detail: String| ClientError::Unauthorized {
             url: url.to_string(),
             detail,
         };
         match Challenge::parse(header) {
+            // The endpoint itself is HTTPS, or marked insecure.
             Some(Challenge::Basic { .. }) => match &ep.credentials {
-                Credentials::Basic { username, password } => Ok(basic(username, password)),
+                Credentials::Basic { username, password } => Ok(Answer {
+                    value: basic(username, password),
+                    withheld: None,
+                }),
                 _ => Err(unauthorized("the registry requires credentials".into())),
             },
             Some(Challenge::Bearer {
@@ -203,8 +258,24 @@ impl Client {
                 scope,
             }) => {
                 let scope = scope.unwrap_or_else(|| format!("repository:{repo}:pull"));
-                self.bearer_token(ep, &realm, service.as_deref(), &scope)
-                    .map(|t| format!("Bearer {t}"))
+                let mut credentials = &ep.credentials;
+                let mut withheld = None;
+                if !matches!(credentials, Credentials::Anonymous)
+                    && !self.realm_takes_credentials(&realm).map_err(unauthorized)?
+                {
+                    // Ask anonymously: a public image still pulls.
+                    credentials = &Credentials::Anonymous;
+                    withheld = Some(format!(
+                        "credentials not sent to token realm {realm:?}: plain HTTP to a host not marked insecure"
+                    ));
+                }
+                let token = self
+                    .bearer_token(credentials, &realm, service.as_deref(), &scope)
+                    .map_err(|e| with_note(e, withheld.as_deref()))?;
+                Ok(Answer {
+                    value: format!("Bearer {token}"),
+                    withheld,
+                })
             }
             None => Err(unauthorized(format!("unsupported challenge {header:?}"))),
         }
@@ -213,13 +284,13 @@ impl Client {
     /// Fetches a bearer token from the registry's token service.
     fn bearer_token(
         &self,
-        ep: &Endpoint,
+        credentials: &Credentials,
         realm: &str,
         service: Option<&str>,
         scope: &str,
     ) -> Result<String, ClientError> {
         let transport = |e: ureq::Error| status_error(realm, e);
-        let resp = match &ep.credentials {
+        let resp = match credentials {
             Credentials::IdentityToken(refresh) => {
                 let mut form = vec![
                     ("grant_type", "refresh_token"),
@@ -321,6 +392,17 @@ impl Client {
             read: 0,
             cancel: self.cancel.clone(),
         })
+    }
+}
+
+/// An Unauthorized error with the reason credentials were withheld added.
+fn with_note(e: ClientError, note: Option<&str>) -> ClientError {
+    match (e, note) {
+        (ClientError::Unauthorized { url, detail }, Some(note)) => ClientError::Unauthorized {
+            url,
+            detail: format!("{detail} ({note})"),
+        },
+        (e, _) => e,
     }
 }
 
@@ -450,4 +532,156 @@ fn read_json(resp: ureq::Response, url: &str) -> Result<serde_json::Value, Clien
         url: url.to_string(),
         detail: format!("invalid JSON: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::{Peer, Reply};
+
+    fn basic_creds() -> Credentials {
+        Credentials::Basic {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        }
+    }
+
+    fn client() -> Client {
+        Client::new(Some(Duration::from_secs(10)), Arc::default())
+    }
+
+    /// A registry that wants a bearer token from `realm`, then serves an
+    /// empty manifest.
+    fn bearer_registry(realm: String) -> Peer {
+        Peer::start(move |seen| {
+            if seen.authorization.as_deref() == Some("Bearer tok") {
+                Reply::status(200).body("{}")
+            } else {
+                Reply::status(401).header(
+                    "WWW-Authenticate",
+                    &format!(r#"Bearer realm="{realm}",service="reg""#),
+                )
+            }
+        })
+    }
+
+    fn token_service() -> Peer {
+        Peer::start(|_| Reply::status(200).body(r#"{"token":"tok"}"#))
+    }
+
+    #[test]
+    fn plain_http_realm_gets_no_credentials() {
+        let realm = token_service();
+        let registry = bearer_registry(format!("http://{}/token", realm.host()));
+        for credentials in [
+            basic_creds(),
+            Credentials::IdentityToken("refresh-secret".into()),
+        ] {
+            let ep = Endpoint {
+                host: registry.host(),
+                insecure: true,
+                credentials,
+            };
+            client().manifest(&ep, "app", "1", "*/*").unwrap();
+        }
+        let seen = realm.seen();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for s in seen {
+            assert_eq!(s.method, "GET", "{s:?}");
+            assert_eq!(s.authorization, None, "{s:?}");
+            assert!(!s.body.contains("refresh-secret"), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn insecure_realm_host_gets_credentials() {
+        let realm = token_service();
+        let realm_host = realm.host();
+        let registry = bearer_registry(format!("http://{realm_host}/token"));
+        let ep = Endpoint {
+            host: registry.host(),
+            insecure: true,
+            credentials: basic_creds(),
+        };
+        client()
+            .with_insecure_hosts(move |h| h == realm_host)
+            .manifest(&ep, "app", "1", "*/*")
+            .unwrap();
+        assert_eq!(realm.authorizations(), ["Basic YWxpY2U6czNjcmV0"]);
+    }
+
+    #[test]
+    fn withheld_credentials_are_named_in_the_error() {
+        // A token service that refuses anonymous requests.
+        let realm = Peer::start(|s| match s.authorization {
+            None => Reply::status(401),
+            Some(_) => Reply::status(200).body(r#"{"token":"tok"}"#),
+        });
+        let registry = bearer_registry(format!("http://{}/token", realm.host()));
+        let ep = Endpoint {
+            host: registry.host(),
+            insecure: true,
+            credentials: basic_creds(),
+        };
+        let err = client().manifest(&ep, "app", "1", "*/*").unwrap_err();
+        assert!(matches!(err, ClientError::Unauthorized { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("credentials not sent to token realm"),
+            "{err}"
+        );
+        assert_eq!(realm.authorizations(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn realm_schemes() {
+        let c = client().with_insecure_hosts(|h| h == "insecure.local:5000" || h == "lan.local");
+        let takes = |realm: &str| c.realm_takes_credentials(realm);
+        assert_eq!(takes("https://auth.docker.io/token"), Ok(true));
+        assert_eq!(takes("https://other.host:8443/t"), Ok(true));
+        assert_eq!(takes("http://auth.docker.io/token"), Ok(false));
+        assert_eq!(takes("http://insecure.local:5000/token"), Ok(true));
+        assert_eq!(takes("http://insecure.local:5001/token"), Ok(false));
+        assert_eq!(takes("http://insecure.local/token"), Ok(false));
+        assert_eq!(takes("http://lan.local/token"), Ok(true));
+        assert_eq!(takes("HTTP://lan.local/token"), Ok(true));
+        // Userinfo does not change the host the request goes to.
+        assert_eq!(takes("http://lan.local@evil.example/token"), Ok(false));
+        for bad in [
+            "ftp://lan.local/token",
+            "file:///etc/passwd",
+            "not a url",
+            "",
+        ] {
+            assert!(takes(bad).is_err(), "{bad:?}");
+        }
+        // And the pull fails naming the realm rather than sending anything.
+        let registry = bearer_registry("ftp://127.0.0.1/token".into());
+        let ep = Endpoint {
+            host: registry.host(),
+            insecure: true,
+            credentials: basic_creds(),
+        };
+        let err = client().manifest(&ep, "app", "1", "*/*").unwrap_err();
+        assert!(err.to_string().contains("not http or https"), "{err}");
+    }
+
+    #[test]
+    fn redirect_to_plain_http_carries_no_credentials() {
+        let target = Peer::start(|_| Reply::status(200).body("{}"));
+        let location = format!("http://{}/elsewhere", target.host());
+        let registry = Peer::start(move |_| Reply::status(307).header("Location", &location));
+        for credentials in [basic_creds(), Credentials::RegistryToken("tok".into())] {
+            let ep = Endpoint {
+                host: registry.host(),
+                insecure: true,
+                credentials,
+            };
+            client().manifest(&ep, "app", "1", "*/*").unwrap();
+        }
+        assert_eq!(target.seen().len(), 2);
+        assert_eq!(target.authorizations(), Vec::<String>::new());
+        // The registry itself got the registry token.
+        assert_eq!(registry.authorizations(), ["Bearer tok"]);
+    }
 }

@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod client;
 pub mod manifest;
+#[cfg(test)]
+mod peer;
 pub mod policy;
 pub mod pull;
 pub mod reference;

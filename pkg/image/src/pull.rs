@@ -13,7 +13,7 @@ use std::time::Duration;
 use crio_storage::unpack::Limits;
 use crio_storage::{Digest, ImageRecord, ImageStore, LayerStore, chain_ids};
 
-use crate::auth::Credentials;
+use crate::auth::{Credentials, RequestCredentials};
 use crate::client::{Client, ClientError, Endpoint, read_error};
 use crate::manifest::{self, Descriptor, Manifest, Platform};
 use crate::policy::Policy;
@@ -71,9 +71,12 @@ pub struct PullOptions<'a> {
     pub registries: &'a RegistriesConf,
     /// The trust policy (None: accept anything).
     pub policy: Option<&'a Policy>,
-    /// Credentials of the request, used for every registry tried.
-    pub credentials: Option<Credentials>,
-    /// Credentials by registry (from the auth file), when the request has none.
+    /// Credentials of the request, presented only to the registry they are
+    /// for ([`RequestCredentials::for_endpoint`]).
+    pub credentials: Option<RequestCredentials>,
+    /// Credentials by registry and repository (the auth file), for every
+    /// endpoint the request's credentials are not for; a mirror is looked
+    /// up by its own location.
     pub lookup_credentials: &'a (dyn Fn(&Reference) -> Credentials + Sync),
     /// A read that makes no progress for this long fails the pull.
     pub progress_timeout: Option<Duration>,
@@ -109,7 +112,9 @@ impl Puller {
 
     /// Pulls `name` and returns the stored image.
     pub fn pull(&self, name: &str, opts: &PullOptions) -> Result<ImageRecord, PullError> {
-        let client = Client::new(opts.progress_timeout, opts.cancel.clone());
+        let registries = opts.registries.clone();
+        let client = Client::new(opts.progress_timeout, opts.cancel.clone())
+            .with_insecure_hosts(move |host| registries.is_insecure(host));
         let found = self.find_manifest(&client, name, opts)?;
         let (config_desc, layer_descs) = match &found.manifest {
             Manifest::Image { config, layers } => (Some(config.clone()), layers.clone()),
@@ -211,20 +216,25 @@ impl Puller {
             .resolve(name)
             .map_err(|e| PullError::InvalidName(format!("image {name:?}: {e}")))?;
         let mut errors = Vec::new();
+        let mut unauthorized = false;
         for candidate in candidates {
             let endpoints = opts
                 .registries
                 .endpoints(&candidate)
                 .map_err(|e| PullError::Blocked(format!("pull {candidate}: {e}")))?;
-            let credentials = opts
-                .credentials
-                .clone()
-                .unwrap_or_else(|| (opts.lookup_credentials)(&candidate));
             for ep in endpoints {
+                let credentials = match opts
+                    .credentials
+                    .as_ref()
+                    .and_then(|c| c.for_endpoint(name, &ep.reference))
+                {
+                    Some(from_request) => from_request.clone(),
+                    None => (opts.lookup_credentials)(&ep.reference),
+                };
                 let endpoint = Endpoint {
                     host: ep.reference.registry.clone(),
                     insecure: ep.insecure,
-                    credentials: credentials.clone(),
+                    credentials,
                 };
                 let repo = ep.reference.repository.clone();
                 let reference = ep.reference.manifest_reference().to_string();
@@ -242,14 +252,22 @@ impl Puller {
                             manifest,
                         });
                     }
-                    Err(e) if e.try_next() => {
+                    // A registry or mirror that wants other credentials
+                    // may still be followed by one that serves the image.
+                    Err(e) if e.try_next() || matches!(e, ClientError::Unauthorized { .. }) => {
+                        unauthorized |= matches!(e, ClientError::Unauthorized { .. });
                         errors.push(format!("{}/{repo}: {e}", endpoint.host));
                     }
                     Err(e) => return Err(client_error(&candidate, e)),
                 }
             }
         }
-        if errors.iter().all(|e| e.contains("not found")) {
+        if unauthorized {
+            Err(PullError::Unauthorized(format!(
+                "pull {name:?}: {}",
+                errors.join("; ")
+            )))
+        } else if errors.iter().all(|e| e.contains("not found")) {
             Err(PullError::NotFound(format!(
                 "image {name:?} not found: {}",
                 errors.join("; ")
@@ -529,6 +547,8 @@ fn now_nanos() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::AuthFile;
+    use crate::peer::{Peer, Reply};
 
     #[test]
     fn diff_ids_that_are_not_digests_are_refused_naming_the_field() {
@@ -554,5 +574,152 @@ mod tests {
             );
         }
         assert!(diff_ids(&serde_json::json!({})).unwrap().is_empty());
+    }
+
+    /// Request credentials for `server_address` (empty: the image's registry).
+    fn basic(user: &str, password: &str, server_address: &str) -> Option<RequestCredentials> {
+        let credentials = Credentials::Basic {
+            username: user.into(),
+            password: password.into(),
+        };
+        Some(RequestCredentials::new(credentials, server_address).unwrap())
+    }
+
+    /// `Basic base64(user:password)`.
+    fn header(user: &str, password: &str) -> String {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {token}")
+    }
+
+    /// A registry that wants basic credentials and then has nothing.
+    fn basic_registry() -> Peer {
+        Peer::start(|seen| match seen.authorization {
+            None => Reply::status(401).header("WWW-Authenticate", r#"Basic realm="r""#),
+            Some(_) => Reply::status(404),
+        })
+    }
+
+    struct World {
+        _dir: tempfile::TempDir,
+        puller: Puller,
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let layers = LayerStore::open(&dir.path().join("layers")).unwrap();
+        let images = Arc::new(ImageStore::open(&dir.path().join("images")).unwrap());
+        World {
+            puller: Puller::new(layers, images),
+            _dir: dir,
+        }
+    }
+
+    /// Pulls `name` with the request's `credentials` and `auth_file`;
+    /// the outcome is not the point (the peers have no image).
+    fn pull(
+        registries: &str,
+        name: &str,
+        credentials: Option<RequestCredentials>,
+        auth_file: &AuthFile,
+    ) -> PullError {
+        let registries = RegistriesConf::parse(registries, "registries.conf").unwrap();
+        let lookup = |r: &Reference| auth_file.lookup(&r.registry, &r.repository);
+        let opts = PullOptions {
+            registries: &registries,
+            policy: None,
+            credentials,
+            lookup_credentials: &lookup,
+            progress_timeout: Some(Duration::from_secs(10)),
+            cancel: Arc::default(),
+            pinned: false,
+        };
+        world().puller.pull(name, &opts).unwrap_err()
+    }
+
+    #[test]
+    fn short_name_candidates_do_not_get_the_request_credentials() {
+        let (b, a) = (basic_registry(), basic_registry());
+        let conf = format!(
+            "short-name-mode = \"permissive\"\n\
+             unqualified-search-registries = [\"{b}\", \"{a}\"]\n\
+             [[registry]]\nlocation = \"{b}\"\ninsecure = true\n\
+             [[registry]]\nlocation = \"{a}\"\ninsecure = true\n",
+            a = a.host(),
+            b = b.host()
+        );
+        // The kubelet looked these up for docker.io/library/app, the name
+        // as Docker reads it: neither search registry gets them.
+        let err = pull(
+            &conf,
+            "app:1",
+            basic("alice", "s3cret", ""),
+            &AuthFile::default(),
+        );
+        assert!(matches!(err, PullError::Unauthorized(_)), "{err}");
+        assert_eq!(b.authorizations(), Vec::<String>::new());
+        assert_eq!(a.authorizations(), Vec::<String>::new());
+        // Each candidate was asked: one wanting credentials does not end
+        // the search.
+        for peer in [&b, &a] {
+            assert!(
+                peer.seen().iter().any(|s| s.path == "/v2/app/manifests/1"),
+                "{:?}",
+                peer.seen()
+            );
+        }
+
+        // With server_address naming A, A alone gets them.
+        let err = pull(
+            &conf,
+            "app:1",
+            basic("alice", "s3cret", &format!("http://{}", a.host())),
+            &AuthFile::default(),
+        );
+        assert!(matches!(err, PullError::Unauthorized(_)), "{err}");
+        assert_eq!(b.authorizations(), Vec::<String>::new());
+        assert_eq!(a.authorizations(), [header("alice", "s3cret")]);
+    }
+
+    #[test]
+    fn mirrors_get_their_own_credentials_only() {
+        let (mirror, primary) = (basic_registry(), basic_registry());
+        let conf = format!(
+            "[[registry]]\nlocation = \"{p}/test\"\ninsecure = true\n\
+             [[registry.mirror]]\nlocation = \"{m}/cache\"\ninsecure = true\n",
+            p = primary.host(),
+            m = mirror.host()
+        );
+        let auth = AuthFile::parse(
+            &format!(
+                r#"{{"auths": {{"{m}/cache": {{"auth": "Ym9iOm1pcnJvcg=="}},
+                                "{p}": {{"auth": "Y2Fyb2w6ZmlsZQ=="}}}}}}"#,
+                m = mirror.host(),
+                p = primary.host()
+            ),
+            "auth.json",
+        )
+        .unwrap();
+        let name = format!("{}/test/app:1", primary.host());
+        // The request's credentials go to the primary; the mirror gets the
+        // auth file's entry for its own host and path (bob:mirror).
+        let err = pull(&conf, &name, basic("alice", "s3cret", ""), &auth);
+        assert!(matches!(err, PullError::NotFound(_)), "{err}");
+        assert_eq!(mirror.authorizations(), [header("bob", "mirror")]);
+        assert_eq!(primary.authorizations(), [header("alice", "s3cret")]);
+        // Without request credentials each gets its own auth file entry.
+        let (mirror_before, primary_before) = (
+            mirror.authorizations().len(),
+            primary.authorizations().len(),
+        );
+        pull(&conf, &name, None, &auth);
+        assert_eq!(
+            mirror.authorizations()[mirror_before..],
+            [header("bob", "mirror")]
+        );
+        assert_eq!(
+            primary.authorizations()[primary_before..],
+            [header("carol", "file")]
+        );
     }
 }
