@@ -10,7 +10,6 @@ pub mod cri;
 pub mod daemon;
 pub mod image;
 pub mod images;
-pub mod peer;
 pub mod pods;
 pub mod registry;
 pub mod shim;

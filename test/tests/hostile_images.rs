@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use crio_api::cri::{LinuxContainerConfig, LinuxContainerSecurityContext, ListContainersRequest};
-use crio_test::containers::{container, create, remove_pod, run_pod, setup};
+use crio_api::cri::{LinuxContainerConfig, LinuxContainerSecurityContext};
+use crio_test::containers::{container, create, list_containers, remove_pod, run_pod, setup};
 use crio_test::image::{BuiltLayer, Compression, Image, Layer, RunConfig};
 use crio_test::images::{IMAGE_PATH, busybox_layer};
 use crio_test::pods::pod_config;
@@ -115,14 +115,7 @@ async fn rootfs_paths_never_resolve_outside_and_fifos_do_not_block() {
         );
     }
     // The daemon still answers, and the failed creates left no container.
-    let listed = s
-        .client
-        .runtime
-        .list_containers(ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let listed = list_containers(&mut s.client).await;
     assert!(listed.is_empty(), "{listed:?}");
     remove_pod(&mut s.client, &pod).await;
 }

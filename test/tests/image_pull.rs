@@ -10,10 +10,10 @@ use crio_api::cri::{
     AuthConfig, ImageFilter, ImageFsInfoRequest, ImageSpec, ImageStatusRequest, ListImagesRequest,
     PullImageRequest, RemoveImageRequest,
 };
+use crio_image::peer::{Peer, Reply};
 use crio_test::cri::{pull, pull_request};
 use crio_test::image::{BuiltLayer, Compression, Image, Layer, RunConfig, host_arch, push_index};
 use crio_test::images::{IMAGE_PATH, busybox_layer};
-use crio_test::peer::{HttpPeer, Response};
 use crio_test::world::{ImageWorld, daemon_for};
 use crio_test::{Registry, TestDaemon};
 use tonic::Code;
@@ -402,15 +402,14 @@ fn basic(user: &str, password: &str) -> String {
 
 /// A registry that asks for basic credentials, waits `delay` once it has
 /// some, and then has nothing.
-fn wants_basic_auth(delay: Duration) -> HttpPeer {
-    HttpPeer::start(move |r| match r.authorization {
-        None => Response::status(401).header("WWW-Authenticate", r#"Basic realm="peer""#),
+fn wants_basic_auth(delay: Duration) -> Peer {
+    Peer::start(move |r| match r.authorization {
+        None => Reply::status(401).header("WWW-Authenticate", r#"Basic realm="peer""#),
         Some(_) => {
             std::thread::sleep(delay);
-            Response::status(404)
+            Reply::status(404)
         }
     })
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -454,15 +453,15 @@ async fn request_credentials_reach_only_their_registry() {
     assert_eq!(id, images.busybox.config_digest);
     assert!(
         other
-            .requests()
+            .seen()
             .iter()
             .any(|r| r.path.contains("/test/busybox/")),
         "B was not searched: {:?}",
-        other.requests()
+        other.seen()
     );
     let only_bob =
         |seen: Vec<String>| !seen.is_empty() && seen.iter().all(|a| *a == basic("bob", "for-b"));
-    assert!(only_bob(other.authorizations()), "{:?}", other.requests());
+    assert!(only_bob(other.authorizations()), "{:?}", other.seen());
 
     // A qualified name on A with A's credentials: the mirror on B is
     // tried first and gets only B's own.
@@ -475,14 +474,11 @@ async fn request_credentials_reach_only_their_registry() {
         .image_ref;
     assert_eq!(id, images.env.config_digest);
     assert!(
-        other
-            .requests()
-            .iter()
-            .any(|r| r.path.contains("/mirror/env/")),
+        other.seen().iter().any(|r| r.path.contains("/mirror/env/")),
         "the mirror was not tried: {:?}",
-        other.requests()
+        other.seen()
     );
-    assert!(only_bob(other.authorizations()), "{:?}", other.requests());
+    assert!(only_bob(other.authorizations()), "{:?}", other.seen());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,8 +4,8 @@
 pub mod auth;
 pub mod client;
 pub mod manifest;
-#[cfg(test)]
-mod peer;
+#[cfg(any(test, feature = "test-peer"))]
+pub mod peer;
 pub mod policy;
 pub mod pull;
 pub mod reference;

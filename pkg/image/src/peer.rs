@@ -1,6 +1,7 @@
-//! A loopback HTTP/1.1 peer for unit tests: a registry or token service
-//! that answers through a handler and records what each request carried,
-//! so a test can tell which credentials reached which host.
+//! A loopback HTTP/1.1 peer for tests (this crate's, and the integration
+//! tests' through the `test-peer` feature): a registry, mirror or token
+//! service that answers through a handler and records what each request
+//! carried, so a test can tell which credentials reached which host.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,21 +15,29 @@ const MAX_READ: u64 = 64 << 10;
 
 /// One request as the peer saw it.
 #[derive(Debug, Clone)]
-pub(crate) struct Seen {
+pub struct Seen {
+    /// GET, POST…
     pub method: String,
+    /// Path and query.
     pub path: String,
+    /// The Authorization header, if any.
     pub authorization: Option<String>,
+    /// The body, as text.
     pub body: String,
 }
 
 /// What the peer answers.
-pub(crate) struct Reply {
+pub struct Reply {
+    /// HTTP status.
     pub status: u16,
+    /// Extra headers.
     pub headers: Vec<(String, String)>,
+    /// The body.
     pub body: Vec<u8>,
 }
 
 impl Reply {
+    /// A status with no body.
     pub fn status(status: u16) -> Reply {
         Reply {
             status,
@@ -37,11 +46,13 @@ impl Reply {
         }
     }
 
+    /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.into(), value.into()));
         self
     }
 
+    /// Sets the body.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Reply {
         self.body = body.into();
         self
@@ -51,7 +62,7 @@ impl Reply {
 type Handler = dyn Fn(&Seen) -> Reply + Send + Sync;
 
 /// The peer; it stops and joins its thread on drop.
-pub(crate) struct Peer {
+pub struct Peer {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
