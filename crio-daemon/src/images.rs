@@ -17,6 +17,7 @@ use crio_image::policy::Policy;
 use crio_image::pull::{PullError, PullOptions, Puller};
 use crio_image::reference::Reference;
 use crio_image::registries::RegistriesConf;
+use crio_storage::images::Edit;
 use crio_storage::usage::{Usage, usage};
 use crio_storage::{ImageRecord, ImageStore, LayerStore};
 use tokio::sync::broadcast;
@@ -227,31 +228,41 @@ impl Images {
     /// `in_use` names the containers using each image ID: such an image
     /// may lose a tag, but is not deleted.
     pub fn remove(&self, name: &str, in_use: &dyn Fn(&str) -> Vec<String>) -> Result<(), Status> {
-        let Some(mut image) = self.find(name) else {
+        let Some(found) = self.find(name) else {
             return Ok(());
         };
-        if image.pinned {
-            return Err(Status::failed_precondition(format!(
-                "image {name:?} ({}) is pinned and cannot be removed",
-                image.id
-            )));
+        let users = in_use(found.id.as_str());
+        // Decided and done under the store's lock: two untags of one image
+        // at once each remove their tag, and the last one the image.
+        let outcome = self.store.modify(&found.id, |image| {
+            if image.pinned {
+                let e = Status::failed_precondition(format!(
+                    "image {name:?} ({}) is pinned and cannot be removed",
+                    image.id
+                ));
+                return (Edit::Keep, Err(e));
+            }
+            let by_tag = image.repo_tags.iter().position(|t| self.names_tag(name, t));
+            if let (Some(i), true) = (by_tag, image.repo_tags.len() > 1) {
+                image.repo_tags.remove(i);
+                return (Edit::Write, Ok(false));
+            }
+            if !users.is_empty() {
+                let e = Status::failed_precondition(format!(
+                    "image {name:?} ({}) is in use by container {}",
+                    image.id,
+                    users.join(", ")
+                ));
+                return (Edit::Keep, Err(e));
+            }
+            (Edit::Remove, Ok(true))
+        });
+        let removed = outcome
+            .map_err(|e| Status::internal(e.to_string()))?
+            .transpose()?;
+        if removed == Some(true) {
+            self.gc();
         }
-        let storage = |e: crio_storage::images::ImageStoreError| Status::internal(e.to_string());
-        let by_tag = image.repo_tags.iter().position(|t| self.names_tag(name, t));
-        if let (Some(i), true) = (by_tag, image.repo_tags.len() > 1) {
-            image.repo_tags.remove(i);
-            return self.store.update(image).map_err(storage);
-        }
-        let users = in_use(image.id.as_str());
-        if !users.is_empty() {
-            return Err(Status::failed_precondition(format!(
-                "image {name:?} ({}) is in use by container {}",
-                image.id,
-                users.join(", ")
-            )));
-        }
-        self.store.remove(&image.id).map_err(storage)?;
-        self.gc();
         Ok(())
     }
 

@@ -59,7 +59,21 @@ fn err(path: &Path) -> impl FnOnce(io::Error) -> ImageStoreError + '_ {
 #[derive(Debug)]
 pub struct ImageStore {
     dir: PathBuf,
+    /// Held by every change for its whole read-modify-write (fsync
+    /// included); reads take only `records`, briefly.
+    changing: Mutex<()>,
     records: Mutex<BTreeMap<Digest, ImageRecord>>,
+}
+
+/// What [`ImageStore::modify`] does with a record after its edit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    /// Leave the record as it was.
+    Keep,
+    /// Store the edited record.
+    Write,
+    /// Delete the image's record.
+    Remove,
 }
 
 fn file_name(id: &Digest) -> String {
@@ -90,12 +104,18 @@ impl ImageStore {
         }
         Ok(Self {
             dir: dir.to_path_buf(),
+            changing: Mutex::new(()),
             records: Mutex::new(records),
         })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Digest, ImageRecord>> {
         self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serialises changes: one read-modify-write of the records at a time.
+    fn changing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn write(&self, record: &ImageRecord) -> Result<(), ImageStoreError> {
@@ -143,13 +163,14 @@ impl ImageStore {
     /// Stores `record`, merging names into an existing image of the same ID;
     /// its tags are taken from any other image that held them.
     pub fn add(&self, record: ImageRecord) -> Result<ImageRecord, ImageStoreError> {
-        let mut records = self.lock();
+        let _changing = self.changing();
+        let records = self.lock();
         let mut changed = Vec::new();
-        for other in records.values_mut().filter(|r| r.id != record.id) {
-            let before = other.repo_tags.len();
-            other.repo_tags.retain(|t| !record.repo_tags.contains(t));
-            if other.repo_tags.len() != before {
-                changed.push(other.clone());
+        for other in records.values().filter(|r| r.id != record.id) {
+            if other.repo_tags.iter().any(|t| record.repo_tags.contains(t)) {
+                let mut other = other.clone();
+                other.repo_tags.retain(|t| !record.repo_tags.contains(t));
+                changed.push(other);
             }
         }
         let merged = match records.get(&record.id) {
@@ -170,26 +191,53 @@ impl ImageStore {
             }
             None => record,
         };
+        // Reads are not held up by the writes below.
+        drop(records);
         // The new record first: a crash in between leaves a tag on two
         // images, which the next add of either repairs.
         self.write(&merged)?;
-        for c in &changed {
-            self.write(c)?;
-            records.insert(c.id.clone(), c.clone());
+        self.lock().insert(merged.id.clone(), merged.clone());
+        for c in changed {
+            self.write(&c)?;
+            self.lock().insert(c.id.clone(), c);
         }
-        records.insert(merged.id.clone(), merged.clone());
         Ok(merged)
     }
 
-    /// Replaces the stored record of `record.id` as it is.
-    pub fn update(&self, record: ImageRecord) -> Result<(), ImageStoreError> {
-        self.write(&record)?;
-        self.lock().insert(record.id.clone(), record);
-        Ok(())
+    /// Edits the record of image `id` in one step: `edit` sees the current
+    /// record and says what becomes of it, and no other change of the store
+    /// runs in between, so concurrent edits (two untags) neither lose an
+    /// update nor tear the file. `None` when there is no such image,
+    /// otherwise what `edit` returned. The edit cannot change the ID.
+    pub fn modify<T>(
+        &self,
+        id: &Digest,
+        edit: impl FnOnce(&mut ImageRecord) -> (Edit, T),
+    ) -> Result<Option<T>, ImageStoreError> {
+        let _changing = self.changing();
+        let Some(mut record) = self.get(id) else {
+            return Ok(None);
+        };
+        let (what, out) = edit(&mut record);
+        match what {
+            Edit::Keep => {}
+            Edit::Write => {
+                record.id = id.clone();
+                self.write(&record)?;
+                self.lock().insert(record.id.clone(), record);
+            }
+            Edit::Remove => self.remove_changing(id)?,
+        }
+        Ok(Some(out))
     }
 
     /// Deletes an image record.
     pub fn remove(&self, id: &Digest) -> Result<(), ImageStoreError> {
+        let _changing = self.changing();
+        self.remove_changing(id)
+    }
+
+    fn remove_changing(&self, id: &Digest) -> Result<(), ImageStoreError> {
         let path = self.dir.join(file_name(id));
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(err(&path)(e)),
@@ -267,5 +315,49 @@ mod tests {
         let store = ImageStore::open(tmp.path()).unwrap();
         assert!(store.list().is_empty());
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn concurrent_untags_lose_no_update_and_leave_a_whole_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(tmp.path()).unwrap();
+        let tags: Vec<String> = (0..16).map(|i| format!("r/x:{i}")).collect();
+        let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let mut keep = tag_refs.clone();
+        keep.push("r/x:kept");
+        let id = store.add(record("a", &keep)).unwrap().id;
+        std::thread::scope(|s| {
+            for tag in &tags {
+                let (store, id) = (&store, &id);
+                s.spawn(move || {
+                    let untag = |image: &mut ImageRecord| {
+                        image.repo_tags.retain(|t| t != tag);
+                        (Edit::Write, ())
+                    };
+                    assert_eq!(store.modify(id, untag).unwrap(), Some(()));
+                });
+            }
+        });
+        assert_eq!(store.get(&id).unwrap().repo_tags, ["r/x:kept"]);
+        let reopened = ImageStore::open(tmp.path()).unwrap();
+        assert_eq!(reopened.get(&id).unwrap().repo_tags, ["r/x:kept"]);
+    }
+
+    #[test]
+    fn modify_keeps_writes_or_removes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(tmp.path()).unwrap();
+        let id = store.add(record("a", &["r/x:1"])).unwrap().id;
+        let missing = store.modify(&Digest::of(b"none"), |_| (Edit::Write, ()));
+        assert_eq!(missing.unwrap(), None);
+        let kept = store.modify(&id, |r| {
+            r.repo_tags.clear();
+            (Edit::Keep, r.repo_tags.len())
+        });
+        assert_eq!(kept.unwrap(), Some(0));
+        assert_eq!(store.get(&id).unwrap().repo_tags, ["r/x:1"]);
+        store.modify(&id, |_| (Edit::Remove, ())).unwrap();
+        assert!(store.get(&id).is_none());
+        assert!(ImageStore::open(tmp.path()).unwrap().list().is_empty());
     }
 }
