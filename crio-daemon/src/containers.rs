@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use crio_api::Status;
 use crio_api::cri::{ContainerConfig, ContainerMetadata};
 use crio_api::task::{self, ttrpc};
-use crio_storage::atomic;
 use crio_storage::mount::{Overlay, unmount};
+use crio_storage::{atomic, dirs};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Id;
@@ -228,8 +229,17 @@ const MAX_USER_DB: u64 = 4 << 20;
 impl RootfsJob {
     fn run(mut self) -> Result<Prepared, Status> {
         let (upper, work) = (self.store.join("upper"), self.store.join("work"));
-        for d in [&upper, &work, &self.rootfs] {
-            std::fs::create_dir_all(d).map_err(internal)?;
+        let bundle = self.rootfs.parent().unwrap_or(&self.rootfs).to_path_buf();
+        // Only root walks into the container's directories; the upper dir
+        // becomes the container's `/`, which its non-root user must enter.
+        for (d, mode) in [
+            (&self.store, dirs::PRIVATE),
+            (&upper, dirs::SHARED),
+            (&work, dirs::PRIVATE),
+            (&bundle, dirs::PRIVATE),
+            (&self.rootfs, dirs::PRIVATE),
+        ] {
+            dirs::ensure(d, mode).map_err(|e| internal(format!("create {}: {e}", d.display())))?;
         }
         Overlay {
             lowers: std::mem::take(&mut self.lowers),
@@ -485,8 +495,9 @@ impl Containers {
     pub fn open(config: &crio_config::Config) -> anyhow::Result<Self> {
         let records_dir = config.root.join("containers");
         let run_dir = config.runroot.join("containers");
-        std::fs::create_dir_all(&records_dir)?;
-        std::fs::create_dir_all(&run_dir)?;
+        for d in [&records_dir, &run_dir] {
+            dirs::ensure(d, dirs::PRIVATE).with_context(|| format!("create {}", d.display()))?;
+        }
         let mut records = BTreeMap::new();
         for entry in std::fs::read_dir(&records_dir)?.flatten() {
             if let Some(r) = std::fs::read(entry.path().join("record.json"))

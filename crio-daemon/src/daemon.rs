@@ -232,11 +232,7 @@ fn mark_clean_stop(file: &Path) {
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(dir)
+    crio_storage::dirs::ensure(dir, crio_storage::dirs::TRAVERSABLE)
         .with_context(|| format!("create {}", dir.display()))
 }
 

@@ -72,7 +72,7 @@ impl Images {
         let layers = LayerStore::open(&layers_dir)?;
         let store = Arc::new(ImageStore::open(&config.root.join("images"))?);
         let containers_dir = config.root.join("containers");
-        std::fs::create_dir_all(&containers_dir)
+        crio_storage::dirs::ensure(&containers_dir, crio_storage::dirs::PRIVATE)
             .with_context(|| format!("create {}", containers_dir.display()))?;
         let timeout = crio_config::parse_duration(&config.image.pull_progress_timeout)
             .ok()

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use anyhow::Context as _;
 use crio_api::cri::{NamespaceMode, PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol};
 use crio_api::{Code, Status};
 use crio_config::Config;
@@ -155,8 +156,11 @@ impl Pods {
         let records_dir = config.root.join("pods");
         let pending_dir = config.root.join("pods-pending");
         let run_dir = config.runroot.join("pods");
+        // Only root enters: the pods' files and their /dev/shm are reached
+        // by containers through their bind mounts, not by path.
         for d in [&records_dir, &pending_dir, &run_dir] {
-            std::fs::create_dir_all(d)?;
+            crio_storage::dirs::ensure(d, crio_storage::dirs::PRIVATE)
+                .with_context(|| format!("create {}", d.display()))?;
         }
         atomic::remove_debris(&records_dir)?;
         let mut records = BTreeMap::new();
@@ -511,8 +515,15 @@ impl Pods {
 
         let host_etc =
             |f: &str| std::fs::read_to_string(Path::new("/etc").join(f)).unwrap_or_default();
+        // Readable by the containers' users, whatever the daemon's umask.
         let write = |file: &str, content: &str| {
-            std::fs::write(dir.join(file), content)
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.join(file);
+            std::fs::write(&path, content)
+                .and_then(|()| {
+                    let readable = std::fs::Permissions::from_mode(0o644);
+                    std::fs::File::open(&path)?.set_permissions(readable)
+                })
                 .map_err(|e| internal(format!("write {file}: {e}")))
         };
         write("hostname", &format!("{hostname}\n"))?;

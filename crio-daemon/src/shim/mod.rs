@@ -90,7 +90,8 @@ impl Shims {
         systemd_cgroup: bool,
     ) -> Result<Self, String> {
         let socket_dir = runroot.join("shims");
-        std::fs::create_dir_all(&socket_dir).map_err(|e| ttrpc_err("create shims dir", e))?;
+        crio_storage::dirs::ensure(&socket_dir, crio_storage::dirs::PRIVATE)
+            .map_err(|e| ttrpc_err("create shims dir", e))?;
         let events = runroot.join("events.sock");
         let _ = std::fs::remove_file(&events);
         let service = task::create_events(Arc::new(EventLog));

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic;
 use crate::digest::Digest;
+use crate::{atomic, dirs};
 
 /// One stored image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ impl ImageStore {
     /// Loads every record in `dir`, removing leftovers of interrupted writes
     /// and records that do not parse.
     pub fn open(dir: &Path) -> Result<Self, ImageStoreError> {
-        fs::create_dir_all(dir).map_err(err(dir))?;
+        dirs::ensure(dir, dirs::PRIVATE).map_err(err(dir))?;
         atomic::remove_debris(dir).map_err(err(dir))?;
         let mut records = BTreeMap::new();
         for entry in fs::read_dir(dir).map_err(err(dir))?.flatten() {

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::atomic;
 use crate::digest::Digest;
 use crate::unpack::{Limits, UnpackError, unpack};
+use crate::{atomic, dirs};
 
 /// Why a layer operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +138,7 @@ impl LayerStore {
             fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
         }
         for sub in [dir.to_path_buf(), dir.join("l"), tmp] {
-            fs::create_dir_all(&sub).map_err(io_err(&sub))?;
+            dirs::ensure(&sub, dirs::PRIVATE).map_err(io_err(&sub))?;
         }
         let store = Self {
             dir: dir.to_path_buf(),
@@ -302,14 +302,16 @@ fn short_name(chain_id: &Digest) -> LinkName {
     LinkName(out)
 }
 
-/// A fresh directory under `parent` named after the process and a counter.
+/// A fresh directory under `parent` named after the process and a counter;
+/// private, as the layer directory it becomes.
 fn tempfile_dir(parent: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = parent.join(format!("{}-{n}", std::process::id()));
-        match fs::create_dir(&dir) {
+        match fs::DirBuilder::new().mode(dirs::PRIVATE).create(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),

@@ -1,9 +1,11 @@
 //! Layer storage: unpacking layers safely, the layer store keyed by chain
-//! ID, image records, overlay mounts, usage figures and garbage collection.
+//! ID, image records, overlay mounts, usage figures and garbage collection,
+//! and the directory modes that keep local users out of them.
 #![deny(unsafe_code)]
 
 pub mod atomic;
 pub mod digest;
+pub mod dirs;
 pub mod images;
 pub mod layers;
 pub mod mount;
