@@ -474,6 +474,26 @@ fn infra_config(pod: &PodRecord, image_id: &str, command: &str) -> ContainerConf
     }
 }
 
+/// The shim writes the log as root at `log_directory`/`log_path`: the path
+/// must stay below the directory, as CRI-O requires (no absolute path, no
+/// `..`, a file name last).
+fn check_log_path(log_path: &str) -> Result<(), Status> {
+    use std::path::Component;
+    let path = Path::new(log_path);
+    let below = path
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if below && (log_path.is_empty() || (!log_path.ends_with('/') && path.file_name().is_some())) {
+        return Ok(());
+    }
+    Err(crio_api::status::invalid_field(
+        "config.log_path",
+        format!(
+            "{log_path:?} must be a file path relative to the pod's log_directory, without \"..\""
+        ),
+    ))
+}
+
 /// The capabilities this process may grant (its bounding set).
 fn bounding_set() -> Vec<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -763,6 +783,7 @@ impl Containers {
                 "must not be empty",
             ));
         }
+        check_log_path(&config.log_path)?;
         let pmd = pod.metadata();
         let name = format!(
             "k8s_{}_{}_{}_{}_{}",
@@ -954,6 +975,13 @@ impl Containers {
         };
         spec.annotations
             .insert("io.kubernetes.cri-o.LogPath".into(), log_path.clone());
+        if !log_path.is_empty() {
+            // The shim resolves the log path below it, following no symlink.
+            spec.annotations.insert(
+                "io.crio-rs.LogDirectory".into(),
+                pod.config.log_directory.clone(),
+            );
+        }
         for (key, on) in [
             ("io.kubernetes.cri-o.Stdin", config.stdin),
             ("io.kubernetes.cri-o.StdinOnce", config.stdin_once),
@@ -1523,5 +1551,31 @@ impl Containers {
             .into_iter()
             .filter(|r| r.pod_id == pod_id)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_paths_stay_below_the_log_directory() {
+        for good in ["", "c.log", "c/0.log", "./c/0.log", "c/./0.log"] {
+            assert!(check_log_path(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "/etc/passwd",
+            "../x",
+            "c/../../x",
+            "c/..",
+            "..",
+            ".",
+            "c/",
+            "/",
+        ] {
+            let e = check_log_path(bad).unwrap_err();
+            assert_eq!(e.code(), crio_api::Code::InvalidArgument, "{bad}");
+            assert!(e.message().starts_with("config.log_path: "), "{bad}: {e:?}");
+        }
     }
 }

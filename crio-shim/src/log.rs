@@ -2,12 +2,17 @@
 //! lines; a line longer than the buffer is written in P(artial) pieces, a
 //! final line without a newline as P.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::ffi::OsStr;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use std::io::Write;
-use std::sync::Mutex;
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, OpenHow, ResolveFlag, fcntl, openat2};
+use nix::sys::stat::{Mode, mkdirat};
 
 /// Longest piece written as one log line.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -39,35 +44,119 @@ pub fn timestamp(t: SystemTime) -> String {
 /// A container's log file, shared by its stdout and stderr copiers.
 #[derive(Debug)]
 pub struct LogFile {
-    path: PathBuf,
+    dir: PathBuf,
+    below: PathBuf,
     file: Mutex<std::fs::File>,
 }
 
-/// Lines are appended with plain writes: a short write to a local file
-/// costs less than a thread pool to do it in the background.
-fn open_append(path: &PathBuf) -> std::io::Result<std::fs::File> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// Where the log goes: the log directory, which the kubelet made and the
+/// shim trusts, and the path below it, which a pod may have tampered with
+/// (a hostPath mount of its log directory lets a container plant symlinks).
+/// Without a directory, the file's parent is the directory.
+fn split(path: &Path, dir: Option<&Path>) -> io::Result<(PathBuf, PathBuf)> {
+    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_string());
+    let (dir, below) = match dir {
+        Some(dir) => (
+            dir,
+            path.strip_prefix(dir)
+                .map_err(|_| invalid("not below the log directory"))?,
+        ),
+        None => (
+            path.parent().ok_or_else(|| invalid("no directory"))?,
+            Path::new(path.file_name().ok_or_else(|| invalid("no file name"))?),
+        ),
+    };
+    if below.file_name().is_none()
+        || !below
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+    {
+        return Err(invalid("not a plain path below the log directory"));
     }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    Ok((dir.to_path_buf(), below.to_path_buf()))
+}
+
+/// Opens `below` inside `dir` for appending, by descriptor: every component
+/// is resolved beneath the one before and never through a symlink, missing
+/// directories are made (and only those), and the file must be a regular
+/// file of its own (no FIFO that would block, no hard link to another
+/// file). Lines are appended with plain writes: a short write to a local
+/// file costs less than a thread pool to do it in the background.
+fn open_append(dir: &Path, below: &Path) -> io::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    let beneath = ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS;
+    let refused = |name: &OsStr, e: Errno| {
+        let why = match e {
+            Errno::ELOOP => "a symlink is in the way".to_string(),
+            Errno::EXDEV => "leaves the log directory".to_string(),
+            // A FIFO nobody reads (O_NONBLOCK), a device.
+            Errno::ENXIO => "not a regular file".to_string(),
+            e => e.desc().to_lowercase(),
+        };
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("{}: {why}", name.to_string_lossy()),
+        )
+    };
+    let mut at: OwnedFd = std::fs::File::open(dir)?.into();
+    let mut parts: Vec<&OsStr> = below.iter().collect();
+    let name = parts.pop().expect("split gives a file name");
+    for part in parts {
+        let how = OpenHow::new()
+            .flags(OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(beneath);
+        at = match openat2(&at, part, how) {
+            Err(Errno::ENOENT) => {
+                match mkdirat(&at, part, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(refused(part, e)),
+                }
+                openat2(&at, part, how)
+            }
+            other => other,
+        }
+        .map_err(|e| refused(part, e))?;
+    }
+    let how = OpenHow::new()
+        .flags(
+            OFlag::O_WRONLY
+                | OFlag::O_APPEND
+                | OFlag::O_CREAT
+                | OFlag::O_CLOEXEC
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK,
+        )
+        .mode(Mode::from_bits_truncate(0o640))
+        .resolve(beneath);
+    let file = std::fs::File::from(openat2(&at, name, how).map_err(|e| refused(name, e))?);
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() || meta.nlink() != 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a regular file of its own", name.to_string_lossy()),
+        ));
+    }
+    fcntl(&file, FcntlArg::F_SETFL(OFlag::O_APPEND)).map_err(io::Error::from)?;
+    Ok(file)
 }
 
 impl LogFile {
-    /// Opens (appending, creating) `path`.
-    pub async fn open(path: PathBuf) -> std::io::Result<Arc<Self>> {
-        let file = open_append(&path)?;
+    /// Opens (appending, creating) `path`, which must be below the log
+    /// directory `dir` when one is given.
+    pub async fn open(path: &Path, dir: Option<&Path>) -> io::Result<Arc<Self>> {
+        let (dir, below) = split(path, dir)?;
+        let file = open_append(&dir, &below)?;
         Ok(Arc::new(Self {
-            path,
+            dir,
+            below,
             file: Mutex::new(file),
         }))
     }
 
-    /// Opens the file at its path again (after the kubelet rotated it).
-    pub async fn reopen(&self) -> std::io::Result<()> {
-        let file = open_append(&self.path)?;
+    /// Opens the file at its path again (after the kubelet rotated it),
+    /// with the same care as the first open.
+    pub async fn reopen(&self) -> io::Result<()> {
+        let file = open_append(&self.dir, &self.below)?;
         *self.file.lock().unwrap_or_else(|p| p.into_inner()) = file;
         Ok(())
     }
@@ -123,7 +212,7 @@ mod tests {
     async fn lines_partials_and_streams() {
         let tmp = std::env::temp_dir().join(format!("crio-shim-log-{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
-        let log = LogFile::open(tmp.clone()).await.unwrap();
+        let log = LogFile::open(&tmp, None).await.unwrap();
         let long = vec![b'x'; MAX_LINE + 5];
         let mut input = b"one\ntwo\n".to_vec();
         input.extend_from_slice(&long);
@@ -157,5 +246,93 @@ mod tests {
         assert_eq!(lines[3], ("stdout", "F", "xxxxx"));
         assert_eq!(lines[4], ("stdout", "P", "tail"));
         assert_eq!(lines[5], ("stderr", "F", "err"));
+    }
+
+    fn tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (logs, victim) = (tmp.path().join("logs"), tmp.path().join("victim"));
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("file"), "host\n").unwrap();
+        (tmp, logs, victim)
+    }
+
+    fn victim_untouched(victim: &Path) {
+        assert_eq!(
+            std::fs::read_to_string(victim.join("file")).unwrap(),
+            "host\n"
+        );
+        assert_eq!(std::fs::read_dir(victim).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn symlinks_below_the_log_directory_are_not_followed() {
+        let (_tmp, logs, victim) = tree();
+        std::os::unix::fs::symlink(victim.join("file"), logs.join("last.log")).unwrap();
+        std::os::unix::fs::symlink(&victim, logs.join("parent")).unwrap();
+        std::os::unix::fs::symlink("../victim/file", logs.join("relative.log")).unwrap();
+        for path in ["last.log", "parent/file", "parent/new.log", "relative.log"] {
+            let err = LogFile::open(&logs.join(path), Some(&logs))
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("symlink"), "{path}: {err}");
+        }
+        // Without a log directory, the file's parent is it.
+        let err = LogFile::open(&logs.join("last.log"), None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        victim_untouched(&victim);
+    }
+
+    #[tokio::test]
+    async fn paths_outside_and_special_files_are_refused() {
+        let (_tmp, logs, victim) = tree();
+        let outside = victim.join("new.log");
+        assert!(LogFile::open(&outside, Some(&logs)).await.is_err());
+        let dotdot = logs.join("../victim/new.log");
+        assert!(LogFile::open(&dotdot, Some(&logs)).await.is_err());
+        nix::unistd::mkfifo(&logs.join("fifo.log"), Mode::from_bits_truncate(0o600)).unwrap();
+        // A FIFO must not block the open (the test would hang).
+        let err = LogFile::open(&logs.join("fifo.log"), Some(&logs))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("regular file"), "{err}");
+        std::fs::hard_link(victim.join("file"), logs.join("hard.log")).unwrap();
+        assert!(
+            LogFile::open(&logs.join("hard.log"), Some(&logs))
+                .await
+                .is_err()
+        );
+        std::fs::remove_file(logs.join("hard.log")).unwrap();
+        victim_untouched(&victim);
+    }
+
+    #[tokio::test]
+    async fn missing_directories_are_made_and_reopen_keeps_the_care() {
+        let (_tmp, logs, victim) = tree();
+        let path = logs.join("ctr/0.log");
+        let log = LogFile::open(&path, Some(&logs.join("."))).await.unwrap();
+        log.write_line("stdout", 'F', b"one").await;
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .ends_with(" stdout F one\n")
+        );
+        // The kubelet rotates; a container then plants a symlink in its place.
+        std::fs::rename(&path, logs.join("ctr/0.log.1")).unwrap();
+        std::os::unix::fs::symlink(victim.join("file"), &path).unwrap();
+        let err = log.reopen().await.unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        log.write_line("stdout", 'F', b"two").await;
+        victim_untouched(&victim);
+        std::fs::remove_file(&path).unwrap();
+        log.reopen().await.unwrap();
+        log.write_line("stdout", 'F', b"three").await;
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .ends_with(" stdout F three\n")
+        );
     }
 }

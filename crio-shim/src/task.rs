@@ -38,6 +38,9 @@ use crio_attach::channel;
 
 /// The annotation that carries the CRI log path, as CRI-O names it.
 pub const LOG_PATH_ANNOTATION: &str = "io.kubernetes.cri-o.LogPath";
+/// The annotation that carries the pod's log directory, below which the log
+/// path is resolved without following symlinks.
+pub const LOG_DIRECTORY_ANNOTATION: &str = "io.crio-rs.LogDirectory";
 /// The annotation that says the container keeps stdin open (CRI `stdin`).
 pub const STDIN_ANNOTATION: &str = "io.kubernetes.cri-o.Stdin";
 /// The annotation for CRI `stdin_once`.
@@ -121,6 +124,7 @@ fn record_exit(bundle: &Path, exit: Exit) -> std::io::Result<()> {
 #[derive(Default)]
 struct BundleInfo {
     log_path: Option<PathBuf>,
+    log_directory: Option<PathBuf>,
     stdin: bool,
     stdin_once: bool,
     cgroup: Option<PathBuf>,
@@ -136,6 +140,9 @@ fn bundle_info(bundle: &Path) -> BundleInfo {
     let annotation = |key: &str| spec["annotations"][key].as_str().unwrap_or_default();
     BundleInfo {
         log_path: Some(annotation(LOG_PATH_ANNOTATION))
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+        log_directory: Some(annotation(LOG_DIRECTORY_ANNOTATION))
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
         stdin: annotation(STDIN_ANNOTATION) == "true",
@@ -351,13 +358,14 @@ impl TaskService {
         bundle: PathBuf,
         info: BundleInfo,
     ) -> TtrpcResult<api::CreateTaskResponse> {
-        let log =
-            match &info.log_path {
-                Some(p) => Some(LogFile::open(p.clone()).await.map_err(|e| {
-                    error(Code::INTERNAL, format!("open log {}: {e}", p.display()))
-                })?),
-                None => None,
-            };
+        let log = match &info.log_path {
+            Some(p) => Some(
+                LogFile::open(p, info.log_directory.as_deref())
+                    .await
+                    .map_err(|e| error(Code::INTERNAL, format!("open log {}: {e}", p.display())))?,
+            ),
+            None => None,
+        };
         let io = ProcessIo::new(IoOptions {
             log,
             stdout: req.stdout.clone(),
