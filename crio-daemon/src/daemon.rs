@@ -85,6 +85,9 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
         &config.runtime.cgroup_manager,
         Path::new("/run/systemd/system"),
     )?;
+    // A seccomp_profile that is not a profile stops the start before the
+    // socket opens (the container store reads it again for its defaults).
+    crio_spec::seccomp::Profile::configured(&config.runtime.seccomp_profile)?;
     let lsm = crate::containers::host_lsm(&config).report(config.runtime.selinux);
     tracing::info!(apparmor = %lsm["apparmor"], selinux = %lsm["selinux"], "security modules");
     for dir in [&config.root, &config.runroot] {
