@@ -123,7 +123,7 @@ pub struct ApiConfig {
     pub stream_tls_key: PathBuf,
     /// CA that client certificates must chain to.
     pub stream_tls_ca: PathBuf,
-    /// Idle streaming sessions are closed after this long ("" = never).
+    /// Idle streaming sessions are closed after this long ("" = 4h, as CRI-O).
     pub stream_idle_timeout: String,
     /// Largest gRPC message the daemon sends.
     pub grpc_max_send_msg_size: u64,

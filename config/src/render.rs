@@ -66,7 +66,7 @@ const DOCS: &[(&str, &str)] = &[
     ),
     (
         "crio.api.stream_idle_timeout",
-        "Close idle streaming sessions after this long (\"\" = never).",
+        "Close idle streaming sessions after this long (\"\" = 4h).",
     ),
     (
         "crio.api.grpc_max_send_msg_size",

@@ -548,7 +548,7 @@ impl Containers {
                 .filter_map(|u| crio_config::parse_ulimit(u))
                 .collect(),
             pids_limit: rt.pids_limit,
-            seccomp_default: None,
+            seccomp_default: crio_spec::seccomp::Profile::configured(&rt.seccomp_profile)?,
             systemd_cgroups: rt.cgroup_manager == "systemd",
             image_volumes: config.image.image_volumes.clone(),
             apparmor_profile: rt.apparmor_profile.clone(),

@@ -85,6 +85,9 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
         &config.runtime.cgroup_manager,
         Path::new("/run/systemd/system"),
     )?;
+    // A seccomp_profile that is not a profile stops the start before the
+    // socket opens (the container store reads it again for its defaults).
+    crio_spec::seccomp::Profile::configured(&config.runtime.seccomp_profile)?;
     let lsm = crate::containers::host_lsm(&config).report(config.runtime.selinux);
     tracing::info!(apparmor = %lsm["apparmor"], selinux = %lsm["selinux"], "security modules");
     for dir in [&config.root, &config.runroot] {
@@ -281,6 +284,16 @@ async fn stop_signal(signals: Option<(tokio::signal::unix::Signal, tokio::signal
     tracing::info!("{name} received: finishing in-flight calls");
 }
 
+/// `stream_idle_timeout`: empty is CRI-O's default, never "forever".
+fn stream_idle_timeout(text: &str) -> Result<std::time::Duration> {
+    match text {
+        "" => Ok(crio_streaming::ServerConfig::default().idle_timeout),
+        text => crio_config::parse_duration(text)
+            .map_err(anyhow::Error::msg)
+            .context("stream_idle_timeout"),
+    }
+}
+
 /// Starts the streaming server on `stream_address:stream_port`.
 async fn start_streaming(state: &Arc<State>) -> Result<crio_streaming::Server> {
     let api = &state.config.api;
@@ -294,12 +307,8 @@ async fn start_streaming(state: &Arc<State>) -> Result<crio_streaming::Server> {
             api.stream_address
         )
     })?;
-    let idle = match api.stream_idle_timeout.as_str() {
-        "" => std::time::Duration::from_secs(u64::from(u32::MAX)),
-        text => crio_config::parse_duration(text)
-            .map_err(anyhow::Error::msg)
-            .context("stream_idle_timeout")?,
-    };
+    let defaults = crio_streaming::ServerConfig::default();
+    let idle = stream_idle_timeout(&api.stream_idle_timeout)?;
     let tls = api
         .stream_enable_tls
         .then(|| crio_streaming::tls::TlsFiles {
@@ -311,7 +320,7 @@ async fn start_streaming(state: &Arc<State>) -> Result<crio_streaming::Server> {
         addr: std::net::SocketAddr::new(ip, port),
         idle_timeout: idle,
         tls,
-        ..Default::default()
+        ..defaults
     };
     let backend = crate::streaming::StreamBackend::new(Arc::downgrade(state));
     let server = crio_streaming::Server::start(config, backend)
@@ -324,6 +333,14 @@ async fn start_streaming(state: &Arc<State>) -> Result<crio_streaming::Server> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_stream_idle_timeout_is_four_hours() {
+        let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+        assert_eq!(stream_idle_timeout("").unwrap(), hours(4));
+        assert_eq!(stream_idle_timeout("1h").unwrap(), hours(1));
+        assert!(stream_idle_timeout("soon").is_err());
+    }
 
     #[test]
     fn systemd_driver_needs_systemd() {

@@ -46,9 +46,15 @@ pub struct Setup {
 
 /// Starts a registry with the standard images and a daemon that pulled busybox.
 pub async fn setup() -> Setup {
+    setup_with_files(&[]).await
+}
+
+/// Like [`setup`], with `files` written into the daemon's directory before
+/// it starts (a drop-in under `conf.d/` changes its configuration).
+pub async fn setup_with_files(files: &[(&str, &str)]) -> Setup {
     let registry = Registry::start().unwrap();
     let images = push_standard_images(&registry).unwrap();
-    let world = PodWorld::start_with_registry(&registry).unwrap();
+    let world = PodWorld::start_with_registry_files(&registry, "", files).unwrap();
     let mut client = world.daemon.client().await.unwrap();
     pull(&mut client, &images.busybox.reference).await.unwrap();
     Setup {

@@ -14,6 +14,7 @@ pub mod pods;
 pub mod registry;
 pub mod shim;
 pub mod sign;
+pub mod syscall_probe;
 pub mod world;
 
 pub use daemon::TestDaemon;

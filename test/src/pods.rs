@@ -35,14 +35,21 @@ impl PodWorld {
 
     /// Like [`PodWorld::start_with_registry`], with more `[crio.image]` text.
     pub fn start_with_registry_and(registry: &crate::Registry, image_toml: &str) -> Result<Self> {
+        Self::start_with_registry_files(registry, image_toml, &[])
+    }
+
+    /// Like [`PodWorld::start_with_registry_and`], after writing `files`
+    /// into the daemon's directory (see [`TestDaemon::start_with_files`]).
+    pub fn start_with_registry_files(
+        registry: &crate::Registry,
+        image_toml: &str,
+        files: &[(&str, &str)],
+    ) -> Result<Self> {
         let (bridge, prefix) = Self::names();
         let conflist = bridge_conflist(&bridge, &prefix);
-        let daemon = crate::world::daemon_for(
-            registry,
-            "",
-            image_toml,
-            &[("net.d/10-crio-test.conflist", &conflist)],
-        )?;
+        let mut all = vec![("net.d/10-crio-test.conflist", conflist.as_str())];
+        all.extend_from_slice(files);
+        let daemon = crate::world::daemon_for(registry, "", image_toml, &all)?;
         Ok(Self {
             daemon,
             bridge,

@@ -11,7 +11,9 @@ use crio_api::cri::{
     LinuxContainerResources, LinuxContainerSecurityContext, Mount, NamespaceMode, SecurityProfile,
     security_profile::ProfileType,
 };
-use crio_test::containers::{container, create, remove_pod, run_pod, setup};
+use crio_test::containers::{
+    Setup, container, create, remove_pod, run_pod, setup, setup_with_files,
+};
 use crio_test::pods::{pod_config, privileged_pod_config, test_cgroup_parent};
 use tonic::Code;
 
@@ -723,4 +725,112 @@ async fn recursive_read_only_mounts_cover_submounts() {
     assert_ne!(code, 0);
     assert!(err.contains("Read-only"), "{err}");
     remove_pod(&mut s.client, &pod_id).await;
+}
+
+/// A container running `sleep` under RuntimeDefault seccomp, with the
+/// default capabilities plus `add`, and `mounts`.
+fn runtime_default(s: &Setup, name: &str, add: &[&str], mounts: Vec<Mount>) -> ContainerConfig {
+    let mut config = container(name, &s.images.busybox.reference, &["sleep", "1000"]);
+    config.mounts = mounts;
+    config.linux = Some(LinuxContainerConfig {
+        resources: None,
+        security_context: Some(LinuxContainerSecurityContext {
+            capabilities: Some(Capability {
+                add_capabilities: add.iter().map(|c| c.to_string()).collect(),
+                ..Default::default()
+            }),
+            seccomp: Some(SecurityProfile {
+                profile_type: ProfileType::RuntimeDefault as i32,
+                localhost_ref: String::new(),
+            }),
+            ..Default::default()
+        }),
+    });
+    config
+}
+
+/// RuntimeDefault is an allow-list: a container without CAP_SYS_ADMIN
+/// cannot make a namespace (clone with CLONE_NEWUSER refused, clone3
+/// answered ENOSYS, unshare refused) nor set up io_uring; with
+/// CAP_SYS_ADMIN it can make namespaces.
+#[cfg(target_arch = "x86_64")]
+#[tokio::test]
+async fn runtime_default_seccomp_refuses_namespaces_without_cap_sys_admin() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut s = setup().await;
+    let dir = s.world.daemon.path("probes");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, elf) in crio_test::syscall_probe::namespace_and_io_uring_probes() {
+        std::fs::write(dir.join(name), elf).unwrap();
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let probes = vec![Mount {
+        container_path: "/probes".into(),
+        host_path: dir.display().to_string(),
+        readonly: true,
+        ..Default::default()
+    }];
+    let pod_id = run_pod(&mut s.client, pod_config("seccomp", POD, POD)).await;
+    let plain = runtime_default(&s, "plain", &[], probes.clone());
+    let plain = start(&mut s.client, &pod_id, plain).await;
+    let admin = runtime_default(&s, "admin", &["SYS_ADMIN"], probes);
+    let admin = start(&mut s.client, &pod_id, admin).await;
+    let c = &mut s.client;
+    // A probe exits with the errno of its call (0: it succeeded).
+    let mut errno =
+        async |id: &str, probe: &str| out(c, id, &format!("/probes/{probe}; echo $?")).await;
+
+    assert_eq!(errno(&plain, "fork").await, "0", "a plain fork works");
+    assert_eq!(errno(&plain, "clone-newuser").await, "1", "EPERM");
+    assert_eq!(errno(&plain, "clone3-newuser").await, "38", "ENOSYS");
+    assert_eq!(errno(&plain, "io-uring-setup").await, "1", "EPERM");
+    assert_eq!(errno(&admin, "clone-newuser").await, "0");
+    assert_eq!(errno(&admin, "clone3-newuser").await, "0");
+    assert_eq!(errno(&admin, "io-uring-setup").await, "1", "EPERM");
+    let (code, _, err) = exec(c, &plain, "unshare -U true").await;
+    assert_ne!(code, 0);
+    assert!(err.contains("Operation not permitted"), "{err}");
+    assert_eq!(out(c, &admin, "unshare -U true && echo made").await, "made");
+    remove_pod(&mut s.client, &pod_id).await;
+}
+
+/// `seccomp_profile` in crio.conf is the RuntimeDefault profile; a file
+/// that is not a profile stops the daemon at start-up, naming the file.
+#[tokio::test]
+async fn the_configured_seccomp_profile_is_runtime_default() {
+    let profile = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#;
+    let drop_in = "[crio.runtime]\nseccomp_profile = \"{dir}/only-mkdir.json\"\n";
+    let mut s = setup_with_files(&[
+        ("only-mkdir.json", profile),
+        ("conf.d/50-seccomp.conf", drop_in),
+    ])
+    .await;
+    let pod_id = run_pod(&mut s.client, pod_config("profile", POD, POD)).await;
+    let config = runtime_default(&s, "confined", &[], Vec::new());
+    let id = start(&mut s.client, &pod_id, config).await;
+    let (code, _, err) = exec(&mut s.client, &id, "mkdir /tmp/d").await;
+    assert_ne!(code, 0);
+    assert!(err.contains("Operation not permitted"), "{err}");
+    // The built-in profile would refuse this.
+    assert_eq!(
+        out(&mut s.client, &id, "unshare -U true && echo allowed").await,
+        "allowed"
+    );
+    remove_pod(&mut s.client, &pod_id).await;
+
+    let err = crio_test::TestDaemon::start_with_files(
+        "",
+        &[],
+        &[
+            (
+                "only-mkdir.json",
+                "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [",
+            ),
+            ("conf.d/50-seccomp.conf", drop_in),
+        ],
+    )
+    .err()
+    .expect("the daemon started with a broken seccomp profile");
+    assert!(format!("{err:#}").contains("only-mkdir.json"), "{err:#}");
 }

@@ -64,8 +64,9 @@ pub struct Defaults {
     pub ulimits: Vec<(String, i64, i64)>,
     /// `pids_limit` (≤ 0: none).
     pub pids_limit: i64,
-    /// The RuntimeDefault seccomp profile (`seccomp_profile`, else built in).
-    pub seccomp_default: Option<Value>,
+    /// The RuntimeDefault seccomp profile from `seccomp_profile` (None: the
+    /// built-in one).
+    pub seccomp_default: Option<seccomp::Profile>,
     /// `cgroup_manager` is systemd.
     pub systemd_cgroups: bool,
     /// `image_volumes`: mkdir, bind or ignore.
@@ -474,6 +475,7 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
         ));
     }
     let caps = capabilities(config, &input.defaults.capabilities, &input.host.bounding)?;
+    let seccomp = seccomp_for(&sc, input.defaults, &caps)?;
     let rlimits = input
         .defaults
         .ulimits
@@ -637,7 +639,6 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
         }
     }
 
-    let seccomp = seccomp_for(&sc, privileged, input.defaults)?;
     let cgroups_path = if input.defaults.systemd_cgroups {
         let parent = if input.pod.cgroup_parent.is_empty() {
             "system.slice"
@@ -702,47 +703,38 @@ pub fn build(input: &Input) -> Result<Spec, SpecError> {
     })
 }
 
+/// The OCI seccomp filter the request asks for, resolved for the
+/// container's capabilities `caps`: none unless a profile is named.
 fn seccomp_for(
     sc: &crio_api::cri::LinuxContainerSecurityContext,
-    privileged: bool,
     defaults: &Defaults,
+    caps: &[String],
 ) -> Result<Option<Value>, SpecError> {
-    let field = "config.linux.security_context.seccomp";
-    let profile = sc.seccomp.clone();
-    match profile {
-        None if privileged => Ok(None),
+    let field = "config.linux.security_context.seccomp.localhost_ref";
+    let platform = seccomp::Platform::host();
+    match &sc.seccomp {
         None => Ok(None),
         Some(p) if p.profile_type == ProfileType::Unconfined as i32 => Ok(None),
-        Some(p) if p.profile_type == ProfileType::RuntimeDefault as i32 => Ok(Some(
-            defaults
+        Some(p) if p.profile_type == ProfileType::RuntimeDefault as i32 => {
+            let profile = defaults
                 .seccomp_default
-                .clone()
-                .unwrap_or_else(seccomp::default_profile),
-        )),
+                .as_ref()
+                .unwrap_or_else(|| seccomp::Profile::runtime_default());
+            Ok(Some(profile.resolve(caps, platform)))
+        }
         Some(p) => {
             let path = p.localhost_ref.trim_start_matches("localhost/");
             if !path.starts_with('/') {
-                return Err(invalid(
-                    &format!("{field}.localhost_ref"),
-                    format!("{path:?} is not an absolute path"),
-                ));
+                return Err(invalid(field, format!("{path:?} is not an absolute path")));
             }
-            let text = std::fs::read_to_string(path).map_err(|e| SpecError::Missing {
-                field: format!("{field}.localhost_ref"),
-                reason: format!("seccomp profile {path}: {e}"),
-            })?;
-            let value: Value = serde_json::from_str(&text).map_err(|e| {
-                invalid(
-                    &format!("{field}.localhost_ref"),
-                    format!("seccomp profile {path}: {e}"),
-                )
-            })?;
-            seccomp::to_oci(&value).map(Some).map_err(|e| {
-                invalid(
-                    &format!("{field}.localhost_ref"),
-                    format!("seccomp profile {path}: {e}"),
-                )
-            })
+            match seccomp::Profile::load(Path::new(path)) {
+                Ok(profile) => Ok(Some(profile.resolve(caps, platform))),
+                Err(e @ seccomp::ProfileError::Read { .. }) => Err(SpecError::Missing {
+                    field: field.into(),
+                    reason: e.to_string(),
+                }),
+                Err(e) => Err(invalid(field, e.to_string())),
+            }
         }
     }
 }

@@ -312,7 +312,7 @@ fn privileged_security_and_resources() {
     assert_eq!(spec.linux.resources.memory.unwrap().limit, Some(64 << 20));
     assert_eq!(
         spec.linux.seccomp.unwrap()["defaultAction"],
-        "SCMP_ACT_ALLOW"
+        "SCMP_ACT_ERRNO"
     );
 }
 
@@ -480,5 +480,177 @@ fn security_modules_apply_where_the_host_has_them() {
     assert_eq!(
         spec.linux.mount_label.as_deref(),
         Some("system_u:object_r:container_file_t:s0:c7,c9")
+    );
+}
+
+/// What a seccomp filter in OCI form answers to `name` called with `args`:
+/// the action and errno of the first rule naming it whose argument
+/// conditions all hold, else the default action (errno EPERM unless set).
+fn verdict(filter: &Value, name: &str, args: [u64; 6]) -> (String, Option<u64>) {
+    let holds = |c: &Value| {
+        let arg = args[c["index"].as_u64().unwrap() as usize];
+        let value = c["value"].as_u64().unwrap();
+        let two = c["valueTwo"].as_u64().unwrap_or(0);
+        match c["op"].as_str().unwrap() {
+            "SCMP_CMP_NE" => arg != value,
+            "SCMP_CMP_LT" => arg < value,
+            "SCMP_CMP_LE" => arg <= value,
+            "SCMP_CMP_EQ" => arg == value,
+            "SCMP_CMP_GE" => arg >= value,
+            "SCMP_CMP_GT" => arg > value,
+            "SCMP_CMP_MASKED_EQ" => arg & value == two,
+            op => panic!("unknown op {op}"),
+        }
+    };
+    let errno =
+        |action: &str, ret: &Value| (action == "SCMP_ACT_ERRNO").then(|| ret.as_u64().unwrap_or(1));
+    for rule in filter["syscalls"].as_array().unwrap() {
+        let named = rule["names"].as_array().unwrap().iter().any(|n| n == name);
+        let conditions = rule["args"].as_array().cloned().unwrap_or_default();
+        if named && conditions.iter().all(holds) {
+            let action = rule["action"].as_str().unwrap();
+            return (action.to_string(), errno(action, &rule["errnoRet"]));
+        }
+    }
+    let action = filter["defaultAction"].as_str().unwrap();
+    (
+        action.to_string(),
+        errno(action, &filter["defaultErrnoRet"]),
+    )
+}
+
+fn runtime_default(add: &[&str]) -> Value {
+    let c = with_sc(LinuxContainerSecurityContext {
+        capabilities: Some(Capability {
+            add_capabilities: add.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        }),
+        seccomp: Some(SecurityProfile {
+            profile_type: 0,
+            localhost_ref: String::new(),
+        }),
+        ..Default::default()
+    });
+    build_with(&c).unwrap().linux.seccomp.unwrap()
+}
+
+const CLONE_NEWUSER: u64 = 0x1000_0000;
+const SIGCHLD: u64 = 17;
+/// The flags glibc's pthread_create passes to clone.
+const CLONE_THREAD_FLAGS: u64 = 0x003d_0f00;
+
+#[test]
+fn runtime_default_allows_only_what_containers_need() {
+    let filter = runtime_default(&[]);
+    let allow = || ("SCMP_ACT_ALLOW".to_string(), None);
+    let refused = |errno| ("SCMP_ACT_ERRNO".to_string(), Some(errno));
+    assert_eq!(filter["defaultAction"], "SCMP_ACT_ERRNO");
+    for name in [
+        "read",
+        "openat",
+        "execve",
+        "futex",
+        "epoll_pwait",
+        "exit_group",
+    ] {
+        assert_eq!(verdict(&filter, name, [0; 6]), allow(), "{name}");
+    }
+    // Not in the list: refused with EPERM, whatever the arguments.
+    for name in [
+        "io_uring_setup",
+        "io_uring_enter",
+        "keyctl",
+        "add_key",
+        "userfaultfd",
+    ] {
+        assert_eq!(verdict(&filter, name, [0; 6]), refused(1), "{name}");
+    }
+    // Without CAP_SYS_ADMIN: fork and threads, but no new namespace.
+    assert_eq!(verdict(&filter, "clone", [SIGCHLD, 0, 0, 0, 0, 0]), allow());
+    assert_eq!(
+        verdict(&filter, "clone", [CLONE_THREAD_FLAGS, 0, 0, 0, 0, 0]),
+        allow()
+    );
+    assert_eq!(
+        verdict(&filter, "clone", [CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0, 0]),
+        refused(1)
+    );
+    // clone3 cannot be filtered by flags (they are behind a pointer): ENOSYS
+    // makes glibc fall back to clone.
+    assert_eq!(verdict(&filter, "clone3", [0; 6]), refused(38));
+    for name in ["unshare", "setns", "mount", "umount2", "kcmp", "reboot"] {
+        assert_eq!(verdict(&filter, name, [0; 6]), refused(1), "{name}");
+    }
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(
+            filter["architectures"],
+            json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])
+        );
+    }
+}
+
+#[test]
+fn runtime_default_follows_the_container_capabilities() {
+    let filter = runtime_default(&["SYS_ADMIN", "SYS_PTRACE"]);
+    let allow = || ("SCMP_ACT_ALLOW".to_string(), None);
+    assert_eq!(
+        verdict(&filter, "clone", [CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0, 0]),
+        allow()
+    );
+    for name in [
+        "clone3", "unshare", "setns", "mount", "umount2", "kcmp", "ptrace",
+    ] {
+        assert_eq!(verdict(&filter, name, [0; 6]), allow(), "{name}");
+    }
+    // A capability the container does not hold still refuses its calls.
+    assert_eq!(
+        verdict(&filter, "reboot", [0; 6]),
+        ("SCMP_ACT_ERRNO".to_string(), Some(1))
+    );
+    assert_eq!(
+        verdict(&filter, "io_uring_setup", [0; 6]),
+        ("SCMP_ACT_ERRNO".to_string(), Some(1))
+    );
+}
+
+#[test]
+fn seccomp_profile_from_the_config_is_runtime_default() {
+    let c = with_sc(LinuxContainerSecurityContext {
+        seccomp: Some(SecurityProfile {
+            profile_type: 0,
+            localhost_ref: String::new(),
+        }),
+        ..Default::default()
+    });
+    let d = Defaults {
+        seccomp_default: Some(
+            seccomp::Profile::parse(r#"{"defaultAction": "SCMP_ACT_LOG"}"#).unwrap(),
+        ),
+        ..defaults()
+    };
+    let img = image();
+    let pod = PodSandboxConfig::default();
+    let spec = build(&Input {
+        id: "c1",
+        config: &c,
+        image: &img,
+        rootfs: Path::new("/rootfs"),
+        pod: Pod {
+            config: &pod,
+            files_dir: PathBuf::from("/run/pods/p1"),
+            shm: None,
+            netns: None,
+            ipcns: None,
+            utsns: None,
+            pidns: None,
+            cgroup_parent: String::new(),
+        },
+        defaults: &d,
+        host: &host(),
+    })
+    .unwrap();
+    assert_eq!(
+        verdict(&spec.linux.seccomp.unwrap(), "unshare", [0; 6]),
+        ("SCMP_ACT_LOG".to_string(), None)
     );
 }

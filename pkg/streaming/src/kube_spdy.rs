@@ -151,27 +151,46 @@ pub async fn serve_remotecommand(
 }
 
 /// Serves port-forwarding on a SPDY session: each pair of error and data
-/// streams with the same `requestID` is one connection to `port`.
+/// streams with the same `requestID` is one connection to `port`. At most
+/// `most` requests wait for their second stream and at most `most`
+/// connections run at once; a stream beyond either bound is refused (closed,
+/// the reason written on an error stream).
 pub async fn serve_port_forward(
     session: Arc<Session>,
     pod: String,
     allowed: Vec<i32>,
     backend: Arc<dyn Backend>,
+    most: usize,
 ) {
+    let running = Arc::new(tokio::sync::Semaphore::new(most));
     let mut pending: HashMap<String, (Option<Stream>, Option<Stream>)> = HashMap::new();
     while let Some(s) = session.accept().await {
         let request = s.header("requestid").unwrap_or_default().to_string();
-        let kind = s.header("streamtype").unwrap_or_default().to_string();
-        let entry = pending.entry(request.clone()).or_default();
-        match kind.as_str() {
-            "error" => entry.0 = Some(s),
-            "data" => entry.1 = Some(s),
+        let is_error = match s.header("streamtype").unwrap_or_default() {
+            "error" => true,
+            "data" => false,
             _ => continue,
+        };
+        if !pending.contains_key(&request) && pending.len() >= most {
+            let why = "too many port-forward streams waiting for their pair";
+            refuse(s, if is_error { why } else { "" });
+            continue;
+        }
+        let entry = pending.entry(request.clone()).or_default();
+        if is_error {
+            entry.0 = Some(s);
+        } else {
+            entry.1 = Some(s);
         }
         if entry.0.is_none() || entry.1.is_none() {
             continue;
         }
         let Some((Some(mut error), Some(data))) = pending.remove(&request) else {
+            continue;
+        };
+        let Ok(permit) = running.clone().try_acquire_owned() else {
+            refuse(error, "too many port-forward connections at once");
+            refuse(data, "");
             continue;
         };
         let backend = backend.clone();
@@ -188,12 +207,24 @@ pub async fn serve_port_forward(
                     data.header("port")
                 )),
             };
+            drop(permit);
             if let Err(e) = result {
                 let _ = error.pipe.write_all(e.as_bytes()).await;
             }
             let _ = error.pipe.shutdown().await;
         });
     }
+}
+
+/// Closes a port-forward stream, writing `why` first (for an error stream).
+fn refuse(stream: Stream, why: &'static str) {
+    tokio::spawn(async move {
+        let mut pipe = stream.pipe;
+        if !why.is_empty() {
+            let _ = pipe.write_all(why.as_bytes()).await;
+        }
+        let _ = pipe.shutdown().await;
+    });
 }
 
 /// Opens a SPDY session at `url` (`http://host:port/path`), offering

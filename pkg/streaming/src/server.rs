@@ -2,16 +2,19 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -26,7 +29,8 @@ use crate::{Backend, Error, Request};
 pub struct ServerConfig {
     /// Address to listen on (port 0: a free port).
     pub addr: SocketAddr,
-    /// Sessions without traffic this long are closed.
+    /// Sessions without traffic this long are closed (default 4 hours, as
+    /// CRI-O).
     pub idle_timeout: Duration,
     /// How long a URL stays valid before it is used.
     pub token_ttl: Duration,
@@ -34,6 +38,19 @@ pub struct ServerConfig {
     pub max_pending: usize,
     /// Serve HTTPS with these files.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// A client has this long to finish the TLS handshake, and then again
+    /// to send its request head. A connection serves one request (a
+    /// session after an upgrade, else it closes), so no connection idles
+    /// outside a session, which has `idle_timeout`.
+    pub header_timeout: Duration,
+    /// Connections served at once, upgraded sessions included; further
+    /// clients wait in the listen backlog (file descriptors are shared
+    /// with the CRI socket).
+    pub max_connections: usize,
+    /// Port-forward streams one session may have waiting for their partner
+    /// stream, and forwarded connections it may run at once (ports of a
+    /// WebSocket port-forward).
+    pub max_port_forward_streams: usize,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +61,9 @@ impl Default for ServerConfig {
             token_ttl: Duration::from_secs(60),
             max_pending: 1000,
             tls: None,
+            header_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            max_port_forward_streams: 64,
         }
     }
 }
@@ -60,13 +80,19 @@ struct Shared {
     tokens: Arc<Tokens>,
     backend: Arc<dyn Backend>,
     idle: Duration,
+    max_port_forward_streams: usize,
 }
 
 type Reply = Response<Full<Bytes>>;
 
+/// An answer that ends the connection (an upgrade replaces the header):
+/// streaming clients send one request per connection, so no connection
+/// idles between requests.
 fn reply(status: StatusCode, text: &str) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
     *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
 
@@ -87,48 +113,23 @@ impl Server {
             tokens: tokens.clone(),
             backend,
             idle: config.idle_timeout,
+            max_port_forward_streams: config.max_port_forward_streams,
         });
-        let (stop, mut stopped) = watch::channel(false);
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    a = listener.accept() => a,
-                    _ = stopped.wait_for(|s| *s) => break,
-                };
-                let Ok((tcp, _)) = accepted else { continue };
-                let shared = shared.clone();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(handle(req, shared)) }
-                    });
-                    let http = hyper::server::conn::http1::Builder::new();
-                    match tls.map(|t| t.acceptor()) {
-                        None => {
-                            let _ = http
-                                .serve_connection(TokioIo::new(tcp), service)
-                                .with_upgrades()
-                                .await;
-                        }
-                        Some(Ok(acceptor)) => {
-                            // A client without an acceptable certificate
-                            // fails here.
-                            if let Ok(Ok(stream)) =
-                                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                                    .await
-                            {
-                                let _ = http
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .with_upgrades()
-                                    .await;
-                            }
-                        }
-                        Some(Err(_)) => {}
-                    }
-                });
-            }
-        });
+        let (stop, stopped) = watch::channel(false);
+        let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        let header_timeout = config.header_timeout;
+        tokio::spawn(accept_loop(listener, stopped, limit, move |tcp, permit| {
+            let conn = Connection {
+                io: Counted {
+                    io: tcp,
+                    _permit: permit,
+                },
+                shared: shared.clone(),
+                tls: tls.clone(),
+                header_timeout,
+            };
+            tokio::spawn(conn.serve());
+        }));
         Ok(Self {
             addr,
             scheme,
@@ -158,6 +159,192 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Accepts connections while fewer than the bound are open (the rest wait
+/// in the listen backlog, holding no descriptor of ours), backing off when
+/// accepting fails, until `stopped`.
+async fn accept_loop<F>(
+    listener: TcpListener,
+    mut stopped: watch::Receiver<bool>,
+    limit: Arc<Semaphore>,
+    mut serve: F,
+) where
+    F: FnMut(TcpStream, OwnedSemaphorePermit),
+{
+    let mut backoff = AcceptBackoff::default();
+    let mut at_limit = false;
+    loop {
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => {
+                at_limit = false;
+                p
+            }
+            Err(_) => {
+                if !at_limit {
+                    at_limit = true;
+                    tracing::warn!("streaming connections at their bound: new ones wait");
+                }
+                tokio::select! {
+                    p = limit.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    _ = stopped.wait_for(|s| *s) => break,
+                }
+            }
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        match accepted {
+            Ok((tcp, _)) => {
+                if let Some(failures) = backoff.succeeded() {
+                    tracing::info!(failures, "streaming server accepting again");
+                }
+                serve(tcp, permit);
+            }
+            Err(e) => {
+                let Some(delay) = backoff.failed(&e) else {
+                    continue;
+                };
+                if backoff.failures == 1 {
+                    tracing::warn!(
+                        "streaming server: accept: {e}; retrying with back-off until it works"
+                    );
+                }
+                drop(permit);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopped.wait_for(|s| *s) => break,
+                }
+            }
+        }
+    }
+}
+
+/// The wait after a failed accept. An error about the one connection (it
+/// was reset or aborted before we took it) needs none; any other (EMFILE,
+/// ENFILE, ENOBUFS, ENOMEM) persists while the listener stays readable, so
+/// accepting again at once would only spin: wait 10 ms, doubling up to 1 s
+/// while failures go on.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    /// Failed accepts in a row (errors about one connection aside).
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+
+    /// Notes a failed accept; how long to wait before the next one (None:
+    /// at once).
+    fn failed(&mut self, e: &std::io::Error) -> Option<Duration> {
+        use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
+        if matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted) {
+            return None;
+        }
+        let delay = Self::FIRST
+            .saturating_mul(1 << self.failures.min(16))
+            .min(Self::MAX);
+        self.failures = self.failures.saturating_add(1);
+        Some(delay)
+    }
+
+    /// Notes a successful accept; the failures before it, if any.
+    fn succeeded(&mut self) -> Option<u32> {
+        let failures = std::mem::take(&mut self.failures);
+        (failures > 0).then_some(failures)
+    }
+}
+
+/// A connection's socket, holding its place among the bounded connections
+/// for as long as it lives (after an upgrade, inside the session).
+struct Counted<S> {
+    io: S,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// One accepted connection: TLS if configured, then one HTTP request.
+struct Connection {
+    io: Counted<TcpStream>,
+    shared: Arc<Shared>,
+    tls: Option<Arc<crate::tls::Reloading>>,
+    header_timeout: Duration,
+}
+
+impl Connection {
+    async fn serve(self) {
+        let shared = self.shared;
+        let service = hyper::service::service_fn(move |req| {
+            let shared = shared.clone();
+            async move { Ok::<_, Infallible>(handle(req, shared)) }
+        });
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout);
+        match self.tls.map(|t| t.acceptor()) {
+            None => {
+                let _ = http
+                    .serve_connection(TokioIo::new(self.io), service)
+                    .with_upgrades()
+                    .await;
+            }
+            Some(Ok(acceptor)) => {
+                // A client without an acceptable certificate fails here.
+                let handshake = acceptor.accept(self.io);
+                if let Ok(Ok(stream)) = tokio::time::timeout(self.header_timeout, handshake).await {
+                    let _ = http
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                }
+            }
+            Some(Err(_)) => {}
+        }
     }
 }
 
@@ -227,6 +414,14 @@ fn handle(mut req: hyper::Request<Incoming>, shared: Arc<Shared>) -> Reply {
                 return reply(
                     StatusCode::BAD_REQUEST,
                     &format!("ports {asked:?} are not among the requested {:?}", pf.ports),
+                );
+            }
+            // Two channels per port, numbered in one byte.
+            let most = shared.max_port_forward_streams.min(127);
+            if asked.len() > most {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    &format!("{} ports asked: too many (at most {most})", asked.len()),
                 );
             }
             asked
@@ -332,7 +527,9 @@ fn spdy_upgrade(mut req: hyper::Request<Incoming>, request: Request, shared: Arc
                 kube_spdy::serve_remotecommand(session, protocol, Session::Attach(r), backend).await
             }
             Request::PortForward(pf) => {
-                kube_spdy::serve_port_forward(session, pf.pod_sandbox_id, pf.ports, backend).await
+                let most = shared.max_port_forward_streams;
+                kube_spdy::serve_port_forward(session, pf.pod_sandbox_id, pf.ports, backend, most)
+                    .await
             }
         }
         watchdog.abort();
@@ -352,6 +549,27 @@ fn spdy_upgrade(mut req: hyper::Request<Incoming>, request: Request, shared: Arc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_failures_back_off_and_reset() {
+        let mut b = AcceptBackoff::default();
+        let emfile = std::io::Error::from_raw_os_error(24);
+        let delays: Vec<_> = (0..10).map(|_| b.failed(&emfile).unwrap()).collect();
+        assert_eq!(delays[0], Duration::from_millis(10));
+        assert_eq!(delays[1], Duration::from_millis(20));
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(delays[9], Duration::from_secs(1), "capped");
+        // An error about one connection: retry at once, not a failure.
+        let aborted = std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
+        assert_eq!(b.failed(&aborted), None);
+        assert_eq!(b.succeeded(), Some(10));
+        assert_eq!(b.succeeded(), None);
+        assert_eq!(b.failed(&emfile), Some(Duration::from_millis(10)));
+        // Many failures in a row do not overflow.
+        for _ in 0..100 {
+            assert!(b.failed(&emfile).unwrap() <= Duration::from_secs(1));
+        }
+    }
 
     #[test]
     fn ports_from_the_query() {
