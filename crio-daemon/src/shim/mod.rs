@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crio_api::task::{self, Events, TaskClient, ttrpc};
 use tokio::io::AsyncReadExt;
@@ -53,6 +54,10 @@ pub struct Shims {
     clients: Mutex<HashMap<String, TaskClient>>,
     /// One start at a time per pod: concurrent creates share one shim.
     starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The shims this daemon started, until shut down: a shutdown waits for
+    /// the process to be gone, so nothing of a rolled-back pod outlives it.
+    /// Each is reaped by a task of its own as soon as it exits.
+    exits: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
     _server: tokio::sync::Mutex<Option<ttrpc::asynchronous::Server>>,
 }
 
@@ -112,6 +117,7 @@ impl Shims {
             events,
             clients: Mutex::default(),
             starting: Mutex::default(),
+            exits: Mutex::default(),
             _server: tokio::sync::Mutex::new(Some(server)),
         })
     }
@@ -241,6 +247,15 @@ impl Shims {
             let _ = out.read_to_end(&mut Vec::new()).await;
         }
         if Path::new(served.trim_start_matches("unix://")).exists() {
+            let (exited, exit) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+                let _ = exited.send(true);
+            });
+            self.exits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_string(), exit);
             return Ok(());
         }
         // It exited without serving: its status and log say why.
@@ -310,6 +325,18 @@ impl Shims {
             let _ = c
                 .shutdown(ttrpc::context::with_timeout(2_000_000_000), &req)
                 .await;
+            let exit = self
+                .exits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(id);
+            if let Some(mut exit) = exit {
+                let exited =
+                    tokio::time::timeout(Duration::from_secs(2), exit.wait_for(|e| *e)).await;
+                if exited.is_err() {
+                    tracing::warn!(pod = id, "shim still running 2 s after its shutdown");
+                }
+            }
             self.clients
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
