@@ -35,6 +35,7 @@ use crate::io::{IoOptions, ProcessIo};
 use crate::log::LogFile;
 use crate::runc::Runc;
 use crio_attach::channel;
+use crio_attach::limits::EXEC_SYNC_OUTPUT_MAX;
 
 /// The annotation that carries the CRI log path, as CRI-O names it.
 pub const LOG_PATH_ANNOTATION: &str = "io.kubernetes.cri-o.LogPath";
@@ -155,7 +156,8 @@ fn bundle_info(bundle: &Path) -> BundleInfo {
 }
 
 /// Where an exec's stdin comes from: an absolute path is a FIFO (as ctr
-/// passes), any other non-empty value means attach clients.
+/// passes), any other non-empty value means attach clients. Output into
+/// regular files (the daemon's ExecSync) stops at the cap the daemon reads.
 fn exec_io_options(req: &api::ExecProcessRequest) -> IoOptions {
     let fifo = req.stdin.starts_with('/');
     IoOptions {
@@ -169,6 +171,7 @@ fn exec_io_options(req: &api::ExecProcessRequest) -> IoOptions {
         },
         stdin: !req.stdin.is_empty() && !fifo,
         stdin_once: true,
+        file_max: Some(EXEC_SYNC_OUTPUT_MAX),
     }
 }
 
@@ -373,6 +376,7 @@ impl TaskService {
             stdin_fifo: req.stdin.clone(),
             stdin: info.stdin,
             stdin_once: info.stdin_once,
+            file_max: None,
         })
         .await
         .map_err(|e| error(Code::INVALID_ARGUMENT, format!("container stdio: {e}")))?;

@@ -1,0 +1,136 @@
+//! Output a container process controls cannot fill the node: ExecSync's
+//! output stops at the cap the daemon reads (per stream) in the runtime
+//! state directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crio_api::cri::{ExecSyncRequest, NamespaceMode};
+use crio_attach::limits::EXEC_SYNC_OUTPUT_MAX;
+use crio_test::containers::{Setup, container, create, remove_pod, run_pod, setup_with_files};
+use crio_test::pods::pod_config;
+
+const POD: i32 = NamespaceMode::Pod as i32;
+
+/// Watches, every few milliseconds until dropped, the largest size any
+/// file that `pick` chooses in `dir` reaches.
+struct LargestFile {
+    stop: Arc<AtomicBool>,
+    largest: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LargestFile {
+    fn watch(dir: PathBuf, pick: fn(&Path) -> bool) -> Self {
+        let (stop, largest) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let (s, l) = (stop.clone(), largest.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    if pick(&entry.path())
+                        && let Ok(meta) = entry.metadata()
+                    {
+                        l.fetch_max(meta.len(), Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Self {
+            stop,
+            largest,
+            thread: Some(thread),
+        }
+    }
+
+    fn largest(&self) -> u64 {
+        self.largest.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for LargestFile {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_sync_output_stops_at_the_cap_and_the_exec_still_completes() {
+    let Setup {
+        world,
+        mut client,
+        images,
+        _registry,
+    } = setup_with_files(&[]).await;
+    let pod_id = run_pod(&mut client, pod_config("loud", POD, POD)).await;
+    let id = create(
+        &mut client,
+        &pod_id,
+        container("target", &images.busybox.reference, &["sleep", "600"]),
+    )
+    .await
+    .unwrap();
+    crio_test::containers::start_container(&mut client, id.clone()).await;
+
+    // 40 MiB on each stream, then a pause so the files are seen at their
+    // largest before the daemon reads and removes them.
+    let bundle = world.daemon.path("run/containers").join(&id);
+    let watch = LargestFile::watch(bundle, |p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("exec-"))
+    });
+    let script = "head -c 41943040 /dev/zero; head -c 41943040 /dev/zero >&2; sleep 1; exit 7";
+    let r = client
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: ["sh", "-c", script].map(String::from).to_vec(),
+            timeout: 120,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let largest = watch.largest();
+    drop(watch);
+    assert_eq!(r.exit_code, 7);
+    let cap = EXEC_SYNC_OUTPUT_MAX as usize;
+    assert_eq!((r.stdout.len(), r.stderr.len()), (cap, cap));
+    assert!(r.stdout.iter().chain(&r.stderr).all(|b| *b == 0));
+    assert!(largest > 0, "the output files were never seen");
+    assert!(
+        largest <= EXEC_SYNC_OUTPUT_MAX,
+        "an output file in the runroot reached {largest} bytes"
+    );
+    assert!(
+        world.daemon.log().contains("ExecSync output of container"),
+        "the daemon did not say the output was cut:\n{}",
+        world.daemon.log()
+    );
+
+    // Output under the cap comes back whole.
+    let r = client
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: ["sh", "-c", "echo small; echo err >&2"]
+                .map(String::from)
+                .to_vec(),
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (&r.stdout[..], &r.stderr[..]),
+        (&b"small\n"[..], &b"err\n"[..])
+    );
+    remove_pod(&mut client, &pod_id).await;
+}
