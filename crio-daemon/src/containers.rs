@@ -200,6 +200,9 @@ pub struct Containers {
     records: Records<ContainerRecord>,
     host: crio_spec::Host,
     defaults: crio_spec::Defaults,
+    /// `log_size_max`: the shim keeps each container's CRI log at or under
+    /// it (≤ 0: no limit).
+    log_size_max: i64,
 }
 
 /// What CreateContainer does in the container's rootfs, off the async
@@ -573,6 +576,7 @@ impl Containers {
             records: Records::new(records),
             host,
             defaults,
+            log_size_max: rt.log_size_max,
         })
     }
 
@@ -992,6 +996,12 @@ impl Containers {
             spec.annotations.insert(
                 "io.crio-rs.LogDirectory".into(),
                 pod.config.log_directory.clone(),
+            );
+        }
+        if self.log_size_max > 0 {
+            spec.annotations.insert(
+                crio_attach::limits::LOG_SIZE_MAX_ANNOTATION.into(),
+                self.log_size_max.to_string(),
             );
         }
         for (key, on) in [

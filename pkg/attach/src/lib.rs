@@ -41,6 +41,12 @@ pub mod limits {
     /// the rest; the daemon reads no more. 16 MiB, the kubelet's and CRI-O's
     /// cap (`maxExecSyncSize`).
     pub const EXEC_SYNC_OUTPUT_MAX: u64 = 16 << 20;
+
+    /// The bundle annotation that carries `log_size_max` (bytes) to the
+    /// shim, which keeps the container's CRI log file at or under it;
+    /// absent or negative: no limit. CRI-O passes it to conmon as
+    /// `--log-size-max` and has no annotation for it.
+    pub const LOG_SIZE_MAX_ANNOTATION: &str = "io.crio-rs.LogSizeMax";
 }
 
 /// Largest frame an attach client may send.
