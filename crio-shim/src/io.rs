@@ -444,9 +444,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_sink_keeps_at_most_its_limit_and_a_fifo_has_none() {
-        let dir = std::env::temp_dir().join(format!("crio-shim-sink-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let file = dir.join("out");
         let mut sink = Sink::open(&file.display().to_string(), Some(10))
             .await
@@ -468,11 +467,9 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let fifo_room = fifo_sink.room;
-        drop((fifo_sink, reader));
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(reader);
         assert_eq!(stored, b"abcdefghij");
         assert!(sink.room == Some(0) && sink.full);
-        assert_eq!(fifo_room, None);
+        assert_eq!(fifo_sink.room, None);
     }
 }
