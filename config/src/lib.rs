@@ -182,7 +182,8 @@ pub struct RuntimeConfig {
     pub ctr_stop_timeout: i64,
     /// OCI hooks directories.
     pub hooks_dir: Vec<PathBuf>,
-    /// Largest container log file before rotation by kubelet is expected (-1 = none).
+    /// Largest container log file, bytes (negative: none); the shim empties
+    /// the file before a line that would pass it, as CRI-O's conmon does.
     pub log_size_max: i64,
     /// Never give a container an oom_score_adj below the daemon's own.
     pub restrict_oom_score_adj: bool,

@@ -130,7 +130,7 @@ const DOCS: &[(&str, &str)] = &[
     ("crio.runtime.hooks_dir", "OCI hooks directories."),
     (
         "crio.runtime.log_size_max",
-        "Largest container log, bytes (-1 = no limit).",
+        "Largest container log file, bytes (negative = no limit, else >= 8192); a line that would pass it empties the file first.",
     ),
     (
         "crio.runtime.restrict_oom_score_adj",

@@ -260,12 +260,14 @@ pub fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
         "crio.runtime.ctr_stop_timeout",
         || format!("{} is negative", rt.ctr_stop_timeout),
     )?;
+    // As CRI-O: negative is no limit; a limit must hold a whole line piece
+    // (its buffer is 8192 bytes), so 0 to 8191 are refused.
     c.check(
-        rt.log_size_max == -1 || rt.log_size_max == 0 || rt.log_size_max >= 8192,
+        rt.log_size_max < 0 || rt.log_size_max >= 8192,
         "crio.runtime.log_size_max",
         || {
             format!(
-                "{} must be -1 (no limit) or at least 8192 bytes",
+                "{} must be negative (no limit) or at least 8192 bytes",
                 rt.log_size_max
             )
         },
@@ -511,6 +513,11 @@ mod tests {
                 "[crio.runtime]\nlog_size_max = 100",
                 "crio.runtime.log_size_max",
                 "8192",
+            ),
+            (
+                "[crio.runtime]\nlog_size_max = 0",
+                "crio.runtime.log_size_max",
+                "negative (no limit)",
             ),
             (
                 "[crio.image]\nimage_volumes = \"copy\"",

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use crio_api::Status;
 use crio_api::cri::{ContainerConfig, ContainerMetadata};
 use crio_api::task::{self, ttrpc};
+use crio_attach::limits::EXEC_SYNC_OUTPUT_MAX;
 use crio_storage::mount::{Overlay, unmount};
 use crio_storage::{atomic, dirs};
 use serde::{Deserialize, Serialize};
@@ -199,6 +200,9 @@ pub struct Containers {
     records: Records<ContainerRecord>,
     host: crio_spec::Host,
     defaults: crio_spec::Defaults,
+    /// `log_size_max`: the shim keeps each container's CRI log at or under
+    /// it (≤ 0: no limit).
+    log_size_max: i64,
 }
 
 /// What CreateContainer does in the container's rootfs, off the async
@@ -494,6 +498,17 @@ fn check_log_path(log_path: &str) -> Result<(), Status> {
     ))
 }
 
+/// An ExecSync output file as the shim left it: at most
+/// [`EXEC_SYNC_OUTPUT_MAX`] bytes are read, whatever the file holds.
+fn read_exec_output(path: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(EXEC_SYNC_OUTPUT_MAX).read_to_end(&mut buf);
+    }
+    buf
+}
+
 /// The capabilities this process may grant (its bounding set).
 fn bounding_set() -> Vec<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -561,6 +576,7 @@ impl Containers {
             records: Records::new(records),
             host,
             defaults,
+            log_size_max: rt.log_size_max,
         })
     }
 
@@ -982,6 +998,12 @@ impl Containers {
                 pod.config.log_directory.clone(),
             );
         }
+        if self.log_size_max > 0 {
+            spec.annotations.insert(
+                crio_attach::limits::LOG_SIZE_MAX_ANNOTATION.into(),
+                self.log_size_max.to_string(),
+            );
+        }
         for (key, on) in [
             ("io.kubernetes.cri-o.Stdin", config.stdin),
             ("io.kubernetes.cri-o.StdinOnce", config.stdin_once),
@@ -1274,8 +1296,11 @@ impl Containers {
     }
 
     /// ExecSync: runs `cmd` in the running container through its shim,
-    /// captures stdout and stderr (each capped at 16 MiB, like kubelet's
-    /// limit) and waits at most `timeout` seconds (0: no limit).
+    /// captures stdout and stderr (each capped at
+    /// [`EXEC_SYNC_OUTPUT_MAX`](crio_attach::limits::EXEC_SYNC_OUTPUT_MAX),
+    /// like the kubelet's and CRI-O's limit) and waits at most `timeout`
+    /// seconds (0: no limit). Output past the cap is dropped by the shim;
+    /// as in CRI-O, the response cannot say so, the daemon's log does.
     pub async fn exec_sync(
         &self,
         pods: &Pods,
@@ -1284,7 +1309,6 @@ impl Containers {
         cmd: Vec<String>,
         timeout: i64,
     ) -> Result<(Vec<u8>, Vec<u8>, i32), Status> {
-        const MAX_OUTPUT: u64 = 16 << 20;
         // The files go in the bundle of the container the ID (or prefix) names.
         let record = self
             .get(id)
@@ -1339,22 +1363,29 @@ impl Containers {
                 waited.await
             }
             .map_err(|e| task_error("wait exec", e))?;
-            let read = |p: &Path| -> Vec<u8> {
-                let mut buf = Vec::new();
-                if let Ok(f) = std::fs::File::open(p) {
-                    let _ = std::io::Read::read_to_end(
-                        &mut std::io::Read::take(f, MAX_OUTPUT),
-                        &mut buf,
+            let (out, err) = (out.clone(), err.clone());
+            let (stdout, stderr) = tokio::task::spawn_blocking(move || {
+                (read_exec_output(&out), read_exec_output(&err))
+            })
+            .await
+            .map_err(internal)?;
+            for (stream, data) in [("stdout", &stdout), ("stderr", &stderr)] {
+                if data.len() as u64 >= EXEC_SYNC_OUTPUT_MAX {
+                    tracing::warn!(
+                        "ExecSync output of container {id} ({cmd:?}): {stream} reached the \
+                         {EXEC_SYNC_OUTPUT_MAX}-byte cap; anything after it was discarded"
                     );
                 }
-                buf
-            };
-            Ok((read(&out), read(&err), exit.exit_status as i32))
+            }
+            Ok((stdout, stderr, exit.exit_status as i32))
         }
         .await;
         exec.delete().await;
-        let _ = std::fs::remove_file(&out);
-        let _ = std::fs::remove_file(&err);
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_file(&out);
+            let _ = std::fs::remove_file(&err);
+        })
+        .await;
         result
     }
 

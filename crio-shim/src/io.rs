@@ -25,7 +25,7 @@ type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 pub struct ProcessIo {
     opts: IoOptions,
     log: Option<Arc<LogFile>>,
-    sinks: [Mutex<Option<tokio::fs::File>>; 2],
+    sinks: [Mutex<Option<Sink>>; 2],
     attach: broadcast::Sender<(u8, Arc<[u8]>)>,
     stdin: Mutex<Option<Writer>>,
     attached_once: AtomicBool,
@@ -47,6 +47,10 @@ pub struct IoOptions {
     pub stdin: bool,
     /// Close stdin after the first attach client leaves.
     pub stdin_once: bool,
+    /// Most bytes kept of each stream in `stdout` and `stderr` when they
+    /// are regular files (a FIFO has a reader and stores nothing); the rest
+    /// is read and dropped. None: no limit.
+    pub file_max: Option<u64>,
 }
 
 /// The descriptors a runtime command hands to a non-terminal process.
@@ -63,26 +67,65 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
 }
 
-async fn open_sink(path: &str) -> std::io::Result<Option<tokio::fs::File>> {
-    if path.is_empty() {
-        return Ok(None);
+/// A file or FIFO a process's output stream is copied to.
+struct Sink {
+    path: String,
+    file: tokio::fs::File,
+    /// What may still be stored, for a regular file with a limit.
+    room: Option<u64>,
+    /// Output was dropped (said once).
+    full: bool,
+}
+
+impl Sink {
+    async fn open(path: &str, file_max: Option<u64>) -> std::io::Result<Option<Self>> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let path = path.strip_prefix("file://").unwrap_or(path);
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .append(true)
+            .open(path)
+            .await?;
+        let meta = file.metadata().await?;
+        let room = file_max
+            .filter(|_| meta.is_file())
+            .map(|max| max.saturating_sub(meta.len()));
+        Ok(Some(Self {
+            path: path.to_string(),
+            file,
+            room,
+            full: false,
+        }))
     }
-    let path = path.strip_prefix("file://").unwrap_or(path);
-    tokio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .append(true)
-        .open(path)
-        .await
-        .map(Some)
+
+    /// Stores what fits of `chunk`; past the limit, output is dropped so
+    /// the process (whose pipe is still drained) never blocks on it.
+    async fn write(&mut self, chunk: &[u8]) {
+        let mut keep = chunk.len();
+        if let Some(room) = &mut self.room {
+            keep = keep.min(usize::try_from(*room).unwrap_or(usize::MAX));
+            *room -= keep as u64;
+            if keep < chunk.len() && !self.full {
+                self.full = true;
+                eprintln!("{}: full, the rest of the output is discarded", self.path);
+            }
+        }
+        if keep > 0 {
+            let _ = self.file.write_all(&chunk[..keep]).await;
+            let _ = self.file.flush().await;
+        }
+    }
 }
 
 impl ProcessIo {
     /// The state of a process: opens the output files the options name.
     pub async fn new(opts: IoOptions) -> std::io::Result<Arc<Self>> {
         let sinks = [
-            Mutex::new(open_sink(&opts.stdout).await?),
-            Mutex::new(open_sink(&opts.stderr).await?),
+            Mutex::new(Sink::open(&opts.stdout, opts.file_max).await?),
+            Mutex::new(Sink::open(&opts.stderr, opts.file_max).await?),
         ];
         Ok(Arc::new(Self {
             log: opts.log.clone(),
@@ -234,8 +277,7 @@ impl ProcessIo {
             let chunk = &buf[..n];
             let _ = self.attach.send((channel, Arc::from(chunk)));
             if let Some(sink) = self.sinks[usize::from(channel - 1)].lock().await.as_mut() {
-                let _ = sink.write_all(chunk).await;
-                let _ = sink.flush().await;
+                sink.write(chunk).await;
             }
             if let Some(log) = &self.log {
                 pending.extend_from_slice(chunk);
@@ -392,5 +434,42 @@ pub async fn receive_console(listener: &UnixListener) -> std::io::Result<OwnedFd
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    #[tokio::test]
+    async fn a_file_sink_keeps_at_most_its_limit_and_a_fifo_has_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let file = dir.join("out");
+        let mut sink = Sink::open(&file.display().to_string(), Some(10))
+            .await
+            .unwrap()
+            .unwrap();
+        for chunk in [&b"abcd"[..], b"efgh", b"ijkl", b"mnop"] {
+            sink.write(chunk).await;
+        }
+        let stored = std::fs::read(&file).unwrap();
+        // A FIFO streams to its reader: nothing is stored, nothing capped.
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let fifo_sink = Sink::open(&format!("file://{}", fifo.display()), Some(10))
+            .await
+            .unwrap()
+            .unwrap();
+        drop(reader);
+        assert_eq!(stored, b"abcdefghij");
+        assert!(sink.room == Some(0) && sink.full);
+        assert_eq!(fifo_sink.room, None);
     }
 }

@@ -1,6 +1,11 @@
 //! The CRI log file, written by the shim: `<RFC3339Nano> <stream> <P|F> <text>`
 //! lines; a line longer than the buffer is written in P(artial) pieces, a
 //! final line without a newline as P.
+//!
+//! With a size limit (`log_size_max`), the file never grows past it: as
+//! CRI-O's conmon does, a line that would pass the limit first empties the
+//! file, and logging goes on in it (conmon writes no note of the cut, nor
+//! do we). Pieces are kept short enough that one line always fits.
 
 use std::ffi::OsStr;
 use std::io::{self, Write};
@@ -16,6 +21,10 @@ use nix::sys::stat::{Mode, mkdirat};
 
 /// Longest piece written as one log line.
 pub const MAX_LINE: usize = 16 * 1024;
+
+/// More than a line adds to its text: timestamp, stream, tag, spaces and
+/// the newline (41 bytes today).
+const LINE_OVERHEAD: usize = 64;
 
 /// RFC 3339 with nanoseconds, UTC.
 pub fn timestamp(t: SystemTime) -> String {
@@ -46,7 +55,42 @@ pub fn timestamp(t: SystemTime) -> String {
 pub struct LogFile {
     dir: PathBuf,
     below: PathBuf,
-    file: Mutex<std::fs::File>,
+    /// The limit on the file's size, if any.
+    size_max: Option<u64>,
+    out: Mutex<Output>,
+}
+
+/// The open file and its size, changed together under one lock.
+#[derive(Debug)]
+struct Output {
+    file: std::fs::File,
+    size: u64,
+}
+
+impl Output {
+    fn new(file: std::fs::File) -> Self {
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Self { file, size }
+    }
+
+    /// Appends `line`, first emptying the file if the line would take it
+    /// past `size_max`. The file is emptied through the descriptor held,
+    /// so no path is resolved again for it.
+    fn append(&mut self, line: &[u8], size_max: Option<u64>) {
+        if let Some(max) = size_max
+            && self.size.saturating_add(line.len() as u64) > max
+        {
+            match self.file.set_len(0) {
+                Ok(()) => self.size = 0,
+                Err(e) => eprintln!("empty the log file at its size limit: {e}"),
+            }
+        }
+        match self.file.write_all(line) {
+            Ok(()) => self.size += line.len() as u64,
+            // What a failed write left is only known from the file.
+            Err(_) => self.size = self.file.metadata().map_or(self.size, |m| m.len()),
+        }
+    }
 }
 
 /// Where the log goes: the log directory, which the kubelet made and the
@@ -142,14 +186,20 @@ fn open_append(dir: &Path, below: &Path) -> io::Result<std::fs::File> {
 
 impl LogFile {
     /// Opens (appending, creating) `path`, which must be below the log
-    /// directory `dir` when one is given.
-    pub async fn open(path: &Path, dir: Option<&Path>) -> io::Result<Arc<Self>> {
+    /// directory `dir` when one is given; the file is kept at or under
+    /// `size_max` bytes, if given, from now on and after every reopen.
+    pub async fn open(
+        path: &Path,
+        dir: Option<&Path>,
+        size_max: Option<u64>,
+    ) -> io::Result<Arc<Self>> {
         let (dir, below) = split(path, dir)?;
         let file = open_append(&dir, &below)?;
         Ok(Arc::new(Self {
             dir,
             below,
-            file: Mutex::new(file),
+            size_max,
+            out: Mutex::new(Output::new(file)),
         }))
     }
 
@@ -157,19 +207,31 @@ impl LogFile {
     /// with the same care as the first open.
     pub async fn reopen(&self) -> io::Result<()> {
         let file = open_append(&self.dir, &self.below)?;
-        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = file;
+        *self.out.lock().unwrap_or_else(|p| p.into_inner()) = Output::new(file);
         Ok(())
     }
 
+    /// Longest text of one line: `MAX_LINE`, less when a line must fit a
+    /// small size limit.
+    fn max_piece(&self) -> usize {
+        let fits = self.size_max.map_or(usize::MAX, |max| {
+            usize::try_from(max)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(LINE_OVERHEAD)
+        });
+        MAX_LINE.min(fits).max(1)
+    }
+
     /// Writes the complete lines of `pending` (and pieces of lines longer
-    /// than `MAX_LINE`), leaving the unfinished rest in it.
+    /// than the longest piece), leaving the unfinished rest in it.
     pub async fn write_lines(&self, stream: &str, pending: &mut Vec<u8>) {
+        let max_piece = self.max_piece();
         loop {
             let newline = pending.iter().position(|b| *b == b'\n');
             let line_len = newline.unwrap_or(pending.len());
-            if line_len >= MAX_LINE {
-                self.write_line(stream, 'P', &pending[..MAX_LINE]).await;
-                pending.drain(..MAX_LINE);
+            if line_len >= max_piece {
+                self.write_line(stream, 'P', &pending[..max_piece]).await;
+                pending.drain(..max_piece);
             } else if let Some(i) = newline {
                 let end = if i > 0 && pending[i - 1] == b'\r' {
                     i - 1
@@ -184,14 +246,27 @@ impl LogFile {
         }
     }
 
-    /// Writes one line tagged `tag` (F: full, P: partial).
+    /// Writes one line tagged `tag` (F: full, P: partial); a text longer
+    /// than the longest piece goes first in P pieces.
     pub async fn write_line(&self, stream: &str, tag: char, text: &[u8]) {
-        let mut line = format!("{} {stream} {tag} ", timestamp(SystemTime::now())).into_bytes();
-        line.extend_from_slice(text);
-        line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = file.write_all(&line);
+        let mut pieces = text.chunks(self.max_piece()).peekable();
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if pieces.peek().is_none() {
+            out.append(&line(stream, tag, b""), self.size_max);
+        }
+        while let Some(piece) = pieces.next() {
+            let tag = if pieces.peek().is_some() { 'P' } else { tag };
+            out.append(&line(stream, tag, piece), self.size_max);
+        }
     }
+}
+
+/// One CRI log line.
+fn line(stream: &str, tag: char, text: &[u8]) -> Vec<u8> {
+    let mut line = format!("{} {stream} {tag} ", timestamp(SystemTime::now())).into_bytes();
+    line.extend_from_slice(text);
+    line.push(b'\n');
+    line
 }
 
 #[cfg(test)]
@@ -212,7 +287,7 @@ mod tests {
     async fn lines_partials_and_streams() {
         let tmp = std::env::temp_dir().join(format!("crio-shim-log-{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
-        let log = LogFile::open(&tmp, None).await.unwrap();
+        let log = LogFile::open(&tmp, None, None).await.unwrap();
         let long = vec![b'x'; MAX_LINE + 5];
         let mut input = b"one\ntwo\n".to_vec();
         input.extend_from_slice(&long);
@@ -272,13 +347,13 @@ mod tests {
         std::os::unix::fs::symlink(&victim, logs.join("parent")).unwrap();
         std::os::unix::fs::symlink("../victim/file", logs.join("relative.log")).unwrap();
         for path in ["last.log", "parent/file", "parent/new.log", "relative.log"] {
-            let err = LogFile::open(&logs.join(path), Some(&logs))
+            let err = LogFile::open(&logs.join(path), Some(&logs), None)
                 .await
                 .unwrap_err();
             assert!(err.to_string().contains("symlink"), "{path}: {err}");
         }
         // Without a log directory, the file's parent is it.
-        let err = LogFile::open(&logs.join("last.log"), None)
+        let err = LogFile::open(&logs.join("last.log"), None, None)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("symlink"), "{err}");
@@ -289,18 +364,18 @@ mod tests {
     async fn paths_outside_and_special_files_are_refused() {
         let (_tmp, logs, victim) = tree();
         let outside = victim.join("new.log");
-        assert!(LogFile::open(&outside, Some(&logs)).await.is_err());
+        assert!(LogFile::open(&outside, Some(&logs), None).await.is_err());
         let dotdot = logs.join("../victim/new.log");
-        assert!(LogFile::open(&dotdot, Some(&logs)).await.is_err());
+        assert!(LogFile::open(&dotdot, Some(&logs), None).await.is_err());
         nix::unistd::mkfifo(&logs.join("fifo.log"), Mode::from_bits_truncate(0o600)).unwrap();
         // A FIFO must not block the open (the test would hang).
-        let err = LogFile::open(&logs.join("fifo.log"), Some(&logs))
+        let err = LogFile::open(&logs.join("fifo.log"), Some(&logs), None)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("regular file"), "{err}");
         std::fs::hard_link(victim.join("file"), logs.join("hard.log")).unwrap();
         assert!(
-            LogFile::open(&logs.join("hard.log"), Some(&logs))
+            LogFile::open(&logs.join("hard.log"), Some(&logs), None)
                 .await
                 .is_err()
         );
@@ -312,7 +387,9 @@ mod tests {
     async fn missing_directories_are_made_and_reopen_keeps_the_care() {
         let (_tmp, logs, victim) = tree();
         let path = logs.join("ctr/0.log");
-        let log = LogFile::open(&path, Some(&logs.join("."))).await.unwrap();
+        let log = LogFile::open(&path, Some(&logs.join(".")), None)
+            .await
+            .unwrap();
         log.write_line("stdout", 'F', b"one").await;
         assert!(
             std::fs::read_to_string(&path)
@@ -334,5 +411,99 @@ mod tests {
                 .unwrap()
                 .ends_with(" stdout F three\n")
         );
+    }
+
+    fn size(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    /// Every line of the file is a whole CRI line: (stream, tag, text).
+    fn parsed(path: &Path) -> Vec<(String, String, String)> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let p: Vec<&str> = l.splitn(4, ' ').collect();
+                assert_eq!(p.len(), 4, "not a CRI line: {l:?}");
+                assert!(p[0].ends_with('Z') && p[0].len() == 30, "{l:?}");
+                (p[1].into(), p[2].into(), p[3].into())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_size_limit_empties_the_file_and_logging_goes_on() {
+        const MAX: u64 = 8192;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let log = LogFile::open(&path, None, Some(MAX)).await.unwrap();
+        let mut largest = 0;
+        for i in 0..500 {
+            let mut line = format!("line {i} {}\n", "y".repeat(90)).into_bytes();
+            log.write_lines("stdout", &mut line).await;
+            largest = largest.max(size(&path));
+        }
+        assert!(largest <= MAX, "the log reached {largest} bytes");
+        // Emptied and refilled: the last line is there, the first is gone.
+        let lines = parsed(&path);
+        assert!(lines.last().unwrap().2.starts_with("line 499 "));
+        assert!(!lines.iter().any(|l| l.2.starts_with("line 0 ")));
+        assert!(size(&path) > MAX / 2, "the file starts over only when full");
+
+        // A line far longer than the limit goes in pieces that each fit.
+        let mut long = vec![b'z'; 100_000];
+        log.write_lines("stderr", &mut long).await;
+        assert!(size(&path) <= MAX);
+        log.write_line("stderr", 'P', &long).await;
+        assert!(size(&path) <= MAX);
+        for (stream, tag, text) in parsed(&path) {
+            assert_eq!((stream.as_str(), tag.as_str()), ("stderr", "P"));
+            assert!(text.len() as u64 <= MAX - 41, "{}", text.len());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_limit_holds_for_a_file_that_was_already_large_and_after_reopen() {
+        const MAX: u64 = 8192;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        std::fs::write(&path, vec![b'o'; 10_000]).unwrap();
+        let log = LogFile::open(&path, None, Some(MAX)).await.unwrap();
+        log.write_line("stdout", 'F', b"first").await;
+        assert_eq!(parsed(&path).len(), 1, "the oversized file was not emptied");
+
+        // Rotated by the kubelet: the old file is left alone, the new one
+        // is held to the limit too.
+        let rotated = dir.path().join("c.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        log.reopen().await.unwrap();
+        let before = size(&rotated);
+        for i in 0..300 {
+            log.write_line(
+                "stdout",
+                'F',
+                format!("after {i} {}", "q".repeat(60)).as_bytes(),
+            )
+            .await;
+            assert!(size(&path) <= MAX);
+        }
+        assert_eq!(size(&rotated), before);
+        assert!(parsed(&path).last().unwrap().2.starts_with("after 299 "));
+    }
+
+    #[tokio::test]
+    async fn without_a_limit_the_file_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let log = LogFile::open(&path, None, None).await.unwrap();
+        for i in 0..300 {
+            log.write_line(
+                "stdout",
+                'F',
+                format!("n {i} {}", "w".repeat(60)).as_bytes(),
+            )
+            .await;
+        }
+        assert_eq!(parsed(&path).len(), 300);
     }
 }

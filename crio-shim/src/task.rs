@@ -35,6 +35,7 @@ use crate::io::{IoOptions, ProcessIo};
 use crate::log::LogFile;
 use crate::runc::Runc;
 use crio_attach::channel;
+use crio_attach::limits::{EXEC_SYNC_OUTPUT_MAX, LOG_SIZE_MAX_ANNOTATION};
 
 /// The annotation that carries the CRI log path, as CRI-O names it.
 pub const LOG_PATH_ANNOTATION: &str = "io.kubernetes.cri-o.LogPath";
@@ -125,6 +126,7 @@ fn record_exit(bundle: &Path, exit: Exit) -> std::io::Result<()> {
 struct BundleInfo {
     log_path: Option<PathBuf>,
     log_directory: Option<PathBuf>,
+    log_size_max: Option<u64>,
     stdin: bool,
     stdin_once: bool,
     cgroup: Option<PathBuf>,
@@ -145,6 +147,10 @@ fn bundle_info(bundle: &Path) -> BundleInfo {
         log_directory: Some(annotation(LOG_DIRECTORY_ANNOTATION))
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
+        log_size_max: annotation(LOG_SIZE_MAX_ANNOTATION)
+            .parse::<u64>()
+            .ok()
+            .filter(|max| *max > 0),
         stdin: annotation(STDIN_ANNOTATION) == "true",
         stdin_once: annotation(STDIN_ONCE_ANNOTATION) == "true",
         cgroup: spec["linux"]["cgroupsPath"]
@@ -155,7 +161,8 @@ fn bundle_info(bundle: &Path) -> BundleInfo {
 }
 
 /// Where an exec's stdin comes from: an absolute path is a FIFO (as ctr
-/// passes), any other non-empty value means attach clients.
+/// passes), any other non-empty value means attach clients. Output into
+/// regular files (the daemon's ExecSync) stops at the cap the daemon reads.
 fn exec_io_options(req: &api::ExecProcessRequest) -> IoOptions {
     let fifo = req.stdin.starts_with('/');
     IoOptions {
@@ -169,6 +176,7 @@ fn exec_io_options(req: &api::ExecProcessRequest) -> IoOptions {
         },
         stdin: !req.stdin.is_empty() && !fifo,
         stdin_once: true,
+        file_max: Some(EXEC_SYNC_OUTPUT_MAX),
     }
 }
 
@@ -360,7 +368,7 @@ impl TaskService {
     ) -> TtrpcResult<api::CreateTaskResponse> {
         let log = match &info.log_path {
             Some(p) => Some(
-                LogFile::open(p, info.log_directory.as_deref())
+                LogFile::open(p, info.log_directory.as_deref(), info.log_size_max)
                     .await
                     .map_err(|e| error(Code::INTERNAL, format!("open log {}: {e}", p.display())))?,
             ),
@@ -373,6 +381,7 @@ impl TaskService {
             stdin_fifo: req.stdin.clone(),
             stdin: info.stdin,
             stdin_once: info.stdin_once,
+            file_max: None,
         })
         .await
         .map_err(|e| error(Code::INVALID_ARGUMENT, format!("container stdio: {e}")))?;
