@@ -17,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
 use crate::unpack::{Limits, UnpackError, unpack};
+use crate::usage::{Usage, WalkLimits, walk};
 use crate::{atomic, dirs};
 
 /// Why a layer operation failed.
@@ -69,6 +70,10 @@ pub struct LayerInfo {
     pub size: u64,
     /// Short link name under `l/`.
     pub link: LinkName,
+    /// Disk usage of the layer's files, measured once when it was
+    /// unpacked (absent in records of older versions until measured).
+    #[serde(default)]
+    pub usage: Option<Usage>,
 }
 
 /// The name of a layer's short link under `l/`: 26 characters of the
@@ -251,6 +256,7 @@ impl LayerStore {
             diff_id,
             parent: parent.cloned(),
             size: stats.bytes,
+            usage: Some(walk(&diff, &WalkLimits::default()).usage),
         };
         let record = serde_json::to_vec_pretty(&info).expect("layer info serialises");
         atomic::write(&work.join("layer.json"), &record).map_err(io_err(work))?;
@@ -268,6 +274,36 @@ impl LayerStore {
         )
         .map_err(io_err(&link))?;
         Ok(info)
+    }
+
+    /// Measures a layer whose record has no usage yet (written by an older
+    /// version) and records the figure. The record is swapped in only while
+    /// the old one is still there, so a layer being removed stays removed.
+    pub fn measure(&self, info: &LayerInfo) -> Result<LayerInfo, LayerError> {
+        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+        let dir = self.layer_dir(&info.chain_id);
+        let measured = LayerInfo {
+            usage: Some(walk(&dir.join("diff"), &WalkLimits::default()).usage),
+            ..info.clone()
+        };
+        let record = serde_json::to_vec_pretty(&measured).expect("layer info serialises");
+        let tmp = tempfile_dir(&self.dir.join("tmp")).map_err(io_err(&self.dir))?;
+        let staged = tmp.join("layer.json");
+        let result = fs::write(&staged, record)
+            .and_then(|()| fs::File::open(&staged)?.sync_all())
+            .and_then(|()| {
+                renameat2(
+                    AT_FDCWD,
+                    &staged,
+                    AT_FDCWD,
+                    &dir.join("layer.json"),
+                    RenameFlags::RENAME_EXCHANGE,
+                )
+                .map_err(io::Error::from)
+            });
+        let _ = fs::remove_dir_all(&tmp);
+        result.map_err(io_err(&dir))?;
+        Ok(measured)
     }
 
     /// Deletes a layer. Callers make sure no image or container uses it.
@@ -479,6 +515,35 @@ mod tests {
         fs::write(tmp.path().join(other.hex()).join("layer.json"), &good).unwrap();
         assert!(store.get(&other).is_none());
         assert_eq!(store.list(), vec![carrier]);
+    }
+
+    /// A record of an older version, without a usage figure, is measured
+    /// once and rewritten; a layer removed meanwhile is not brought back.
+    #[test]
+    fn old_records_are_measured_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = LayerStore::open(tmp.path()).unwrap();
+        let tar = tar_of(&[("a", &[1u8; 5000]), ("b", b"")]);
+        let info = store.put(None, None, &tar[..], &Limits::default()).unwrap();
+        let usage = info.usage.expect("measured at unpack");
+        assert_eq!(usage.inodes, 3, "{usage:?}");
+        assert!(usage.bytes >= 5000, "{usage:?}");
+
+        let record = tmp.path().join(info.chain_id.hex()).join("layer.json");
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&fs::read(&record).unwrap()).unwrap();
+        old.as_object_mut().unwrap().remove("usage");
+        fs::write(&record, old.to_string()).unwrap();
+        let legacy = store.get(&info.chain_id).unwrap();
+        assert_eq!(legacy.usage, None);
+        assert_eq!(store.measure(&legacy).unwrap(), info);
+        assert_eq!(store.get(&info.chain_id).unwrap(), info);
+        assert_eq!(fs::read_dir(tmp.path().join("tmp")).unwrap().count(), 0);
+
+        store.remove(&info.chain_id).unwrap();
+        assert!(store.measure(&legacy).is_err());
+        assert!(store.get(&info.chain_id).is_none());
+        assert!(!tmp.path().join(info.chain_id.hex()).exists());
     }
 
     #[test]
