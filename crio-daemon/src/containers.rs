@@ -939,9 +939,16 @@ impl Containers {
             image: image.clone(),
             config: config.clone(),
         };
-        let prepared = tokio::task::spawn_blocking(move || job.run())
-            .await
-            .map_err(internal)??;
+        let usage = images.usage().clone();
+        let measured = id.to_string();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let prepared = job.run()?;
+            // Its writable layer has figures from the start.
+            usage.measure_container(&measured);
+            Ok::<_, Status>(prepared)
+        })
+        .await
+        .map_err(internal)??;
         steps.mark("rootfs");
 
         let pod_dir = pods.run_dir(&pod.id);

@@ -18,7 +18,7 @@ use crio_image::pull::{PullError, PullOptions, Puller};
 use crio_image::reference::Reference;
 use crio_image::registries::RegistriesConf;
 use crio_storage::images::Edit;
-use crio_storage::usage::{Usage, usage};
+use crio_storage::usage_cache::{FsFigures, Schedule, UsageCache};
 use crio_storage::{ImageRecord, ImageStore, LayerStore};
 use tokio::sync::broadcast;
 
@@ -61,6 +61,7 @@ pub struct Images {
     progress_timeout: Option<Duration>,
     layers_dir: PathBuf,
     containers_dir: PathBuf,
+    usage: Arc<UsageCache>,
     config: crio_config::ImageConfig,
 }
 
@@ -77,6 +78,8 @@ impl Images {
         let timeout = crio_config::parse_duration(&config.image.pull_progress_timeout)
             .ok()
             .filter(|d| !d.is_zero());
+        let usage = UsageCache::start(layers.clone(), &containers_dir, usage_schedule(config))
+            .context("start the disk usage thread")?;
         let images = Self {
             puller: Arc::new(Puller::new(layers.clone(), store.clone())),
             store,
@@ -86,6 +89,7 @@ impl Images {
             progress_timeout: timeout,
             layers_dir,
             containers_dir,
+            usage: Arc::new(usage),
             config: config.image.clone(),
         };
         let removed = images.gc();
@@ -177,6 +181,7 @@ impl Images {
         let trust = self.trust();
         let timeout = self.progress_timeout;
         let in_flight = self.in_flight.clone();
+        let usage = self.usage.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             let cancel = interest.cancel.clone();
@@ -198,9 +203,12 @@ impl Images {
                     cancel,
                     pinned,
                 };
-                puller
+                let pulled = puller
                     .pull(&task_name, &opts)
-                    .map_err(|e| (pull_code(&e), e.to_string()))
+                    .map_err(|e| (pull_code(&e), e.to_string()));
+                // ImageFsInfo counts the new layers once the pull is done.
+                usage.refresh_layers();
+                pulled
             })
             .await
             .unwrap_or_else(|e| Err((Code::Internal, format!("pull task failed: {e}"))));
@@ -309,15 +317,42 @@ impl Images {
                 removed += 1;
             }
         }
+        if removed > 0 {
+            self.usage.layers_changed();
+        }
         removed
     }
 
-    /// Usage of the image store and of the containers' writable layers.
-    pub fn fs_usage(&self) -> [(&Path, Usage); 2] {
-        [
-            (&self.layers_dir, usage(&self.layers_dir)),
-            (&self.containers_dir, usage(&self.containers_dir)),
-        ]
+    /// Usage of the image store and of the containers' directories, as
+    /// last measured, with the directories they are for.
+    pub fn fs_usage(&self) -> ((&Path, &Path), FsFigures) {
+        (
+            (&self.layers_dir, &self.containers_dir),
+            self.usage.fs_figures(),
+        )
+    }
+
+    /// The usage figures, measured off the async executor.
+    pub fn usage(&self) -> &Arc<UsageCache> {
+        &self.usage
+    }
+}
+
+/// How often the containers' directories are walked: on CRI-O's stats
+/// collection period when one is set, else on demand at most every 10 s.
+fn usage_schedule(config: &Config) -> Schedule {
+    let period = [
+        config.stats.collection_period,
+        config.stats.stats_collection_period,
+    ]
+    .into_iter()
+    .find(|p| *p > 0);
+    match period {
+        Some(seconds) => Schedule {
+            interval: Duration::from_secs(seconds),
+            background: true,
+        },
+        None => Schedule::default(),
     }
 }
 

@@ -421,3 +421,117 @@ async fn crioctl_logs_tail_follow_since_and_the_previous_attempt() {
     );
     crio_test::containers::remove_pod(&mut s.client, &pod_id).await;
 }
+
+/// The first usage figure of the container filesystem and of the writable
+/// layer of `id`, each call allowed 5 s (a walk of the files takes far less
+/// here, so only an answer that waits for something else runs out).
+async fn usage_figures(
+    client: &mut crio_api::client::CriClient,
+    id: &str,
+) -> (
+    crio_api::cri::FilesystemUsage,
+    crio_api::cri::FilesystemUsage,
+) {
+    let limit = Duration::from_secs(5);
+    let started = Instant::now();
+    let fs_info = tokio::time::timeout(
+        limit,
+        client
+            .image
+            .image_fs_info(crio_api::cri::ImageFsInfoRequest {}),
+    )
+    .await
+    .expect("ImageFsInfo answers within 5 s")
+    .unwrap()
+    .into_inner();
+    let fs_info_took = started.elapsed();
+    let started = Instant::now();
+    let stats = tokio::time::timeout(
+        limit,
+        client.runtime.container_stats(ContainerStatsRequest {
+            container_id: id.into(),
+        }),
+    )
+    .await
+    .expect("ContainerStats answers within 5 s")
+    .unwrap()
+    .into_inner();
+    eprintln!(
+        "ImageFsInfo took {fs_info_took:?}, ContainerStats {:?}",
+        started.elapsed()
+    );
+    (
+        fs_info.container_filesystems[0].clone(),
+        stats.stats.unwrap().writable_layer.unwrap(),
+    )
+}
+
+/// A container that fills its writable layer with 200,000 files: ImageFsInfo
+/// and ContainerStats answer from figures measured in the background (two
+/// calls in a row report the same measurement, timestamped when it was
+/// taken, not when it was asked for), and the figures catch up with the
+/// files.
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_of_a_container_with_many_files_is_measured_in_the_background() {
+    const FILES: u64 = 200_000;
+    let mut s = setup().await;
+    let pod_id = run_pod(&mut s.client, pod_config("many-files", POD, POD)).await;
+    let script = format!(
+        "mkdir /many && cd /many && seq {FILES} | xargs touch && touch /done && exec sleep 600"
+    );
+    let config = crio_test::containers::container(
+        "many",
+        &s.images.busybox.reference,
+        &["sh", "-c", &script],
+    );
+    let id = create(&mut s.client, &pod_id, config).await.unwrap();
+    crio_test::containers::start_container(&mut s.client, id.clone()).await;
+    let done = s
+        .world
+        .daemon
+        .path("root/containers")
+        .join(&id)
+        .join("upper/done");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !done.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the container made no {FILES} files"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut fs_stamps = Vec::new();
+    for _ in 0..3 {
+        let (fs, layer) = usage_figures(&mut s.client, &id).await;
+        assert!(fs.timestamp <= crio_api::time::now_nanos());
+        assert!(layer.timestamp <= crio_api::time::now_nanos());
+        assert!(layer.fs_id.unwrap().mountpoint.ends_with("upper"));
+        fs_stamps.push(fs.timestamp);
+    }
+    // Walks are at least 10 s apart: of three calls within that time, two
+    // in a row share a measurement.
+    assert!(
+        fs_stamps.windows(2).any(|w| w[0] == w[1]),
+        "every ImageFsInfo measured anew: {fs_stamps:?}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (fs, layer) = usage_figures(&mut s.client, &id).await;
+        let (fs_inodes, layer_inodes) = (
+            fs.inodes_used.unwrap().value,
+            layer.inodes_used.unwrap().value,
+        );
+        if fs_inodes > FILES && layer_inodes > FILES {
+            assert!(fs_inodes >= layer_inodes);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the figures never counted the files: {fs_inodes} {layer_inodes}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    crio_test::containers::remove_pod(&mut s.client, &pod_id).await;
+}

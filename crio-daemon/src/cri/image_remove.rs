@@ -5,6 +5,7 @@ use crio_api::cri::{
     FilesystemIdentifier, FilesystemUsage, ImageFsInfoResponse, RemoveImageRequest, UInt64Value,
 };
 use crio_api::status::invalid_field;
+use crio_storage::usage_cache::Measured;
 
 use crate::containers::Containers;
 use crate::images::Images;
@@ -30,21 +31,25 @@ pub fn remove_image(
     images.remove(name, &in_use)
 }
 
-/// Bytes and inodes used by image layers and by container writable layers.
+/// Bytes and inodes used by image layers and by containers' directories,
+/// as last measured (never measured here: the kubelet asks every few
+/// seconds), each stamped with when it was measured.
 pub fn image_fs_info(images: &Images) -> ImageFsInfoResponse {
-    let now = crio_api::time::now_nanos();
-    let [layers, containers] = images.fs_usage().map(|(path, usage)| FilesystemUsage {
-        timestamp: now,
+    let ((layers_dir, containers_dir), figures) = images.fs_usage();
+    let report = |path: &std::path::Path, m: Measured| FilesystemUsage {
+        timestamp: crio_api::time::unix_nanos(m.at),
         fs_id: Some(FilesystemIdentifier {
             mountpoint: path.display().to_string(),
         }),
-        used_bytes: Some(UInt64Value { value: usage.bytes }),
-        inodes_used: Some(UInt64Value {
-            value: usage.inodes,
+        used_bytes: Some(UInt64Value {
+            value: m.usage.bytes,
         }),
-    });
+        inodes_used: Some(UInt64Value {
+            value: m.usage.inodes,
+        }),
+    };
     ImageFsInfoResponse {
-        image_filesystems: vec![layers],
-        container_filesystems: vec![containers],
+        image_filesystems: vec![report(layers_dir, figures.layers)],
+        container_filesystems: vec![report(containers_dir, figures.containers)],
     }
 }

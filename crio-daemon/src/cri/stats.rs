@@ -1,9 +1,10 @@
 //! ContainerStats, ListContainerStats, PodSandboxStats and
 //! ListPodSandboxStats. A container's CPU and memory come from its shim
-//! (the cgroup metrics of the task API), its writable layer from the
-//! overlay's upper directory; a pod's from its cgroup (the kubelet's
-//! cgroup parent) and network counters from the host side of its CNI link. CPU rates (`usage_nano_cores`) are computed against the
-//! previous sample of the same cgroup, as kubelet expects.
+//! (the cgroup metrics of the task API), its writable layer (the overlay's
+//! upper directory) as last measured off the executor; a pod's from its
+//! cgroup (the kubelet's cgroup parent) and network counters from the host
+//! side of its CNI link. CPU rates (`usage_nano_cores`) are computed against
+//! the previous sample of the same cgroup, as kubelet expects.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -76,7 +77,11 @@ fn memory(now: i64, s: &crio_cgroups::Stats) -> Option<MemoryUsage> {
 async fn container_stats(st: &State, shims: &Shims, r: &ContainerRecord) -> ContainerStats {
     let now = crio_api::time::now_nanos();
     let upper = st.containers.upper_dir(&r.id);
-    let usage = crio_storage::usage::usage(&upper);
+    // As last measured in the background (measured at creation first).
+    let layer = st.images.usage().writable_layer(&r.id);
+    let (usage, measured_at) = layer.map_or((Default::default(), now), |m| {
+        (m.usage, crio_api::time::unix_nanos(m.at))
+    });
     let mut stats = ContainerStats {
         attributes: Some(ContainerAttributes {
             id: r.id.to_string(),
@@ -85,7 +90,7 @@ async fn container_stats(st: &State, shims: &Shims, r: &ContainerRecord) -> Cont
             annotations: r.config.annotations.clone(),
         }),
         writable_layer: Some(FilesystemUsage {
-            timestamp: now,
+            timestamp: measured_at,
             fs_id: Some(FilesystemIdentifier {
                 mountpoint: upper.display().to_string(),
             }),

@@ -11,6 +11,7 @@ pub mod layers;
 pub mod mount;
 pub mod unpack;
 pub mod usage;
+pub mod usage_cache;
 
 pub use digest::{Digest, DigestError};
 pub use images::{ImageRecord, ImageStore};

@@ -196,8 +196,8 @@ impl<'a> Counter<'a> {
     }
 
     fn count(&mut self, st: &FileStat, in_part: bool) {
-        let bytes = u128::from(st.st_blocks.max(0) as u64) * 512 * UNIT;
-        let nlink = u128::from(st.st_nlink as u64).max(1);
+        let bytes = u128::try_from(st.st_blocks).unwrap_or(0) * 512 * UNIT;
+        let nlink = u128::from(st.st_nlink).max(1);
         let share = if is_dir(st) || nlink == 1 {
             1
         } else if self.links.contains(&(st.st_dev, st.st_ino)) {
@@ -231,15 +231,14 @@ impl<'a> Counter<'a> {
     }
 }
 
-/// The usage of `root` within the default bounds.
-pub fn usage(root: &Path) -> Usage {
-    walk(root, &WalkLimits::default()).usage
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fs;
+
+    fn usage(root: &Path) -> Usage {
+        walk(root, &WalkLimits::default()).usage
+    }
 
     fn limits(max_tracked_links: usize, max_depth: usize) -> WalkLimits {
         WalkLimits {
