@@ -318,7 +318,9 @@ impl Images {
             }
         }
         if removed > 0 {
-            self.usage.layers_changed();
+            // On the calling thread, as after a pull: ImageFsInfo follows
+            // the removal as soon as it is done.
+            self.usage.refresh_layers();
         }
         removed
     }

@@ -47,7 +47,14 @@ impl ImageService for ImageApi {
     }
 
     async fn remove_image(&self, req: Request<RemoveImageRequest>) -> Rpc<RemoveImageResponse> {
-        image_remove::remove_image(&self.state.images, &self.state.containers, req.get_ref())?;
+        // Record writes and garbage collection are blocking file work.
+        let state = self.state.clone();
+        let req = req.into_inner();
+        tokio::task::spawn_blocking(move || {
+            image_remove::remove_image(&state.images, &state.containers, &req)
+        })
+        .await
+        .map_err(|e| tonic::Status::internal(format!("remove image: {e}")))??;
         Ok(Response::new(RemoveImageResponse {}))
     }
 
