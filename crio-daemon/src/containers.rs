@@ -805,12 +805,12 @@ impl Containers {
             "k8s_{}_{}_{}_{}_{}",
             md.name, pmd.name, pmd.namespace, pmd.uid, md.attempt
         );
-        let wanted = serde_json::to_string(&config).unwrap_or_default();
+        let wanted = crate::records::canonical(&config);
         let in_flight = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             let holder = self.records.filter_map(|r| {
                 (r.name == name).then(|| {
-                    let same = serde_json::to_string(&r.config).unwrap_or_default() == wanted;
+                    let same = crate::records::canonical(&r.config) == wanted;
                     (r.id.clone(), same)
                 })
             });

@@ -77,9 +77,42 @@ impl<T: Clone> Records<T> {
     }
 }
 
+/// A request's canonical form, for telling a retry from a different
+/// request: JSON with every object's keys sorted, since the label and
+/// annotation maps of a request iterate in a random order per instance.
+pub fn canonical(request: &impl serde::Serialize) -> String {
+    serde_json::to_value(request)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_forms_ignore_map_order() {
+        let parse = || crio_api::cri::PodSandboxConfig {
+            labels: (0..30)
+                .map(|i| (format!("key{i}"), format!("value{i}")))
+                .collect(),
+            log_directory: "/var/log/pods".into(),
+            ..Default::default()
+        };
+        let first = parse();
+        // Each map has a hasher of its own: the plain serialisation of an
+        // equal request differs (what made retries look like new requests).
+        assert!(
+            (0..20).any(|_| serde_json::to_string(&parse()).unwrap()
+                != serde_json::to_string(&first).unwrap())
+        );
+        for _ in 0..20 {
+            assert_eq!(canonical(&parse()), canonical(&first));
+        }
+        let mut other = parse();
+        other.labels.insert("key0".into(), "changed".into());
+        assert_ne!(canonical(&other), canonical(&first));
+    }
 
     #[test]
     fn exact_and_prefix_lookups() {

@@ -188,7 +188,7 @@ impl Pods {
                 r.name.clone(),
                 Reservation {
                     id: r.id.clone(),
-                    config: serde_json::to_string(&r.config).unwrap_or_default(),
+                    config: crate::records::canonical(&r.config),
                     done: rx,
                 },
             );
@@ -310,7 +310,7 @@ impl Pods {
             ));
         }
         let name = pod_name(&md);
-        let wanted = serde_json::to_string(&config).unwrap_or_default();
+        let wanted = crate::records::canonical(&config);
         let mut done = {
             let mut reservations = self.reservations.lock().unwrap_or_else(|p| p.into_inner());
             match reservations.get(&name) {
