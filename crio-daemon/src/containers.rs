@@ -10,7 +10,9 @@ use anyhow::Context as _;
 use crio_api::Status;
 use crio_api::cri::{ContainerConfig, ContainerMetadata};
 use crio_api::task::{self, ttrpc};
-use crio_attach::limits::EXEC_SYNC_OUTPUT_MAX;
+use crio_contract::EXEC_SYNC_OUTPUT_MAX;
+use crio_contract::annotations;
+use crio_contract::bundle::{EXIT_FILE, OOM_FILE, parse_exit_record};
 use crio_storage::mount::{Overlay, unmount};
 use crio_storage::{atomic, dirs};
 use serde::{Deserialize, Serialize};
@@ -622,7 +624,7 @@ impl Containers {
             .records
             .filter_map(|r| (r.state == ContainerState::Running).then(|| (r.id.clone(), r.pid)));
         for (id, pid) in running {
-            let ended = self.bundle(&id).join("exit").exists()
+            let ended = self.bundle(&id).join(EXIT_FILE).exists()
                 || (pid > 0 && !Path::new(&format!("/proc/{pid}")).exists());
             if ended {
                 let _ = self.refresh(pods, shims, &id).await;
@@ -997,24 +999,24 @@ impl Containers {
                 .to_string()
         };
         spec.annotations
-            .insert("io.kubernetes.cri-o.LogPath".into(), log_path.clone());
+            .insert(annotations::LOG_PATH.into(), log_path.clone());
         if !log_path.is_empty() {
             // The shim resolves the log path below it, following no symlink.
             spec.annotations.insert(
-                "io.crio-rs.LogDirectory".into(),
+                annotations::LOG_DIRECTORY.into(),
                 pod.config.log_directory.clone(),
             );
         }
         if self.log_size_max > 0 {
             spec.annotations.insert(
-                crio_attach::limits::LOG_SIZE_MAX_ANNOTATION.into(),
+                annotations::LOG_SIZE_MAX.into(),
                 self.log_size_max.to_string(),
             );
         }
         for (key, on) in [
-            ("io.kubernetes.cri-o.Stdin", config.stdin),
-            ("io.kubernetes.cri-o.StdinOnce", config.stdin_once),
-            ("io.kubernetes.cri-o.TTY", config.tty),
+            (annotations::STDIN, config.stdin),
+            (annotations::STDIN_ONCE, config.stdin_once),
+            (annotations::TTY, config.tty),
         ] {
             spec.annotations.insert(key.into(), on.to_string());
         }
@@ -1158,7 +1160,7 @@ impl Containers {
                 .map(crio_api::time::timestamp_to_nanos)
                 .unwrap_or(0);
             // The shim marks OOM kills in the bundle.
-            r.oom_killed = self.bundle(&r.id).join("oom").exists();
+            r.oom_killed = self.bundle(&r.id).join(OOM_FILE).exists();
             self.save(&r)?;
         }
         Ok(r)
@@ -1183,17 +1185,11 @@ impl Containers {
     /// lost when nothing was recorded.
     fn shim_lost(&self, mut r: ContainerRecord) -> Result<ContainerRecord, Status> {
         let bundle = self.bundle(&r.id);
-        let recorded = std::fs::read_to_string(bundle.join("exit"))
+        let recorded = std::fs::read_to_string(bundle.join(EXIT_FILE))
             .ok()
-            .and_then(|t| {
-                let mut parts = t.split_whitespace();
-                Some((
-                    parts.next()?.parse::<i32>().ok()?,
-                    parts.next()?.parse::<i64>().ok()?,
-                ))
-            });
+            .and_then(|t| parse_exit_record(&t));
         r.state = ContainerState::Exited;
-        r.oom_killed = bundle.join("oom").exists();
+        r.oom_killed = bundle.join(OOM_FILE).exists();
         match recorded {
             Some((code, at)) => {
                 r.exit_code = code;
@@ -1304,7 +1300,7 @@ impl Containers {
 
     /// ExecSync: runs `cmd` in the running container through its shim,
     /// captures stdout and stderr (each capped at
-    /// [`EXEC_SYNC_OUTPUT_MAX`](crio_attach::limits::EXEC_SYNC_OUTPUT_MAX),
+    /// [`EXEC_SYNC_OUTPUT_MAX`](crio_contract::EXEC_SYNC_OUTPUT_MAX),
     /// like the kubelet's and CRI-O's limit) and waits at most `timeout`
     /// seconds (0: no limit). Output past the cap is dropped by the shim;
     /// as in CRI-O, the response cannot say so, the daemon's log does.

@@ -53,13 +53,14 @@ impl Runc {
     /// The runtime named by the environment, runc on PATH by default.
     pub fn from_env() -> Self {
         Self {
-            binary: std::env::var_os("CRIO_RUNTIME")
+            binary: std::env::var_os(crio_contract::env::RUNTIME)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| "runc".into()),
-            root: std::env::var_os("CRIO_RUNTIME_ROOT")
+            root: std::env::var_os(crio_contract::env::RUNTIME_ROOT)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| "/run/runc".into()),
-            systemd_cgroup: std::env::var_os("CRIO_SYSTEMD_CGROUP").is_some_and(|v| v == "1"),
+            systemd_cgroup: std::env::var_os(crio_contract::env::SYSTEMD_CGROUP)
+                .is_some_and(|v| v == "1"),
         }
     }
 

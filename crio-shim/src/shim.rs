@@ -43,19 +43,13 @@ async fn serve_both_versions(address: &str, service: &TaskService) -> Result<Ser
     Ok(server)
 }
 
-/// The cgroup (cgroupfs path) the daemon wants the shim server in.
-pub const CGROUP_ENV: &str = "CRIO_SHIM_CGROUP";
-
-/// Where the daemon wants shim sockets.
-pub const SOCKET_DIR_ENV: &str = "CRIO_SHIM_SOCKET_DIR";
-
 /// The socket directory when the daemon names none (as when containerd's
 /// `ctr` starts the shim): crio-rs's default runroot, never containerd's.
 const DEFAULT_SOCKET_DIR: &str = "/run/crio/shims";
 
 /// Where this shim's sockets go.
 pub fn socket_dir() -> PathBuf {
-    std::env::var_os(SOCKET_DIR_ENV)
+    std::env::var_os(crio_contract::env::SHIM_SOCKET_DIR)
         .map(PathBuf::from)
         .unwrap_or_else(|| DEFAULT_SOCKET_DIR.into())
 }
@@ -88,7 +82,7 @@ impl containerd_shim::asynchronous::Shim for Shim {
             // (or of its unit's process group) does not reach it.
             let _ = nix::unistd::setsid();
             // The cgroup the daemon chose (the pod's), never the daemon's.
-            if let Some(cgroup) = std::env::var_os(CGROUP_ENV) {
+            if let Some(cgroup) = std::env::var_os(crio_contract::env::SHIM_CGROUP) {
                 let root = std::path::Path::new("/sys/fs/cgroup");
                 if let Err(e) = crio_cgroups::join(root, cgroup.as_ref(), std::process::id()) {
                     eprintln!("join cgroup {}: {e}", cgroup.to_string_lossy());
@@ -134,7 +128,7 @@ impl containerd_shim::asynchronous::Shim for Shim {
         if let Some(mut out) = child.stdout.take() {
             let _ = out.read_to_end(&mut sink).await;
         }
-        std::fs::write("address", &address)
+        std::fs::write(crio_contract::pod::START_ADDRESS_FILE, &address)
             .map_err(|e| Error::Other(format!("write address: {e}")))?;
         // The plain address is the reply every containerd understands (1.6
         // cannot read the JSON form the framework would print): print it

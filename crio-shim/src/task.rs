@@ -35,26 +35,13 @@ use crate::io::{IoOptions, ProcessIo};
 use crate::log::LogFile;
 use crate::runc::Runc;
 use crio_attach::channel;
-use crio_attach::limits::{EXEC_SYNC_OUTPUT_MAX, LOG_SIZE_MAX_ANNOTATION};
-
-/// The annotation that carries the CRI log path, as CRI-O names it.
-pub const LOG_PATH_ANNOTATION: &str = "io.kubernetes.cri-o.LogPath";
-/// The annotation that carries the pod's log directory, below which the log
-/// path is resolved without following symlinks.
-pub const LOG_DIRECTORY_ANNOTATION: &str = "io.crio-rs.LogDirectory";
-/// The annotation that says the container keeps stdin open (CRI `stdin`).
-pub const STDIN_ANNOTATION: &str = "io.kubernetes.cri-o.Stdin";
-/// The annotation for CRI `stdin_once`.
-pub const STDIN_ONCE_ANNOTATION: &str = "io.kubernetes.cri-o.StdinOnce";
-/// The file in the bundle that records the exit: `CODE NANOS`.
-pub const EXIT_FILE: &str = "exit";
+use crio_contract::EXEC_SYNC_OUTPUT_MAX;
+use crio_contract::annotations;
+use crio_contract::bundle::{EXIT_FILE, OOM_FILE, exit_record};
 
 /// The type URL of the stats the shim returns (containerd's cgroup v1
 /// metrics, whatever the host's cgroup version).
 pub const METRICS_TYPE: &str = "io.containerd.cgroups.v1.Metrics";
-
-/// The file in the bundle that marks an OOM kill.
-pub const OOM_FILE: &str = "oom";
 
 /// An exit: code and time in nanoseconds since the epoch.
 type Exit = (u32, i64);
@@ -116,7 +103,7 @@ fn now_nanos() -> i64 {
 /// Writes `bundle/exit` atomically.
 fn record_exit(bundle: &Path, exit: Exit) -> std::io::Result<()> {
     let tmp = bundle.join(".exit.tmp");
-    std::fs::write(&tmp, format!("{} {}\n", exit.0, exit.1))?;
+    std::fs::write(&tmp, exit_record(exit.0, exit.1))?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, bundle.join(EXIT_FILE))
 }
@@ -141,18 +128,18 @@ fn bundle_info(bundle: &Path) -> BundleInfo {
     };
     let annotation = |key: &str| spec["annotations"][key].as_str().unwrap_or_default();
     BundleInfo {
-        log_path: Some(annotation(LOG_PATH_ANNOTATION))
+        log_path: Some(annotation(annotations::LOG_PATH))
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
-        log_directory: Some(annotation(LOG_DIRECTORY_ANNOTATION))
+        log_directory: Some(annotation(annotations::LOG_DIRECTORY))
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
-        log_size_max: annotation(LOG_SIZE_MAX_ANNOTATION)
+        log_size_max: annotation(annotations::LOG_SIZE_MAX)
             .parse::<u64>()
             .ok()
             .filter(|max| *max > 0),
-        stdin: annotation(STDIN_ANNOTATION) == "true",
-        stdin_once: annotation(STDIN_ONCE_ANNOTATION) == "true",
+        stdin: annotation(annotations::STDIN) == "true",
+        stdin_once: annotation(annotations::STDIN_ONCE) == "true",
         cgroup: spec["linux"]["cgroupsPath"]
             .as_str()
             .filter(|p| !p.is_empty())

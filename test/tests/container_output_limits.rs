@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crio_api::cri::{ExecSyncRequest, NamespaceMode, ReopenContainerLogRequest};
-use crio_attach::limits::EXEC_SYNC_OUTPUT_MAX;
+use crio_contract::EXEC_SYNC_OUTPUT_MAX;
 use crio_test::containers::{Setup, container, create, remove_pod, run_pod, setup_with_files};
 use crio_test::pods::pod_config;
 

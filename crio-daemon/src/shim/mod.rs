@@ -9,6 +9,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crio_contract::{env, pod};
+
 use crio_api::task::{self, Events, TaskClient, ttrpc};
 use tokio::io::AsyncReadExt;
 
@@ -28,7 +30,7 @@ fn shim_cgroup(pod_cgroup: &str) -> String {
 /// Where a pod's shim address is: the daemon's copy, then the file the
 /// shim's `start` action writes in its working directory (the pod's
 /// directory) before it answers — there even if the daemon died between.
-const ADDRESS_FILES: [&str; 2] = ["shim.address", "address"];
+const ADDRESS_FILES: [&str; 2] = [pod::SHIM_ADDRESS_FILE, pod::START_ADDRESS_FILE];
 
 /// The address of the shim of the pod whose directory is `pod_dir`.
 fn address_of(pod_dir: &Path) -> Option<String> {
@@ -186,7 +188,7 @@ impl Shims {
         // Recorded before the shim exists, so a daemon that dies while it
         // starts finds it again (or finds nothing there) after a restart.
         let address = socket(".sock");
-        let address_file = pod_dir.join("shim.address");
+        let address_file = pod_dir.join(pod::SHIM_ADDRESS_FILE);
         std::fs::write(&address_file, &address).map_err(|e| ttrpc_err("write shim address", e))?;
         let started = self
             .run_server(id, pod_dir, cgroup, [&address, &socket(".v3.sock")])
@@ -227,15 +229,15 @@ impl Shims {
             ])
             .current_dir(pod_dir)
             .env("TTRPC_ADDRESS", &self.events)
-            .env("CRIO_SHIM_SOCKET_DIR", &self.socket_dir)
-            .env("CRIO_RUNTIME", &self.runtime)
-            .env("CRIO_RUNTIME_ROOT", &self.runtime_root)
-            .env("CRIO_SHIM_CGROUP", shim_cgroup(cgroup))
+            .env(env::SHIM_SOCKET_DIR, &self.socket_dir)
+            .env(env::RUNTIME, &self.runtime)
+            .env(env::RUNTIME_ROOT, &self.runtime_root)
+            .env(env::SHIM_CGROUP, shim_cgroup(cgroup))
             // One malloc arena: the shim's few threads need no more, and
             // each extra arena is memory the pod pays for.
             .env("MALLOC_ARENA_MAX", "1")
             .env(
-                "CRIO_SYSTEMD_CGROUP",
+                env::SYSTEMD_CGROUP,
                 if self.systemd_cgroup { "1" } else { "0" },
             )
             .stdin(Stdio::null())
@@ -289,8 +291,8 @@ impl Shims {
                 "delete",
             ])
             .current_dir(bundle)
-            .env("CRIO_RUNTIME", &self.runtime)
-            .env("CRIO_RUNTIME_ROOT", &self.runtime_root)
+            .env(env::RUNTIME, &self.runtime)
+            .env(env::RUNTIME_ROOT, &self.runtime_root)
             .stdin(Stdio::null())
             .output()
             .await;

@@ -60,7 +60,9 @@ fn shims(runroot: &Path) -> Vec<(String, String)> {
         .flatten()
         .flatten()
         .filter_map(|e| {
-            let address = std::fs::read_to_string(e.path().join("shim.address")).ok()?;
+            let address =
+                std::fs::read_to_string(e.path().join(crio_contract::pod::SHIM_ADDRESS_FILE))
+                    .ok()?;
             Some((
                 e.file_name().to_string_lossy().into_owned(),
                 address.trim().to_string(),

@@ -32,23 +32,6 @@ pub mod channel {
     pub const REOPEN_LOG: u8 = 5;
 }
 
-/// Limits on what a shim writes for the daemon, which both sides must agree
-/// on (the process output is hostile: it may be endless).
-pub mod limits {
-    /// ExecSync output kept per stream: the shim stores at most this much of
-    /// an exec's stdout, and of its stderr, in the regular files the exec
-    /// request names (they live on the runtime state tmpfs) and discards
-    /// the rest; the daemon reads no more. 16 MiB, the kubelet's and CRI-O's
-    /// cap (`maxExecSyncSize`).
-    pub const EXEC_SYNC_OUTPUT_MAX: u64 = 16 << 20;
-
-    /// The bundle annotation that carries `log_size_max` (bytes) to the
-    /// shim, which keeps the container's CRI log file at or under it;
-    /// absent or negative: no limit. CRI-O passes it to conmon as
-    /// `--log-size-max` and has no annotation for it.
-    pub const LOG_SIZE_MAX_ANNOTATION: &str = "io.crio-rs.LogSizeMax";
-}
-
 /// Largest frame an attach client may send.
 pub const MAX_FRAME: usize = 1 << 20;
 
