@@ -96,8 +96,8 @@ impl ShimWorld {
             .arg(&events_sock)
             .arg("start")
             .current_dir(&work)
-            .env("CRIO_SHIM_SOCKET_DIR", dir.path().join("s"))
-            .env("CRIO_RUNTIME_ROOT", dir.path().join("runc"))
+            .env(crio_contract::env::SHIM_SOCKET_DIR, dir.path().join("s"))
+            .env(crio_contract::env::RUNTIME_ROOT, dir.path().join("runc"))
             .env("TTRPC_ADDRESS", &events_sock)
             .output()
             .await?;
