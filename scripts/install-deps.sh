@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the host packages crio-rs needs to build, run and test, from Debian's apt.
+# Installs the host packages crio-rs needs to build, run and test, from Debian's apt,
+# and the pinned Rust toolchain's name.
 # Idempotent: packages already present are not reinstalled and apt's index is
 # refreshed only when something is missing.
 set -euo pipefail
@@ -36,6 +37,23 @@ if [ "${#missing[@]}" -gt 0 ]; then
   chmod +x /usr/sbin/policy-rc.d
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# rust-toolchain.toml pins the toolchain by version. The machines have exactly
+# one, known to rustup as "stable", and nothing can be downloaded: when it is
+# the pinned version, register it under that name too (rustup's `toolchain
+# link` refuses official names, so a symlink as rustup itself lays it out).
+pinned=$(sed -n 's/^channel = "\(.*\)"$/\1/p' rust-toolchain.toml)
+host=$(rustup run stable rustc -vV | sed -n 's/^host: //p')
+if ! rustup toolchain list | grep -q "^$pinned-$host"; then
+  have=$(rustup run stable rustc --version | awk '{print $2}')
+  if [ "$have" != "$pinned" ]; then
+    echo "install-deps: rust-toolchain.toml pins $pinned but this machine's toolchain is $have: move the pin" >&2
+    exit 1
+  fi
+  ln -sfn "$(rustup run stable rustc --print sysroot)" \
+    "${RUSTUP_HOME:-$HOME/.rustup}/toolchains/$pinned-$host"
+  echo "install-deps: toolchain $pinned is the machine's stable toolchain"
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then
