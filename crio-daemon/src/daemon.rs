@@ -13,6 +13,8 @@ use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::cli::Cli;
 use crate::cri::{self, State};
+use crate::pod::{Pods, Sandboxes};
+use crate::shim::{PodShims, ShimConfig, Shims};
 
 /// How long a stop waits for in-flight calls and open connections.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -65,6 +67,26 @@ fn check_cgroup_manager(manager: &str, systemd_dir: &Path) -> Result<()> {
 /// the CRI until a stop signal arrives.
 async fn serve(loaded: crio_config::Loaded) -> Result<()> {
     let signals = stop_signals();
+    let config = prepare_host(loaded)?;
+    let listen = config.api.listen.clone();
+    let listener = crate::socket::bind(&listen).await?;
+    let state = open_state(config).await?;
+    let streaming = start_streaming(&state).await?;
+    let _ = state.streaming.set(streaming);
+    tokio::spawn(reload_on_sighup(state.clone()));
+    let clean_shutdown_file = state.config.clean_shutdown_file.clone();
+    tracing::info!(socket = %listen.display(), version = env!("CARGO_PKG_VERSION"), "crio-rs serving the CRI");
+    let result = run_server(state, listener, signals).await;
+    let _ = std::fs::remove_file(&listen);
+    result?;
+    mark_clean_stop(&clean_shutdown_file);
+    tracing::info!("stopped; containers keep running");
+    Ok(())
+}
+
+/// The effective configuration (runtime and shim paths resolved, checked),
+/// the security modules logged, the directories made, the start marked.
+fn prepare_host(loaded: crio_config::Loaded) -> Result<crio_config::Config> {
     let mut config = loaded.config;
     let path_env = std::env::var("PATH").unwrap_or_default();
     for note in crio_config::resolve_runtimes(&mut config, &loaded.origins, &path_env)? {
@@ -88,43 +110,54 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
     // A seccomp_profile that is not a profile stops the start before the
     // socket opens (the container store reads it again for its defaults).
     crio_spec::seccomp::Profile::configured(&config.runtime.seccomp_profile)?;
-    let lsm = crate::containers::host_lsm(&config).report(config.runtime.selinux);
+    let lsm = crate::container::host_lsm(&config).report(config.runtime.selinux);
     tracing::info!(apparmor = %lsm["apparmor"], selinux = %lsm["selinux"], "security modules");
     for dir in [&config.root, &config.runroot] {
         create_private_dir(dir)?;
     }
     mark_start(&config);
+    Ok(config)
+}
 
-    let listen = config.api.listen.clone();
-    let listener = crate::socket::bind(&listen).await?;
-    let (send_max, recv_max) = (
-        usize::try_from(config.api.grpc_max_send_msg_size).unwrap_or(usize::MAX),
-        usize::try_from(config.api.grpc_max_recv_msg_size).unwrap_or(usize::MAX),
-    );
-    let clean_shutdown_file = config.clean_shutdown_file.clone();
-    let images = crate::images::Images::open(&config).context("image store")?;
-    let pods = Arc::new(crate::pods::Pods::open(&config).context("pod records")?);
-    let shims = match config.runtime.runtimes.get(&config.runtime.default_runtime) {
-        Some(h) if h.monitor_path.is_file() => Some(Arc::new(
-            crate::shim::Shims::start(
-                h.monitor_path.clone(),
-                h.runtime_path.clone(),
-                h.runtime_root.clone(),
-                &config.runroot,
-                config.runtime.cgroup_manager == "systemd",
-            )
-            .await
-            .map_err(anyhow::Error::msg)?,
-        )),
-        _ => None,
+/// The shims of the default runtime handler (none can start when its shim
+/// binary was not found).
+async fn start_shims(config: &crio_config::Config) -> Result<Arc<Shims>> {
+    let handler = config.runtime.runtimes.get(&config.runtime.default_runtime);
+    let shim = ShimConfig {
+        binary: handler
+            .map(|h| h.monitor_path.clone())
+            .filter(|p| p.is_file()),
+        runtime: handler.map(|h| h.runtime_path.clone()).unwrap_or_default(),
+        runtime_root: handler.map(|h| h.runtime_root.clone()).unwrap_or_default(),
+        systemd_cgroup: config.runtime.cgroup_manager == "systemd",
     };
-    if let Some(s) = &shims {
-        pods.set_shims(s.clone());
-    }
+    Ok(Arc::new(Shims::start(shim, &config.runroot).await?))
+}
+
+/// Opens the stores and wires the daemon's parts together: shims first,
+/// then pods (which start shims), images, containers (which run in pods'
+/// shims), and the pod operations over both.
+async fn open_state(config: crio_config::Config) -> Result<Arc<State>> {
+    let images = Arc::new(crate::images::Images::open(&config).context("image store")?);
+    let shims: Arc<dyn PodShims> = start_shims(&config).await?;
+    let pods = Arc::new(Pods::open(&config, shims.clone()).context("pod records")?);
     pods.recover_pending().await;
     let checked = pods.clone();
     tokio::spawn(async move { checked.check_networks().await });
-    let containers = crate::containers::Containers::open(&config).context("container records")?;
+    let with = crate::container::Collaborators {
+        pods: pods.clone(),
+        images: images.clone(),
+        shims: shims.clone(),
+        rootfs: Arc::new(crate::container::Overlays),
+    };
+    let containers =
+        Arc::new(crate::container::Containers::open(&config, with).context("container records")?);
+    let sandboxes = Sandboxes::new(
+        pods.clone(),
+        containers.clone(),
+        shims,
+        config.runtime.drop_infra_ctr,
+    );
     let handler_features = config
         .runtime
         .runtimes
@@ -136,22 +169,31 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
             )
         })
         .collect();
-    let state = Arc::new(State {
+    Ok(Arc::new(State {
         handler_features,
         config,
         images,
         pods,
         containers,
-        shims,
+        sandboxes,
         cpu_rates: Default::default(),
         streaming: Default::default(),
-    });
-    let streaming = start_streaming(&state).await?;
-    let _ = state.streaming.set(streaming);
-    tokio::spawn(reload_on_sighup(state.clone()));
-    let (runtime_api, image_api) = cri::services(state);
-    tracing::info!(socket = %listen.display(), version = env!("CARGO_PKG_VERSION"), "crio-rs serving the CRI");
+    }))
+}
 
+/// Serves the CRI on `listener` until it fails or a stop signal arrives;
+/// in-flight calls get [`SHUTDOWN_GRACE`] to finish.
+async fn run_server(
+    state: Arc<State>,
+    listener: tokio::net::UnixListener,
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+) -> Result<()> {
+    let api = &state.config.api;
+    let (send_max, recv_max) = (
+        usize::try_from(api.grpc_max_send_msg_size).unwrap_or(usize::MAX),
+        usize::try_from(api.grpc_max_recv_msg_size).unwrap_or(usize::MAX),
+    );
+    let (runtime_api, image_api) = cri::services(state);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
         tonic::transport::Server::builder()
@@ -183,10 +225,7 @@ async fn serve(loaded: crio_config::Loaded) -> Result<()> {
             }
         }
     };
-    let _ = std::fs::remove_file(&listen);
     result.context("CRI server task")?.context("CRI server")?;
-    mark_clean_stop(&clean_shutdown_file);
-    tracing::info!("stopped; containers keep running");
     Ok(())
 }
 

@@ -1,13 +1,12 @@
 //! Pod and container IDs. The daemon names directories after them (bundles,
 //! writable layers, pod run dirs, records), so an ID is a validated value:
 //! generated here, or parsed (a record read back from disk does not load
-//! with a bad one). What a request names is checked at the CRI edge by
-//! [`requested`] and only ever looked up, never joined to a path.
+//! with a bad one). What a request names is checked at the CRI edge (with
+//! [`is_id_or_prefix`]) and only ever looked up, never joined to a path.
 
 use std::fmt;
 use std::ops::Deref;
 
-use crio_api::Status;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Hex digits in an ID.
@@ -19,6 +18,17 @@ fn is_lower_hex(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Whether `s` can name an object: an ID, or a prefix of one at least
+/// 3 characters long (as crictl's short IDs).
+pub fn is_id_or_prefix(s: &str) -> bool {
+    (MIN_PREFIX..=LEN).contains(&s.len()) && is_lower_hex(s)
+}
+
+/// A text that is not an ID.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an ID ({LEN} lowercase hex digits)")]
+pub struct IdError(String);
+
 /// A pod or container ID: 64 lowercase hex digits.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Id(String);
@@ -26,15 +36,15 @@ pub struct Id(String);
 impl Id {
     /// A fresh random ID.
     pub fn random() -> Self {
-        Self(crate::pods::new_id())
+        Self(crate::pod::new_id())
     }
 
     /// Parses an ID, refusing anything the daemon would not generate.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
         if s.len() == LEN && is_lower_hex(s) {
             Ok(Self(s.to_string()))
         } else {
-            Err(format!("{s:?} is not an ID ({LEN} lowercase hex digits)"))
+            Err(IdError(s.to_string()))
         }
     }
 
@@ -89,22 +99,6 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
-/// Checks the `field` of a request naming a `kind` ("container", "pod
-/// sandbox") by ID or unique prefix: empty is InvalidArgument; anything that
-/// cannot be an ID or a prefix of one is NotFound, as CRI-O answers.
-pub fn requested<'a>(kind: &str, field: &str, id: &'a str) -> Result<&'a str, Status> {
-    if id.is_empty() {
-        return Err(crio_api::status::invalid_field(field, "must not be empty"));
-    }
-    if (MIN_PREFIX..=LEN).contains(&id.len()) && is_lower_hex(id) {
-        Ok(id)
-    } else {
-        Err(Status::not_found(format!(
-            "{kind} {id:?} not found: not a {kind} ID"
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,27 +121,6 @@ mod tests {
                 serde_json::from_str::<Id>(&format!("{bad:?}")).is_err(),
                 "{bad}"
             );
-        }
-    }
-
-    #[test]
-    fn requests_name_ids_or_prefixes() {
-        let id = Id::random();
-        assert_eq!(requested("container", "container_id", &id).unwrap(), &*id);
-        assert!(requested("container", "container_id", &id[..3]).is_ok());
-        let empty = requested("pod sandbox", "pod_sandbox_id", "").unwrap_err();
-        assert_eq!(empty.code(), crio_api::Code::InvalidArgument);
-        for bad in [
-            "../../etc",
-            "/",
-            "..",
-            "ab",
-            "ABCDEF",
-            "abc/..",
-            &format!("{id}0"),
-        ] {
-            let err = requested("container", "container_id", bad).unwrap_err();
-            assert_eq!(err.code(), crio_api::Code::NotFound, "{bad}");
         }
     }
 }

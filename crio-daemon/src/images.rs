@@ -5,22 +5,24 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use crio_api::{Code, Status};
 use crio_config::Config;
 use crio_image::auth::{AuthFile, Credentials, RequestCredentials};
 use crio_image::policy::Policy;
-use crio_image::pull::{PullError, PullOptions, Puller};
+use crio_image::pull::{PullOptions, Puller};
 use crio_image::reference::Reference;
 use crio_image::registries::RegistriesConf;
 use crio_storage::images::Edit;
 use crio_storage::usage_cache::{FsFigures, Schedule, UsageCache};
 use crio_storage::{ImageRecord, ImageStore, LayerStore};
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
+
+use crate::error::Error;
 
 /// Where trust decisions come from; replaced as a whole on reload.
 struct Trust {
@@ -30,7 +32,12 @@ struct Trust {
 }
 
 /// The outcome of a pull, shared with callers that asked for the same name.
-type PullOutcome = Result<ImageRecord, (Code, String)>;
+type PullOutcome = Result<ImageRecord, Error>;
+
+/// A layer of an image is not in the layer store.
+#[derive(Debug, thiserror::Error)]
+#[error("layer {0} is missing")]
+pub struct MissingLayer(crio_storage::digest::Digest);
 
 /// What makes two pulls one download: the name and the credentials, by
 /// fingerprint (the secrets themselves are kept out of the key). A caller
@@ -102,12 +109,12 @@ impl Images {
     /// Re-reads registries.conf, the policy and the auth file.
     pub fn reload(&self) -> Result<()> {
         let trust = load_trust(&self.config)?;
-        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(trust);
+        *self.trust.write() = Arc::new(trust);
         Ok(())
     }
 
     fn trust(&self) -> Arc<Trust> {
-        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.trust.read().clone()
     }
 
     /// The image records.
@@ -140,10 +147,10 @@ impl Images {
         name: &str,
         credentials: Option<RequestCredentials>,
         pinned: bool,
-    ) -> Result<ImageRecord, Status> {
+    ) -> Result<ImageRecord, Error> {
         let key = PullKey::new(name, credentials.as_ref());
         let (mut rx, interest) = {
-            let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = self.in_flight.lock();
             let entry = map.entry(key.clone()).or_insert_with(|| {
                 let pull = InFlight {
                     tx: broadcast::channel(1).0,
@@ -164,8 +171,8 @@ impl Images {
         let outcome = rx.recv().await;
         drop(interest);
         match outcome {
-            Ok(outcome) => outcome.map_err(|(code, msg)| Status::new(code, msg)),
-            Err(_) => Err(Status::aborted(format!("pull of {name:?} stopped"))),
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::Aborted(format!("pull of {name:?} stopped"))),
         }
     }
 
@@ -205,13 +212,13 @@ impl Images {
                 };
                 let pulled = puller
                     .pull(&task_name, &opts)
-                    .map_err(|e| (pull_code(&e), e.to_string()));
+                    .map_err(|e| Error::Pull(Arc::new(e)));
                 // ImageFsInfo counts the new layers once the pull is done.
                 usage.refresh_layers();
                 pulled
             })
             .await
-            .unwrap_or_else(|e| Err((Code::Internal, format!("pull task failed: {e}"))));
+            .unwrap_or_else(|e| Err(Error::Internal(format!("pull task failed: {e}"))));
             match &outcome {
                 Ok(image) => tracing::info!(
                     image = %image.id,
@@ -219,12 +226,9 @@ impl Images {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "pulled"
                 ),
-                Err((_, msg)) => tracing::warn!("{msg}"),
+                Err(e) => tracing::warn!("{e}"),
             }
-            let entry = in_flight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
+            let entry = in_flight.lock().remove(&key);
             if let Some(entry) = entry {
                 let _ = entry.tx.send(outcome);
             }
@@ -235,7 +239,7 @@ impl Images {
     /// tag; otherwise the image goes, and the layers no image uses.
     /// `in_use` names the containers using each image ID: such an image
     /// may lose a tag, but is not deleted.
-    pub fn remove(&self, name: &str, in_use: &dyn Fn(&str) -> Vec<String>) -> Result<(), Status> {
+    pub fn remove(&self, name: &str, in_use: &dyn Fn(&str) -> Vec<String>) -> Result<(), Error> {
         let Some(found) = self.find(name) else {
             return Ok(());
         };
@@ -244,7 +248,7 @@ impl Images {
         // at once each remove their tag, and the last one the image.
         let outcome = self.store.modify(&found.id, |image| {
             if image.pinned {
-                let e = Status::failed_precondition(format!(
+                let e = Error::Precondition(format!(
                     "image {name:?} ({}) is pinned and cannot be removed",
                     image.id
                 ));
@@ -256,7 +260,7 @@ impl Images {
                 return (Edit::Write, Ok(false));
             }
             if !users.is_empty() {
-                let e = Status::failed_precondition(format!(
+                let e = Error::Precondition(format!(
                     "image {name:?} ({}) is in use by container {}",
                     image.id,
                     users.join(", ")
@@ -265,9 +269,7 @@ impl Images {
             }
             (Edit::Remove, Ok(true))
         });
-        let removed = outcome
-            .map_err(|e| Status::internal(e.to_string()))?
-            .transpose()?;
+        let removed = outcome.map_err(Error::internal)?.transpose()?;
         if removed == Some(true) {
             self.gc();
         }
@@ -294,7 +296,7 @@ impl Images {
 
     /// The image's layer directories, topmost first, by their short links
     /// (overlay's lowerdir order).
-    pub fn layer_paths(&self, image: &ImageRecord) -> Result<Vec<PathBuf>, String> {
+    pub fn layer_paths(&self, image: &ImageRecord) -> Result<Vec<PathBuf>, MissingLayer> {
         image
             .layers
             .iter()
@@ -303,7 +305,7 @@ impl Images {
                 self.layers
                     .get(chain)
                     .map(|info| self.layers.short_path(&info))
-                    .ok_or_else(|| format!("layer {chain} is missing"))
+                    .ok_or_else(|| MissingLayer(chain.clone()))
             })
             .collect()
     }
@@ -379,17 +381,6 @@ impl Drop for Interested {
         if self.0.callers.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.cancel.store(true, Ordering::SeqCst);
         }
-    }
-}
-
-fn pull_code(e: &PullError) -> Code {
-    match e {
-        PullError::InvalidName(_) => Code::InvalidArgument,
-        PullError::Blocked(_) | PullError::Rejected(_) => Code::PermissionDenied,
-        PullError::NotFound(_) => Code::NotFound,
-        PullError::Unauthorized(_) => Code::Unauthenticated,
-        PullError::Cancelled(_) => Code::Cancelled,
-        PullError::Failed(_) => Code::Unknown,
     }
 }
 

@@ -3,14 +3,15 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
-pub mod containers;
+pub mod container;
 pub mod cri;
 pub mod daemon;
+pub mod error;
 pub mod ids;
 pub mod images;
 pub mod logging;
 pub mod namespaces;
-pub mod pods;
+pub mod pod;
 pub mod records;
 pub mod shim;
 pub mod shim_binary;

@@ -3,10 +3,19 @@
 
 use crio_network::netns::{self, PinRequest};
 
+/// Why the namespaces of a pod could not be pinned.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// The blocking task did not finish.
+    #[error("pin namespaces: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// A step failed (it is named).
+    #[error("pin namespaces: {0}")]
+    Pin(#[from] netns::PinError),
+}
+
 /// Creates and pins `req`'s namespaces; the error names the failed step.
-pub async fn pin(req: PinRequest) -> Result<(), String> {
-    tokio::task::spawn_blocking(move || netns::pin(&req))
-        .await
-        .map_err(|e| format!("pin namespaces: {e}"))?
-        .map_err(|e| format!("pin namespaces: {e}"))
+pub async fn pin(req: PinRequest) -> Result<(), PinError> {
+    tokio::task::spawn_blocking(move || netns::pin(&req)).await??;
+    Ok(())
 }

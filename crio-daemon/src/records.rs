@@ -1,8 +1,10 @@
 //! The in-memory index of records (pods, containers) by ID, shared by the
 //! request handlers; the files on disk are written by the owners.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 /// Records by ID.
 #[derive(Debug, Default)]
@@ -14,8 +16,8 @@ impl<T: Clone> Records<T> {
         Self(Mutex::new(records))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, T>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, T>> {
+        self.0.lock()
     }
 
     /// Every record, in ID order.
@@ -74,6 +76,23 @@ impl<T: Clone> Records<T> {
         persist()?;
         records.insert(id.to_string(), record);
         Ok(true)
+    }
+}
+
+/// One async lock per object ID: calls on the same object run one at a
+/// time, calls on different ones in parallel.
+#[derive(Debug, Default)]
+pub struct Locks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Locks {
+    /// The lock of `id`.
+    pub fn of(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.0.lock().entry(id.to_string()).or_default().clone()
+    }
+
+    /// Forgets the lock of an object that is gone.
+    pub fn forget(&self, id: &str) {
+        self.0.lock().remove(id);
     }
 }
 

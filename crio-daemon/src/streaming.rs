@@ -17,7 +17,37 @@ use crio_streaming::{AttachRequest, Backend, Connection, ExecRequest, StreamIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+use crate::container::ExecOptions;
 use crate::cri::State;
+
+/// Why a streaming session failed; the streaming server shows the text.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    /// The daemon's state is gone.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+    /// The attach socket did not accept.
+    #[error("attach socket {path}: {source}")]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The container is not running.
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    /// The pod is unknown.
+    #[error("pod sandbox {0} not found")]
+    NoPod(String),
+    /// The client left mid-exec.
+    #[error("the client went away; the exec was killed")]
+    ClientGone,
+    /// A daemon call failed.
+    #[error("{0}")]
+    Daemon(#[from] crate::error::Error),
+    /// The port-forward helper failed.
+    #[error("{0}")]
+    Helper(String),
+}
 
 /// The streaming backend over the daemon's state.
 pub struct StreamBackend {
@@ -30,24 +60,138 @@ impl StreamBackend {
         Arc::new(Self { state })
     }
 
-    fn state(&self) -> Result<Arc<State>, String> {
-        self.state
-            .upgrade()
-            .ok_or_else(|| "the daemon is shutting down".to_string())
+    fn state(&self) -> Result<Arc<State>, StreamError> {
+        self.state.upgrade().ok_or(StreamError::ShuttingDown)
+    }
+
+    async fn exec_session(&self, req: &ExecRequest, io: StreamIo) -> Result<i32, StreamError> {
+        let st = self.state()?;
+        let options = ExecOptions {
+            cmd: req.cmd.clone(),
+            tty: req.tty,
+            stdin: if req.stdin { "attach" } else { "" }.to_string(),
+            files: (String::new(), String::new()),
+        };
+        let exec = st
+            .containers
+            .exec_create(&req.container_id, options)
+            .await?;
+        let socket = st.containers.attach_socket(exec.container_id(), &exec.id);
+        let outcome = async {
+            let conn = connect(&socket).await?;
+            exec.start().await?;
+            Ok::<_, StreamError>(relay(conn, io, true).await)
+        }
+        .await;
+        let result = match outcome {
+            Ok(Some(code)) => Ok(code),
+            // The client left: nothing may stay behind.
+            Ok(None) => {
+                exec.kill().await;
+                Err(StreamError::ClientGone)
+            }
+            Err(e) => Err(e),
+        };
+        exec.delete().await;
+        result
+    }
+
+    async fn attach_session(&self, req: &AttachRequest, io: StreamIo) -> Result<(), StreamError> {
+        let st = self.state()?;
+        let r = st.containers.refresh(&req.container_id).await?;
+        if r.state != crate::container::ContainerState::Running {
+            return Err(StreamError::NotRunning(r.id.to_string()));
+        }
+        let conn = connect(&st.containers.attach_socket(&r.id, "")).await?;
+        relay(conn, io, r.config.stdin_once).await;
+        Ok(())
+    }
+
+    /// Copies between `conn` and `port` in the pod's network namespace,
+    /// through the helper process.
+    async fn port_forward_session(
+        &self,
+        pod_sandbox_id: &str,
+        port: u16,
+        mut conn: Box<dyn Connection>,
+    ) -> Result<(), StreamError> {
+        let st = self.state()?;
+        let pod = st
+            .pods
+            .get(pod_sandbox_id)
+            .ok_or_else(|| StreamError::NoPod(pod_sandbox_id.to_string()))?;
+        let netns = pod
+            .kinds()
+            .contains(&crio_network::netns::Kind::Net)
+            .then(|| {
+                crio_network::netns::pin_path(
+                    &st.pods.namespaces_dir(),
+                    crio_network::netns::Kind::Net,
+                    &pod.id,
+                )
+            });
+        let helper = |e: std::io::Error| StreamError::Helper(e.to_string());
+        let exe = std::env::current_exe().map_err(helper)?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("port-forward").arg("--port").arg(port.to_string());
+        if let Some(ns) = &netns {
+            cmd.arg("--netns").arg(ns);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| StreamError::Helper(format!("start the port-forward helper: {e}")))?;
+        let (Some(mut to_port), Some(mut from_port), Some(mut errors)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(StreamError::Helper(
+                "port-forward helper without pipes".into(),
+            ));
+        };
+        let (mut from_client, mut to_client) = tokio::io::split(&mut conn);
+        let up = async {
+            let _ = tokio::io::copy(&mut from_client, &mut to_port).await;
+            drop(to_port);
+        };
+        let down = async {
+            let _ = tokio::io::copy(&mut from_port, &mut to_client).await;
+            let _ = to_client.shutdown().await;
+        };
+        // The session ends when everything the port sent has reached the
+        // client (the helper's stdout ends when the socket closes); the
+        // client's end of data alone only closes the way in.
+        tokio::select! {
+            _ = down => {}
+            _ = async { up.await; std::future::pending::<()>().await } => {}
+        }
+        let status = child.wait().await.map_err(helper)?;
+        let mut message = String::new();
+        let _ = errors.read_to_string(&mut message).await;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(StreamError::Helper(message.trim().to_string()))
+        }
     }
 }
 
 /// Connects to an attach socket, retrying briefly while the shim sets it up.
-async fn connect(path: &Path) -> Result<UnixStream, String> {
-    let mut last = String::new();
+async fn connect(path: &Path) -> Result<UnixStream, StreamError> {
+    let mut last = None;
     for _ in 0..50 {
         match UnixStream::connect(path).await {
             Ok(s) => return Ok(s),
-            Err(e) => last = e.to_string(),
+            Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Err(format!("attach socket {}: {last}", path.display()))
+    Err(StreamError::Connect {
+        path: path.display().to_string(),
+        source: last.unwrap_or_else(|| std::io::Error::other("no attempt")),
+    })
 }
 
 /// Relays between a client's streams and a shim attach socket until the
@@ -134,121 +278,24 @@ async fn relay(socket: UnixStream, io: StreamIo, close_stdin: bool) -> Option<i3
 #[async_trait::async_trait]
 impl Backend for StreamBackend {
     async fn exec(&self, req: &ExecRequest, io: StreamIo) -> Result<i32, String> {
-        let st = self.state()?;
-        let shims = st.shims.as_ref().ok_or("no shim binary: cannot exec")?;
-        let exec = st
-            .containers
-            .exec_create(
-                &st.pods,
-                shims,
-                &req.container_id,
-                req.cmd.clone(),
-                req.tty,
-                if req.stdin { "attach" } else { "" },
-                (String::new(), String::new()),
-            )
-            .await
-            .map_err(|e| e.message().to_string())?;
-        let socket = crio_attach::attach_path(shims.socket_dir(), exec.container_id(), &exec.id);
-        let outcome = async {
-            let conn = connect(&socket).await?;
-            exec.start().await.map_err(|e| e.message().to_string())?;
-            Ok::<_, String>(relay(conn, io, true).await)
-        }
-        .await;
-        let result = match outcome {
-            Ok(Some(code)) => Ok(code),
-            // The client left: nothing may stay behind.
-            Ok(None) => {
-                exec.kill().await;
-                Err("the client went away; the exec was killed".to_string())
-            }
-            Err(e) => Err(e),
-        };
-        exec.delete().await;
-        result
+        self.exec_session(req, io).await.map_err(|e| e.to_string())
     }
 
     async fn attach(&self, req: &AttachRequest, io: StreamIo) -> Result<(), String> {
-        let st = self.state()?;
-        let shims = st.shims.as_ref().ok_or("no shim binary: cannot attach")?;
-        let r = st
-            .containers
-            .refresh(&st.pods, shims, &req.container_id)
+        self.attach_session(req, io)
             .await
-            .map_err(|e| e.message().to_string())?;
-        if r.state != crate::containers::ContainerState::Running {
-            return Err(format!("container {} is not running", r.id));
-        }
-        let socket = crio_attach::attach_path(shims.socket_dir(), &r.id, "");
-        let conn = connect(&socket).await?;
-        relay(conn, io, r.config.stdin_once).await;
-        Ok(())
+            .map_err(|e| e.to_string())
     }
 
     async fn port_forward(
         &self,
         pod_sandbox_id: &str,
         port: u16,
-        mut conn: Box<dyn Connection>,
+        conn: Box<dyn Connection>,
     ) -> Result<(), String> {
-        let st = self.state()?;
-        let pod = st
-            .pods
-            .get(pod_sandbox_id)
-            .ok_or_else(|| format!("pod sandbox {pod_sandbox_id} not found"))?;
-        let netns = pod
-            .kinds()
-            .contains(&crio_network::netns::Kind::Net)
-            .then(|| {
-                crio_network::netns::pin_path(
-                    &st.pods.namespaces_dir(),
-                    crio_network::netns::Kind::Net,
-                    &pod.id,
-                )
-            });
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg("port-forward").arg("--port").arg(port.to_string());
-        if let Some(ns) = &netns {
-            cmd.arg("--netns").arg(ns);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("start the port-forward helper: {e}"))?;
-        let (Some(mut to_port), Some(mut from_port), Some(mut errors)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err("port-forward helper without pipes".into());
-        };
-        let (mut from_client, mut to_client) = tokio::io::split(&mut conn);
-        let up = async {
-            let _ = tokio::io::copy(&mut from_client, &mut to_port).await;
-            drop(to_port);
-        };
-        let down = async {
-            let _ = tokio::io::copy(&mut from_port, &mut to_client).await;
-            let _ = to_client.shutdown().await;
-        };
-        // The session ends when everything the port sent has reached the
-        // client (the helper's stdout ends when the socket closes); the
-        // client's end of data alone only closes the way in.
-        tokio::select! {
-            _ = down => {}
-            _ = async { up.await; std::future::pending::<()>().await } => {}
-        }
-        let status = child.wait().await.map_err(|e| e.to_string())?;
-        let mut message = String::new();
-        let _ = errors.read_to_string(&mut message).await;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(message.trim().to_string())
-        }
+        self.port_forward_session(pod_sandbox_id, port, conn)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

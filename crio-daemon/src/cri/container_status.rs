@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 
 use crio_api::cri::{
-    Container, ContainerResources, ContainerState as Cri, ContainerStatus, ContainerStatusResponse,
-    ContainerUser, ImageSpec, LinuxContainerUser, ListContainersRequest, ListContainersResponse,
+    Container, ContainerResources, ContainerState as Cri, ContainerStatus, ContainerStatusRequest,
+    ContainerStatusResponse, ContainerUser, ImageSpec, LinuxContainerUser, ListContainersRequest,
+    ListContainersResponse,
 };
 
-use crate::containers::{ContainerRecord, ContainerState, Containers};
+use super::{Answer, State, container_id};
+use crate::container::{ContainerRecord, ContainerState, Containers};
 
 fn state(r: &ContainerRecord) -> i32 {
     match r.state {
@@ -24,9 +26,31 @@ fn image(r: &ContainerRecord) -> Option<ImageSpec> {
     })
 }
 
+/// ContainerStatus, brought up to date with the shim first.
+pub async fn container_status(
+    st: &State,
+    req: &ContainerStatusRequest,
+) -> Answer<ContainerStatusResponse> {
+    let record = st
+        .containers
+        .refresh(container_id(&req.container_id)?)
+        .await?;
+    let verbose = match req.verbose {
+        true => Some(st.containers.verbose_info(&record).await),
+        false => None,
+    };
+    Ok(status(&record, verbose))
+}
+
+/// ListContainers, with the containers that ended brought up to date.
+pub async fn list_containers(st: &State, req: &ListContainersRequest) -> ListContainersResponse {
+    st.containers.refresh_ended().await;
+    list(&st.containers, req)
+}
+
 /// The CRI status of a record; reason Completed or Error once exited;
 /// `verbose`: the pid and OCI spec for the `info` map.
-pub fn status(
+fn status(
     r: &ContainerRecord,
     verbose: Option<(u32, serde_json::Value)>,
 ) -> ContainerStatusResponse {
@@ -100,7 +124,7 @@ fn user(u: &crio_spec::oci::User) -> ContainerUser {
 }
 
 /// Containers matching the filter: ID prefix, state, pod, labels.
-pub fn list(containers: &Containers, req: &ListContainersRequest) -> ListContainersResponse {
+fn list(containers: &Containers, req: &ListContainersRequest) -> ListContainersResponse {
     let f = req.filter.clone().unwrap_or_default();
     let containers = containers.filter_map(|r| {
         let wanted = (f.id.is_empty() || r.id.starts_with(&f.id))

@@ -7,7 +7,7 @@ use crio_api::cri::{
 use crio_api::status::invalid_field;
 use crio_storage::usage_cache::Measured;
 
-use crate::containers::Containers;
+use crate::container::Containers;
 use crate::images::Images;
 
 /// Removes (or untags) an image; a missing image is not an error.
@@ -28,7 +28,7 @@ pub fn remove_image(
             .map(|c| c.id.to_string())
             .collect()
     };
-    images.remove(name, &in_use)
+    Ok(images.remove(name, &in_use)?)
 }
 
 /// Bytes and inodes used by image layers and by containers' directories,

@@ -1,8 +1,13 @@
-//! The CRI gRPC services. Each RPC family lives in a module named after it;
-//! the trait impls here only dispatch. RPCs whose issue has not landed answer
-//! `Unimplemented` with a message naming the RPC.
+//! The CRI gRPC services: the edge of the daemon. The trait impls
+//! (`runtime_service`, `image_service`) dispatch each RPC to the module of
+//! its family, which checks the request, calls the daemon's core
+//! (`pod`, `container`, `images`) and maps its errors to gRPC status codes
+//! (`status`). RPCs whose issue has not landed answer `Unimplemented` with a
+//! message naming the RPC.
 
+mod container_lifecycle;
 mod container_status;
+mod container_update;
 mod image_list;
 mod image_pull;
 mod image_remove;
@@ -11,8 +16,11 @@ mod runtime_config;
 mod runtime_service;
 pub mod runtime_status;
 mod runtime_version;
+mod sandbox_lifecycle;
 mod sandbox_status;
 mod stats;
+mod status;
+mod streaming;
 
 use std::sync::Arc;
 
@@ -26,13 +34,13 @@ pub struct State {
     /// The effective configuration (runtime paths resolved).
     pub config: Config,
     /// Images and their storage.
-    pub images: crate::images::Images,
+    pub images: Arc<crate::images::Images>,
     /// Pod sandboxes.
-    pub pods: Arc<crate::pods::Pods>,
+    pub pods: Arc<crate::pod::Pods>,
     /// Containers.
-    pub containers: crate::containers::Containers,
-    /// Pod shims (None when no shim binary was found).
-    pub shims: Option<Arc<crate::shim::Shims>>,
+    pub containers: Arc<crate::container::Containers>,
+    /// Pods with their containers (run, stop, remove).
+    pub sandboxes: Arc<crate::pod::Sandboxes>,
     /// What each runtime handler can do (asked at start).
     pub handler_features: std::collections::HashMap<String, crio_api::cri::RuntimeHandlerFeatures>,
     /// The streaming server (exec, attach, port-forward), once started.
@@ -48,3 +56,58 @@ pub fn services(state: Arc<State>) -> (RuntimeApi, ImageApi) {
 
 /// The result type of every RPC handler.
 pub type Rpc<T> = Result<tonic::Response<T>, tonic::Status>;
+
+/// The result of an RPC family's handler.
+type Answer<T> = Result<T, tonic::Status>;
+
+/// Checks the `field` of a request naming a `kind` ("container", "pod
+/// sandbox") by ID or unique prefix: empty is InvalidArgument; anything that
+/// cannot be an ID or a prefix of one is NotFound, as CRI-O answers.
+fn requested<'a>(kind: &str, field: &str, id: &'a str) -> Answer<&'a str> {
+    if id.is_empty() {
+        return Err(crio_api::status::invalid_field(field, "must not be empty"));
+    }
+    if crate::ids::is_id_or_prefix(id) {
+        Ok(id)
+    } else {
+        Err(tonic::Status::not_found(format!(
+            "{kind} {id:?} not found: not a {kind} ID"
+        )))
+    }
+}
+
+/// The request's container ID (or unique prefix), refused when it cannot be one.
+fn container_id(id: &str) -> Answer<&str> {
+    requested("container", "container_id", id)
+}
+
+/// The request's pod sandbox ID (or unique prefix), refused when it cannot be one.
+fn pod_id(id: &str) -> Answer<&str> {
+    requested("pod sandbox", "pod_sandbox_id", id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_name_ids_or_prefixes() {
+        let id = crate::ids::Id::random();
+        assert_eq!(container_id(&id).unwrap(), &*id);
+        assert!(container_id(&id[..3]).is_ok());
+        let empty = pod_id("").unwrap_err();
+        assert_eq!(empty.code(), crio_api::Code::InvalidArgument);
+        for bad in [
+            "../../etc",
+            "/",
+            "..",
+            "ab",
+            "ABCDEF",
+            "abc/..",
+            &format!("{id}0"),
+        ] {
+            let err = container_id(bad).unwrap_err();
+            assert_eq!(err.code(), crio_api::Code::NotFound, "{bad}");
+        }
+    }
+}

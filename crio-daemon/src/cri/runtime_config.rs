@@ -1,7 +1,27 @@
-//! RuntimeConfig: the cgroup driver kubelet must match.
+//! RuntimeConfig (the cgroup driver kubelet must match) and
+//! UpdateRuntimeConfig (the node's pod CIDR).
 
-use crio_api::cri::{CgroupDriver, LinuxRuntimeConfiguration, RuntimeConfigResponse};
+use crio_api::cri::{
+    CgroupDriver, LinuxRuntimeConfiguration, RuntimeConfigResponse, UpdateRuntimeConfigRequest,
+    UpdateRuntimeConfigResponse,
+};
 use crio_config::Config;
+
+use super::{Answer, State};
+
+/// UpdateRuntimeConfig: hands the pod CIDR to the CNI plugins.
+pub fn update_runtime_config(
+    st: &State,
+    req: UpdateRuntimeConfigRequest,
+) -> Answer<UpdateRuntimeConfigResponse> {
+    let cidr = req
+        .runtime_config
+        .and_then(|c| c.network_config)
+        .map(|n| n.pod_cidr)
+        .unwrap_or_default();
+    st.pods.set_pod_cidr(&cidr)?;
+    Ok(UpdateRuntimeConfigResponse {})
+}
 
 /// Reports the configured cgroup manager as the CRI cgroup driver.
 pub fn runtime_config(config: &Config) -> RuntimeConfigResponse {

@@ -40,7 +40,7 @@ pub fn status(
         if let Ok(conf) = &network {
             info.insert("cniconfig".to_string(), conf.list.to_string());
         }
-        let lsm = crate::containers::host_lsm(config);
+        let lsm = crate::container::host_lsm(config);
         info.insert(
             "security".to_string(),
             lsm.report(config.runtime.selinux).to_string(),

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use crio_api::Status;
 use crio_api::cri::{
     LinuxPodSandboxStatus, ListPodSandboxRequest, ListPodSandboxResponse, Namespace, PodIp,
     PodSandbox, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
@@ -10,7 +9,8 @@ use crio_api::cri::{
 };
 use crio_api::status::not_found;
 
-use crate::pods::{PodRecord, PodState, Pods};
+use super::{Answer, pod_id};
+use crate::pod::{PodRecord, PodState, Pods};
 
 fn state(r: &PodRecord) -> i32 {
     match r.state {
@@ -23,7 +23,8 @@ fn state(r: &PodRecord) -> i32 {
 pub fn pod_sandbox_status(
     pods: &Pods,
     req: &PodSandboxStatusRequest,
-) -> Result<PodSandboxStatusResponse, Status> {
+) -> Answer<PodSandboxStatusResponse> {
+    pod_id(&req.pod_sandbox_id)?;
     let r = pods
         .get(&req.pod_sandbox_id)
         .ok_or_else(|| not_found("pod sandbox", &req.pod_sandbox_id))?;

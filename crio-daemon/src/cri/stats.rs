@@ -6,21 +6,18 @@
 //! side of its CNI link. CPU rates (`usage_nano_cores`) are computed against
 //! the previous sample of the same cgroup, as kubelet expects.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Mutex;
-
-use crio_api::Status;
 use crio_api::cri::{
     ContainerAttributes, ContainerStats, CpuUsage, FilesystemIdentifier, FilesystemUsage,
     LinuxPodSandboxStats, MemoryUsage, NetworkInterfaceUsage, NetworkUsage, PodSandboxAttributes,
     PodSandboxStats, ProcessUsage, UInt64Value,
 };
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::path::Path;
 
-use super::State;
-use crate::containers::{ContainerRecord, ContainerState};
-use crate::pods::PodRecord;
-use crate::shim::Shims;
+use super::{Answer, State};
+use crate::container::{ContainerRecord, ContainerState};
+use crate::pod::PodRecord;
 
 /// Previous CPU samples: cgroup key → (time in ns, total usage in ns).
 #[derive(Default)]
@@ -30,7 +27,7 @@ impl CpuRates {
     /// Records a sample and returns the rate since the previous one in
     /// nanocores (None for the first sample).
     fn rate(&self, key: &str, now: i64, usage: u64) -> Option<u64> {
-        let mut samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut samples = self.0.lock();
         let prev = samples.insert(key.to_string(), (now, usage));
         let (t0, u0) = prev?;
         let dt = now.checked_sub(t0).filter(|d| *d > 0)? as u128;
@@ -40,10 +37,7 @@ impl CpuRates {
 
     /// Forgets the samples of objects that are gone.
     fn retain(&self, live: impl Fn(&str) -> bool) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|k, _| live(k));
+        self.0.lock().retain(|k, _| live(k));
     }
 }
 
@@ -74,7 +68,7 @@ fn memory(now: i64, s: &crio_cgroups::Stats) -> Option<MemoryUsage> {
 }
 
 /// The statistics of one container: CPU and memory only while it runs.
-async fn container_stats(st: &State, shims: &Shims, r: &ContainerRecord) -> ContainerStats {
+async fn container_stats(st: &State, r: &ContainerRecord) -> ContainerStats {
     let now = crio_api::time::now_nanos();
     let upper = st.containers.upper_dir(&r.id);
     // As last measured in the background (measured at creation first).
@@ -100,7 +94,7 @@ async fn container_stats(st: &State, shims: &Shims, r: &ContainerRecord) -> Cont
         ..Default::default()
     };
     if r.state == ContainerState::Running
-        && let Ok(m) = st.containers.metrics(&st.pods, shims, r).await
+        && let Ok(m) = st.containers.metrics(r).await
     {
         let total = m.cpu.usage.total;
         stats.cpu = cpu(&st.cpu_rates, &r.id, now, total);
@@ -123,20 +117,20 @@ async fn container_stats(st: &State, shims: &Shims, r: &ContainerRecord) -> Cont
 }
 
 /// ContainerStats.
-pub async fn one(st: &State, shims: &Shims, id: &str) -> Result<ContainerStats, Status> {
-    let r = st.containers.refresh(&st.pods, shims, id).await?;
-    Ok(container_stats(st, shims, &r).await)
+pub async fn one(st: &State, id: &str) -> Answer<ContainerStats> {
+    let r = st.containers.refresh(id).await?;
+    Ok(container_stats(st, &r).await)
 }
 
 /// ListContainerStats: the containers matching the filter (ID prefix, pod,
 /// labels).
 pub async fn list(
     st: &State,
-    shims: &Shims,
     id: &str,
     pod_id: &str,
     labels: &HashMap<String, String>,
-) -> Vec<ContainerStats> {
+) -> Answer<Vec<ContainerStats>> {
+    st.containers.runnable()?;
     let mut out = Vec::new();
     for r in st.containers.list() {
         let matches = r.id.starts_with(id)
@@ -147,19 +141,19 @@ pub async fn list(
         if !matches {
             continue;
         }
-        if let Ok(r) = st.containers.refresh(&st.pods, shims, &r.id).await {
-            out.push(container_stats(st, shims, &r).await);
+        if let Ok(r) = st.containers.refresh(&r.id).await {
+            out.push(container_stats(st, &r).await);
         }
     }
     let records = st.containers.list();
     let pods = st.pods.list();
     st.cpu_rates
         .retain(|k| records.iter().any(|r| r.id == k) || pods.iter().any(|p| p.id == k));
-    out
+    Ok(out)
 }
 
 /// The statistics of a pod: its cgroup's, and its containers'.
-pub async fn pod_stats(st: &State, shims: &Shims, pod: &PodRecord) -> PodSandboxStats {
+async fn pod_stats(st: &State, pod: &PodRecord) -> PodSandboxStats {
     let now = crio_api::time::now_nanos();
     let parent = pod.cgroup_parent();
     let cgroup = (!parent.is_empty())
@@ -172,10 +166,10 @@ pub async fn pod_stats(st: &State, shims: &Shims, pod: &PodRecord) -> PodSandbox
         .flatten();
     let mut containers = Vec::new();
     for r in st.containers.of_pod(&pod.id) {
-        if let Ok(r) = st.containers.refresh(&st.pods, shims, &r.id).await
+        if let Ok(r) = st.containers.refresh(&r.id).await
             && r.state == ContainerState::Running
         {
-            containers.push(container_stats(st, shims, &r).await);
+            containers.push(container_stats(st, &r).await);
         }
     }
     PodSandboxStats {
@@ -199,6 +193,36 @@ pub async fn pod_stats(st: &State, shims: &Shims, pod: &PodRecord) -> PodSandbox
         }),
         windows: None,
     }
+}
+
+/// PodSandboxStats.
+pub async fn one_pod(st: &State, id: &str) -> Answer<PodSandboxStats> {
+    let pod = st
+        .pods
+        .get(id)
+        .ok_or_else(|| crio_api::status::not_found("pod sandbox", id))?;
+    st.containers.runnable()?;
+    Ok(pod_stats(st, &pod).await)
+}
+
+/// ListPodSandboxStats: the pods matching the filter (ID prefix, labels).
+pub async fn list_pods(
+    st: &State,
+    id: &str,
+    labels: &HashMap<String, String>,
+) -> Answer<Vec<PodSandboxStats>> {
+    st.containers.runnable()?;
+    let mut stats = Vec::new();
+    for pod in st.pods.list() {
+        let matches = pod.id.starts_with(id)
+            && labels
+                .iter()
+                .all(|(k, v)| pod.config.labels.get(k) == Some(v));
+        if matches {
+            stats.push(pod_stats(st, &pod).await);
+        }
+    }
+    Ok(stats)
 }
 
 /// The pod's network counters, from the host side of its CNI link.

@@ -6,13 +6,85 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crio_api::task::{self, Events, ttrpc};
 use crio_contract::{env, pod};
-
-use crio_api::task::{self, Events, TaskClient, ttrpc};
+use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
+
+mod task_client;
+
+use task_client::TtrpcTask;
+pub use task_client::{CALL_TIMEOUT, ExecProcess, TaskClient, TaskError, TaskState, TaskStatus};
+
+/// A pod shim's task client.
+pub type Task = Arc<dyn TaskClient>;
+
+/// Why a pod's shim cannot be started or reached.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ShimError {
+    /// No shim binary was found at start-up.
+    #[error(
+        "the pod shim {} was not found at start-up: containers cannot run",
+        crate::shim_binary::SHIM_NAME
+    )]
+    NoBinary,
+    /// The pod has no shim address.
+    #[error("pod {pod} has no shim (no address in {dir})")]
+    NoAddress {
+        /// The pod.
+        pod: String,
+        /// Its directory.
+        dir: String,
+    },
+    /// A step failed.
+    #[error("{what}: {message}")]
+    Step {
+        /// The step ("connect to shim unix:///…").
+        what: String,
+        /// Its error.
+        message: String,
+    },
+    /// The shim exited without serving.
+    #[error("shim start failed ({status}): {log}")]
+    StartFailed {
+        /// Its exit status.
+        status: String,
+        /// Its log.
+        log: String,
+    },
+}
+
+fn step(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ShimError {
+    let what = what.into();
+    move |e| ShimError::Step {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// The pod shims as the daemon's core uses them: a seam, so container and
+/// pod operations run in unit tests against a fake.
+#[async_trait::async_trait]
+pub trait PodShims: Send + Sync {
+    /// Whether shims can be started at all (a shim binary was found).
+    fn check(&self) -> Result<(), ShimError>;
+    /// The task client of pod `id`, starting its shim if it has none yet,
+    /// in `cgroup` (the pod's cgroup parent).
+    async fn ensure(&self, id: &str, pod_dir: &Path, cgroup: &str) -> Result<Task, ShimError>;
+    /// The task client of pod `id`, whose files are in `pod_dir`.
+    async fn task(&self, id: &str, pod_dir: &Path) -> Result<Task, ShimError>;
+    /// Drops the cached client of pod `id` (the next call reconnects).
+    fn forget(&self, id: &str);
+    /// Force-deletes a container whose shim is gone.
+    async fn delete_action(&self, container_id: &str, bundle: &Path);
+    /// Asks pod `id`'s shim to exit and forgets it.
+    async fn shutdown(&self, id: &str, pod_dir: &Path);
+    /// The directory of the shims' sockets (attach sockets among them).
+    fn socket_dir(&self) -> &Path;
+}
 
 /// The cgroup of a pod's shim: the pod's own (its cgroup parent, as CRI-O's
 /// `conmon_cgroup = "pod"`), or `/crio-shims` for a pod without one; never
@@ -47,13 +119,14 @@ pub const NAMESPACE: &str = "crio";
 
 /// Starts and finds pod shims.
 pub struct Shims {
-    binary: PathBuf,
+    /// None when no shim binary was found: no pod can get a shim.
+    binary: Option<PathBuf>,
     runtime: PathBuf,
     runtime_root: PathBuf,
     systemd_cgroup: bool,
     socket_dir: PathBuf,
     events: PathBuf,
-    clients: Mutex<HashMap<String, TaskClient>>,
+    clients: Mutex<HashMap<String, TtrpcTask>>,
     /// One start at a time per pod: concurrent creates share one shim.
     starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The shims this daemon started, until shut down: a shutdown waits for
@@ -81,99 +154,77 @@ impl Events for EventLog {
     }
 }
 
-fn ttrpc_err(what: &str, e: impl std::fmt::Display) -> String {
-    format!("{what}: {e}")
+fn ttrpc_err(what: impl Into<String>) -> impl FnOnce(ttrpc::Error) -> ShimError {
+    let what = what.into();
+    move |e| ShimError::Step {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// What a pod's shim is started with.
+pub struct ShimConfig {
+    /// The shim binary (None: not found, no shim can start).
+    pub binary: Option<PathBuf>,
+    /// The OCI runtime.
+    pub runtime: PathBuf,
+    /// Its state directory.
+    pub runtime_root: PathBuf,
+    /// Its systemd cgroup driver.
+    pub systemd_cgroup: bool,
 }
 
 impl Shims {
     /// Serves the events endpoint under `runroot` and prepares to start
-    /// `binary` with the given OCI runtime (its systemd cgroup driver with
-    /// `systemd_cgroup`).
-    pub async fn start(
-        binary: PathBuf,
-        runtime: PathBuf,
-        runtime_root: PathBuf,
-        runroot: &Path,
-        systemd_cgroup: bool,
-    ) -> Result<Self, String> {
+    /// the shim binary (when there is one) with the configured runtime.
+    pub async fn start(config: ShimConfig, runroot: &Path) -> Result<Self, ShimError> {
         let socket_dir = runroot.join("shims");
-        crio_storage::dirs::ensure(&socket_dir, crio_storage::dirs::PRIVATE)
-            .map_err(|e| ttrpc_err("create shims dir", e))?;
         let events = runroot.join("events.sock");
-        let _ = std::fs::remove_file(&events);
-        let service = task::create_events(Arc::new(EventLog));
-        let mut server = ttrpc::asynchronous::Server::new()
-            .bind(&format!("unix://{}", events.display()))
-            .map_err(|e| ttrpc_err("bind events socket", e))?
-            .register_service(service);
-        server
-            .start()
-            .await
-            .map_err(|e| ttrpc_err("serve events", e))?;
+        let mut server = None;
+        if config.binary.is_some() {
+            crio_storage::dirs::ensure(&socket_dir, crio_storage::dirs::PRIVATE)
+                .map_err(step("create shims dir"))?;
+            let _ = std::fs::remove_file(&events);
+            let service = task::create_events(Arc::new(EventLog));
+            let mut events_server = ttrpc::asynchronous::Server::new()
+                .bind(&format!("unix://{}", events.display()))
+                .map_err(ttrpc_err("bind events socket"))?
+                .register_service(service);
+            events_server
+                .start()
+                .await
+                .map_err(ttrpc_err("serve events"))?;
+            server = Some(events_server);
+        }
         Ok(Self {
-            binary,
-            runtime,
-            runtime_root,
-            systemd_cgroup,
+            binary: config.binary,
+            runtime: config.runtime,
+            runtime_root: config.runtime_root,
+            systemd_cgroup: config.systemd_cgroup,
             socket_dir,
             events,
             clients: Mutex::default(),
             starting: Mutex::default(),
             exits: Mutex::default(),
-            _server: tokio::sync::Mutex::new(Some(server)),
+            _server: tokio::sync::Mutex::new(server),
         })
     }
 
-    /// The directory of the shims' sockets (attach sockets among them).
-    pub fn socket_dir(&self) -> &Path {
-        &self.socket_dir
-    }
-
-    /// The task client of pod `id`, starting its shim if it has none yet,
-    /// in `cgroup` (the pod's cgroup parent, cgroupfs form).
-    pub async fn ensure(
-        &self,
-        id: &str,
-        pod_dir: &Path,
-        cgroup: &str,
-    ) -> Result<TaskClient, String> {
-        if address_of(pod_dir).is_none() {
-            let lock = self
-                .starting
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(id.to_string())
-                .or_default()
-                .clone();
-            let _held = lock.lock().await;
-            if address_of(pod_dir).is_none() {
-                self.spawn(id, pod_dir, cgroup).await?;
-            }
-        }
-        self.task(id, pod_dir).await
-    }
-
-    /// The task client of pod `id`, whose files are in `pod_dir`: cached, or
-    /// connected from `pod_dir/shim.address`.
-    pub async fn task(&self, id: &str, pod_dir: &Path) -> Result<TaskClient, String> {
-        if let Some(c) = self
-            .clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-        {
+    /// The ttrpc client of pod `id`: cached, or connected from the address
+    /// file in `pod_dir`.
+    async fn client(&self, id: &str, pod_dir: &Path) -> Result<TtrpcTask, ShimError> {
+        if let Some(c) = self.clients.lock().get(id) {
             return Ok(c.clone());
         }
-        let address = address_of(pod_dir)
-            .ok_or_else(|| format!("pod {id} has no shim (no address in {})", pod_dir.display()))?;
+        let address = address_of(pod_dir).ok_or_else(|| ShimError::NoAddress {
+            pod: id.to_string(),
+            dir: pod_dir.display().to_string(),
+        })?;
         let client = ttrpc::asynchronous::Client::connect(&address)
             .await
-            .map_err(|e| ttrpc_err(&format!("connect to shim {address}"), e))?;
-        let task = TaskClient::new(client);
-        self.clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), task.clone());
+            .map_err(ttrpc_err(format!("connect to shim {address}")))?;
+        let task = TtrpcTask(task::TaskClient::new(client));
+        self.clients.lock().insert(id.to_string(), task.clone());
         Ok(task)
     }
 
@@ -182,16 +233,22 @@ impl Shims {
     /// `<socket_dir>/<id[:32]>.sock` (the task API) and `.v3.sock` (the
     /// framework's), as `start` names them; it is ready once it closes its
     /// stdout. The daemon stays its parent (and reaps it) until it exits.
-    async fn spawn(&self, id: &str, pod_dir: &Path, cgroup: &str) -> Result<String, String> {
+    async fn spawn(
+        &self,
+        binary: &Path,
+        id: &str,
+        pod_dir: &Path,
+        cgroup: &str,
+    ) -> Result<String, ShimError> {
         let short: String = id.chars().take(32).collect();
         let socket = |suffix: &str| format!("unix://{}/{short}{suffix}", self.socket_dir.display());
         // Recorded before the shim exists, so a daemon that dies while it
         // starts finds it again (or finds nothing there) after a restart.
         let address = socket(".sock");
         let address_file = pod_dir.join(pod::SHIM_ADDRESS_FILE);
-        std::fs::write(&address_file, &address).map_err(|e| ttrpc_err("write shim address", e))?;
+        std::fs::write(&address_file, &address).map_err(step("write shim address"))?;
         let started = self
-            .run_server(id, pod_dir, cgroup, [&address, &socket(".v3.sock")])
+            .run_server(binary, id, pod_dir, cgroup, [&address, &socket(".v3.sock")])
             .await;
         if let Err(e) = &started {
             let _ = std::fs::remove_file(&address_file);
@@ -204,19 +261,20 @@ impl Shims {
     /// and waits until it serves.
     async fn run_server(
         &self,
+        binary: &Path,
         id: &str,
         pod_dir: &Path,
         cgroup: &str,
         [served, framework_socket]: [&str; 2],
-    ) -> Result<(), String> {
+    ) -> Result<(), ShimError> {
         // The shim's messages (it has no other log) go to the pod's directory.
         let log_path = pod_dir.join("shim.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
-            .map_err(|e| ttrpc_err(&format!("open {}", log_path.display()), e))?;
-        let mut child = tokio::process::Command::new(&self.binary)
+            .map_err(step(format!("open {}", log_path.display())))?;
+        let mut child = tokio::process::Command::new(binary)
             .args([
                 "-namespace",
                 NAMESPACE,
@@ -244,7 +302,7 @@ impl Shims {
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
-            .map_err(|e| ttrpc_err(&format!("start shim {}", self.binary.display()), e))?;
+            .map_err(step(format!("start shim {}", binary.display())))?;
         if let Some(mut out) = child.stdout.take() {
             let _ = out.read_to_end(&mut Vec::new()).await;
         }
@@ -254,33 +312,58 @@ impl Shims {
                 let _ = child.wait().await;
                 let _ = exited.send(true);
             });
-            self.exits
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id.to_string(), exit);
+            self.exits.lock().insert(id.to_string(), exit);
             return Ok(());
         }
         // It exited without serving: its status and log say why.
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| ttrpc_err("wait for the shim", e))?;
+        let status = child.wait().await.map_err(step("wait for the shim"))?;
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        Err(format!("shim start failed ({status}): {}", log.trim()))
+        Err(ShimError::StartFailed {
+            status: status.to_string(),
+            log: log.trim().to_string(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl PodShims for Shims {
+    fn check(&self) -> Result<(), ShimError> {
+        match self.binary {
+            Some(_) => Ok(()),
+            None => Err(ShimError::NoBinary),
+        }
     }
 
-    /// Drops the cached client of pod `id` (the next call reconnects).
-    pub fn forget(&self, id: &str) {
-        self.clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+    async fn ensure(&self, id: &str, pod_dir: &Path, cgroup: &str) -> Result<Task, ShimError> {
+        let binary = self.binary.as_deref().ok_or(ShimError::NoBinary)?;
+        if address_of(pod_dir).is_none() {
+            let lock = self
+                .starting
+                .lock()
+                .entry(id.to_string())
+                .or_default()
+                .clone();
+            let _held = lock.lock().await;
+            if address_of(pod_dir).is_none() {
+                self.spawn(binary, id, pod_dir, cgroup).await?;
+            }
+        }
+        self.task(id, pod_dir).await
     }
 
-    /// Runs the shim binary's `delete` action for a container whose shim is
-    /// gone: it force-deletes the container in the runtime.
-    pub async fn delete_action(&self, container_id: &str, bundle: &Path) {
-        let out = tokio::process::Command::new(&self.binary)
+    async fn task(&self, id: &str, pod_dir: &Path) -> Result<Task, ShimError> {
+        Ok(Arc::new(self.client(id, pod_dir).await?))
+    }
+
+    fn forget(&self, id: &str) {
+        self.clients.lock().remove(id);
+    }
+
+    /// Runs the shim binary's `delete` action: it force-deletes the
+    /// container in the runtime.
+    async fn delete_action(&self, container_id: &str, bundle: &Path) {
+        let Some(binary) = &self.binary else { return };
+        let out = tokio::process::Command::new(binary)
             .args([
                 "-namespace",
                 NAMESPACE,
@@ -301,21 +384,13 @@ impl Shims {
         }
     }
 
-    /// Asks pod `id`'s shim to exit and forgets it.
-    pub async fn shutdown(&self, id: &str, pod_dir: &Path) {
-        self.starting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+    async fn shutdown(&self, id: &str, pod_dir: &Path) {
+        self.starting.lock().remove(id);
         let address = address_of(pod_dir).unwrap_or_default();
-        let client = self
-            .clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        let client = self.clients.lock().remove(id);
         let client = match client {
-            Some(c) => Some(c),
-            None if !address.is_empty() => self.task(id, pod_dir).await.ok(),
+            Some(c) => Some(c.0),
+            None if !address.is_empty() => self.client(id, pod_dir).await.ok().map(|c| c.0),
             None => None,
         };
         if let Some(c) = client {
@@ -327,11 +402,7 @@ impl Shims {
             let _ = c
                 .shutdown(ttrpc::context::with_timeout(2_000_000_000), &req)
                 .await;
-            let exit = self
-                .exits
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(id);
+            let exit = self.exits.lock().remove(id);
             if let Some(mut exit) = exit {
                 let exited =
                     tokio::time::timeout(Duration::from_secs(2), exit.wait_for(|e| *e)).await;
@@ -339,10 +410,7 @@ impl Shims {
                     tracing::warn!(pod = id, "shim still running 2 s after its shutdown");
                 }
             }
-            self.clients
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(id);
+            self.clients.lock().remove(id);
         }
         for file in ADDRESS_FILES {
             let _ = std::fs::remove_file(pod_dir.join(file));
@@ -355,5 +423,9 @@ impl Shims {
                 let _ = std::fs::remove_file(format!("{base}.v3.sock"));
             }
         }
+    }
+
+    fn socket_dir(&self) -> &Path {
+        &self.socket_dir
     }
 }

@@ -1,0 +1,162 @@
+//! The container records (on disk and in memory) and the reservation of
+//! container names while a create is under way.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::{ContainerRecord, Containers};
+use crate::error::{Error, Result};
+use crate::ids::Id;
+
+/// Outcome of a CreateContainer, shared with its retries.
+pub(super) type CreateOutcome = Option<Result<String>>;
+
+/// Names being created: the request (canonical JSON) and its outcome to come.
+pub(super) type Pending = Mutex<HashMap<String, (String, watch::Receiver<CreateOutcome>)>>;
+
+/// Frees a name reserved for a create when the create ends, however it ends.
+pub(super) struct Reserved<'a>(&'a Pending, String);
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.0.lock().remove(&self.1);
+    }
+}
+
+/// What reserving a name for a create found.
+pub(super) enum Reservation<'a> {
+    /// A container of this name and request exists: its ID.
+    Exists(String),
+    /// The same request is being created: its outcome to come.
+    InFlight(watch::Receiver<CreateOutcome>),
+    /// Reserved for this create: send the outcome, keep the guard till done.
+    Mine(watch::Sender<CreateOutcome>, Reserved<'a>),
+}
+
+impl Containers {
+    /// Reserves `name` for a create of `wanted` (a request's canonical
+    /// form): a retry of a request gets its container, another request for
+    /// a taken name is refused.
+    pub(super) fn reserve(&self, name: &str, wanted: String) -> Result<Reservation<'_>> {
+        let mut pending = self.pending.lock();
+        let holder = self.records.filter_map(|r| {
+            (r.name == name).then(|| {
+                let same = crate::records::canonical(&r.config) == wanted;
+                (r.id.clone(), same)
+            })
+        });
+        if let Some((id, same)) = holder.into_iter().next() {
+            // The same request again (a retry whose answer was lost) gets
+            // the same container; another one is refused.
+            if same {
+                return Ok(Reservation::Exists(id.to_string()));
+            }
+            return Err(Error::AlreadyExists(format!(
+                "container name {name:?} is reserved by {id}"
+            )));
+        }
+        match pending.get(name) {
+            Some((config, done)) if *config == wanted => Ok(Reservation::InFlight(done.clone())),
+            Some(_) => Err(Error::AlreadyExists(format!(
+                "container name {name:?} is reserved by a CreateContainer in progress"
+            ))),
+            None => {
+                let (tx, rx) = watch::channel(None);
+                pending.insert(name.to_string(), (wanted, rx));
+                Ok(Reservation::Mine(
+                    tx,
+                    Reserved(&self.pending, name.to_string()),
+                ))
+            }
+        }
+    }
+
+    /// Writes a new record.
+    pub(super) fn save_new(&self, r: &ContainerRecord) -> Result<()> {
+        self.write_record(r)?;
+        self.records.insert(&r.id, r.clone());
+        Ok(())
+    }
+
+    /// Writes a changed record; NotFound when the container was removed
+    /// meanwhile (it is not brought back).
+    pub(super) fn save(&self, r: &ContainerRecord) -> Result<()> {
+        match self
+            .records
+            .update(&r.id, r.clone(), || self.write_record(r))?
+        {
+            true => Ok(()),
+            false => Err(Error::not_found("container", &r.id)),
+        }
+    }
+
+    fn write_record(&self, r: &ContainerRecord) -> Result<()> {
+        let dir = self.records_dir.join(r.id.as_str());
+        let data = serde_json::to_vec_pretty(r).map_err(Error::internal)?;
+        crio_storage::atomic::write(&dir.join("record.json"), &data).map_err(Error::internal)
+    }
+
+    /// Every container but infra containers.
+    pub fn list(&self) -> Vec<ContainerRecord> {
+        let mut all = self.records.list();
+        all.retain(|r| !r.infra);
+        all
+    }
+
+    /// What `f` makes of each container (infra containers excepted) it
+    /// keeps, without cloning the records.
+    pub fn filter_map<U>(&self, mut f: impl FnMut(&ContainerRecord) -> Option<U>) -> Vec<U> {
+        self.records
+            .filter_map(|r| if r.infra { None } else { f(r) })
+    }
+
+    /// A record by ID or unique prefix.
+    pub fn get(&self, id: &str) -> Option<ContainerRecord> {
+        self.records.get(id)
+    }
+
+    /// A record by ID or unique prefix, or NotFound.
+    pub(super) fn existing(&self, id: &str) -> Result<ContainerRecord> {
+        self.get(id)
+            .ok_or_else(|| Error::not_found("container", id))
+    }
+
+    /// The infra container of a pod, if it has one.
+    pub fn infra_of(&self, pod_id: &str) -> Option<ContainerRecord> {
+        self.records
+            .filter_map(|r| (r.infra && r.pod_id == pod_id).then(|| r.clone()))
+            .pop()
+    }
+
+    /// The containers of a pod, its infra container excepted.
+    pub fn of_pod(&self, pod_id: &str) -> Vec<ContainerRecord> {
+        self.list()
+            .into_iter()
+            .filter(|r| r.pod_id == pod_id)
+            .collect()
+    }
+
+    /// The bundle directory of a container.
+    pub(super) fn bundle(&self, id: &Id) -> PathBuf {
+        self.run_dir.join(id.as_str())
+    }
+
+    /// The writable layer (the overlay's upper dir) of a container.
+    pub fn upper_dir(&self, id: &Id) -> PathBuf {
+        self.records_dir.join(id.as_str()).join("upper")
+    }
+
+    /// Removes what a container had: record, rootfs, bundle, directory.
+    pub(super) fn cleanup(&self, id: &Id) {
+        // Forgotten first: a concurrent refresh then cannot write it back.
+        self.records.remove(id);
+        let bundle = self.bundle(id);
+        self.rootfs.release(&bundle.join("rootfs"));
+        let _ = std::fs::remove_dir_all(&bundle);
+        let _ = std::fs::remove_dir_all(self.records_dir.join(id.as_str()));
+        self.locks.forget(id);
+    }
+}

@@ -1,0 +1,68 @@
+//! UpdateContainerResources, ReopenContainerLog, and what the status and
+//! stats calls ask a container's shim (metrics, the init's pid).
+
+use super::{ContainerRecord, ContainerState, Containers};
+use crate::error::{Error, Result};
+
+impl Containers {
+    /// UpdateContainerResources: applies the new limits through the shim
+    /// (the runtime's `update`) and keeps them in the record.
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        resources: crio_api::cri::LinuxContainerResources,
+    ) -> Result<()> {
+        self.shims.check()?;
+        let mut r = self.refresh(id).await?;
+        if r.state == ContainerState::Exited {
+            return Err(Error::Precondition(format!("container {id} has exited")));
+        }
+        let oci = crio_spec::resources_of(&resources);
+        let json = serde_json::to_vec(&oci).map_err(Error::internal)?;
+        self.client(&r)
+            .await?
+            .update(&r.id, json)
+            .await
+            .map_err(Error::task("update resources"))?;
+        r.config
+            .linux
+            .get_or_insert_with(Default::default)
+            .resources = Some(resources);
+        self.save(&r)
+    }
+
+    /// ReopenContainerLog: the shim opens the log file at its path again.
+    pub async fn reopen_log(&self, id: &str) -> Result<()> {
+        self.shims.check()?;
+        let r = self.running(id).await?;
+        crio_attach::reopen_log(&self.attach_socket(&r.id, ""))
+            .await
+            .map_err(|e| Error::Failed(format!("reopen the log of container {id}: {e}")))
+    }
+
+    /// The cgroup statistics of a running container, from its shim.
+    pub async fn metrics(
+        &self,
+        r: &ContainerRecord,
+    ) -> Result<crio_api::task::cgroups::metrics::Metrics> {
+        self.client(r)
+            .await?
+            .stats(&r.id)
+            .await
+            .map_err(Error::task("container stats"))
+    }
+
+    /// What verbose ContainerStatus adds: the init's pid (0 once exited or
+    /// unknown) and the OCI spec the container runs with.
+    pub async fn verbose_info(&self, r: &ContainerRecord) -> (u32, serde_json::Value) {
+        let pid = match r.state {
+            ContainerState::Exited => 0,
+            _ => self.task_state(r).await.map(|s| s.pid).unwrap_or(0),
+        };
+        let spec = std::fs::read(self.bundle(&r.id).join("config.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or(serde_json::Value::Null);
+        (pid, spec)
+    }
+}

@@ -1,0 +1,101 @@
+//! The daemon's errors as gRPC status codes: the one place they are mapped.
+
+use crio_api::Code;
+use crio_image::pull::PullError;
+use tonic::Status;
+
+use crate::error::Error;
+use crate::shim::{ShimError, TaskError};
+
+/// The gRPC code of an error.
+fn code(e: &Error) -> Code {
+    match e {
+        Error::InvalidField { .. } | Error::Invalid(_) => Code::InvalidArgument,
+        Error::NotFound { .. } | Error::Missing(_) => Code::NotFound,
+        Error::AlreadyExists(_) => Code::AlreadyExists,
+        Error::Precondition(_) => Code::FailedPrecondition,
+        Error::Task { source, .. } => match source {
+            TaskError::NotFound(_) => Code::NotFound,
+            TaskError::Failed(_) => Code::Unknown,
+            TaskError::Unreachable(_) => Code::Unavailable,
+        },
+        Error::Shim(ShimError::NoBinary) => Code::FailedPrecondition,
+        Error::Shim(_) | Error::PodShim(_) => Code::Unavailable,
+        Error::Pull(e) => pull_code(e),
+        Error::PauseImage { source, .. } => code(source),
+        Error::Deadline(_) => Code::DeadlineExceeded,
+        Error::Aborted(_) => Code::Aborted,
+        Error::Failed(_) => Code::Unknown,
+        Error::Internal(_) => Code::Internal,
+    }
+}
+
+fn pull_code(e: &PullError) -> Code {
+    match e {
+        PullError::InvalidName(_) => Code::InvalidArgument,
+        PullError::Blocked(_) | PullError::Rejected(_) => Code::PermissionDenied,
+        PullError::NotFound(_) => Code::NotFound,
+        PullError::Unauthorized(_) => Code::Unauthenticated,
+        PullError::Cancelled(_) => Code::Cancelled,
+        PullError::Failed(_) => Code::Unknown,
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        Status::new(code(&e), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_messages() {
+        let cases = [
+            (
+                Error::field("config.log_path", "bad"),
+                Code::InvalidArgument,
+                "config.log_path: bad",
+            ),
+            (
+                Error::not_found("container", "abc"),
+                Code::NotFound,
+                "container \"abc\" not found",
+            ),
+            (
+                Error::task("start task")(TaskError::Unreachable("gone".into())),
+                Code::Unavailable,
+                "start task: gone",
+            ),
+            (
+                Error::task("kill task")(TaskError::NotFound("no such".into())),
+                Code::NotFound,
+                "kill task: no such",
+            ),
+            (
+                Error::PauseImage {
+                    image: "pause:3".into(),
+                    source: Box::new(Error::Pull(std::sync::Arc::new(PullError::NotFound(
+                        "absent".into(),
+                    )))),
+                },
+                Code::NotFound,
+                "pause_image \"pause:3\": absent",
+            ),
+            (
+                Error::Shim(ShimError::NoBinary),
+                Code::FailedPrecondition,
+                "",
+            ),
+        ];
+        for (e, want, message) in cases {
+            let s = Status::from(e);
+            assert_eq!(s.code(), want, "{s:?}");
+            if !message.is_empty() {
+                assert_eq!(s.message(), message);
+            }
+        }
+    }
+}
