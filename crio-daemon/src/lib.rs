@@ -18,4 +18,6 @@ pub mod shim_binary;
 pub mod socket;
 pub mod steps;
 pub mod streaming;
+#[cfg(test)]
+mod testing;
 pub mod version;

@@ -14,6 +14,8 @@ use crio_contract::{env, pod};
 use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 
+#[cfg(test)]
+pub mod fake;
 mod task_client;
 
 use task_client::TtrpcTask;
