@@ -1,5 +1,12 @@
 //! The crio-rs daemon: serves the CRI over a unix socket, and owns images,
 //! networking and the per-pod shims.
+//!
+//! Where things are: `cri` is the gRPC edge (one file per RPC family; the
+//! only place errors become status codes); `pod` and `container` are the
+//! core, one file per operation, returning [`error::Error`]; `shim` starts
+//! and reaches the pods' shims behind the `PodShims` and `TaskClient`
+//! traits (faked in unit tests); `images` holds the stores and pulls;
+//! `daemon` wires them together at start.
 #![deny(unsafe_code)]
 
 pub mod cli;

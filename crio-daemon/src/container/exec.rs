@@ -95,7 +95,7 @@ fn exec_id() -> String {
 impl Containers {
     /// ExecSync: runs `cmd` in the running container through its shim,
     /// captures stdout and stderr (each capped at
-    /// [`EXEC_SYNC_OUTPUT_MAX`](crio_contract::EXEC_SYNC_OUTPUT_MAX),
+    /// [`EXEC_SYNC_OUTPUT_MAX`],
     /// like the kubelet's and CRI-O's limit) and waits at most `timeout`
     /// seconds (0: no limit). Output past the cap is dropped by the shim;
     /// as in CRI-O, the response cannot say so, the daemon's log does.
