@@ -46,7 +46,7 @@ impl Pods {
                 format!("no runtime handler {handler:?} is configured"),
             ));
         }
-        let mut done = self.reserve(config, handler)?;
+        let mut done = self.reserve(pod_name(&md), config, handler)?;
         let outcome = done
             .wait_for(Option::is_some)
             .await
@@ -59,10 +59,10 @@ impl Pods {
     /// made in a task of its own, or that of the same request before.
     fn reserve(
         self: &Arc<Self>,
+        name: String,
         config: PodSandboxConfig,
         handler: String,
     ) -> Result<watch::Receiver<super::store::RunOutcome>> {
-        let name = pod_name(config.metadata.as_ref().unwrap_or(&Default::default()));
         let wanted = crate::records::canonical(&config);
         let mut reservations = self.reservations.lock();
         match reservations.get(&name) {
@@ -217,12 +217,7 @@ impl Pods {
         steps.mark("network");
         write_files(record, dir, &hostname, host_net)?;
         if let Some(shm) = &record.shm {
-            mount_shm(shm).map_err(|e| match e {
-                ShmError::Dir(e) => Error::internal(e),
-                ShmError::Mount(e) => {
-                    Error::Internal(format!("mount /dev/shm of pod {}: {e}", record.id))
-                }
-            })?;
+            mount_shm(shm, &record.id)?;
         }
         steps.mark("files");
         tracing::debug!(pod = %record.id, steps = %steps.summary(), "pod built");
@@ -281,15 +276,9 @@ fn write_files(record: &PodRecord, dir: &Path, hostname: &str, host_net: bool) -
     }
 }
 
-/// Why the pod's /dev/shm could not be made.
-enum ShmError {
-    Dir(std::io::Error),
-    Mount(nix::Error),
-}
-
 /// Mounts the pod's own /dev/shm (a 64 MiB tmpfs).
-fn mount_shm(shm: &Path) -> std::result::Result<(), ShmError> {
-    std::fs::create_dir_all(shm).map_err(ShmError::Dir)?;
+fn mount_shm(shm: &Path, id: &Id) -> Result<()> {
+    std::fs::create_dir_all(shm).map_err(Error::internal)?;
     nix::mount::mount(
         Some("shm"),
         shm,
@@ -299,5 +288,5 @@ fn mount_shm(shm: &Path) -> std::result::Result<(), ShmError> {
             | nix::mount::MsFlags::MS_NOEXEC,
         Some("mode=1777,size=67108864"),
     )
-    .map_err(ShmError::Mount)
+    .map_err(|e| Error::Internal(format!("mount /dev/shm of pod {id}: {e}")))
 }
