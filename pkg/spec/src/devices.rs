@@ -4,6 +4,8 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
+use oci_spec::runtime::LinuxDeviceType;
+
 /// Directories under /dev that are per container, not host devices.
 const SKIP: &[&str] = &["pts", "shm", "mqueue", "fd", "hugepages"];
 
@@ -15,8 +17,9 @@ pub fn major_minor(dev: u64) -> (i64, i64) {
 }
 
 /// Every character and block device under `dev` (recursively, without
-/// following symlinks): (path, "c" or "b", major, minor), sorted by path.
-pub fn host_devices(dev: &Path) -> Vec<(String, String, i64, i64)> {
+/// following symlinks): (path, character or block, major, minor), sorted
+/// by path.
+pub fn host_devices(dev: &Path) -> Vec<(String, LinuxDeviceType, i64, i64)> {
     let mut found = Vec::new();
     let mut stack = vec![dev.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -34,17 +37,17 @@ pub fn host_devices(dev: &Path) -> Vec<(String, String, i64, i64)> {
                 continue;
             }
             let letter = if kind.is_char_device() {
-                "c"
+                LinuxDeviceType::C
             } else if kind.is_block_device() {
-                "b"
+                LinuxDeviceType::B
             } else {
                 continue;
             };
             let (major, minor) = major_minor(meta.rdev());
-            found.push((path.display().to_string(), letter.to_string(), major, minor));
+            found.push((path.display().to_string(), letter, major, minor));
         }
     }
-    found.sort();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
     found
 }
 
@@ -62,7 +65,7 @@ mod tests {
         let all = host_devices(Path::new("/dev"));
         assert!(
             all.iter()
-                .any(|d| d == &("/dev/null".into(), "c".into(), 1, 3)),
+                .any(|d| d == &("/dev/null".into(), LinuxDeviceType::C, 1, 3)),
             "{all:?}"
         );
         assert!(all.iter().all(|(p, ..)| !p.starts_with("/dev/pts/")));

@@ -65,6 +65,11 @@ fn requested_apparmor(sc: &LinuxContainerSecurityContext) -> Option<(ProfileType
     }
 }
 
+/// A Localhost AppArmor profile was asked for without its name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a Localhost profile needs localhost_ref")]
+pub struct NoProfileName;
+
 /// The AppArmor profile of a container: None where AppArmor is off, and
 /// for a privileged container that asked for nothing; `default_profile`
 /// (`apparmor_profile`) for RuntimeDefault or no request.
@@ -72,15 +77,13 @@ pub fn apparmor_profile(
     sc: &LinuxContainerSecurityContext,
     enabled: bool,
     default_profile: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, NoProfileName> {
     if !enabled {
         return Ok(None);
     }
     match requested_apparmor(sc) {
         Some((ProfileType::Unconfined, _)) => Ok(Some("unconfined".into())),
-        Some((ProfileType::Localhost, name)) if name.is_empty() => {
-            Err("a Localhost profile needs localhost_ref".into())
-        }
+        Some((ProfileType::Localhost, name)) if name.is_empty() => Err(NoProfileName),
         Some((ProfileType::Localhost, name)) => Ok(Some(name)),
         None if sc.privileged => Ok(None),
         _ => Ok(Some(default_profile.to_string())),

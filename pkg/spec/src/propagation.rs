@@ -3,7 +3,7 @@
 //! a shared or slave mount, or nothing would propagate. Checked against
 //! `/proc/self/mountinfo` as CRI-O does.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crio_api::cri::MountPropagation;
 
@@ -30,9 +30,35 @@ fn mount_of<'a>(mountinfo: &'a str, path: &Path) -> Option<(&'a str, Vec<&'a str
     best
 }
 
+/// Why a mount's propagation cannot be had on this host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PropagationError {
+    /// The path is on no mount of mountinfo.
+    #[error("{} is on no mount", path.display())]
+    NoMount {
+        /// The host path.
+        path: PathBuf,
+    },
+    /// The mount it is on does not propagate as asked.
+    #[error(
+        "{} is on the mount {point}, which is not {kind} mount: {mode} propagation needs one (mount --make-rshared {point})",
+        path.display()
+    )]
+    NotPropagating {
+        /// The host path.
+        path: PathBuf,
+        /// Its mount point.
+        point: String,
+        /// `a shared` or `a shared or slave`.
+        kind: &'static str,
+        /// The propagation asked for.
+        mode: &'static str,
+    },
+}
+
 /// Refuses a propagation the host mount of `host_path` cannot give,
 /// naming the mount point.
-pub fn check(mountinfo: &str, host_path: &Path, propagation: i32) -> Result<(), String> {
+pub fn check(mountinfo: &str, host_path: &Path, propagation: i32) -> Result<(), PropagationError> {
     let mode =
         MountPropagation::try_from(propagation).unwrap_or(MountPropagation::PropagationPrivate);
     let needs: &[&str] = match mode {
@@ -41,7 +67,9 @@ pub fn check(mountinfo: &str, host_path: &Path, propagation: i32) -> Result<(), 
         MountPropagation::PropagationBidirectional => &["shared:"],
     };
     let Some((point, optional)) = mount_of(mountinfo, host_path) else {
-        return Err(format!("{} is on no mount", host_path.display()));
+        return Err(PropagationError::NoMount {
+            path: host_path.into(),
+        });
     };
     if optional
         .iter()
@@ -49,20 +77,17 @@ pub fn check(mountinfo: &str, host_path: &Path, propagation: i32) -> Result<(), 
     {
         return Ok(());
     }
-    let kind = if needs.len() == 1 {
-        "a shared"
+    let (kind, mode) = if needs.len() == 1 {
+        ("a shared", "bidirectional")
     } else {
-        "a shared or slave"
+        ("a shared or slave", "host-to-container")
     };
-    Err(format!(
-        "{} is on the mount {point}, which is not {kind} mount: {} propagation needs one (mount --make-rshared {point})",
-        host_path.display(),
-        if needs.len() == 1 {
-            "bidirectional"
-        } else {
-            "host-to-container"
-        }
-    ))
+    Err(PropagationError::NotPropagating {
+        path: host_path.into(),
+        point: point.to_string(),
+        kind,
+        mode,
+    })
 }
 
 #[cfg(test)]
@@ -86,12 +111,16 @@ mod tests {
         assert!(check(MOUNTINFO, Path::new("/mnt/slave/a"), h2c).is_ok());
         assert!(check(MOUNTINFO, Path::new("/srv/sharedx"), private).is_ok());
         // /srv/sharedx is on /srv (private), not /srv/shared.
-        let err = check(MOUNTINFO, Path::new("/srv/sharedx"), h2c).unwrap_err();
+        let err = check(MOUNTINFO, Path::new("/srv/sharedx"), h2c)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("mount /srv,") && err.contains("host-to-container"),
             "{err}"
         );
-        let err = check(MOUNTINFO, Path::new("/mnt/slave/a"), bi).unwrap_err();
+        let err = check(MOUNTINFO, Path::new("/mnt/slave/a"), bi)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("/mnt/slave") && err.contains("not a shared mount"),
             "{err}"

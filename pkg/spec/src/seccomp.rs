@@ -5,10 +5,14 @@
 //! or dropped by the container's capability set and the host.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::OnceLock;
 
+use oci_spec::runtime::{
+    Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompOperator, LinuxSyscall,
+};
 use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
 
 /// The built-in RuntimeDefault profile: an allow-list with the rules of the
 /// runtime/default profile of containerd and Docker.
@@ -35,6 +39,31 @@ pub enum ProfileError {
     },
 }
 
+/// What is wrong with one value of a profile (serde adds where it is).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// A name outside the known set.
+    #[error("{name:?} is not {what}")]
+    Unknown {
+        /// The name given.
+        name: String,
+        /// What it should have been, with its article.
+        what: &'static str,
+    },
+    /// A rule without system calls.
+    #[error("a rule names no system call")]
+    NoSystemCall,
+    /// A system call name with characters no system call has.
+    #[error("{0:?} is not a system call name")]
+    SystemCallName(String),
+    /// An argument beyond the six a system call has.
+    #[error("argument index {0} is not one of 0 to 5")]
+    ArgumentIndex(u32),
+    /// A kernel version that is not `major.minor`.
+    #[error("{0:?} is not a kernel version (major.minor)")]
+    KernelVersion(String),
+}
+
 /// A field that may be absent or `null` (both mean empty).
 fn null_is_empty<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -46,20 +75,27 @@ where
 
 /// A string that must be one of a known set (what libseccomp and runc
 /// accept), so a typo is a start-up or request error, not a runc failure.
+/// The value is the `oci-spec` type of the same name.
 macro_rules! known_name {
-    ($name:ident, $what:literal, [$($known:literal),* $(,)?]) => {
-        #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    ($name:ident, $oci:ty, $what:literal, [$($known:literal),* $(,)?]) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
         #[serde(try_from = "String")]
-        struct $name(String);
+        struct $name($oci);
+
+        impl $name {
+            #[cfg(test)]
+            const KNOWN: &[&str] = &[$($known),*];
+        }
 
         impl TryFrom<String> for $name {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, String> {
-                if [$($known),*].contains(&s.as_str()) {
-                    Ok(Self(s))
-                } else {
-                    Err(format!("{s:?} is not {}", $what))
-                }
+            type Error = RuleError;
+            fn try_from(s: String) -> Result<Self, RuleError> {
+                [$($known),*]
+                    .contains(&s.as_str())
+                    .then(|| <$oci>::from_str(&s).ok())
+                    .flatten()
+                    .map(Self)
+                    .ok_or(RuleError::Unknown { name: s, what: $what })
             }
         }
     };
@@ -67,6 +103,7 @@ macro_rules! known_name {
 
 known_name!(
     Action,
+    LinuxSeccompAction,
     "a seccomp action",
     [
         "SCMP_ACT_KILL",
@@ -83,6 +120,7 @@ known_name!(
 
 known_name!(
     Op,
+    LinuxSeccompOperator,
     "a seccomp comparison",
     [
         "SCMP_CMP_NE",
@@ -97,6 +135,7 @@ known_name!(
 
 known_name!(
     Arch,
+    OciArch,
     "a seccomp architecture",
     [
         "SCMP_ARCH_X86",
@@ -128,13 +167,13 @@ known_name!(
 pub struct KernelVersion(pub u32, pub u32);
 
 impl TryFrom<String> for KernelVersion {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = RuleError;
+    fn try_from(s: String) -> Result<Self, RuleError> {
         let mut parts = s.split(['.', '-', '+']);
         let mut number = || parts.next().and_then(|p| p.parse::<u32>().ok());
         match (number(), number()) {
             (Some(major), Some(minor)) => Ok(Self(major, minor)),
-            _ => Err(format!("{s:?} is not a kernel version (major.minor)")),
+            _ => Err(RuleError::KernelVersion(s)),
         }
     }
 }
@@ -204,21 +243,21 @@ struct Rule {
 }
 
 impl TryFrom<RuleText> for Rule {
-    type Error = String;
-    fn try_from(t: RuleText) -> Result<Self, String> {
+    type Error = RuleError;
+    fn try_from(t: RuleText) -> Result<Self, RuleError> {
         let mut names = t.names;
         names.extend(t.name);
         if names.is_empty() {
-            return Err("a rule names no system call".into());
+            return Err(RuleError::NoSystemCall);
         }
         if let Some(bad) = names
             .iter()
             .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
         {
-            return Err(format!("{bad:?} is not a system call name"));
+            return Err(RuleError::SystemCallName(bad.clone()));
         }
         if let Some(arg) = t.args.iter().find(|a| a.index > 5) {
-            return Err(format!("argument index {} is not one of 0 to 5", arg.index));
+            return Err(RuleError::ArgumentIndex(arg.index));
         }
         let caps = |c: Conditions| Conditions {
             caps: c.caps.iter().map(|c| capability(c)).collect(),
@@ -323,19 +362,26 @@ impl Rule {
             || inc.min_kernel.is_some_and(|k| platform.kernel < k))
     }
 
-    fn to_oci(&self) -> Value {
-        let mut rule = json!({"names": self.names, "action": self.action.0});
-        if let Some(errno) = self.errno_ret {
-            rule["errnoRet"] = errno.into();
-        }
-        if !self.args.is_empty() {
-            let args: Vec<Value> = self
-                .args
-                .iter()
-                .map(|a| json!({"index": a.index, "value": a.value, "valueTwo": a.value_two, "op": a.op.0}))
-                .collect();
-            rule["args"] = args.into();
-        }
+    fn to_oci(&self) -> LinuxSyscall {
+        let args: Vec<LinuxSeccompArg> = self
+            .args
+            .iter()
+            .map(|a| {
+                LinuxSeccompArgBuilder::default()
+                    .index(a.index as usize)
+                    .value(a.value)
+                    .value_two(a.value_two)
+                    .op(a.op.0)
+                    .build()
+                    // Every field has a default: the builder cannot fail.
+                    .expect("a seccomp argument builds")
+            })
+            .collect();
+        let mut rule = LinuxSyscall::default();
+        rule.set_names(self.names.clone())
+            .set_action(self.action.0)
+            .set_errno_ret(self.errno_ret)
+            .set_args((!args.is_empty()).then_some(args));
         rule
     }
 }
@@ -378,207 +424,34 @@ impl Profile {
 
     /// The OCI `linux.seccomp` object for a process holding `caps` (as
     /// `CAP_X`) on `platform`.
-    pub fn resolve(&self, caps: &[String], platform: &Platform) -> Value {
-        let mut arches: Vec<&str> = self.architectures.iter().map(|a| a.0.as_str()).collect();
+    pub fn resolve(&self, caps: &[String], platform: &Platform) -> LinuxSeccomp {
+        let mut arches: Vec<OciArch> = self.architectures.iter().map(|a| a.0).collect();
         for m in &self.arch_map {
-            if m.architecture.0 == platform.seccomp_arch {
-                arches.push(&m.architecture.0);
-                arches.extend(m.sub_architectures.iter().map(|a| a.0.as_str()));
+            if m.architecture.0.to_string() == platform.seccomp_arch {
+                arches.push(m.architecture.0);
+                arches.extend(m.sub_architectures.iter().map(|a| a.0));
             }
         }
-        let mut seen = std::collections::HashSet::new();
-        arches.retain(|a| seen.insert(*a));
-        let syscalls: Vec<Value> = self
+        let mut unique = Vec::with_capacity(arches.len());
+        for a in arches {
+            if !unique.contains(&a) {
+                unique.push(a);
+            }
+        }
+        let syscalls: Vec<LinuxSyscall> = self
             .syscalls
             .iter()
             .filter(|r| r.applies(caps, platform))
             .map(Rule::to_oci)
             .collect();
-        let mut oci = json!({
-            "defaultAction": self.default_action.0,
-            "architectures": arches,
-            "syscalls": syscalls,
-        });
-        if let Some(errno) = self.default_errno_ret {
-            oci["defaultErrnoRet"] = errno.into();
-        }
+        let mut oci = LinuxSeccomp::default();
+        oci.set_default_action(self.default_action.0)
+            .set_default_errno_ret(self.default_errno_ret)
+            .set_architectures(Some(unique))
+            .set_syscalls(Some(syscalls));
         oci
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const AMD64: Platform = Platform {
-        arch: "amd64",
-        seccomp_arch: "SCMP_ARCH_X86_64",
-        kernel: KernelVersion(6, 1),
-    };
-
-    fn caps(list: &[&str]) -> Vec<String> {
-        list.iter().map(|c| c.to_string()).collect()
-    }
-
-    /// The rules of `profile` that name `name`.
-    fn rules_for<'a>(profile: &'a Value, name: &str) -> Vec<&'a Value> {
-        profile["syscalls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["names"].as_array().unwrap().iter().any(|n| n == name))
-            .collect()
-    }
-
-    #[test]
-    fn built_in_profile_is_an_allow_list() {
-        let p = Profile::runtime_default().resolve(&caps(&["CAP_CHOWN"]), &AMD64);
-        assert_eq!(p["defaultAction"], "SCMP_ACT_ERRNO");
-        assert_eq!(p["defaultErrnoRet"], 1);
-        assert_eq!(
-            p["architectures"],
-            json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])
-        );
-        assert!(rules_for(&p, "io_uring_setup").is_empty());
-        assert!(rules_for(&p, "unshare").is_empty());
-        // clone: only without namespace flags; clone3: ENOSYS.
-        let clone = rules_for(&p, "clone");
-        assert_eq!(clone.len(), 1);
-        assert_eq!(clone[0]["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
-        assert_eq!(clone[0]["args"][0]["value"], 0x7e02_0000u64);
-        let clone3 = rules_for(&p, "clone3");
-        assert_eq!(clone3.len(), 1);
-        assert_eq!(
-            (&clone3[0]["action"], &clone3[0]["errnoRet"]),
-            (&json!("SCMP_ACT_ERRNO"), &json!(38))
-        );
-        // Architecture rules: only this one's.
-        assert_eq!(rules_for(&p, "arch_prctl").len(), 1);
-        assert!(rules_for(&p, "cacheflush").is_empty());
-        // Kernel rules: ptrace from 4.8 on.
-        assert_eq!(rules_for(&p, "ptrace").len(), 1);
-        let old = Platform {
-            kernel: KernelVersion(4, 4),
-            ..AMD64
-        };
-        let p = Profile::runtime_default().resolve(&[], &old);
-        assert!(rules_for(&p, "ptrace").is_empty());
-    }
-
-    #[test]
-    fn capability_rules_follow_the_capability_set() {
-        let profile = Profile::runtime_default();
-        let admin = profile.resolve(&caps(&["CAP_SYS_ADMIN"]), &AMD64);
-        let clone = rules_for(&admin, "clone");
-        assert_eq!(clone.len(), 1);
-        assert!(
-            clone[0].get("args").is_none(),
-            "unconditional with SYS_ADMIN"
-        );
-        assert_eq!(rules_for(&admin, "clone3")[0]["action"], "SCMP_ACT_ALLOW");
-        assert_eq!(rules_for(&admin, "mount").len(), 1);
-        assert!(rules_for(&admin, "init_module").is_empty());
-        let module = profile.resolve(&caps(&["CAP_SYS_MODULE"]), &AMD64);
-        assert_eq!(rules_for(&module, "init_module").len(), 1);
-        assert!(rules_for(&module, "mount").is_empty());
-    }
-
-    #[test]
-    fn docker_format_converts() {
-        let docker = r#"{
-            "defaultAction": "SCMP_ACT_ERRNO",
-            "archMap": [
-                {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]},
-                {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": null}
-            ],
-            "syscalls": [
-                {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW", "args": null},
-                {"name": "chmod", "action": "SCMP_ACT_ERRNO", "errnoRet": 38,
-                 "args": [{"index": 1, "value": 2048, "op": "SCMP_CMP_MASKED_EQ"}]},
-                {"names": ["mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["sys_admin"]}}
-            ]
-        }"#;
-        let profile = Profile::parse(docker).unwrap();
-        let oci = profile.resolve(&[], &AMD64);
-        assert_eq!(
-            oci["architectures"],
-            json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"])
-        );
-        assert!(oci.get("defaultErrnoRet").is_none());
-        assert_eq!(oci["syscalls"].as_array().unwrap().len(), 2);
-        assert_eq!(
-            oci["syscalls"][1],
-            json!({"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38,
-                   "args": [{"index": 1, "value": 2048, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]})
-        );
-        let admin = profile.resolve(&caps(&["CAP_SYS_ADMIN"]), &AMD64);
-        assert_eq!(admin["syscalls"][2]["names"], json!(["mount"]));
-    }
-
-    #[test]
-    fn invalid_profiles_say_what_is_wrong() {
-        let err = |text: &str| Profile::parse(text).unwrap_err().to_string();
-        assert!(err(r#"{"syscalls": []}"#).contains("defaultAction"));
-        assert!(
-            err(r#"{"defaultAction": "SCMP_ACT_ALOW"}"#)
-                .contains("\"SCMP_ACT_ALOW\" is not a seccomp action")
-        );
-        let rule = |r: &str| {
-            err(&format!(
-                r#"{{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{r}]}}"#
-            ))
-        };
-        assert!(rule(r#"{"names": ["x"]}"#).contains("action"));
-        assert!(
-            rule(r#"{"names": [], "action": "SCMP_ACT_LOG"}"#).contains("names no system call")
-        );
-        assert!(
-            rule(r#"{"names": ["a b"], "action": "SCMP_ACT_LOG"}"#)
-                .contains("not a system call name")
-        );
-        assert!(
-            rule(r#"{"names": ["read"], "action": "SCMP_ACT_LOG", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}"#)
-                .contains("argument index 6")
-        );
-        assert!(
-            rule(r#"{"names": ["read"], "action": "SCMP_ACT_LOG", "args": [{"index": 0, "value": 1, "op": "EQ"}]}"#)
-                .contains("not a seccomp comparison")
-        );
-        assert!(
-            rule(r#"{"names": ["read"], "action": "SCMP_ACT_LOG", "includes": {"minKernel": "four"}}"#)
-                .contains("not a kernel version")
-        );
-        assert!(
-            err(r#"{"defaultAction": "SCMP_ACT_LOG", "architectures": ["x86"]}"#)
-                .contains("architecture")
-        );
-    }
-
-    #[test]
-    fn the_configured_file_is_read_once_and_named_in_errors() {
-        assert!(Profile::configured(Path::new("")).unwrap().is_none());
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("profile.json");
-        std::fs::write(&path, r#"{"defaultAction": "SCMP_ACT_LOG"}"#).unwrap();
-        let p = Profile::configured(&path).unwrap().unwrap();
-        assert_eq!(p.resolve(&[], &AMD64)["defaultAction"], "SCMP_ACT_LOG");
-        std::fs::write(&path, "{").unwrap();
-        let e = Profile::configured(&path).unwrap_err().to_string();
-        assert!(
-            e.starts_with(&format!("seccomp profile {}: ", path.display())),
-            "{e}"
-        );
-        let missing = dir.path().join("missing.json");
-        let e = Profile::configured(&missing).unwrap_err().to_string();
-        assert!(e.contains("missing.json"), "{e}");
-    }
-
-    #[test]
-    fn kernel_versions_parse_from_release_strings() {
-        let v = |s: &str| KernelVersion::try_from(s.to_string());
-        assert_eq!(v("6.18.44-fc-v657"), Ok(KernelVersion(6, 18)));
-        assert_eq!(v("4.8"), Ok(KernelVersion(4, 8)));
-        assert!(v("4").is_err() && v("").is_err());
-        assert!(KernelVersion(4, 10) > KernelVersion(4, 8));
-    }
-}
+mod tests;

@@ -7,12 +7,67 @@ use crio_api::cri::{
     LinuxContainerResources, LinuxContainerSecurityContext, Mount as CriMount, NamespaceOption,
     PodSandboxConfig, SecurityProfile,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
+use crate::oci::{Linux, LinuxDeviceType, Mount, Process, Spec};
 
-fn image() -> Value {
-    json!({"config": {"Env": ["PATH=/bin", "GREETING=hello"], "Entrypoint": ["/bin/echo"], "Cmd": ["hi"], "User": "tester", "WorkingDir": "/work"}})
+fn image() -> ImageConfig {
+    serde_json::from_value(json!({"Env": ["PATH=/bin", "GREETING=hello"], "Entrypoint": ["/bin/echo"], "Cmd": ["hi"], "User": "tester", "WorkingDir": "/work"})).unwrap()
+}
+
+fn process(spec: &Spec) -> &Process {
+    spec.process().as_ref().unwrap()
+}
+
+fn linux(spec: &Spec) -> &Linux {
+    spec.linux().as_ref().unwrap()
+}
+
+fn mounts(spec: &Spec) -> &[Mount] {
+    spec.mounts().as_deref().unwrap()
+}
+
+/// The mount at `destination`.
+fn mount_of<'a>(spec: &'a Spec, destination: &str) -> Option<&'a Mount> {
+    mounts(spec)
+        .iter()
+        .find(|m| m.destination() == Path::new(destination))
+}
+
+fn options(m: &Mount) -> Vec<&str> {
+    m.options().iter().flatten().map(String::as_str).collect()
+}
+
+/// The effective capabilities, in the order of the known capabilities.
+fn effective(spec: &Spec) -> Vec<String> {
+    let set = process(spec)
+        .capabilities()
+        .as_ref()
+        .unwrap()
+        .effective()
+        .clone()
+        .unwrap();
+    let mut caps: Vec<String> = set
+        .iter()
+        .map(|c| {
+            serde_json::to_value(c)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    caps.sort_by_key(|c| {
+        crio_config::KNOWN_CAPABILITIES
+            .iter()
+            .position(|k| c.strip_prefix("CAP_") == Some(k))
+    });
+    caps
+}
+
+fn seccomp_json(spec: &Spec) -> Value {
+    serde_json::to_value(linux(spec).seccomp().as_ref().unwrap()).unwrap()
 }
 
 fn host() -> Host {
@@ -27,8 +82,8 @@ fn host() -> Host {
         group: "tester:x:1000:\naudio:x:29:tester\n".into(),
         lsm: Default::default(),
         devices: vec![
-            ("/dev/null".into(), "c".into(), 1, 3),
-            ("/dev/fuse".into(), "c".into(), 10, 229),
+            ("/dev/null".into(), LinuxDeviceType::C, 1, 3),
+            ("/dev/fuse".into(), LinuxDeviceType::C, 10, 229),
         ],
     }
 }
@@ -103,7 +158,7 @@ fn argv_follows_kubernetes_rules() {
     assert_eq!(argv(&c, &img).unwrap(), ["/bin/sh", "a"]);
     c.args.clear();
     assert_eq!(argv(&c, &img).unwrap(), ["/bin/sh"]);
-    assert!(argv(&ContainerConfig::default(), &json!({})).is_err());
+    assert!(argv(&ContainerConfig::default(), &ImageConfig::default()).is_err());
 }
 
 #[test]
@@ -114,35 +169,43 @@ fn env_user_cwd_and_defaults() {
         value: "bye".into(),
     });
     let spec = build_with(&c).unwrap();
-    let env = &spec.process.env;
+    let env = process(&spec).env().as_ref().unwrap();
     assert!(env.contains(&"GREETING=bye".to_string()) && env.contains(&"PATH=/bin".to_string()));
     assert!(
         env.contains(&"FROM_DAEMON=1".to_string())
             && env.contains(&"HOME=/home/tester".to_string())
     );
     assert_eq!(env.iter().filter(|e| e.starts_with("GREETING=")).count(), 1);
-    assert_eq!((spec.process.user.uid, spec.process.user.gid), (1000, 1000));
-    assert_eq!(spec.process.user.additional_gids, [29]);
-    assert_eq!(spec.process.cwd, "/work");
-    assert_eq!(spec.process.rlimits[0].kind, "RLIMIT_NOFILE");
-    assert_eq!(spec.linux.resources.pids.as_ref().unwrap().limit, 1024);
-    assert_eq!(spec.linux.cgroups_path, "/kubepods/pod1/crio-c1");
-    assert!(
-        spec.mounts
-            .iter()
-            .any(|m| m.destination == "/etc/resolv.conf" && m.source == "/run/pods/p1/resolv.conf")
+    let user = process(&spec).user();
+    assert_eq!((user.uid(), user.gid()), (1000, 1000));
+    assert_eq!(user.additional_gids().as_deref(), Some(&[29][..]));
+    assert_eq!(process(&spec).cwd(), Path::new("/work"));
+    assert_eq!(
+        process(&spec).rlimits().as_ref().unwrap()[0].typ(),
+        oci::PosixRlimitType::RlimitNofile
     );
-    assert!(
-        spec.mounts
-            .iter()
-            .any(|m| m.destination == "/dev/shm" && m.source == "/run/pods/p1/shm")
+    let resources = linux(&spec).resources().as_ref().unwrap();
+    assert_eq!(resources.pids().unwrap().limit(), 1024);
+    assert_eq!(
+        linux(&spec).cgroups_path().as_deref(),
+        Some(Path::new("/kubepods/pod1/crio-c1"))
     );
-    let kinds: Vec<_> = spec
-        .linux
-        .namespaces
+    let source = |d: &str| mount_of(&spec, d).and_then(|m| m.source().clone());
+    assert_eq!(
+        source("/etc/resolv.conf"),
+        Some("/run/pods/p1/resolv.conf".into())
+    );
+    assert_eq!(source("/dev/shm"), Some("/run/pods/p1/shm".into()));
+    let kinds: Vec<_> = linux(&spec)
+        .namespaces()
         .iter()
-        .map(|n| (n.kind.as_str(), n.path.is_some()))
+        .flatten()
+        .map(|n| {
+            let kind = serde_json::to_value(n.typ()).unwrap();
+            (kind.as_str().unwrap().to_string(), n.path().is_some())
+        })
         .collect();
+    let kinds: Vec<_> = kinds.iter().map(|(k, p)| (k.as_str(), *p)).collect();
     assert_eq!(
         kinds,
         [
@@ -153,8 +216,11 @@ fn env_user_cwd_and_defaults() {
             ("pid", false)
         ]
     );
-    assert_eq!(spec.linux.masked_paths.len(), MASKED_PATHS.len());
-    assert!(spec.linux.seccomp.is_none());
+    assert_eq!(
+        linux(&spec).masked_paths().as_ref().unwrap().len(),
+        MASKED_PATHS.len()
+    );
+    assert!(linux(&spec).seccomp().is_none());
     // JSON field names are the OCI ones.
     let text = serde_json::to_string(&spec).unwrap();
     assert!(
@@ -173,15 +239,16 @@ fn run_as_user_group_and_strict_groups() {
         ..Default::default()
     }))
     .unwrap();
-    assert_eq!((spec.process.user.uid, spec.process.user.gid), (0, 5));
-    assert_eq!(spec.process.user.additional_gids, [7]);
+    let user = process(&spec).user();
+    assert_eq!((user.uid(), user.gid()), (0, 5));
+    assert_eq!(user.additional_gids().as_deref(), Some(&[7][..]));
     let spec = build_with(&with_sc(LinuxContainerSecurityContext {
         run_as_username: "tester".into(),
         supplemental_groups_policy: 1,
         ..Default::default()
     }))
     .unwrap();
-    assert!(spec.process.user.additional_gids.is_empty());
+    assert!(process(&spec).user().additional_gids().is_none());
     let err = build_with(&with_sc(LinuxContainerSecurityContext {
         run_as_username: "ghost".into(),
         ..Default::default()
@@ -205,7 +272,7 @@ fn capabilities_add_drop_all_and_the_bounding_set() {
             }),
             ..Default::default()
         });
-        build_with(&c).map(|s| s.process.capabilities.effective)
+        build_with(&c).map(|s| effective(&s))
     };
     assert_eq!(
         caps(&[], &[], false).unwrap(),
@@ -270,14 +337,16 @@ fn privileged_security_and_resources() {
         ..Default::default()
     }))
     .unwrap();
-    assert!(spec.linux.masked_paths.is_empty() && spec.linux.readonly_paths.is_empty());
-    assert!(spec.linux.devices.iter().any(|d| d.path == "/dev/fuse"));
-    assert!(spec.linux.resources.devices[0].allow);
+    let l = linux(&spec);
+    assert!(l.masked_paths().is_none() && l.readonly_paths().is_none());
     assert!(
-        spec.mounts
+        l.devices()
             .iter()
-            .any(|m| m.destination == "/sys" && m.options.contains(&"rw".to_string()))
+            .flatten()
+            .any(|d| d.path() == Path::new("/dev/fuse"))
     );
+    assert!(l.resources().as_ref().unwrap().devices().as_ref().unwrap()[0].allow());
+    assert!(options(mount_of(&spec, "/sys").unwrap()).contains(&"rw"));
 
     let mut c = with_sc(LinuxContainerSecurityContext {
         no_new_privs: true,
@@ -298,22 +367,28 @@ fn privileged_security_and_resources() {
         ..Default::default()
     });
     let spec = build_with(&c).unwrap();
-    assert!(spec.process.no_new_privileges && spec.root.readonly);
+    assert!(
+        process(&spec).no_new_privileges() == Some(true)
+            && spec.root().as_ref().unwrap().readonly() == Some(true)
+    );
     assert_eq!(
-        spec.process.oom_score_adj,
+        process(&spec).oom_score_adj(),
         Some(-500),
         "clamped to the daemon's own"
     );
-    let cpu = spec.linux.resources.cpu.unwrap();
+    let resources = linux(&spec).resources().as_ref().unwrap();
+    let cpu = resources.cpu().as_ref().unwrap();
     assert_eq!(
-        (cpu.shares, cpu.quota, cpu.period, cpu.cpus.as_deref()),
+        (
+            cpu.shares(),
+            cpu.quota(),
+            cpu.period(),
+            cpu.cpus().as_deref()
+        ),
         (Some(512), Some(50_000), Some(100_000), Some("0"))
     );
-    assert_eq!(spec.linux.resources.memory.unwrap().limit, Some(64 << 20));
-    assert_eq!(
-        spec.linux.seccomp.unwrap()["defaultAction"],
-        "SCMP_ACT_ERRNO"
-    );
+    assert_eq!(resources.memory().unwrap().limit(), Some(64 << 20));
+    assert_eq!(seccomp_json(&spec)["defaultAction"], "SCMP_ACT_ERRNO");
 }
 
 #[test]
@@ -406,13 +481,9 @@ fn mounts_with_propagation() {
         ..Default::default()
     });
     let spec = build_with(&c).unwrap();
-    let m = spec
-        .mounts
-        .iter()
-        .find(|m| m.destination == "/data")
-        .unwrap();
-    assert_eq!(m.options, ["rbind", "rslave", "ro"]);
-    assert_eq!(spec.linux.rootfs_propagation, "rslave");
+    let m = mount_of(&spec, "/data").unwrap();
+    assert_eq!(options(m), ["rbind", "rslave", "ro"]);
+    assert_eq!(linux(&spec).rootfs_propagation().as_deref(), Some("rslave"));
     c.mounts.push(CriMount {
         container_path: "/both".into(),
         host_path: tmp.path().display().to_string(),
@@ -420,19 +491,20 @@ fn mounts_with_propagation() {
         ..Default::default()
     });
     let spec = build_with(&c).unwrap();
-    let m = spec
-        .mounts
-        .iter()
-        .find(|m| m.destination == "/both")
-        .unwrap();
-    assert_eq!(m.options, ["rbind", "rshared", "rw"]);
-    assert_eq!(spec.linux.rootfs_propagation, "rshared");
+    let m = mount_of(&spec, "/both").unwrap();
+    assert_eq!(options(m), ["rbind", "rshared", "rw"]);
+    assert_eq!(
+        linux(&spec).rootfs_propagation().as_deref(),
+        Some("rshared")
+    );
 }
 
 #[test]
 fn stop_signals_from_the_image() {
-    let image = |s: &str| serde_json::json!({"config": {"StopSignal": s}});
-    assert_eq!(stop_signal(&serde_json::json!({})).unwrap(), 15);
+    let image = |s: &str| -> ImageConfig {
+        serde_json::from_value(serde_json::json!({"StopSignal": s})).unwrap()
+    };
+    assert_eq!(stop_signal(&ImageConfig::default()).unwrap(), 15);
     assert_eq!(stop_signal(&image("SIGUSR1")).unwrap(), 10);
     assert_eq!(stop_signal(&image("quit")).unwrap(), 3);
     assert_eq!(stop_signal(&image("SIGWINCH")).unwrap(), 28);
@@ -444,10 +516,12 @@ fn stop_signals_from_the_image() {
 
 #[test]
 fn image_volumes_are_absolute_paths_in_order() {
-    let image =
-        serde_json::json!({"config": {"Volumes": {"/var/lib/b": {}, "/a": {}, "relative": {}}}});
+    let image: ImageConfig = serde_json::from_value(
+        serde_json::json!({"Volumes": {"/var/lib/b": {}, "/a": {}, "relative": {}}}),
+    )
+    .unwrap();
     assert_eq!(image_volumes(&image), ["/a", "/var/lib/b"]);
-    assert!(image_volumes(&serde_json::json!({})).is_empty());
+    assert!(image_volumes(&ImageConfig::default()).is_empty());
 }
 
 #[test]
@@ -460,9 +534,9 @@ fn security_modules_apply_where_the_host_has_them() {
         ..Default::default()
     });
     let spec = build_with(&c).unwrap();
-    assert_eq!(spec.process.apparmor_profile, None);
-    assert_eq!(spec.process.selinux_label, None);
-    assert_eq!(spec.linux.mount_label, None);
+    assert_eq!(process(&spec).apparmor_profile(), &None);
+    assert_eq!(process(&spec).selinux_label(), &None);
+    assert_eq!(linux(&spec).mount_label(), &None);
     let mut h = host();
     h.lsm = crate::lsm::Lsm {
         apparmor: true,
@@ -470,15 +544,15 @@ fn security_modules_apply_where_the_host_has_them() {
     };
     let spec = build_in(&PodSandboxConfig::default(), &c, &h).unwrap();
     assert_eq!(
-        spec.process.apparmor_profile.as_deref(),
+        process(&spec).apparmor_profile().as_deref(),
         Some("crio-default")
     );
     assert_eq!(
-        spec.process.selinux_label.as_deref(),
+        process(&spec).selinux_label().as_deref(),
         Some("system_u:system_r:container_t:s0:c7,c9")
     );
     assert_eq!(
-        spec.linux.mount_label.as_deref(),
+        linux(&spec).mount_label().as_deref(),
         Some("system_u:object_r:container_file_t:s0:c7,c9")
     );
 }
@@ -531,7 +605,7 @@ fn runtime_default(add: &[&str]) -> Value {
         }),
         ..Default::default()
     });
-    build_with(&c).unwrap().linux.seccomp.unwrap()
+    seccomp_json(&build_with(&c).unwrap())
 }
 
 const CLONE_NEWUSER: u64 = 0x1000_0000;
@@ -650,7 +724,47 @@ fn seccomp_profile_from_the_config_is_runtime_default() {
     })
     .unwrap();
     assert_eq!(
-        verdict(&spec.linux.seccomp.unwrap(), "unshare", [0; 6]),
+        verdict(&seccomp_json(&spec), "unshare", [0; 6]),
         ("SCMP_ACT_LOG".to_string(), None)
     );
+}
+
+/// `value` with its capability lists sorted: oci-spec holds capabilities
+/// as sets, so their order in config.json is not fixed.
+fn sorted_capabilities(mut value: Value) -> Value {
+    if let Some(sets) = value["process"]["capabilities"].as_object_mut() {
+        for list in sets.values_mut() {
+            if let Some(list) = list.as_array_mut() {
+                list.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            }
+        }
+    }
+    value
+}
+
+/// The config.json of a plain and of a privileged container, field for
+/// field as crio-rs wrote it before it used oci-spec's types.
+#[test]
+fn config_json_is_what_runc_got_before() {
+    let cases = [
+        (
+            build_with(&ContainerConfig::default()).unwrap(),
+            include_str!("testdata/default.json"),
+        ),
+        (
+            build_with(&with_sc(LinuxContainerSecurityContext {
+                privileged: true,
+                ..Default::default()
+            }))
+            .unwrap(),
+            include_str!("testdata/privileged.json"),
+        ),
+    ];
+    for (spec, golden) in cases {
+        let golden: Value = serde_json::from_str(golden).unwrap();
+        assert_eq!(
+            sorted_capabilities(serde_json::to_value(&spec).unwrap()),
+            sorted_capabilities(golden)
+        );
+    }
 }

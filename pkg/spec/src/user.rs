@@ -16,6 +16,25 @@ pub fn read_image_file(tree: &Tree, path: &str, limit: u64) -> Result<String, Er
         .unwrap_or_default())
 }
 
+/// Why a `User` does not resolve against the image's files.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    /// An /etc/passwd entry with a uid or gid that is not a number.
+    #[error("/etc/passwd: bad {what} for {user:?}")]
+    BadEntry {
+        /// `uid` or `gid`.
+        what: &'static str,
+        /// The user looked up.
+        user: String,
+    },
+    /// A user name the image's /etc/passwd does not have.
+    #[error("user {0:?} not found in the image's /etc/passwd")]
+    NoUser(String),
+    /// A group name the image's /etc/group does not have.
+    #[error("group {0:?} not found in the image's /etc/group")]
+    NoGroup(String),
+}
+
 /// A resolved user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -31,7 +50,7 @@ pub struct Resolved {
 
 /// Resolves `user` (`name`, `uid`, with an optional `:group`) given the
 /// contents of /etc/passwd and /etc/group; `Err` names what is missing.
-pub fn resolve(user: &str, passwd: &str, group: &str) -> Result<Resolved, String> {
+pub fn resolve(user: &str, passwd: &str, group: &str) -> Result<Resolved, UserError> {
     let (user_part, group_part) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
@@ -44,21 +63,19 @@ pub fn resolve(user: &str, passwd: &str, group: &str) -> Result<Resolved, String
             f.len() >= 4
                 && (f[0] == user_part || (user_part.parse::<u32>().is_ok() && f[2] == user_part))
         });
+    let bad = |what| UserError::BadEntry {
+        what,
+        user: user_part.to_string(),
+    };
     let (uid, mut gid, name, home) = match (&entry, user_part.parse::<u32>()) {
         (Some(f), _) => (
-            f[2].parse::<u32>()
-                .map_err(|_| format!("/etc/passwd: bad uid for {user_part:?}"))?,
-            f[3].parse::<u32>()
-                .map_err(|_| format!("/etc/passwd: bad gid for {user_part:?}"))?,
+            f[2].parse::<u32>().map_err(|_| bad("uid"))?,
+            f[3].parse::<u32>().map_err(|_| bad("gid"))?,
             Some(f[0].to_string()),
             f.get(5).map(|h| h.to_string()),
         ),
         (None, Ok(uid)) => (uid, 0, None, None),
-        (None, Err(_)) => {
-            return Err(format!(
-                "user {user_part:?} not found in the image's /etc/passwd"
-            ));
-        }
+        (None, Err(_)) => return Err(UserError::NoUser(user_part.to_string())),
     };
     if let Some(g) = group_part {
         gid = match g.parse::<u32>() {
@@ -68,7 +85,7 @@ pub fn resolve(user: &str, passwd: &str, group: &str) -> Result<Resolved, String
                 .map(|l| l.split(':').collect::<Vec<_>>())
                 .find(|f| f.len() >= 3 && f[0] == g)
                 .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| format!("group {g:?} not found in the image's /etc/group"))?,
+                .ok_or_else(|| UserError::NoGroup(g.to_string()))?,
         };
     }
     let groups = match &name {
@@ -109,11 +126,13 @@ mod tests {
         assert!(
             resolve("nobody", PASSWD, GROUP)
                 .unwrap_err()
+                .to_string()
                 .contains("\"nobody\"")
         );
         assert!(
             resolve("tester:nogroup", PASSWD, GROUP)
                 .unwrap_err()
+                .to_string()
                 .contains("\"nogroup\"")
         );
     }
