@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod config;
 pub mod manifest;
 #[cfg(any(test, feature = "test-peer"))]
 pub mod peer;
