@@ -23,6 +23,8 @@ struct Creation<'a> {
     /// The request as made (kept in the record: a retry is compared with it).
     request: &'a ContainerConfig,
     image: &'a crio_storage::ImageRecord,
+    /// Its runtime configuration.
+    image_config: &'a crio_spec::ImageConfig,
     /// The image as the request names it.
     image_name: &'a str,
     infra: bool,
@@ -110,6 +112,8 @@ impl Containers {
                 "config.image: image {image_name:?} is not present; pull it first"
             ))
         })?;
+        let image_config = crio_image::config::runtime_config(&image.config)
+            .map_err(|e| Error::Precondition(format!("image {}: {e}", image.id)))?;
         let id = Id::random();
         let creation = Creation {
             id: &id,
@@ -117,6 +121,7 @@ impl Containers {
             pod,
             request: config,
             image: &image,
+            image_config: &image_config,
             image_name: &image_name,
             infra,
         };
@@ -185,6 +190,7 @@ impl Containers {
             rootfs: self.bundle(c.id).join("rootfs"),
             image_volumes: self.defaults.image_volumes.clone(),
             image: c.image.clone(),
+            volumes: crio_spec::image_volumes(c.image_config),
             config: c.request.clone(),
         };
         let usage = self.images.usage().clone();
@@ -218,7 +224,7 @@ impl Containers {
         let mut spec = crio_spec::build(&crio_spec::Input {
             id,
             config,
-            image: &c.image.config,
+            image: c.image_config,
             rootfs: &rootfs,
             pod: crio_spec::Pod {
                 config: &pod.config,
@@ -240,13 +246,17 @@ impl Containers {
         check_lsm(id, config, &spec, self.host.lsm)?;
         let log_path = self.annotate(&mut spec, pod, config);
         let stop_signal =
-            crio_spec::stop_signal(&c.image.config).map_err(|e| Error::Invalid(e.to_string()))?;
+            crio_spec::stop_signal(c.image_config).map_err(|e| Error::Invalid(e.to_string()))?;
         let json = serde_json::to_vec_pretty(&spec).map_err(Error::internal)?;
         std::fs::write(self.bundle(id).join("config.json"), json).map_err(Error::internal)?;
         Ok(Written {
             log_path,
             stop_signal,
-            user: spec.process.user.clone(),
+            user: spec
+                .process()
+                .as_ref()
+                .map(|p| p.user().clone())
+                .unwrap_or_default(),
             tty: config.tty,
         })
     }
@@ -266,17 +276,17 @@ impl Containers {
                 .display()
                 .to_string()
         };
-        spec.annotations
-            .insert(annotations::LOG_PATH.into(), log_path.clone());
+        let spec_annotations = spec.annotations_mut().get_or_insert_with(Default::default);
+        spec_annotations.insert(annotations::LOG_PATH.into(), log_path.clone());
         if !log_path.is_empty() {
             // The shim resolves the log path below it, following no symlink.
-            spec.annotations.insert(
+            spec_annotations.insert(
                 annotations::LOG_DIRECTORY.into(),
                 pod.config.log_directory.clone(),
             );
         }
         if self.log_size_max > 0 {
-            spec.annotations.insert(
+            spec_annotations.insert(
                 annotations::LOG_SIZE_MAX.into(),
                 self.log_size_max.to_string(),
             );
@@ -286,7 +296,7 @@ impl Containers {
             (annotations::STDIN_ONCE, config.stdin_once),
             (annotations::TTY, config.tty),
         ] {
-            spec.annotations.insert(key.into(), on.to_string());
+            spec_annotations.insert(key.into(), on.to_string());
         }
         log_path
     }
@@ -365,7 +375,11 @@ fn check_lsm(
             "{module} options requested but {module} is unavailable on this host: not applied"
         );
     }
-    match &spec.process.apparmor_profile {
+    match spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.apparmor_profile().as_ref())
+    {
         Some(p) if p != "unconfined" => {
             let loaded = std::fs::read_to_string("/sys/kernel/security/apparmor/profiles")
                 .is_ok_and(|t| crio_spec::lsm::apparmor_loaded(&t, p));

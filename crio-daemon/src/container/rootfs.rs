@@ -26,6 +26,8 @@ pub struct RootfsJob {
     pub image_volumes: String,
     /// The image.
     pub image: crio_storage::ImageRecord,
+    /// The image's VOLUMEs.
+    pub volumes: Vec<String>,
     /// The request.
     pub config: ContainerConfig,
 }
@@ -112,10 +114,7 @@ impl RootfsJob {
     /// container's there, "ignore" does neither; a path the request mounts
     /// itself is left to that mount.
     fn add_image_volumes(&mut self, tree: &crio_saferoot::Tree) -> Result<()> {
-        for (i, volume) in crio_spec::image_volumes(&self.image.config)
-            .iter()
-            .enumerate()
-        {
+        for (i, volume) in self.volumes.iter().enumerate() {
             if self
                 .config
                 .mounts

@@ -108,16 +108,16 @@ fn status(
 /// SupplementalGroupsPolicy reports it: uid, gid, and every group the
 /// process holds (the gid with the supplementary ones).
 fn user(u: &crio_spec::oci::User) -> ContainerUser {
-    let mut groups: Vec<i64> = std::iter::once(u.gid)
-        .chain(u.additional_gids.iter().copied())
+    let mut groups: Vec<i64> = std::iter::once(u.gid())
+        .chain(u.additional_gids().iter().flatten().copied())
         .map(i64::from)
         .collect();
     groups.sort_unstable();
     groups.dedup();
     ContainerUser {
         linux: Some(LinuxContainerUser {
-            uid: i64::from(u.uid),
-            gid: i64::from(u.gid),
+            uid: i64::from(u.uid()),
+            gid: i64::from(u.gid()),
             supplemental_groups: groups,
         }),
     }
