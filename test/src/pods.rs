@@ -57,12 +57,18 @@ impl PodWorld {
         })
     }
 
-    /// This process's bridge name and subnet prefix.
+    /// A bridge name and subnet prefix of this world's own: from the
+    /// process ID and a count of the worlds this process made, so tests
+    /// running in parallel threads of one process never share a bridge
+    /// (one world's drop would delete the others' bridge).
     fn names() -> (String, String) {
+        static WORLDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = WORLDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 64;
         let pid = std::process::id();
+        let slot = (pid % 1_000_000) * 64 + n;
         (
-            format!("crio{}", pid % 1_000_000),
-            format!("10.{}.{}", 100 + (pid / 250) % 100, pid % 250),
+            format!("crio{}x{n}", pid % 1_000_000),
+            format!("10.{}.{}", 100 + (slot / 250) % 100, slot % 250),
         )
     }
 
