@@ -1,7 +1,5 @@
 //! ContainerStatus and ListContainers.
 
-use std::collections::HashMap;
-
 use crio_api::cri::{
     Container, ContainerResources, ContainerState as Cri, ContainerStatus, ContainerStatusRequest,
     ContainerStatusResponse, ContainerUser, ImageSpec, LinuxContainerUser, ListContainersRequest,
@@ -60,17 +58,12 @@ fn status(
         (ContainerState::Exited, _) => "Error",
         _ => "",
     };
-    let mut info = HashMap::new();
-    if let Some((pid, spec)) = verbose {
-        info.insert(
-            "info".to_string(),
-            serde_json::json!({
-                "id": r.id, "podId": r.pod_id, "name": r.name, "imageId": r.image_id,
-                "pid": pid, "runtimeSpec": spec,
-            })
-            .to_string(),
-        );
-    }
+    let info = super::verbose_info(verbose.map(|(pid, spec)| {
+        serde_json::json!({
+            "id": r.id, "podId": r.pod_id, "name": r.name, "imageId": r.image_id,
+            "pid": pid, "runtimeSpec": spec,
+        })
+    }));
     ContainerStatusResponse {
         status: Some(ContainerStatus {
             id: r.id.to_string(),
@@ -130,9 +123,7 @@ fn list(containers: &Containers, req: &ListContainersRequest) -> ListContainersR
         let wanted = (f.id.is_empty() || r.id.starts_with(&f.id))
             && (f.pod_sandbox_id.is_empty() || r.pod_id.starts_with(&f.pod_sandbox_id))
             && f.state.as_ref().is_none_or(|s| s.state == state(r))
-            && f.label_selector
-                .iter()
-                .all(|(k, v)| r.config.labels.get(k) == Some(v));
+            && super::labels_match(&f.label_selector, &r.config.labels);
         wanted.then(|| Container {
             id: r.id.to_string(),
             pod_sandbox_id: r.pod_id.to_string(),

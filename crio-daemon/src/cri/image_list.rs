@@ -1,7 +1,5 @@
 //! ListImages and ImageStatus: image records as the CRI shows them.
 
-use std::collections::HashMap;
-
 use crio_api::cri::{
     Image, ImageSpec, ImageStatusRequest, ImageStatusResponse, Int64Value, ListImagesRequest,
     ListImagesResponse,
@@ -56,16 +54,14 @@ pub fn image_status(images: &Images, req: &ImageStatusRequest) -> ImageStatusRes
     let Some(record) = images.find(name) else {
         return ImageStatusResponse::default();
     };
-    let mut info = HashMap::new();
-    if req.verbose {
-        let verbose = serde_json::json!({
+    let info = super::verbose_info(req.verbose.then(|| {
+        serde_json::json!({
             "id": record.id,
             "layers": record.layers,
             "pulledAt": record.pulled_at,
             "imageSpec": record.config,
-        });
-        info.insert("info".to_string(), verbose.to_string());
-    }
+        })
+    }));
     ImageStatusResponse {
         image: Some(to_cri(&record)),
         info,

@@ -22,6 +22,7 @@ mod stats;
 mod status;
 mod streaming;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crio_config::Config;
@@ -77,6 +78,20 @@ fn requested<'a>(kind: &str, field: &str, id: &'a str) -> Answer<&'a str> {
 }
 
 /// The request's container ID (or unique prefix), refused when it cannot be one.
+/// The `info` map of a status response: the verbose details as JSON under
+/// `info`, as crictl's `inspect` reads them; empty when not asked for.
+fn verbose_info(details: Option<serde_json::Value>) -> HashMap<String, String> {
+    details
+        .map(|d| ("info".to_string(), d.to_string()))
+        .into_iter()
+        .collect()
+}
+
+/// Whether an object's labels hold every pair of a list filter's selector.
+fn labels_match(selector: &HashMap<String, String>, labels: &HashMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
 fn container_id(id: &str) -> Answer<&str> {
     requested("container", "container_id", id)
 }

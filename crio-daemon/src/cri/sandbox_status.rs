@@ -1,7 +1,5 @@
 //! PodSandboxStatus and ListPodSandbox.
 
-use std::collections::HashMap;
-
 use crio_api::cri::{
     LinuxPodSandboxStatus, ListPodSandboxRequest, ListPodSandboxResponse, Namespace, PodIp,
     PodSandbox, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
@@ -35,9 +33,8 @@ pub fn pod_sandbox_status(
             ip: ip.clone(),
             additional_ips: more.iter().map(|ip| PodIp { ip: ip.clone() }).collect(),
         });
-    let mut info = HashMap::new();
-    if req.verbose {
-        let verbose = serde_json::json!({
+    let info = super::verbose_info(req.verbose.then(|| {
+        serde_json::json!({
             "id": r.id,
             "name": r.name,
             "runtimeHandler": r.runtime_handler,
@@ -45,9 +42,8 @@ pub fn pod_sandbox_status(
             "runDir": pods.run_dir(&r.id),
             "cniResult": r.network.as_ref().map(|(_, result)| result),
             "config": r.config,
-        });
-        info.insert("info".to_string(), verbose.to_string());
-    }
+        })
+    }));
     Ok(PodSandboxStatusResponse {
         status: Some(PodSandboxStatus {
             id: r.id.to_string(),
@@ -77,10 +73,7 @@ pub fn list_pod_sandbox(pods: &Pods, req: &ListPodSandboxRequest) -> ListPodSand
     let items = pods.filter_map(|r| {
         let wanted = (filter.id.is_empty() || r.id.starts_with(&filter.id))
             && filter.state.as_ref().is_none_or(|s| s.state == state(r))
-            && filter
-                .label_selector
-                .iter()
-                .all(|(k, v)| r.config.labels.get(k) == Some(v));
+            && super::labels_match(&filter.label_selector, &r.config.labels);
         wanted.then(|| PodSandbox {
             id: r.id.to_string(),
             metadata: Some(r.metadata()),

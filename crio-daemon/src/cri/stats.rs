@@ -135,9 +135,7 @@ pub async fn list(
     for r in st.containers.list() {
         let matches = r.id.starts_with(id)
             && r.pod_id.starts_with(pod_id)
-            && labels
-                .iter()
-                .all(|(k, v)| r.config.labels.get(k) == Some(v));
+            && super::labels_match(labels, &r.config.labels);
         if !matches {
             continue;
         }
@@ -214,10 +212,7 @@ pub async fn list_pods(
     st.containers.runnable()?;
     let mut stats = Vec::new();
     for pod in st.pods.list() {
-        let matches = pod.id.starts_with(id)
-            && labels
-                .iter()
-                .all(|(k, v)| pod.config.labels.get(k) == Some(v));
+        let matches = pod.id.starts_with(id) && super::labels_match(labels, &pod.config.labels);
         if matches {
             stats.push(pod_stats(st, &pod).await);
         }
