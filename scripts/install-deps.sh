@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the host packages crio-rs needs to build, run and test, from Debian's apt,
-# and the pinned Rust toolchain's name.
+# the pinned Rust toolchain's name and cargo-deny.
 # Idempotent: packages already present are not reinstalled and apt's index is
 # refreshed only when something is missing.
 set -euo pipefail
@@ -54,6 +54,15 @@ if ! rustup toolchain list | grep -q "^$pinned-$host"; then
   ln -sfn "$(rustup run stable rustc --print sysroot)" \
     "${RUSTUP_HOME:-$HOME/.rustup}/toolchains/$pinned-$host"
   echo "install-deps: toolchain $pinned is the machine's stable toolchain"
+fi
+
+# cargo-deny (licences, duplicate versions, sources: deny.toml) for .ci/run.
+# A cold build of it took 6 minutes on 2 cores (others building): only when
+# missing or another version.
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -q " $CARGO_DENY_VERSION\$"; then
+  echo "install-deps: installing cargo-deny $CARGO_DENY_VERSION from crates.io"
+  cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then
