@@ -13,7 +13,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crio_attach::{channel, read_frame, write_frame};
-use crio_streaming::{AttachRequest, Backend, Connection, ExecRequest, StreamIo};
+use crio_streaming::{AttachRequest, Backend, BackendError, Connection, ExecRequest, StreamIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -277,14 +277,12 @@ async fn relay(socket: UnixStream, io: StreamIo, close_stdin: bool) -> Option<i3
 
 #[async_trait::async_trait]
 impl Backend for StreamBackend {
-    async fn exec(&self, req: &ExecRequest, io: StreamIo) -> Result<i32, String> {
-        self.exec_session(req, io).await.map_err(|e| e.to_string())
+    async fn exec(&self, req: &ExecRequest, io: StreamIo) -> Result<i32, BackendError> {
+        Ok(self.exec_session(req, io).await?)
     }
 
-    async fn attach(&self, req: &AttachRequest, io: StreamIo) -> Result<(), String> {
-        self.attach_session(req, io)
-            .await
-            .map_err(|e| e.to_string())
+    async fn attach(&self, req: &AttachRequest, io: StreamIo) -> Result<(), BackendError> {
+        Ok(self.attach_session(req, io).await?)
     }
 
     async fn port_forward(
@@ -292,10 +290,10 @@ impl Backend for StreamBackend {
         pod_sandbox_id: &str,
         port: u16,
         conn: Box<dyn Connection>,
-    ) -> Result<(), String> {
-        self.port_forward_session(pod_sandbox_id, port, conn)
-            .await
-            .map_err(|e| e.to_string())
+    ) -> Result<(), BackendError> {
+        Ok(self
+            .port_forward_session(pod_sandbox_id, port, conn)
+            .await?)
     }
 }
 

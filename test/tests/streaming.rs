@@ -100,7 +100,7 @@ async fn run(
     )
     .await;
     (
-        code,
+        code.map_err(|e| e.to_string()),
         String::from_utf8_lossy(&out).into_owned(),
         String::from_utf8_lossy(&err).into_owned(),
     )
@@ -180,7 +180,7 @@ async fn exec_pipes_terminals_exit_codes_and_tokens() {
     typing.write_all(b"go\n").await.unwrap();
     read_until(&mut out, "20 90", &mut seen).await;
     drop(typing);
-    assert_eq!(session.await.unwrap(), Ok(3));
+    assert_eq!(session.await.unwrap().unwrap(), 3);
 
     // A terminal over SPDY: the size the client sends, the exit code.
     let url = exec_url(
@@ -213,7 +213,7 @@ async fn exec_pipes_terminals_exit_codes_and_tokens() {
     typing.write_all(b"go\n").await.unwrap();
     let mut seen = String::new();
     read_until(&mut out, "43 132", &mut seen).await;
-    assert_eq!(session.await.unwrap(), Ok(5));
+    assert_eq!(session.await.unwrap().unwrap(), 5);
     drop(typing);
 
     // A client that vanishes leaves no process behind.

@@ -134,9 +134,11 @@ async fn session(url: &str, stdin: bool, tty: bool, transport: TransportArg) -> 
         stderr: tokio::io::stderr(),
         resize: sizes(tty),
     };
+    // The message already holds its causes: printed with `{:#}`, a chain
+    // would repeat them.
     crio_streaming::client::session(url, transport.into(), tty, streams)
         .await
-        .map_err(|e| anyhow!(e))
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// `exec` (without `-s`): an interactive session; its exit code.
@@ -219,7 +221,7 @@ pub async fn port_forward(client: &mut CriClient, args: &PortForwardArgs) -> Res
                     })
                     .await
                     .map(|r| r.into_inner().url)
-                    .map_err(|e| format!("PortForward: {}", e.message()))
+                    .map_err(|e| anyhow!("PortForward: {}", e.message()))
             }
         };
         tasks.push(tokio::spawn(forward(

@@ -10,12 +10,102 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::ws::{self, Protocol, channel};
 
+/// What can go wrong for a client of the streaming server, over WebSocket
+/// ([`remotecommand`], [`port_forward`]) or SPDY ([`crate::kube_spdy`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL cannot be dialled.
+    #[error("bad streaming URL {url}: {source}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: Box<tokio_tungstenite::tungstenite::Error>,
+    },
+    /// SPDY is spoken over plain HTTP only.
+    #[error("{url}: only http:// URLs are supported over SPDY")]
+    NotHttp {
+        /// The URL.
+        url: String,
+    },
+    /// The offered subprotocols do not fit in a header.
+    #[error(transparent)]
+    Protocols(#[from] tokio_tungstenite::tungstenite::http::header::InvalidHeaderValue),
+    /// The WebSocket connection or handshake failed.
+    #[error("{url}: {source}")]
+    WebSocket {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: Box<tokio_tungstenite::tungstenite::Error>,
+    },
+    /// The SPDY connection failed.
+    #[error("{url}: {source}")]
+    Io {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server answered the WebSocket handshake with an HTTP error.
+    #[error("{url}: {status} {body}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: tokio_tungstenite::tungstenite::http::StatusCode,
+        /// The body of the answer.
+        body: String,
+    },
+    /// The server did not switch to SPDY: its status line and body.
+    #[error("{url}: {status}: {body}")]
+    Upgrade {
+        /// The URL.
+        url: String,
+        /// The status line.
+        status: String,
+        /// The body of the answer.
+        body: String,
+    },
+    /// The server's answer to the SPDY upgrade never ended.
+    #[error("{url}: response headers too long")]
+    HeadersTooLong {
+        /// The URL.
+        url: String,
+    },
+    /// The server closed the connection before the SPDY upgrade.
+    #[error("{url}: connection closed during the upgrade")]
+    ClosedDuringUpgrade {
+        /// The URL.
+        url: String,
+    },
+    /// The server chose another protocol than the one offered.
+    #[error("{url}: the server chose {chosen:?}, not {wanted}")]
+    Protocol {
+        /// The URL.
+        url: String,
+        /// What the server chose.
+        chosen: String,
+        /// What was offered.
+        wanted: &'static str,
+    },
+    /// A SPDY stream could not be opened.
+    #[error(transparent)]
+    Closed(#[from] crate::spdy::Closed),
+    /// The status the server sent is not JSON.
+    #[error("bad status from the server: {0}")]
+    BadStatus(#[from] serde_json::Error),
+    /// The session failed on the server's side: its message.
+    #[error("{0}")]
+    Server(String),
+}
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects to a streaming URL (`http://…`), offering `protocols`; the
 /// socket and the subprotocol the server chose.
-async fn connect(url: &str, protocols: &[&str]) -> Result<(Ws, String), String> {
+async fn connect(url: &str, protocols: &[&str]) -> Result<(Ws, String), ClientError> {
     let ws_url = match url.strip_prefix("http://") {
         Some(rest) => format!("ws://{rest}"),
         None => match url.strip_prefix("https://") {
@@ -26,20 +116,28 @@ async fn connect(url: &str, protocols: &[&str]) -> Result<(Ws, String), String> 
     let mut request = ws_url
         .as_str()
         .into_client_request()
-        .map_err(|e| format!("bad streaming URL {url}: {e}"))?;
-    let offer = HeaderValue::from_str(&protocols.join(", ")).map_err(|e| e.to_string())?;
+        .map_err(|e| ClientError::Url {
+            url: url.to_string(),
+            source: Box::new(e),
+        })?;
+    let offer = HeaderValue::from_str(&protocols.join(", "))?;
     request
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", offer);
     let (ws, resp) = tokio_tungstenite::connect_async(request)
         .await
         .map_err(|e| match e {
-            tokio_tungstenite::tungstenite::Error::Http(r) => format!(
-                "{url}: {} {}",
-                r.status(),
-                String::from_utf8_lossy(r.body().as_deref().unwrap_or_default()).trim()
-            ),
-            other => format!("{url}: {other}"),
+            tokio_tungstenite::tungstenite::Error::Http(r) => ClientError::Http {
+                url: url.to_string(),
+                status: r.status(),
+                body: String::from_utf8_lossy(r.body().as_deref().unwrap_or_default())
+                    .trim()
+                    .to_string(),
+            },
+            other => ClientError::WebSocket {
+                url: url.to_string(),
+                source: Box::new(other),
+            },
         })?;
     let chosen = resp
         .headers()
@@ -69,7 +167,7 @@ pub async fn remotecommand<I, O, E>(
     url: &str,
     protocols: &[&str],
     streams: Streams<I, O, E>,
-) -> Result<i32, String>
+) -> Result<i32, ClientError>
 where
     I: AsyncRead + Unpin + Send + 'static,
     O: AsyncWrite + Unpin,
@@ -148,11 +246,13 @@ where
             }
             channel::ERROR if proto.status => {
                 result = serde_json::from_slice::<serde_json::Value>(&data)
-                    .map_err(|e| format!("bad status from the server: {e}"))
+                    .map_err(ClientError::from)
                     .and_then(|s| ws::status_exit_code(&s));
             }
             channel::ERROR if !data.is_empty() => {
-                result = Err(String::from_utf8_lossy(&data).into_owned());
+                result = Err(ClientError::Server(
+                    String::from_utf8_lossy(&data).into_owned(),
+                ));
             }
             _ => {}
         }
@@ -167,7 +267,7 @@ where
 /// Opens a forwarded connection to `port` of the pod behind `url`; bytes
 /// written to the returned stream reach the port, and back. An error the
 /// server reports ends the stream.
-pub async fn port_forward(url: &str, port: u16) -> Result<DuplexStream, String> {
+pub async fn port_forward(url: &str, port: u16) -> Result<DuplexStream, ClientError> {
     let sep = if url.contains('?') { '&' } else { '?' };
     let (ws, _) = connect(
         &format!("{url}{sep}port={port}"),
@@ -236,7 +336,7 @@ pub async fn connect_port(
     url: &str,
     port: u16,
     transport: crate::Transport,
-) -> Result<DuplexStream, String> {
+) -> Result<DuplexStream, ClientError> {
     match transport {
         crate::Transport::WebSocket => port_forward(url, port).await,
         crate::Transport::Spdy => crate::kube_spdy::port_forward(url, port).await,
@@ -250,7 +350,7 @@ pub async fn session<I, O, E>(
     transport: crate::Transport,
     tty: bool,
     streams: Streams<I, O, E>,
-) -> Result<i32, String>
+) -> Result<i32, ClientError>
 where
     I: AsyncRead + Unpin + Send + 'static,
     O: AsyncWrite + Unpin,
@@ -266,8 +366,9 @@ where
 }
 
 /// Accepts connections on `listener` and forwards each to `port` through
-/// a new session at a URL from `next_url` (one per connection).
-pub async fn forward<F, Fut>(
+/// a new session at a URL from `next_url` (one per connection); a failure
+/// of either is printed and ends only that connection.
+pub async fn forward<F, Fut, E>(
     listener: tokio::net::TcpListener,
     port: u16,
     transport: crate::Transport,
@@ -275,7 +376,8 @@ pub async fn forward<F, Fut>(
 ) -> std::io::Result<()>
 where
     F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<String, String>> + Send,
+    Fut: std::future::Future<Output = Result<String, E>> + Send,
+    E: std::fmt::Display,
 {
     let next_url = std::sync::Arc::new(next_url);
     loop {

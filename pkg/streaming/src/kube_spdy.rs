@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
+use crate::client::ClientError;
 use crate::spdy::{Session, Stream};
 use crate::ws::{self, Session as Kind};
 use crate::{Backend, StreamIo};
@@ -133,8 +134,8 @@ pub async fn serve_remotecommand(
     let status = match &result {
         Ok(code) if v4 => Some(ws::exit_status(*code).to_string()),
         Ok(_) => None,
-        Err(e) if v4 => Some(ws::error_status(e).to_string()),
-        Err(e) => Some(e.clone()),
+        Err(e) if v4 => Some(ws::error_status(&e.to_string()).to_string()),
+        Err(e) => Some(e.to_string()),
     };
     if let Some(mut e) = error {
         if let Some(status) = status {
@@ -205,11 +206,12 @@ pub async fn serve_port_forward(
                 _ => Err(format!(
                     "port {:?} is not among the requested {allowed:?}",
                     data.header("port")
-                )),
+                )
+                .into()),
             };
             drop(permit);
             if let Err(e) = result {
-                let _ = error.pipe.write_all(e.as_bytes()).await;
+                let _ = error.pipe.write_all(e.to_string().as_bytes()).await;
             }
             let _ = error.pipe.shutdown().await;
         });
@@ -229,14 +231,16 @@ fn refuse(stream: Stream, why: &'static str) {
 
 /// Opens a SPDY session at `url` (`http://host:port/path`), offering
 /// `protocols`; the session and the protocol the server chose.
-pub async fn connect(url: &str, protocols: &[&str]) -> Result<(Arc<Session>, String), String> {
+pub async fn connect(url: &str, protocols: &[&str]) -> Result<(Arc<Session>, String), ClientError> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs are supported over SPDY"))?;
+        .ok_or_else(|| ClientError::NotHttp { url: url.into() })?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut tcp = tokio::net::TcpStream::connect(host)
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
+    let io = |source| ClientError::Io {
+        url: url.into(),
+        source,
+    };
+    let mut tcp = tokio::net::TcpStream::connect(host).await.map_err(io)?;
     let mut request = format!(
         "POST /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
     );
@@ -244,18 +248,16 @@ pub async fn connect(url: &str, protocols: &[&str]) -> Result<(Arc<Session>, Str
         request.push_str(&format!("X-Stream-Protocol-Version: {p}\r\n"));
     }
     request.push_str("Content-Length: 0\r\n\r\n");
-    tcp.write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
+    tcp.write_all(request.as_bytes()).await.map_err(io)?;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if head.len() > 16 * 1024 {
-            return Err(format!("{url}: response headers too long"));
+            return Err(ClientError::HeadersTooLong { url: url.into() });
         }
         match tcp.read(&mut byte).await {
             Ok(1) => head.push(byte[0]),
-            _ => return Err(format!("{url}: connection closed during the upgrade")),
+            _ => return Err(ClientError::ClosedDuringUpgrade { url: url.into() }),
         }
     }
     let head = String::from_utf8_lossy(&head).into_owned();
@@ -267,10 +269,11 @@ pub async fn connect(url: &str, protocols: &[&str]) -> Result<(Arc<Session>, Str
             .ok()
             .and_then(Result::ok)
             .unwrap_or(0);
-        return Err(format!(
-            "{url}: {status}: {}",
-            String::from_utf8_lossy(&body[..n]).trim()
-        ));
+        return Err(ClientError::Upgrade {
+            url: url.into(),
+            status,
+            body: String::from_utf8_lossy(&body[..n]).trim().to_string(),
+        });
     }
     let chosen = head
         .lines()
@@ -294,7 +297,7 @@ pub async fn remotecommand<I, O, E>(
     protocols: &[&str],
     tty: bool,
     streams: crate::client::Streams<I, O, E>,
-) -> Result<i32, String>
+) -> Result<i32, ClientError>
 where
     I: AsyncRead + Unpin + Send + 'static,
     O: AsyncWrite + Unpin,
@@ -355,23 +358,26 @@ where
     }
     session.close().await;
     if chosen.starts_with("v4") {
-        let value: serde_json::Value = serde_json::from_slice(&status)
-            .map_err(|e| format!("bad status from the server: {e}"))?;
+        let value: serde_json::Value = serde_json::from_slice(&status)?;
         ws::status_exit_code(&value)
     } else if status.is_empty() {
         Ok(0)
     } else {
-        Err(String::from_utf8_lossy(&status).into_owned())
+        Err(ClientError::Server(
+            String::from_utf8_lossy(&status).into_owned(),
+        ))
     }
 }
 
 /// Opens a forwarded connection to `port` over SPDY.
-pub async fn port_forward(url: &str, port: u16) -> Result<tokio::io::DuplexStream, String> {
+pub async fn port_forward(url: &str, port: u16) -> Result<tokio::io::DuplexStream, ClientError> {
     let (session, chosen) = connect(url, &[PORT_FORWARD_PROTOCOL]).await?;
     if chosen != PORT_FORWARD_PROTOCOL {
-        return Err(format!(
-            "{url}: the server chose {chosen:?}, not {PORT_FORWARD_PROTOCOL}"
-        ));
+        return Err(ClientError::Protocol {
+            url: url.into(),
+            chosen,
+            wanted: PORT_FORWARD_PROTOCOL,
+        });
     }
     let headers = |kind: &str| {
         vec![

@@ -137,13 +137,17 @@ pub struct StreamIo {
     pub gone: watch::Receiver<bool>,
 }
 
+/// Why the backend could not serve a session: the client sees its message.
+/// Boxed so the daemon reports its own error types.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What the daemon does for each session.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// Runs the exec with `io`; its exit code.
-    async fn exec(&self, req: &ExecRequest, io: StreamIo) -> Result<i32, String>;
+    async fn exec(&self, req: &ExecRequest, io: StreamIo) -> Result<i32, BackendError>;
     /// Joins the container's stdio until it exits or the client leaves.
-    async fn attach(&self, req: &AttachRequest, io: StreamIo) -> Result<(), String>;
+    async fn attach(&self, req: &AttachRequest, io: StreamIo) -> Result<(), BackendError>;
     /// Connects `conn` with `port` inside the pod's network namespace until
     /// either side closes.
     async fn port_forward(
@@ -151,5 +155,5 @@ pub trait Backend: Send + Sync + 'static {
         pod_sandbox_id: &str,
         port: u16,
         conn: Box<dyn Connection>,
-    ) -> Result<(), String>;
+    ) -> Result<(), BackendError>;
 }

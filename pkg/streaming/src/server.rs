@@ -348,13 +348,18 @@ impl Connection {
     }
 }
 
+/// A `port=` of a port-forward URL that is not a port number.
+#[derive(Debug, thiserror::Error)]
+#[error("bad port {0:?}")]
+struct BadPort(String);
+
 /// The ports of a port-forward URL's query (`?port=80&port=8080`).
-fn query_ports(query: Option<&str>) -> Result<Vec<u16>, String> {
+fn query_ports(query: Option<&str>) -> Result<Vec<u16>, BadPort> {
     query
         .unwrap_or_default()
         .split('&')
         .filter_map(|kv| kv.strip_prefix("port="))
-        .map(|p| p.parse::<u16>().map_err(|_| format!("bad port {p:?}")))
+        .map(|p| p.parse::<u16>().map_err(|_| BadPort(p.to_string())))
         .collect()
 }
 
@@ -407,7 +412,7 @@ fn handle(mut req: hyper::Request<Incoming>, shared: Arc<Shared>) -> Reply {
         Request::PortForward(pf) => {
             let asked = match query_ports(req.uri().query()) {
                 Ok(p) => p,
-                Err(e) => return reply(StatusCode::BAD_REQUEST, &e),
+                Err(e) => return reply(StatusCode::BAD_REQUEST, &e.to_string()),
             };
             let allowed = |p: &u16| pf.ports.is_empty() || pf.ports.contains(&i32::from(*p));
             if asked.is_empty() || !asked.iter().all(allowed) {

@@ -9,9 +9,10 @@
 //! implementation the Kubernetes clients use never sends WINDOW_UPDATE.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 
@@ -203,6 +204,11 @@ pub enum FrameError {
     #[error("malformed SPDY frame: {0}")]
     Malformed(String),
 }
+
+/// A stream could not be opened: the connection is gone.
+#[derive(Debug, thiserror::Error)]
+#[error("the SPDY connection is closed")]
+pub struct Closed;
 
 fn malformed(why: impl Into<String>) -> FrameError {
     FrameError::Malformed(why.into())
@@ -583,11 +589,7 @@ impl Session {
                         }
                     }
                     Frame::Data { id, fin, data } => {
-                        let tx = inputs
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get(&id)
-                            .cloned();
+                        let tx = inputs.lock().get(&id).cloned();
                         let n = data.len() as u32;
                         if let Some(tx) = tx {
                             if !data.is_empty() {
@@ -604,7 +606,7 @@ impl Session {
                         }
                     }
                     Frame::RstStream { id, .. } => {
-                        let tx = inputs.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                        let tx = inputs.lock().remove(&id);
                         if let Some(tx) = tx {
                             let _ = tx.send(None).await;
                         }
@@ -617,11 +619,7 @@ impl Session {
                 }
             }
             // The connection is gone: every stream sees end of file.
-            let all: Vec<_> = inputs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .drain()
-                .collect();
+            let all: Vec<_> = inputs.lock().drain().collect();
             for (_, tx) in all {
                 let _ = tx.send(None).await;
             }
@@ -637,10 +635,7 @@ impl Session {
         if peer_done {
             let _ = tx.try_send(None);
         }
-        self.inputs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, tx);
+        self.inputs.lock().insert(id, tx);
         tokio::spawn(async move {
             while let Some(Some(data)) = rx.recv().await {
                 if to_user.write_all(&data).await.is_err() {
@@ -690,9 +685,9 @@ impl Session {
     }
 
     /// Opens a stream with `headers`.
-    pub async fn open(&self, headers: Headers) -> Result<Stream, String> {
+    pub async fn open(&self, headers: Headers) -> Result<Stream, Closed> {
         let id = {
-            let mut next = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = self.next_id.lock();
             let id = *next;
             *next += 2;
             id
@@ -705,7 +700,7 @@ impl Session {
                 headers,
             })
             .await
-            .map_err(|_| "the SPDY connection is closed".to_string())?;
+            .map_err(|_| Closed)?;
         Ok(stream)
     }
 

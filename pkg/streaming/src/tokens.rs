@@ -1,10 +1,10 @@
 //! Single-use, expiring tokens naming pending streaming requests.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use parking_lot::Mutex;
 
 use crate::{Error, Request};
 
@@ -32,7 +32,7 @@ impl Tokens {
         getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         let now = Instant::now();
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.pending.lock();
         pending.retain(|_, (expires, _)| *expires > now);
         if pending.len() >= self.capacity {
             return Err(Error::Full(self.capacity));
@@ -44,7 +44,7 @@ impl Tokens {
     /// Takes the request of `token`: each token works once, and not after
     /// it expired.
     pub fn take(&self, token: &str) -> Option<Request> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.pending.lock();
         let (expires, request) = pending.remove(token)?;
         (expires > Instant::now()).then_some(request)
     }

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::client::ClientError;
 use crate::{AttachRequest, Backend, ExecRequest, StreamIo};
 
 /// Channel numbers.
@@ -134,8 +135,8 @@ pub fn error_status(message: &str) -> serde_json::Value {
 }
 
 /// The exit code a Status carries: 0 for success, the ExitCode cause for a
-/// non-zero exit, Err(message) for other failures.
-pub fn status_exit_code(status: &serde_json::Value) -> Result<i32, String> {
+/// non-zero exit, the server's message for other failures.
+pub fn status_exit_code(status: &serde_json::Value) -> Result<i32, ClientError> {
     if status["status"] == "Success" {
         return Ok(0);
     }
@@ -147,7 +148,9 @@ pub fn status_exit_code(status: &serde_json::Value) -> Result<i32, String> {
     });
     match code {
         Some(code) if status["reason"] == "NonZeroExitCode" => Ok(code),
-        _ => Err(status["message"].as_str().unwrap_or("failure").to_string()),
+        _ => Err(ClientError::Server(
+            status["message"].as_str().unwrap_or("failure").to_string(),
+        )),
     }
 }
 
@@ -262,8 +265,8 @@ pub async fn serve_remotecommand<S>(
     let status = match &result {
         Ok(code) if proto.status => Some(exit_status(*code).to_string()),
         Ok(_) => None,
-        Err(e) if proto.status => Some(error_status(e).to_string()),
-        Err(e) => Some(e.clone()),
+        Err(e) if proto.status => Some(error_status(&e.to_string()).to_string()),
+        Err(e) => Some(e.to_string()),
     };
     if let Some(status) = status {
         let _ = out_tx
@@ -347,6 +350,7 @@ pub async fn serve_port_forward<S>(
             let result = backend.port_forward(&pod, port, Box::new(theirs)).await;
             let _ = copy.await;
             if let Err(e) = result {
+                let e = e.to_string();
                 let _ = out.send(proto.message(err_ch, e.as_bytes())).await;
             }
         }));
@@ -426,11 +430,11 @@ mod tests {
 
     #[test]
     fn statuses_carry_exit_codes() {
-        assert_eq!(status_exit_code(&exit_status(0)), Ok(0));
-        assert_eq!(status_exit_code(&exit_status(137)), Ok(137));
-        assert_eq!(
+        assert_eq!(status_exit_code(&exit_status(0)).unwrap(), 0);
+        assert_eq!(status_exit_code(&exit_status(137)).unwrap(), 137);
+        assert!(matches!(
             status_exit_code(&error_status("no such container")),
-            Err("no such container".to_string())
-        );
+            Err(ClientError::Server(m)) if m == "no such container"
+        ));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crio_streaming::{
-    AttachRequest, Backend, Connection, ExecRequest, Server, ServerConfig, StreamIo,
+    AttachRequest, Backend, BackendError, Connection, ExecRequest, Server, ServerConfig, StreamIo,
 };
 use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,10 +15,10 @@ struct Nothing;
 
 #[async_trait::async_trait]
 impl Backend for Nothing {
-    async fn exec(&self, _req: &ExecRequest, _io: StreamIo) -> Result<i32, String> {
+    async fn exec(&self, _req: &ExecRequest, _io: StreamIo) -> Result<i32, BackendError> {
         Err("no".into())
     }
-    async fn attach(&self, _req: &AttachRequest, _io: StreamIo) -> Result<(), String> {
+    async fn attach(&self, _req: &AttachRequest, _io: StreamIo) -> Result<(), BackendError> {
         Err("no".into())
     }
     async fn port_forward(
@@ -26,7 +26,7 @@ impl Backend for Nothing {
         _pod: &str,
         _port: u16,
         _conn: Box<dyn Connection>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BackendError> {
         Err("no".into())
     }
 }

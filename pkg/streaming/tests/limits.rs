@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crio_streaming::kube_spdy::{self, PORT_FORWARD_PROTOCOL};
 use crio_streaming::{
-    AttachRequest, Backend, Connection, ExecRequest, PortForwardRequest, Request, Server,
-    ServerConfig, StreamIo,
+    AttachRequest, Backend, BackendError, Connection, ExecRequest, PortForwardRequest, Request,
+    Server, ServerConfig, StreamIo,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,11 +18,11 @@ struct Echo;
 
 #[async_trait::async_trait]
 impl Backend for Echo {
-    async fn exec(&self, _req: &ExecRequest, _io: StreamIo) -> Result<i32, String> {
+    async fn exec(&self, _req: &ExecRequest, _io: StreamIo) -> Result<i32, BackendError> {
         Err("no exec here".into())
     }
 
-    async fn attach(&self, _req: &AttachRequest, _io: StreamIo) -> Result<(), String> {
+    async fn attach(&self, _req: &AttachRequest, _io: StreamIo) -> Result<(), BackendError> {
         Err("no attach here".into())
     }
 
@@ -31,15 +31,13 @@ impl Backend for Echo {
         _pod: &str,
         port: u16,
         mut conn: Box<dyn Connection>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BackendError> {
         if port != 7 {
-            return Err(format!("connection refused on port {port}"));
+            return Err(format!("connection refused on port {port}").into());
         }
         let (mut r, mut w) = tokio::io::split(&mut conn);
-        tokio::io::copy(&mut r, &mut w)
-            .await
-            .map_err(|e| e.to_string())?;
-        conn.shutdown().await.map_err(|e| e.to_string())
+        tokio::io::copy(&mut r, &mut w).await?;
+        Ok(conn.shutdown().await?)
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use crio_streaming::client::{Streams, port_forward, remotecommand};
 use crio_streaming::ws::EXEC_PROTOCOLS;
 use crio_streaming::{
-    AttachRequest, Backend, Connection, ExecRequest, PortForwardRequest, Request, Server,
-    ServerConfig, StreamIo,
+    AttachRequest, Backend, BackendError, Connection, ExecRequest, PortForwardRequest, Request,
+    Server, ServerConfig, StreamIo,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,7 +22,7 @@ struct Fake {
 
 #[async_trait::async_trait]
 impl Backend for Fake {
-    async fn exec(&self, req: &ExecRequest, mut io: StreamIo) -> Result<i32, String> {
+    async fn exec(&self, req: &ExecRequest, mut io: StreamIo) -> Result<i32, BackendError> {
         if req.cmd.first().map(String::as_str) == Some("hang") {
             let _ = io.gone.wait_for(|g| *g).await;
             self.ended.fetch_add(1, Ordering::SeqCst);
@@ -42,7 +42,7 @@ impl Backend for Fake {
         Ok(code)
     }
 
-    async fn attach(&self, _req: &AttachRequest, mut io: StreamIo) -> Result<(), String> {
+    async fn attach(&self, _req: &AttachRequest, mut io: StreamIo) -> Result<(), BackendError> {
         let mut out = io.stdout.take().unwrap();
         let (w, h) = io.resize.recv().await.ok_or("no size")?;
         out.write_all(format!("{w}x{h}").as_bytes()).await.unwrap();
@@ -54,19 +54,19 @@ impl Backend for Fake {
         _pod: &str,
         port: u16,
         mut conn: Box<dyn Connection>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BackendError> {
         if port != 7 {
-            return Err(format!("connection refused on port {port}"));
+            return Err(format!("connection refused on port {port}").into());
         }
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = conn.read(&mut buf).await.map_err(|e| e.to_string())?;
+            let n = conn.read(&mut buf).await?;
             if n == 0 {
                 break;
             }
-            conn.write_all(&buf[..n]).await.map_err(|e| e.to_string())?;
+            conn.write_all(&buf[..n]).await?;
         }
-        conn.shutdown().await.map_err(|e| e.to_string())
+        Ok(conn.shutdown().await?)
     }
 }
 
@@ -107,7 +107,7 @@ async fn run(
         },
     )
     .await;
-    (code, out, err)
+    (code.map_err(|e| e.to_string()), out, err)
 }
 
 #[tokio::test]
@@ -204,7 +204,7 @@ async fn resize_reaches_the_backend() {
         },
     )
     .await;
-    assert_eq!(code, Ok(0));
+    assert_eq!(code.unwrap(), 0);
     assert_eq!(out, b"120x40");
 }
 
@@ -287,7 +287,7 @@ async fn port_forward_moves_data_intact_concurrently_and_reports_errors() {
             ports: vec![80],
         }))
         .unwrap();
-    let err = port_forward(&url, 81).await.unwrap_err();
+    let err = port_forward(&url, 81).await.unwrap_err().to_string();
     assert!(err.contains("400"), "{err}");
 }
 
@@ -316,7 +316,7 @@ mod spdy {
                 .await;
                 // Only v4 carries exit codes; older versions report success.
                 let want = if protocol.starts_with("v4") { code } else { 0 };
-                assert_eq!(got, Ok(want), "{protocol}");
+                assert_eq!(got.unwrap(), want, "{protocol}");
                 assert_eq!(
                     (out.as_slice(), err.as_slice()),
                     (&b"spdy stdin"[..], &b"err"[..])
@@ -336,7 +336,8 @@ mod spdy {
             },
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("403"), "{err}");
     }
 
@@ -366,7 +367,7 @@ mod spdy {
             },
         )
         .await;
-        assert_eq!((code, out), (Ok(0), b"81x25".to_vec()));
+        assert_eq!((code.unwrap(), out), (0, b"81x25".to_vec()));
     }
 
     #[tokio::test]

@@ -8,21 +8,26 @@ use std::sync::Arc;
 
 use crio_streaming::tls::TlsFiles;
 use crio_streaming::{
-    AttachRequest, Backend, Connection, ExecRequest, PortForwardRequest, Request, Server,
-    ServerConfig, StreamIo,
+    AttachRequest, Backend, BackendError, Connection, ExecRequest, PortForwardRequest, Request,
+    Server, ServerConfig, StreamIo,
 };
 
 struct Nothing;
 
 #[async_trait::async_trait]
 impl Backend for Nothing {
-    async fn exec(&self, _: &ExecRequest, _: StreamIo) -> Result<i32, String> {
+    async fn exec(&self, _: &ExecRequest, _: StreamIo) -> Result<i32, BackendError> {
         Ok(0)
     }
-    async fn attach(&self, _: &AttachRequest, _: StreamIo) -> Result<(), String> {
+    async fn attach(&self, _: &AttachRequest, _: StreamIo) -> Result<(), BackendError> {
         Ok(())
     }
-    async fn port_forward(&self, _: &str, _: u16, _: Box<dyn Connection>) -> Result<(), String> {
+    async fn port_forward(
+        &self,
+        _: &str,
+        _: u16,
+        _: Box<dyn Connection>,
+    ) -> Result<(), BackendError> {
         Ok(())
     }
 }
