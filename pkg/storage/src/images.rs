@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
+use parking_lot::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
@@ -109,13 +109,13 @@ impl ImageStore {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Digest, ImageRecord>> {
-        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<Digest, ImageRecord>> {
+        self.records.lock()
     }
 
     /// Serialises changes: one read-modify-write of the records at a time.
-    fn changing(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.changing.lock().unwrap_or_else(|p| p.into_inner())
+    fn changing(&self) -> MutexGuard<'_, ()> {
+        self.changing.lock()
     }
 
     fn write(&self, record: &ImageRecord) -> Result<(), ImageStoreError> {

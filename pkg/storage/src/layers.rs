@@ -85,15 +85,18 @@ pub struct LinkName(String);
 const LINK_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const LINK_LEN: usize = 26;
 
+/// A name the store would not generate for a layer link.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a layer link name ({LINK_LEN} characters of A-Z, 2-7)")]
+pub struct BadLinkName(String);
+
 impl LinkName {
     /// Parses a link name, refusing anything the store would not generate.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, BadLinkName> {
         if s.len() == LINK_LEN && s.bytes().all(|b| LINK_ALPHABET.contains(&b)) {
             Ok(Self(s.to_string()))
         } else {
-            Err(format!(
-                "{s:?} is not a layer link name ({LINK_LEN} characters of A-Z, 2-7)"
-            ))
+            Err(BadLinkName(s.to_string()))
         }
     }
 

@@ -17,17 +17,20 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crio_saferoot::{Scope, Tree, open_in, remove_all_at};
+use crio_saferoot::{Scope, Tree, open_in};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags, mkdirat, mknodat};
-use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Uid};
+use nix::sys::stat::{FileStat, Mode, SFlag, mkdirat, mknodat};
 use xattr::FileExt;
+
+mod layer;
+mod meta;
+use layer::Layer;
+use meta::{Meta, apply_meta, apply_meta_link, apply_meta_node};
 
 /// Upper bounds on what one layer may contain.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +71,7 @@ pub enum UnpackError {
         /// The entry's name as in the archive.
         entry: String,
         /// What makes it unsafe.
-        why: String,
+        why: UnsafeReason,
     },
     /// The archive exceeds a limit.
     #[error("layer too large: {0}")]
@@ -84,6 +87,47 @@ pub enum UnpackError {
         /// The cause.
         source: io::Error,
     },
+}
+
+/// What makes an entry unsafe (or unfit) to unpack.
+#[derive(Debug, thiserror::Error)]
+pub enum UnsafeReason {
+    /// The path is longer than [`Limits::max_path`].
+    #[error("path longer than {0} bytes")]
+    PathTooLong(usize),
+    /// The path starts at `/`.
+    #[error("absolute path")]
+    Absolute,
+    /// The path holds a NUL byte.
+    #[error("NUL byte in path")]
+    Nul,
+    /// The path has a `..` component.
+    #[error("path climbs out with \"..\"")]
+    DotDot,
+    /// A directory on the way is a symbolic link.
+    #[error("parent {0:?} is a symbolic link")]
+    ParentIsLink(PathBuf),
+    /// A symbolic link entry without a target.
+    #[error("symbolic link without a target")]
+    SymlinkWithoutTarget,
+    /// A hard link entry without a target.
+    #[error("hard link without a target")]
+    HardLinkWithoutTarget,
+    /// The hard link's target path is itself unsafe.
+    #[error("hard link target: {0}")]
+    HardLinkTarget(Box<UnsafeReason>),
+    /// The hard link's target is not a file unpacked before in this layer.
+    #[error("hard link target {0:?} is not in this layer")]
+    HardLinkElsewhere(String),
+    /// The hard link's target is reached through a symbolic link.
+    #[error("hard link target: parent is a symbolic link")]
+    HardLinkThroughLink,
+    /// The hard link's target is a directory.
+    #[error("hard link to a directory")]
+    HardLinkToDirectory,
+    /// Sparse files, volume labels and the like have no place in a layer.
+    #[error("unsupported entry type {0:?}")]
+    Unsupported(tar::EntryType),
 }
 
 fn write_err(path: &Path) -> impl FnOnce(io::Error) -> UnpackError + '_ {
@@ -116,21 +160,21 @@ pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// Splits an archive path into its components, refusing `..` and absolute
 /// names. `./` prefixes and repeated slashes are tolerated.
-fn components(raw: &[u8], limits: &Limits) -> Result<Vec<Vec<u8>>, String> {
+fn components(raw: &[u8], limits: &Limits) -> Result<Vec<Vec<u8>>, UnsafeReason> {
     if raw.len() > limits.max_path {
-        return Err(format!("path longer than {} bytes", limits.max_path));
+        return Err(UnsafeReason::PathTooLong(limits.max_path));
     }
     if raw.first() == Some(&b'/') {
-        return Err("absolute path".into());
+        return Err(UnsafeReason::Absolute);
     }
     if raw.contains(&0) {
-        return Err("NUL byte in path".into());
+        return Err(UnsafeReason::Nul);
     }
     let mut parts = Vec::new();
     for part in raw.split(|b| *b == b'/') {
         match part {
             b"" | b"." => {}
-            b".." => return Err("path climbs out with \"..\"".into()),
+            b".." => return Err(UnsafeReason::DotDot),
             p => parts.push(p.to_vec()),
         }
     }
@@ -160,196 +204,60 @@ fn kind_of(stat: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT
 }
 
-/// The layer being written: its top and the parent directory last used
-/// (entries come grouped by directory, so most need no walk).
-struct Layer {
-    tree: Tree,
-    last_parent: Option<(Vec<Vec<u8>>, OwnedFd)>,
-}
-
-impl Layer {
-    /// The directory holding `parts`' last component, made (and any file in
-    /// the way replaced) as needed; a link among the parents is refused.
-    fn parent(&mut self, parents: &[Vec<u8>], entry: &str) -> Result<BorrowedFd<'_>, UnpackError> {
-        if self.last_parent.as_ref().map(|(p, _)| p.as_slice()) != Some(parents) {
-            let mut dir = open_in(
-                self.tree.top(),
-                Path::new("."),
-                dir_flags(),
-                Mode::empty(),
-                Scope::Beneath,
-            )
-            .map_err(tree_err)?;
-            for (i, part) in parents.iter().enumerate() {
-                let name = OsStr::from_bytes(part);
-                let here = rel_path(&parents[..=i]);
-                match stat_at(dir.as_fd(), name).map_err(errno_err(&here))? {
-                    Some(s) if kind_of(&s) == SFlag::S_IFDIR => {}
-                    Some(s) if kind_of(&s) == SFlag::S_IFLNK => {
-                        return Err(UnpackError::Unsafe {
-                            entry: entry.to_string(),
-                            why: format!("parent {here:?} is a symbolic link"),
-                        });
-                    }
-                    found => {
-                        // A file where a directory is needed: the later entry wins.
-                        if found.is_some() {
-                            nix::unistd::unlinkat(
-                                dir.as_fd(),
-                                name,
-                                nix::unistd::UnlinkatFlags::NoRemoveDir,
-                            )
-                            .map_err(errno_err(&here))?;
-                        }
-                        mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(0o755))
-                            .map_err(errno_err(&here))?;
-                    }
-                }
-                dir = open_in(
-                    dir.as_fd(),
-                    Path::new(name),
-                    dir_flags(),
-                    Mode::empty(),
-                    Scope::Beneath,
-                )
-                .map_err(tree_err)?;
-            }
-            self.last_parent = Some((parents.to_vec(), dir));
-        }
-        Ok(self
-            .last_parent
-            .as_ref()
-            .map(|(_, fd)| fd.as_fd())
-            .expect("just set"))
-    }
-
-    /// Removes whatever is at `name` in the current parent unless it is a
-    /// directory and `keep_dir`; true when a directory is there afterwards.
-    fn clear(&mut self, name: &OsStr, keep_dir: bool, path: &Path) -> Result<bool, UnpackError> {
-        let (_, dir) = self.last_parent.as_ref().expect("parent opened first");
-        match stat_at(dir.as_fd(), name).map_err(errno_err(path))? {
-            None => Ok(false),
-            Some(s) if kind_of(&s) == SFlag::S_IFDIR => {
-                if keep_dir {
-                    return Ok(true);
-                }
-                remove_all_at(dir.as_fd(), name).map_err(write_err(path))?;
-                // The removed directory may be a parent of the one cached.
-                self.last_parent = None;
-                Ok(false)
-            }
-            Some(_) => {
-                nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
-                    .map_err(errno_err(path))?;
-                Ok(false)
-            }
-        }
-    }
-}
-
-/// Metadata applied to an entry once its content is in place.
-struct Meta {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: i64,
-    xattrs: Vec<(String, Vec<u8>)>,
-}
-
-impl Meta {
-    fn times(&self) -> TimeSpec {
-        TimeSpec::new(self.mtime, 0)
-    }
-
-    fn owner(&self) -> (Option<Uid>, Option<Gid>) {
-        (Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)))
-    }
-
-    fn mode(&self) -> Mode {
-        Mode::from_bits_truncate(self.mode & 0o7777)
-    }
-}
-
-/// Hosts without SELinux refuse `security.*` labels: not fatal.
-fn xattr_result(name: &str, r: io::Result<()>, path: &Path) -> Result<(), UnpackError> {
-    match r {
-        Err(e) if !name.starts_with("security.") => Err(write_err(path)(e)),
-        _ => Ok(()),
-    }
-}
-
-/// Applies `meta` to an open file or directory.
-fn apply_meta(file: &File, meta: &Meta, path: &Path) -> Result<(), UnpackError> {
-    let (uid, gid) = meta.owner();
-    nix::unistd::fchown(file, uid, gid).map_err(errno_err(path))?;
-    for (name, value) in &meta.xattrs {
-        xattr_result(name, file.set_xattr(name, value), path)?;
-    }
-    // After chown, which clears set-id bits.
-    nix::sys::stat::fchmod(file, meta.mode()).map_err(errno_err(path))?;
-    let t = meta.times();
-    nix::sys::stat::futimens(file, &t, &t).map_err(errno_err(path))
-}
-
-/// Applies `meta` to a device or FIFO held by an `O_PATH` descriptor, which
-/// is never opened for I/O; the `/proc/self/fd` name reaches that inode only.
-fn apply_meta_node(fd: &OwnedFd, meta: &Meta, path: &Path) -> Result<(), UnpackError> {
-    let (uid, gid) = meta.owner();
-    nix::unistd::fchownat(
-        fd,
-        "",
-        uid,
-        gid,
-        AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .map_err(errno_err(path))?;
-    let proc = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    for (name, value) in &meta.xattrs {
-        xattr_result(name, xattr::set(&proc, name, value), path)?;
-    }
-    let cwd = nix::fcntl::AT_FDCWD;
-    nix::sys::stat::fchmodat(
-        cwd,
-        &proc,
-        meta.mode(),
-        nix::sys::stat::FchmodatFlags::FollowSymlink,
-    )
-    .map_err(errno_err(path))?;
-    let t = meta.times();
-    nix::sys::stat::utimensat(cwd, &proc, &t, &t, UtimensatFlags::FollowSymlink)
-        .map_err(errno_err(path))
-}
-
-/// Applies owner and times to the link `name` in `dir` itself.
-fn apply_meta_link(
-    dir: BorrowedFd<'_>,
-    name: &OsStr,
-    meta: &Meta,
-    path: &Path,
-) -> Result<(), UnpackError> {
-    let (uid, gid) = meta.owner();
-    nix::unistd::fchownat(dir, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)
-        .map_err(errno_err(path))?;
-    let t = meta.times();
-    nix::sys::stat::utimensat(dir, name, &t, &t, UtimensatFlags::NoFollowSymlink)
-        .map_err(errno_err(path))
-}
-
 /// Unpacks the tar stream `reader` into `dest`, an existing empty directory.
 pub fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacked, UnpackError> {
-    let mut layer = Layer {
-        tree: Tree::open(dest, Scope::Beneath).map_err(write_err(dest))?,
-        last_parent: None,
+    let mut unpacker = Unpacker {
+        layer: Layer {
+            tree: Tree::open(dest, Scope::Beneath).map_err(write_err(dest))?,
+            last_parent: None,
+        },
+        limits,
+        stats: Unpacked::default(),
+        dirs: Vec::new(),
+        seen_dirs: HashMap::new(),
     };
     let mut archive = tar::Archive::new(reader);
-    let mut stats = Unpacked::default();
-    // Directory metadata is applied last: adding children changes mtimes.
-    let mut dirs: Vec<(PathBuf, Meta)> = Vec::new();
-    let mut seen_dirs: HashMap<PathBuf, usize> = HashMap::new();
     for entry in archive.entries().map_err(UnpackError::Read)? {
-        let mut entry = entry.map_err(UnpackError::Read)?;
-        stats.entries += 1;
-        if stats.entries > limits.max_entries {
+        unpacker.entry(entry.map_err(UnpackError::Read)?)?;
+    }
+    unpacker.finish()
+}
+
+/// The state of one unpacking.
+struct Unpacker<'l> {
+    layer: Layer,
+    limits: &'l Limits,
+    stats: Unpacked,
+    /// Directory metadata is applied last: adding children changes mtimes.
+    dirs: Vec<(PathBuf, Meta)>,
+    seen_dirs: HashMap<PathBuf, usize>,
+}
+
+/// Where an entry goes: its name as in the archive, its components, the
+/// last of them and its parents, and its path relative to the layer.
+struct Place<'e> {
+    name: &'e str,
+    parts: &'e [Vec<u8>],
+    parents: &'e [Vec<u8>],
+    base: &'e OsStr,
+    path: &'e Path,
+}
+
+impl Place<'_> {
+    fn refuse(&self, why: UnsafeReason) -> UnpackError {
+        UnpackError::Unsafe {
+            entry: self.name.to_string(),
+            why,
+        }
+    }
+}
+
+impl Unpacker<'_> {
+    /// Checks one entry against the limits and applies it.
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<R>) -> Result<(), UnpackError> {
+        let limits = self.limits;
+        self.stats.entries += 1;
+        if self.stats.entries > limits.max_entries {
             return Err(UnpackError::TooLarge(format!(
                 "more than {} entries",
                 limits.max_entries
@@ -357,23 +265,21 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacke
         }
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
-        let unsafe_entry = |why: String| UnpackError::Unsafe {
-            entry: name.clone(),
-            why,
-        };
         let xattrs = xattrs_of(&mut entry)?;
         let header = entry.header().clone();
-        let kind = header.entry_type();
         let size = entry.size();
-        if size > limits.max_bytes || stats.bytes + size > limits.max_bytes {
+        if size > limits.max_bytes || self.stats.bytes + size > limits.max_bytes {
             return Err(UnpackError::TooLarge(format!(
                 "entry {name:?} declares {size} bytes; the layer may hold {} in all",
                 limits.max_bytes
             )));
         }
-        let parts = components(&raw, limits).map_err(unsafe_entry)?;
+        let parts = components(&raw, limits).map_err(|why| UnpackError::Unsafe {
+            entry: name.clone(),
+            why,
+        })?;
         let Some((base, parents)) = parts.split_last() else {
-            continue; // the root itself ("./")
+            return Ok(()); // the root itself ("./")
         };
         let meta = Meta {
             mode: header.mode().map_err(UnpackError::Read)?,
@@ -384,184 +290,232 @@ pub fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacke
             xattrs,
         };
         let path = rel_path(&parts);
-        let base = OsStr::from_bytes(base);
-        layer.parent(parents, &name)?;
-
-        if base.as_bytes() == OPAQUE.as_bytes() {
-            let dir = open_in(
-                layer.tree.top(),
-                &rel_path(parents),
-                dir_flags(),
-                Mode::empty(),
-                Scope::Beneath,
-            )
-            .map_err(tree_err)?;
-            File::from(dir)
-                .set_xattr(OPAQUE_XATTR, b"y")
-                .map_err(write_err(&path))?;
-            continue;
+        let place = Place {
+            name: &name,
+            parts: &parts,
+            parents,
+            base: OsStr::from_bytes(base),
+            path: &path,
+        };
+        self.layer.parent(parents, &name)?;
+        if place.base.as_bytes() == OPAQUE.as_bytes() {
+            return self.opaque(&place);
         }
-        if let Some(hidden) = base.as_bytes().strip_prefix(WHITEOUT.as_bytes()) {
-            if hidden.starts_with(WHITEOUT.as_bytes()) || hidden.is_empty() {
-                continue; // aufs bookkeeping (.wh..wh.plnk and the like)
-            }
-            let hidden = OsStr::from_bytes(hidden);
-            let target = path.with_file_name(hidden);
-            layer.clear(hidden, false, &target)?;
-            let dir = layer.parent(parents, &name)?;
-            mknodat(dir, hidden, SFlag::S_IFCHR, Mode::empty(), 0).map_err(errno_err(&target))?;
-            continue;
+        if let Some(hidden) = place.base.as_bytes().strip_prefix(WHITEOUT.as_bytes()) {
+            return self.whiteout(&place, OsStr::from_bytes(hidden));
         }
-
-        match kind {
-            tar::EntryType::Directory => {
-                if !layer.clear(base, true, &path)? {
-                    let dir = layer.parent(parents, &name)?;
-                    mkdirat(dir, base, Mode::from_bits_truncate(0o755))
-                        .map_err(errno_err(&path))?;
-                }
-                if let Some(i) = seen_dirs.get(&path) {
-                    dirs[*i].1 = meta;
-                } else {
-                    seen_dirs.insert(path.clone(), dirs.len());
-                    dirs.push((path, meta));
-                }
-            }
+        match header.entry_type() {
+            tar::EntryType::Directory => self.directory(&place, meta),
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                layer.clear(base, false, &path)?;
-                let dir = layer.parent(parents, &name)?;
-                let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
-                let fd = open_in(
-                    dir,
-                    Path::new(base),
-                    flags,
-                    Mode::from_bits_truncate(0o600),
-                    Scope::Beneath,
-                )
-                .map_err(tree_err)?;
-                let mut file = File::from(fd);
-                let copied =
-                    io::copy(&mut (&mut entry).take(size), &mut file).map_err(UnpackError::Read)?;
-                if copied != size {
-                    return Err(UnpackError::Read(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("entry {name:?}: {copied} of {size} bytes"),
-                    )));
-                }
-                stats.bytes += size;
-                apply_meta(&file, &meta, &path)?;
+                self.regular(&place, &mut entry, size, &meta)
             }
             tar::EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
-                    .ok_or_else(|| unsafe_entry("symbolic link without a target".into()))?
-                    .into_owned();
-                layer.clear(base, false, &path)?;
-                let dir = layer.parent(parents, &name)?;
-                nix::unistd::symlinkat(OsStr::from_bytes(&target), dir, base)
-                    .map_err(errno_err(&path))?;
-                apply_meta_link(dir, base, &meta, &path)?;
+                    .ok_or_else(|| place.refuse(UnsafeReason::SymlinkWithoutTarget))?;
+                self.symlink(&place, &target, &meta)
             }
             tar::EntryType::Link => {
                 let target = entry
                     .link_name_bytes()
-                    .ok_or_else(|| unsafe_entry("hard link without a target".into()))?
-                    .into_owned();
-                let target_parts = components(&target, limits)
-                    .map_err(|why| unsafe_entry(format!("hard link target: {why}")))?;
-                let not_here = || {
-                    unsafe_entry(format!(
-                        "hard link target {:?} is not in this layer",
-                        String::from_utf8_lossy(&target)
-                    ))
-                };
-                let (source_base, source_parents) =
-                    target_parts.split_last().ok_or_else(not_here)?;
-                let source_base = OsStr::from_bytes(source_base);
-                let source_dir = match open_in(
-                    layer.tree.top(),
-                    &rel_path(source_parents),
-                    dir_flags(),
-                    Mode::empty(),
-                    Scope::Beneath,
-                ) {
-                    Ok(fd) => fd,
-                    Err(e) if matches!(&e, crio_saferoot::Error::Io { source, .. } if source.raw_os_error() == Some(libc::ELOOP)) =>
-                    {
-                        return Err(unsafe_entry(
-                            "hard link target: parent is a symbolic link".into(),
-                        ));
-                    }
-                    Err(_) => return Err(not_here()),
-                };
-                let source_stat = stat_at(source_dir.as_fd(), source_base)
-                    .map_err(errno_err(&path))?
-                    .ok_or_else(not_here)?;
-                if kind_of(&source_stat) == SFlag::S_IFDIR {
-                    return Err(unsafe_entry("hard link to a directory".into()));
-                }
-                if target_parts != parts {
-                    layer.clear(base, false, &path)?;
-                    let dir = layer.parent(parents, &name)?;
-                    nix::unistd::linkat(
-                        source_dir.as_fd(),
-                        source_base,
-                        dir,
-                        base,
-                        AtFlags::empty(),
-                    )
-                    .map_err(errno_err(&path))?;
-                }
+                    .ok_or_else(|| place.refuse(UnsafeReason::HardLinkWithoutTarget))?;
+                self.hard_link(&place, &target)
             }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let flag = match kind {
-                    tar::EntryType::Char => SFlag::S_IFCHR,
-                    tar::EntryType::Block => SFlag::S_IFBLK,
-                    _ => SFlag::S_IFIFO,
-                };
-                let major = u64::from(header.device_major().ok().flatten().unwrap_or(0));
-                let minor = u64::from(header.device_minor().ok().flatten().unwrap_or(0));
-                layer.clear(base, false, &path)?;
-                let dir = layer.parent(parents, &name)?;
-                mknodat(
-                    dir,
-                    base,
-                    flag,
-                    Mode::from_bits_truncate(0o600),
-                    nix::sys::stat::makedev(major, minor),
-                )
-                .map_err(errno_err(&path))?;
-                let node = open_in(
-                    dir,
-                    Path::new(base),
-                    OFlag::O_PATH | OFlag::O_NOFOLLOW,
-                    Mode::empty(),
-                    Scope::Beneath,
-                )
-                .map_err(tree_err)?;
-                apply_meta_node(&node, &meta, &path)?;
+            kind @ (tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo) => {
+                self.node(&place, kind, &header, &meta)
             }
             // PAX and GNU headers are consumed by the tar reader; anything
             // else (sparse files, volume labels) has no place in a layer.
-            other => {
-                return Err(unsafe_entry(format!("unsupported entry type {other:?}")));
+            other => Err(place.refuse(UnsafeReason::Unsupported(other))),
+        }
+    }
+
+    /// `.wh..wh..opq`: the parent directory hides the layers below.
+    fn opaque(&mut self, place: &Place<'_>) -> Result<(), UnpackError> {
+        let dir = open_in(
+            self.layer.tree.top(),
+            &rel_path(place.parents),
+            dir_flags(),
+            Mode::empty(),
+            Scope::Beneath,
+        )
+        .map_err(tree_err)?;
+        File::from(dir)
+            .set_xattr(OPAQUE_XATTR, b"y")
+            .map_err(write_err(place.path))
+    }
+
+    /// `.wh.NAME`: NAME is deleted, an overlay whiteout (a 0/0 character
+    /// device) in its place.
+    fn whiteout(&mut self, place: &Place<'_>, hidden: &OsStr) -> Result<(), UnpackError> {
+        if hidden.as_bytes().starts_with(WHITEOUT.as_bytes()) || hidden.is_empty() {
+            return Ok(()); // aufs bookkeeping (.wh..wh.plnk and the like)
+        }
+        let target = place.path.with_file_name(hidden);
+        self.layer.clear(hidden, false, &target)?;
+        let dir = self.layer.parent(place.parents, place.name)?;
+        mknodat(dir, hidden, SFlag::S_IFCHR, Mode::empty(), 0).map_err(errno_err(&target))
+    }
+
+    fn directory(&mut self, place: &Place<'_>, meta: Meta) -> Result<(), UnpackError> {
+        if !self.layer.clear(place.base, true, place.path)? {
+            let dir = self.layer.parent(place.parents, place.name)?;
+            mkdirat(dir, place.base, Mode::from_bits_truncate(0o755))
+                .map_err(errno_err(place.path))?;
+        }
+        if let Some(i) = self.seen_dirs.get(place.path) {
+            self.dirs[*i].1 = meta;
+        } else {
+            self.seen_dirs
+                .insert(place.path.to_path_buf(), self.dirs.len());
+            self.dirs.push((place.path.to_path_buf(), meta));
+        }
+        Ok(())
+    }
+
+    fn regular(
+        &mut self,
+        place: &Place<'_>,
+        content: &mut impl Read,
+        size: u64,
+        meta: &Meta,
+    ) -> Result<(), UnpackError> {
+        self.layer.clear(place.base, false, place.path)?;
+        let dir = self.layer.parent(place.parents, place.name)?;
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
+        let fd = open_in(
+            dir,
+            Path::new(place.base),
+            flags,
+            Mode::from_bits_truncate(0o600),
+            Scope::Beneath,
+        )
+        .map_err(tree_err)?;
+        let mut file = File::from(fd);
+        let copied = io::copy(&mut content.take(size), &mut file).map_err(UnpackError::Read)?;
+        if copied != size {
+            return Err(UnpackError::Read(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("entry {:?}: {copied} of {size} bytes", place.name),
+            )));
+        }
+        self.stats.bytes += size;
+        apply_meta(&file, meta, place.path)
+    }
+
+    fn symlink(
+        &mut self,
+        place: &Place<'_>,
+        target: &[u8],
+        meta: &Meta,
+    ) -> Result<(), UnpackError> {
+        self.layer.clear(place.base, false, place.path)?;
+        let dir = self.layer.parent(place.parents, place.name)?;
+        nix::unistd::symlinkat(OsStr::from_bytes(target), dir, place.base)
+            .map_err(errno_err(place.path))?;
+        apply_meta_link(dir, place.base, meta, place.path)
+    }
+
+    /// A hard link to a file unpacked before in this layer, reached without
+    /// following a link.
+    fn hard_link(&mut self, place: &Place<'_>, target: &[u8]) -> Result<(), UnpackError> {
+        let target_parts = components(target, self.limits)
+            .map_err(|why| place.refuse(UnsafeReason::HardLinkTarget(Box::new(why))))?;
+        let not_here = || {
+            place.refuse(UnsafeReason::HardLinkElsewhere(
+                String::from_utf8_lossy(target).into_owned(),
+            ))
+        };
+        let (source_base, source_parents) = target_parts.split_last().ok_or_else(not_here)?;
+        let source_base = OsStr::from_bytes(source_base);
+        let source_dir = match open_in(
+            self.layer.tree.top(),
+            &rel_path(source_parents),
+            dir_flags(),
+            Mode::empty(),
+            Scope::Beneath,
+        ) {
+            Ok(fd) => fd,
+            Err(e) if matches!(&e, crio_saferoot::Error::Io { source, .. } if source.raw_os_error() == Some(libc::ELOOP)) =>
+            {
+                return Err(place.refuse(UnsafeReason::HardLinkThroughLink));
+            }
+            Err(_) => return Err(not_here()),
+        };
+        let source_stat = stat_at(source_dir.as_fd(), source_base)
+            .map_err(errno_err(place.path))?
+            .ok_or_else(not_here)?;
+        if kind_of(&source_stat) == SFlag::S_IFDIR {
+            return Err(place.refuse(UnsafeReason::HardLinkToDirectory));
+        }
+        if target_parts != place.parts {
+            self.layer.clear(place.base, false, place.path)?;
+            let dir = self.layer.parent(place.parents, place.name)?;
+            nix::unistd::linkat(
+                source_dir.as_fd(),
+                source_base,
+                dir,
+                place.base,
+                AtFlags::empty(),
+            )
+            .map_err(errno_err(place.path))?;
+        }
+        Ok(())
+    }
+
+    /// A character or block device or a FIFO.
+    fn node(
+        &mut self,
+        place: &Place<'_>,
+        kind: tar::EntryType,
+        header: &tar::Header,
+        meta: &Meta,
+    ) -> Result<(), UnpackError> {
+        let flag = match kind {
+            tar::EntryType::Char => SFlag::S_IFCHR,
+            tar::EntryType::Block => SFlag::S_IFBLK,
+            _ => SFlag::S_IFIFO,
+        };
+        let major = u64::from(header.device_major().ok().flatten().unwrap_or(0));
+        let minor = u64::from(header.device_minor().ok().flatten().unwrap_or(0));
+        self.layer.clear(place.base, false, place.path)?;
+        let dir = self.layer.parent(place.parents, place.name)?;
+        mknodat(
+            dir,
+            place.base,
+            flag,
+            Mode::from_bits_truncate(0o600),
+            nix::sys::stat::makedev(major, minor),
+        )
+        .map_err(errno_err(place.path))?;
+        let node = open_in(
+            dir,
+            Path::new(place.base),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+            Scope::Beneath,
+        )
+        .map_err(tree_err)?;
+        apply_meta_node(&node, meta, place.path)
+    }
+
+    /// Applies the directories' metadata, deepest last entry first.
+    fn finish(self) -> Result<Unpacked, UnpackError> {
+        for (path, meta) in self.dirs.iter().rev() {
+            // A directory a later entry replaced (by a link, a file) is skipped:
+            // its metadata belongs to nothing that is still there.
+            match self.layer.tree.open_at(path, dir_flags(), Mode::empty()) {
+                Ok(fd) => apply_meta(&File::from(fd), meta, path)?,
+                Err(crio_saferoot::Error::Io { source, .. })
+                    if matches!(
+                        source.raw_os_error(),
+                        Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::ENOENT)
+                    ) => {}
+                Err(e) => return Err(tree_err(e)),
             }
         }
+        Ok(self.stats)
     }
-    for (path, meta) in dirs.iter().rev() {
-        // A directory a later entry replaced (by a link, a file) is skipped:
-        // its metadata belongs to nothing that is still there.
-        match layer.tree.open_at(path, dir_flags(), Mode::empty()) {
-            Ok(fd) => apply_meta(&File::from(fd), meta, path)?,
-            Err(crio_saferoot::Error::Io { source, .. })
-                if matches!(
-                    source.raw_os_error(),
-                    Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::ENOENT)
-                ) => {}
-            Err(e) => return Err(tree_err(e)),
-        }
-    }
-    Ok(stats)
 }
 
 /// `SCHILY.xattr.*` PAX records of an entry.

@@ -8,8 +8,10 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::layers::LayerStore;
 use crate::usage::{Usage, WalkLimits, Walked, walk_with_part};
@@ -179,7 +181,7 @@ impl Drop for UsageCache {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock()
     }
 
     /// The state, after noting that someone wants figures.
@@ -220,10 +222,7 @@ impl Shared {
                     } else {
                         wait
                     };
-                    state = match self.wake.wait_timeout(state, nap) {
-                        Ok((s, _)) => s,
-                        Err(p) => p.into_inner().0,
-                    };
+                    self.wake.wait_for(&mut state, nap);
                 }
             };
             let started = Instant::now();
@@ -386,7 +385,7 @@ mod tests {
         let release_rx = Mutex::new(release_rx);
         let walker = move |dir: &Path| {
             let _ = started_tx.send(());
-            let _ = release_rx.lock().unwrap().recv();
+            let _ = release_rx.lock().recv();
             default_walker(dir)
         };
         let cache = Arc::new(
