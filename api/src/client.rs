@@ -18,20 +18,43 @@ pub struct CriClient {
     pub image: ImageServiceClient<Channel>,
 }
 
+/// Why a CRI client could not connect.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The endpoint is not a unix socket.
+    #[error("endpoint {0:?}: only unix sockets are supported (unix:///path/to/socket)")]
+    NotUnix(String),
+    /// The socket does not answer.
+    #[error("connect to {path}: {}", with_cause(.source))]
+    Connect {
+        /// The socket.
+        path: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+}
+
+/// A transport error and its cause on one line: tonic's own text alone is
+/// only "transport error".
+fn with_cause(e: &tonic::transport::Error) -> String {
+    let cause = std::error::Error::source(e)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    format!("{e} {cause}").trim_end().to_string()
+}
+
 /// The socket path of an endpoint given as `unix:///path` or `/path`.
-pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
+pub fn socket_path(endpoint: &str) -> Result<PathBuf, ConnectError> {
     let path = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
     if path.starts_with('/') {
         Ok(PathBuf::from(path))
     } else {
-        Err(format!(
-            "endpoint {endpoint:?}: only unix sockets are supported (unix:///path/to/socket)"
-        ))
+        Err(ConnectError::NotUnix(endpoint.to_string()))
     }
 }
 
 /// Connects to a CRI endpoint; `timeout` bounds the connection and each call.
-pub async fn connect(endpoint: &str, timeout: Duration) -> Result<CriClient, String> {
+pub async fn connect(endpoint: &str, timeout: Duration) -> Result<CriClient, ConnectError> {
     connect_with(endpoint, timeout, Some(timeout)).await
 }
 
@@ -41,7 +64,7 @@ pub async fn connect_with(
     endpoint: &str,
     connect_timeout: Duration,
     call_timeout: Option<Duration>,
-) -> Result<CriClient, String> {
+) -> Result<CriClient, ConnectError> {
     let path = socket_path(endpoint)?;
     let shown = path.display().to_string();
     // The URI is a placeholder: the connector below dials the socket.
@@ -58,13 +81,9 @@ pub async fn connect_with(
             }
         }))
         .await
-        .map_err(|e| {
-            let cause = std::error::Error::source(&e)
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            format!("connect to {shown}: {e} {cause}")
-                .trim_end()
-                .to_string()
+        .map_err(|source| ConnectError::Connect {
+            path: shown,
+            source,
         })?;
     Ok(CriClient {
         runtime: RuntimeServiceClient::new(channel.clone())
@@ -87,14 +106,20 @@ mod tests {
             PathBuf::from("/run/crio/crio.sock")
         );
         assert_eq!(socket_path("/x.sock").unwrap(), PathBuf::from("/x.sock"));
-        assert!(socket_path("tcp://1.2.3.4:5").unwrap_err().contains("unix"));
+        assert!(
+            socket_path("tcp://1.2.3.4:5")
+                .unwrap_err()
+                .to_string()
+                .contains("unix")
+        );
     }
 
     #[tokio::test]
     async fn missing_socket_names_the_path() {
         let err = connect("unix:///nonexistent/crio.sock", Duration::from_secs(1))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/crio.sock"), "{err}");
     }
 }

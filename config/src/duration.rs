@@ -2,27 +2,73 @@
 
 use std::time::Duration;
 
+/// Why a duration does not parse; `text` is the whole duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Nothing but blanks.
+    #[error("empty duration")]
+    Empty,
+    /// A number without a unit.
+    #[error("duration {text:?} lacks a unit (ns, us, ms, s, m, h)")]
+    NoUnit {
+        /// The duration.
+        text: String,
+    },
+    /// A unit without a number.
+    #[error("duration {text:?}: expected a number")]
+    NoNumber {
+        /// The duration.
+        text: String,
+    },
+    /// Digits and dots that are not a number.
+    #[error("duration {text:?}: bad number {number:?}")]
+    BadNumber {
+        /// The duration.
+        text: String,
+        /// The number.
+        number: String,
+    },
+    /// Not one of ns, us, ms, s, m, h.
+    #[error("duration {text:?}: unknown unit {unit:?}")]
+    UnknownUnit {
+        /// The duration.
+        text: String,
+        /// The unit.
+        unit: String,
+    },
+    /// Too long for a [`Duration`].
+    #[error("duration {text:?} is out of range")]
+    OutOfRange {
+        /// The duration.
+        text: String,
+    },
+}
+
 /// Parses a Go-style duration; a bare "0" is accepted as zero.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
     }
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
+    let whole = || text.to_string();
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(|| format!("duration {text:?} lacks a unit (ns, us, ms, s, m, h)"))?;
+            .ok_or_else(|| DurationError::NoUnit { text: whole() })?;
         if digits == 0 {
-            return Err(format!("duration {text:?}: expected a number"));
+            return Err(DurationError::NoNumber { text: whole() });
         }
         let number: f64 = rest[..digits]
             .parse()
-            .map_err(|_| format!("duration {text:?}: bad number {:?}", &rest[..digits]))?;
+            .map_err(|_| DurationError::BadNumber {
+                text: whole(),
+                number: rest[..digits].to_string(),
+            })?;
         let after = &rest[digits..];
         let unit_len = after
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -34,10 +80,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            unit => return Err(format!("duration {text:?}: unknown unit {unit:?}")),
+            unit => {
+                return Err(DurationError::UnknownUnit {
+                    text: whole(),
+                    unit: unit.to_string(),
+                });
+            }
         };
         total += Duration::try_from_secs_f64(number * seconds_per_unit)
-            .map_err(|_| format!("duration {text:?} is out of range"))?;
+            .map_err(|_| DurationError::OutOfRange { text: whole() })?;
         rest = &after[unit_len..];
     }
     Ok(total)
@@ -80,8 +131,18 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("10").unwrap_err().contains("unit"));
-        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_duration("10")
+                .unwrap_err()
+                .to_string()
+                .contains("unit")
+        );
+        assert!(
+            parse_duration("5d")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit")
+        );
         assert!(parse_duration("").is_err());
         assert!(parse_duration("m").is_err());
     }

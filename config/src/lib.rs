@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use duration::{format_duration, parse_duration};
+pub use duration::{DurationError, format_duration, parse_duration};
 pub use load::{Loaded, Origins, Warning, load, load_from_tables};
 pub use render::render;
 pub use validate::{KNOWN_CAPABILITIES, find_on_path, parse_ulimit, resolve_runtimes, validate};

@@ -116,7 +116,7 @@ impl Checker<'_> {
         }
         parse_duration(value)
             .map(drop)
-            .map_err(|e| self.fail(key, e))
+            .map_err(|e| self.fail(key, e.to_string()))
     }
 
     fn pairs(&self, key: &str, items: &[String], what: &str) -> Result<(), ConfigError> {

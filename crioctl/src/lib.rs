@@ -93,7 +93,18 @@ pub enum Verb {
     Shim(cmd::shim::ShimArgs),
 }
 
-fn parse_timeout(text: &str) -> Result<Duration, String> {
+/// A `--timeout` that does not parse.
+#[derive(Debug, thiserror::Error)]
+enum BadTimeout {
+    /// No number before the unit.
+    #[error("bad timeout {0:?}")]
+    Number(String),
+    /// Not ms, s or m.
+    #[error("bad timeout {0:?}: use ms, s or m")]
+    Unit(String),
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, BadTimeout> {
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
@@ -103,12 +114,12 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     );
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("bad timeout {text:?}"))?;
+        .map_err(|_| BadTimeout::Number(text.to_string()))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("bad timeout {text:?}: use ms, s or m")),
+        _ => Err(BadTimeout::Unit(text.to_string())),
     }
 }
 

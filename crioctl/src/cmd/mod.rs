@@ -58,30 +58,32 @@ pub async fn run(cli: &Cli) -> Result<()> {
     }
 }
 
+// The connection errors are printed flat: their message already holds the
+// cause, which `{:#}` would repeat.
 async fn runtime_client(cli: &Cli) -> Result<CriClient> {
     connect(&cli.runtime_endpoint, cli.timeout)
         .await
-        .map_err(|e| anyhow!(e))
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// Stopping waits for the container's grace period: not bounded by `--timeout`.
 async fn long_client(cli: &Cli) -> Result<CriClient> {
     connect_with(&cli.runtime_endpoint, cli.timeout, None)
         .await
-        .map_err(|e| anyhow!(e))
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// Pulls are not bounded by `--timeout`, like crictl's.
 async fn pull_client(cli: &Cli) -> Result<CriClient> {
     connect_with(image_endpoint(cli), cli.timeout, None)
         .await
-        .map_err(|e| anyhow!(e))
+        .map_err(|e| anyhow!("{e}"))
 }
 
 async fn image_client(cli: &Cli) -> Result<CriClient> {
     connect(image_endpoint(cli), cli.timeout)
         .await
-        .map_err(|e| anyhow!(e))
+        .map_err(|e| anyhow!("{e}"))
 }
 
 fn image_endpoint(cli: &Cli) -> &str {

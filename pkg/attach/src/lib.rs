@@ -76,24 +76,54 @@ pub fn attach_path(dir: &Path, id: &str, exec_id: &str) -> PathBuf {
     }
 }
 
+/// Why the log could not be reopened.
+#[derive(Debug, thiserror::Error)]
+pub enum ReopenError {
+    /// The attach socket does not answer.
+    #[error("connect to attach socket {}: {source}", path.display())]
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The request could not be sent.
+    #[error("ask to reopen the log: {0}")]
+    Ask(std::io::Error),
+    /// The answer could not be read.
+    #[error("read the shim's answer: {0}")]
+    Answer(std::io::Error),
+    /// The shim could not reopen the file: its message.
+    #[error("{0}")]
+    Shim(String),
+    /// The container exited before the shim answered.
+    #[error("the container has exited")]
+    Exited,
+}
+
 /// Asks the shim serving attach socket `path` to reopen the container's
-/// log file; the error text is the shim's.
-pub async fn reopen_log(path: &Path) -> Result<(), String> {
+/// log file; a failure of the shim's carries its message.
+pub async fn reopen_log(path: &Path) -> Result<(), ReopenError> {
     let mut stream = UnixStream::connect(path)
         .await
-        .map_err(|e| format!("connect to attach socket {}: {e}", path.display()))?;
+        .map_err(|source| ReopenError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
     write_frame(&mut stream, channel::REOPEN_LOG, &[])
         .await
-        .map_err(|e| format!("ask to reopen the log: {e}"))?;
+        .map_err(ReopenError::Ask)?;
     loop {
         match read_frame(&mut stream).await {
             Ok((channel::REOPEN_LOG, reply)) if reply.is_empty() => return Ok(()),
             Ok((channel::REOPEN_LOG, reply)) => {
-                return Err(String::from_utf8_lossy(&reply).into_owned());
+                return Err(ReopenError::Shim(
+                    String::from_utf8_lossy(&reply).into_owned(),
+                ));
             }
-            Ok((channel::EXIT, _)) => return Err("the container has exited".into()),
+            Ok((channel::EXIT, _)) => return Err(ReopenError::Exited),
             Ok(_) => continue,
-            Err(e) => return Err(format!("read the shim's answer: {e}")),
+            Err(e) => return Err(ReopenError::Answer(e)),
         }
     }
 }
