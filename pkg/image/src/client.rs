@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{Challenge, Credentials};
@@ -60,6 +61,27 @@ pub enum ClientError {
     /// The pull was cancelled.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// A token realm credentials cannot be sent to.
+#[derive(Debug, thiserror::Error)]
+enum BadRealm {
+    /// Not a URL.
+    #[error("token realm {realm:?}: {source}")]
+    Url {
+        /// The realm.
+        realm: String,
+        /// Why.
+        source: Box<ureq::Error>,
+    },
+    /// Neither http nor https.
+    #[error("token realm {realm:?}: scheme {scheme:?} is not http or https")]
+    Scheme {
+        /// The realm.
+        realm: String,
+        /// Its scheme.
+        scheme: String,
+    },
 }
 
 impl ClientError {
@@ -172,11 +194,7 @@ impl Client {
     ) -> Result<ureq::Response, ClientError> {
         self.check_cancel()?;
         let url = ep.url(path);
-        let cached = self
-            .tokens
-            .lock()
-            .ok()
-            .and_then(|t| t.get(&Self::token_key(ep, repo)).cloned());
+        let cached = self.tokens.lock().get(&Self::token_key(ep, repo)).cloned();
         let mut auth = cached.or_else(|| match &ep.credentials {
             Credentials::RegistryToken(t) => Some(format!("Bearer {t}")),
             _ => None,
@@ -192,9 +210,9 @@ impl Client {
                 Err(ureq::Error::Status(401, resp)) if attempt == 0 => {
                     let header = resp.header("WWW-Authenticate").unwrap_or("").to_string();
                     let answer = self.answer(ep, repo, &url, &header)?;
-                    if let Ok(mut t) = self.tokens.lock() {
-                        t.insert(Self::token_key(ep, repo), answer.value.clone());
-                    }
+                    self.tokens
+                        .lock()
+                        .insert(Self::token_key(ep, repo), answer.value.clone());
                     auth = Some(answer.value);
                     withheld = answer.withheld;
                 }
@@ -210,12 +228,15 @@ impl Client {
     /// Whether credentials may go to the token service at `realm`: over
     /// HTTPS always (Docker Hub's realm is another host), over plain HTTP
     /// only to a host marked insecure; never to another scheme.
-    fn realm_takes_credentials(&self, realm: &str) -> Result<bool, String> {
+    fn realm_takes_credentials(&self, realm: &str) -> Result<bool, BadRealm> {
         let url = self
             .agent
             .get(realm)
             .request_url()
-            .map_err(|e| format!("token realm {realm:?}: {e}"))?;
+            .map_err(|e| BadRealm::Url {
+                realm: realm.to_string(),
+                source: Box::new(e),
+            })?;
         match url.scheme() {
             "https" => Ok(true),
             "http" => {
@@ -225,9 +246,10 @@ impl Client {
                 };
                 Ok((self.insecure_hosts)(&host))
             }
-            other => Err(format!(
-                "token realm {realm:?}: scheme {other:?} is not http or https"
-            )),
+            other => Err(BadRealm::Scheme {
+                realm: realm.to_string(),
+                scheme: other.to_string(),
+            }),
         }
     }
 
@@ -261,7 +283,9 @@ impl Client {
                 let mut credentials = &ep.credentials;
                 let mut withheld = None;
                 if !matches!(credentials, Credentials::Anonymous)
-                    && !self.realm_takes_credentials(&realm).map_err(unauthorized)?
+                    && !self
+                        .realm_takes_credentials(&realm)
+                        .map_err(|e| unauthorized(e.to_string()))?
                 {
                     // Ask anonymously: a public image still pulls.
                     credentials = &Credentials::Anonymous;
@@ -636,24 +660,24 @@ mod tests {
     #[test]
     fn realm_schemes() {
         let c = client().with_insecure_hosts(|h| h == "insecure.local:5000" || h == "lan.local");
-        let takes = |realm: &str| c.realm_takes_credentials(realm);
-        assert_eq!(takes("https://auth.docker.io/token"), Ok(true));
-        assert_eq!(takes("https://other.host:8443/t"), Ok(true));
-        assert_eq!(takes("http://auth.docker.io/token"), Ok(false));
-        assert_eq!(takes("http://insecure.local:5000/token"), Ok(true));
-        assert_eq!(takes("http://insecure.local:5001/token"), Ok(false));
-        assert_eq!(takes("http://insecure.local/token"), Ok(false));
-        assert_eq!(takes("http://lan.local/token"), Ok(true));
-        assert_eq!(takes("HTTP://lan.local/token"), Ok(true));
+        let takes = |realm: &str| c.realm_takes_credentials(realm).ok();
+        assert_eq!(takes("https://auth.docker.io/token"), Some(true));
+        assert_eq!(takes("https://other.host:8443/t"), Some(true));
+        assert_eq!(takes("http://auth.docker.io/token"), Some(false));
+        assert_eq!(takes("http://insecure.local:5000/token"), Some(true));
+        assert_eq!(takes("http://insecure.local:5001/token"), Some(false));
+        assert_eq!(takes("http://insecure.local/token"), Some(false));
+        assert_eq!(takes("http://lan.local/token"), Some(true));
+        assert_eq!(takes("HTTP://lan.local/token"), Some(true));
         // Userinfo does not change the host the request goes to.
-        assert_eq!(takes("http://lan.local@evil.example/token"), Ok(false));
+        assert_eq!(takes("http://lan.local@evil.example/token"), Some(false));
         for bad in [
             "ftp://lan.local/token",
             "file:///etc/passwd",
             "not a url",
             "",
         ] {
-            assert!(takes(bad).is_err(), "{bad:?}");
+            assert!(takes(bad).is_none(), "{bad:?}");
         }
         // And the pull fails naming the realm rather than sending anything.
         let registry = bearer_registry("ftp://127.0.0.1/token".into());

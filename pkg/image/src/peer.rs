@@ -5,10 +5,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 /// Largest request head or body read; tests send small requests.
 const MAX_READ: u64 = 64 << 10;
@@ -105,7 +107,7 @@ impl Peer {
 
     /// Every request so far, in order.
     pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.seen.lock().clone()
     }
 
     /// The Authorization values received, in order.
@@ -167,7 +169,7 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) {
         authorization,
         body: String::from_utf8_lossy(&body).into_owned(),
     };
-    seen.lock().unwrap().push(request.clone());
+    seen.lock().push(request.clone());
     let reply = handler(&request);
     let mut head = format!(
         "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",

@@ -28,7 +28,10 @@ use serde_json::Value;
 use crate::reference::{Reference, digest_problem, registry_problem, strip_name_prefix};
 use crate::registries::{host_of, host_problem, normalise_location};
 use crate::sigstore::{self, PublicKey};
+
+mod error;
 pub use crate::sigstore::{SigstoreSignature, signature_tag};
+pub use error::{PolicyError, PolicyProblem, Rejection, SignatureFailure};
 
 /// Largest policy or key file read.
 const MAX_FILE: u64 = 4 << 20;
@@ -87,53 +90,6 @@ pub enum SignedIdentity {
         prefix: String,
         /// What replaces it.
         signed_prefix: String,
-    },
-}
-
-/// Why a policy could not be loaded, or an image was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    /// The policy or a key file cannot be read.
-    #[error("{path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// Not JSON.
-    #[error("{source_name}: {detail}")]
-    Syntax {
-        /// The policy file.
-        source_name: String,
-        /// What the parser said.
-        detail: String,
-    },
-    /// A value that cannot work, e.g. `transports.docker "x": requirement 1: ...`.
-    #[error("{source_name}: {place}: {reason}")]
-    Invalid {
-        /// The policy file.
-        source_name: String,
-        /// Where in the file.
-        place: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The image does not satisfy a requirement.
-    #[error(
-        "image {image}: rejected by policy {scope}, requirement {index} ({requirement}): {reason}"
-    )]
-    Rejected {
-        /// The image.
-        image: String,
-        /// The scope that applied: `default` or `transports.docker "..."`.
-        scope: String,
-        /// Its position in the scope's list, from 1.
-        index: usize,
-        /// The requirement's type.
-        requirement: String,
-        /// Why it failed.
-        reason: String,
     },
 }
 
@@ -202,7 +158,7 @@ impl Policy {
             source_name: source_name.to_string(),
             detail: e.to_string(),
         })?;
-        let invalid = |place: String, reason: String| PolicyError::Invalid {
+        let invalid = |place: String, reason: PolicyProblem| PolicyError::Invalid {
             source_name: source_name.to_string(),
             place,
             reason,
@@ -299,30 +255,30 @@ fn scopes(reference: &Reference) -> Vec<String> {
 }
 
 /// Checks a `transports.docker` scope.
-fn scope_problem(scope: &str) -> Result<(), String> {
+fn scope_problem(scope: &str) -> Result<(), PolicyProblem> {
     if scope.is_empty() {
         return Ok(());
     }
     if let Some(domain) = scope.strip_prefix("*.") {
-        return host_problem(domain).map_err(|r| format!("wildcard domain: {r}"));
+        return host_problem(domain).map_err(|r| PolicyProblem::WildcardDomain(Box::new(r)));
     }
     if !scope.contains('/') {
-        return registry_problem(scope).map_or(Ok(()), |r| Err(r.to_string()));
+        return registry_problem(scope).map_or(Ok(()), |r| Err(PolicyProblem::Host(r)));
     }
-    let parsed = Reference::parse(scope).map_err(|e| e.to_string())?;
+    let parsed = Reference::parse(scope).map_err(|e| PolicyProblem::Scope(Box::new(e)))?;
     if parsed.to_string() != scope {
-        return Err(format!(
-            "write the scope normalised, as {:?}",
-            parsed.to_string()
-        ));
+        return Err(PolicyProblem::NotNormalised(parsed.to_string()));
     }
     Ok(())
 }
 
 /// Parses a non-empty requirement list; an error is (place, reason).
-fn parse_requirements(list: Vec<Value>, place: &str) -> Result<Vec<Requirement>, (String, String)> {
+fn parse_requirements(
+    list: Vec<Value>,
+    place: &str,
+) -> Result<Vec<Requirement>, (String, PolicyProblem)> {
     if list.is_empty() {
-        return Err((place.to_string(), "the requirement list is empty".into()));
+        return Err((place.to_string(), PolicyProblem::Empty));
     }
     list.into_iter()
         .enumerate()
@@ -332,14 +288,17 @@ fn parse_requirements(list: Vec<Value>, place: &str) -> Result<Vec<Requirement>,
         .collect()
 }
 
-fn parse_requirement(mut value: Value) -> Result<Requirement, String> {
-    let object = value.as_object_mut().ok_or("must be an object")?;
+fn parse_requirement(mut value: Value) -> Result<Requirement, PolicyProblem> {
+    let object = value.as_object_mut().ok_or(PolicyProblem::NotObject)?;
     let kind = match object.remove("type") {
         Some(Value::String(kind)) => kind,
-        _ => return Err("needs a string \"type\"".into()),
+        _ => return Err(PolicyProblem::NoType),
     };
     let no_more_fields = |object: &serde_json::Map<String, Value>, r| match object.keys().next() {
-        Some(k) => Err(format!("{kind}: unknown field {k:?}")),
+        Some(k) => Err(PolicyProblem::UnknownField {
+            kind: kind.clone(),
+            field: k.clone(),
+        }),
         None => Ok(r),
     };
     match kind.as_str() {
@@ -349,15 +308,16 @@ fn parse_requirement(mut value: Value) -> Result<Requirement, String> {
             "signedBy: GPG signatures are not supported, use sigstoreSigned".into(),
         )),
         "sigstoreSigned" => {
+            let sigstore = |e| PolicyProblem::Sigstore(Box::new(e));
             let json: SigstoreJson =
-                serde_json::from_value(value).map_err(|e| format!("sigstoreSigned: {e}"))?;
-            parse_sigstore(json).map_err(|e| format!("sigstoreSigned: {e}"))
+                serde_json::from_value(value).map_err(|e| sigstore(PolicyProblem::Json(e)))?;
+            parse_sigstore(json).map_err(sigstore)
         }
-        other => Err(format!("unknown requirement type {other:?}")),
+        other => Err(PolicyProblem::UnknownType(other.to_string())),
     }
 }
 
-fn parse_sigstore(json: SigstoreJson) -> Result<Requirement, String> {
+fn parse_sigstore(json: SigstoreJson) -> Result<Requirement, PolicyProblem> {
     let transparency = [
         &json.rekor_public_key_path,
         &json.rekor_public_key_paths,
@@ -369,23 +329,19 @@ fn parse_sigstore(json: SigstoreJson) -> Result<Requirement, String> {
             "sigstoreSigned: Fulcio, Rekor and PKI verification are not supported, only public keys".into(),
         ));
     }
-    let keys =
-        match (json.key_path, json.key_paths, json.key_data, json.key_datas) {
-            (Some(path), None, None, None) => vec![key_from_path(&path)?],
-            (None, Some(paths), None, None) if !paths.is_empty() => paths
-                .iter()
-                .map(|p| key_from_path(p))
-                .collect::<Result<_, _>>()?,
-            (None, None, Some(data), None) => vec![key_from_data(&data)?],
-            (None, None, None, Some(datas)) if !datas.is_empty() => datas
-                .iter()
-                .map(|d| key_from_data(d))
-                .collect::<Result<_, _>>()?,
-            _ => return Err(
-                "exactly one of keyPath, keyPaths, keyData and keyDatas must be set, and not empty"
-                    .into(),
-            ),
-        };
+    let keys = match (json.key_path, json.key_paths, json.key_data, json.key_datas) {
+        (Some(path), None, None, None) => vec![key_from_path(&path)?],
+        (None, Some(paths), None, None) if !paths.is_empty() => paths
+            .iter()
+            .map(|p| key_from_path(p))
+            .collect::<Result<_, _>>()?,
+        (None, None, Some(data), None) => vec![key_from_data(&data)?],
+        (None, None, None, Some(datas)) if !datas.is_empty() => datas
+            .iter()
+            .map(|d| key_from_data(d))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(PolicyProblem::KeyChoice),
+    };
     let identity = match json.signed_identity {
         None => SignedIdentity::MatchRepoDigestOrExact,
         Some(value) => parse_identity(value)?,
@@ -393,30 +349,29 @@ fn parse_sigstore(json: SigstoreJson) -> Result<Requirement, String> {
     Ok(Requirement::SigstoreSigned { keys, identity })
 }
 
-fn parse_identity(value: Value) -> Result<SignedIdentity, String> {
-    let json: IdentityJson =
-        serde_json::from_value(value).map_err(|e| format!("signedIdentity: {e}"))?;
+fn parse_identity(value: Value) -> Result<SignedIdentity, PolicyProblem> {
+    let json: IdentityJson = serde_json::from_value(value).map_err(PolicyProblem::Identity)?;
+    let name = |field| {
+        move |source| PolicyProblem::IdentityName {
+            field,
+            source: Box::new(source),
+        }
+    };
     Ok(match json {
         IdentityJson::MatchExact => SignedIdentity::MatchExact,
         IdentityJson::MatchRepoDigestOrExact => SignedIdentity::MatchRepoDigestOrExact,
         IdentityJson::MatchRepository => SignedIdentity::MatchRepository,
         IdentityJson::ExactReference { docker_reference } => {
-            let r = Reference::parse(&docker_reference)
-                .map_err(|e| format!("signedIdentity: dockerReference: {e}"))?;
+            let r = Reference::parse(&docker_reference).map_err(name("dockerReference"))?;
             if r.tag.is_none() && r.digest.is_none() {
-                return Err(format!(
-                    "signedIdentity: dockerReference {docker_reference:?} needs a tag or digest"
-                ));
+                return Err(PolicyProblem::ReferenceWithoutTag(docker_reference));
             }
             SignedIdentity::ExactReference(r)
         }
         IdentityJson::ExactRepository { docker_repository } => {
-            let r = Reference::parse(&docker_repository)
-                .map_err(|e| format!("signedIdentity: dockerRepository: {e}"))?;
+            let r = Reference::parse(&docker_repository).map_err(name("dockerRepository"))?;
             if r.tag.is_some() || r.digest.is_some() {
-                return Err(format!(
-                    "signedIdentity: dockerRepository {docker_repository:?} must not have a tag or digest"
-                ));
+                return Err(PolicyProblem::RepositoryWithTag(docker_repository));
             }
             SignedIdentity::ExactRepository(r.name())
         }
@@ -424,9 +379,12 @@ fn parse_identity(value: Value) -> Result<SignedIdentity, String> {
             prefix,
             signed_prefix,
         } => {
-            let field = |name: &str, value: &str| {
-                normalise_location(value)
-                    .map_err(|r| format!("signedIdentity: {name} {value:?}: {r}"))
+            let field = |field, value: &str| {
+                normalise_location(value).map_err(|source| PolicyProblem::IdentityPrefix {
+                    field,
+                    value: value.to_string(),
+                    source: Box::new(source),
+                })
             };
             SignedIdentity::RemapIdentity {
                 prefix: field("prefix", &prefix)?,
@@ -436,19 +394,22 @@ fn parse_identity(value: Value) -> Result<SignedIdentity, String> {
     })
 }
 
-fn key_from_path(path: &str) -> Result<PublicKey, String> {
-    let bytes = read_bounded(Path::new(path)).map_err(|e| format!("keyPath: {e}"))?;
-    let pem = String::from_utf8(bytes).map_err(|_| format!("keyPath {path:?}: not a PEM file"))?;
-    PublicKey::from_pem(&pem).map_err(|e| format!("keyPath {path:?}: {e}"))
+fn key_from_path(path: &str) -> Result<PublicKey, PolicyProblem> {
+    let bytes = read_bounded(Path::new(path)).map_err(|e| PolicyProblem::KeyRead(Box::new(e)))?;
+    let pem = String::from_utf8(bytes).map_err(|_| PolicyProblem::KeyNotPem(path.to_string()))?;
+    PublicKey::from_pem(&pem).map_err(|source| PolicyProblem::KeyPath {
+        path: path.to_string(),
+        source: Box::new(source),
+    })
 }
 
-fn key_from_data(data: &str) -> Result<PublicKey, String> {
+fn key_from_data(data: &str) -> Result<PublicKey, PolicyProblem> {
     let pem = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or("keyData: not base64 of a PEM document")?;
-    PublicKey::from_pem(&pem).map_err(|e| format!("keyData: {e}"))
+        .ok_or(PolicyProblem::KeyDataEncoding)?;
+    PublicKey::from_pem(&pem).map_err(|e| PolicyProblem::KeyData(Box::new(e)))
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, PolicyError> {
@@ -475,41 +436,41 @@ fn check(
     reference: &Reference,
     manifest_digest: &str,
     signatures: &[SigstoreSignature],
-) -> Result<(), String> {
+) -> Result<(), Rejection> {
     let (keys, identity) = match requirement {
         Requirement::InsecureAcceptAnything => return Ok(()),
-        Requirement::Reject => return Err("the policy rejects this image".into()),
-        Requirement::Unsupported(what) => return Err(format!("{what}: refusing the image")),
+        Requirement::Reject => return Err(Rejection::Reject),
+        Requirement::Unsupported(what) => return Err(Rejection::Unsupported(what.clone())),
         Requirement::SigstoreSigned { keys, identity } => (keys, identity),
     };
     if let Some(reason) = digest_problem(manifest_digest) {
-        return Err(format!("manifest digest {manifest_digest:?}: {reason}"));
+        return Err(Rejection::BadDigest {
+            digest: manifest_digest.to_string(),
+            reason,
+        });
     }
     if signatures.is_empty() {
-        return Err(format!(
-            "no signature found (looked for tag {:?} in the image's repository)",
-            signature_tag(manifest_digest)
-        ));
+        return Err(Rejection::NoSignature(signature_tag(manifest_digest)));
     }
     let mut failures = Vec::new();
-    for (i, signature) in signatures.iter().take(MAX_SIGNATURES).enumerate() {
+    for signature in signatures.iter().take(MAX_SIGNATURES) {
         let outcome = sigstore::verify(keys, signature)
-            .map_err(|e| e.to_string())
+            .map_err(SignatureFailure::Verify)
             .and_then(|claim| {
                 if claim.manifest_digest != manifest_digest {
-                    return Err(format!(
-                        "signs manifest {}, not {manifest_digest}",
-                        claim.manifest_digest
-                    ));
+                    return Err(SignatureFailure::OtherManifest {
+                        signed: claim.manifest_digest,
+                        wanted: manifest_digest.to_string(),
+                    });
                 }
                 identity_matches(identity, reference, &claim.docker_reference)
             });
         match outcome {
             Ok(()) => return Ok(()),
-            Err(e) => failures.push(format!("signature {}: {e}", i + 1)),
+            Err(e) => failures.push(e),
         }
     }
-    Err(failures.join("; "))
+    Err(Rejection::Signatures(failures))
 }
 
 /// Whether a signature naming `signed` covers the image `reference`.
@@ -517,9 +478,14 @@ fn identity_matches(
     identity: &SignedIdentity,
     reference: &Reference,
     signed: &str,
-) -> Result<(), String> {
-    let signed_ref = Reference::parse(signed).map_err(|e| format!("signed identity: {e}"))?;
-    let mismatch = |wanted: &str| Err(format!("signed for {signed:?}, the policy wants {wanted}"));
+) -> Result<(), SignatureFailure> {
+    let signed_ref = Reference::parse(signed).map_err(SignatureFailure::SignedName)?;
+    let mismatch = |wanted: &str| {
+        Err(SignatureFailure::Identity {
+            signed: signed.to_string(),
+            wanted: wanted.to_string(),
+        })
+    };
     let exact = |image: &Reference| {
         if image == &signed_ref {
             Ok(())
@@ -558,7 +524,7 @@ fn identity_matches(
                             r.digest = reference.digest.clone();
                             r
                         })
-                        .map_err(|e| format!("remapIdentity: {e}"))?;
+                        .map_err(SignatureFailure::Remap)?;
                     repo_digest_or_exact(&remapped)
                 }
                 None => repo_digest_or_exact(reference),

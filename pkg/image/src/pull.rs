@@ -6,12 +6,13 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crio_storage::unpack::Limits;
 use crio_storage::{Digest, ImageRecord, ImageStore, LayerStore, chain_ids};
+use parking_lot::Mutex;
 
 use crate::auth::{Credentials, RequestCredentials};
 use crate::client::{Client, ClientError, Endpoint, read_error};
@@ -361,7 +362,7 @@ impl Puller {
 
     /// A lock per layer, so two pulls sharing a layer fetch it once.
     fn layer_lock(&self, chain_id: &Digest) -> Arc<Mutex<()>> {
-        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.in_flight.lock();
         map.retain(|_, l| Arc::strong_count(l) > 1);
         map.entry(chain_id.clone()).or_default().clone()
     }
@@ -383,9 +384,7 @@ impl Puller {
                 scope.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= descs.len()
-                            || first_error.lock().map(|e| e.is_some()).unwrap_or(true)
-                        {
+                        if i >= descs.len() || first_error.lock().is_some() {
                             return;
                         }
                         let parent = i.checked_sub(1).map(|p| &chains[p]);
@@ -396,15 +395,14 @@ impl Puller {
                             parent,
                             &diff_ids[i],
                             &chains[i],
-                        ) && let Ok(mut slot) = first_error.lock()
-                        {
-                            slot.get_or_insert(e);
+                        ) {
+                            first_error.lock().get_or_insert(e);
                         }
                     }
                 });
             }
         });
-        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        match first_error.into_inner() {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -420,7 +418,7 @@ impl Puller {
         chain: &Digest,
     ) -> Result<(), PullError> {
         let lock = self.layer_lock(chain);
-        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _held = lock.lock();
         if self.layers.get(chain).is_some() {
             return Ok(());
         }

@@ -20,7 +20,7 @@ pub enum NetworkError {
         /// The configuration file.
         file: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        reason: ConfProblem,
     },
     /// `cni_default_network` names a network no file defines.
     #[error("CNI network {name:?} (cni_default_network) not found in {dir}")]
@@ -29,6 +29,49 @@ pub enum NetworkError {
         name: String,
         /// The directory searched.
         dir: PathBuf,
+    },
+}
+
+/// What makes one configuration file unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfProblem {
+    /// Its size cannot be read.
+    #[error("{0}")]
+    Stat(std::io::Error),
+    /// Larger than a configuration can be.
+    #[error("{0} bytes is too large for a CNI configuration")]
+    TooLarge(u64),
+    /// It cannot be read.
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    /// Not JSON.
+    #[error("invalid JSON: {0}")]
+    Json(serde_json::Error),
+    /// JSON without the CNI header fields.
+    #[error("invalid CNI configuration: {0}")]
+    Header(serde_json::Error),
+    /// No network name.
+    #[error("network has no \"name\"")]
+    NoName,
+    /// A CNI version we do not speak.
+    #[error("cniVersion {version:?} is not supported (supported: {})", SUPPORTED_VERSIONS.join(", "))]
+    Version {
+        /// The file's cniVersion.
+        version: String,
+    },
+    /// A list without plugins.
+    #[error("configuration list has no \"plugins\"")]
+    NoPlugins,
+    /// A plugin without a usable `type`.
+    #[error("plugin {0} has no valid \"type\"")]
+    NoType(usize),
+    /// A plugin binary in none of the plugin directories.
+    #[error("plugin {kind:?} not found in {dirs}")]
+    NotFound {
+        /// The plugin's type.
+        kind: String,
+        /// The directories searched, colon-separated.
+        dirs: String,
     },
 }
 
@@ -109,25 +152,21 @@ pub fn load_network(
 /// Files over this size are not CNI configurations.
 const MAX_CONF_BYTES: u64 = 1 << 20;
 
-fn read_conf(file: &Path, plugin_dirs: &[PathBuf]) -> Result<NetworkConf, String> {
-    let size = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
+fn read_conf(file: &Path, plugin_dirs: &[PathBuf]) -> Result<NetworkConf, ConfProblem> {
+    let size = std::fs::metadata(file).map_err(ConfProblem::Stat)?.len();
     if size > MAX_CONF_BYTES {
-        return Err(format!("{size} bytes is too large for a CNI configuration"));
+        return Err(ConfProblem::TooLarge(size));
     }
-    let text = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
-    let mut value: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| format!("invalid JSON: {e}"))?;
-    let header: Header = serde_json::from_value(value.clone())
-        .map_err(|e| format!("invalid CNI configuration: {e}"))?;
+    let text = std::fs::read(file).map_err(ConfProblem::Read)?;
+    let mut value: serde_json::Value = serde_json::from_slice(&text).map_err(ConfProblem::Json)?;
+    let header: Header = serde_json::from_value(value.clone()).map_err(ConfProblem::Header)?;
     if header.name.is_empty() {
-        return Err("network has no \"name\"".into());
+        return Err(ConfProblem::NoName);
     }
     if !SUPPORTED_VERSIONS.contains(&header.cni_version.as_str()) {
-        return Err(format!(
-            "cniVersion {:?} is not supported (supported: {})",
-            header.cni_version,
-            SUPPORTED_VERSIONS.join(", ")
-        ));
+        return Err(ConfProblem::Version {
+            version: header.cni_version,
+        });
     }
     let is_list = file.extension().is_some_and(|x| x == "conflist");
     if !is_list {
@@ -146,14 +185,14 @@ fn read_conf(file: &Path, plugin_dirs: &[PathBuf]) -> Result<NetworkConf, String
         .get("plugins")
         .and_then(|p| p.as_array())
         .filter(|p| !p.is_empty())
-        .ok_or("configuration list has no \"plugins\"")?;
+        .ok_or(ConfProblem::NoPlugins)?;
     let mut refs = Vec::new();
     for (i, plugin) in plugins.iter().enumerate() {
         let kind = plugin
             .get("type")
             .and_then(|t| t.as_str())
             .filter(|t| !t.is_empty() && !t.contains('/'))
-            .ok_or_else(|| format!("plugin {i} has no valid \"type\""))?;
+            .ok_or(ConfProblem::NoType(i))?;
         let binary = plugin_dirs
             .iter()
             .map(|d| d.join(kind))
@@ -163,7 +202,10 @@ fn read_conf(file: &Path, plugin_dirs: &[PathBuf]) -> Result<NetworkConf, String
                     .iter()
                     .map(|d| d.display().to_string())
                     .collect();
-                format!("plugin {kind:?} not found in {}", dirs.join(":"))
+                ConfProblem::NotFound {
+                    kind: kind.to_string(),
+                    dirs: dirs.join(":"),
+                }
             })?;
         refs.push(PluginRef {
             kind: kind.to_string(),

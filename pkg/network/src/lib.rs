@@ -7,4 +7,6 @@ mod conf;
 pub mod netns;
 pub mod stats;
 
-pub use conf::{NetworkConf, NetworkError, PluginRef, SUPPORTED_VERSIONS, load_network};
+pub use conf::{
+    ConfProblem, NetworkConf, NetworkError, PluginRef, SUPPORTED_VERSIONS, load_network,
+};
