@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use crate::kube_spdy;
 use crate::tokens::Tokens;
 use crate::ws::{self, Protocol, Session};
-use crate::{Backend, Error, Request};
+use crate::{Backend, Error, PortForwardRequest, Request};
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -363,7 +363,7 @@ fn query_ports(query: Option<&str>) -> Result<Vec<u16>, BadPort> {
         .collect()
 }
 
-fn handle(mut req: hyper::Request<Incoming>, shared: Arc<Shared>) -> Reply {
+fn handle(req: hyper::Request<Incoming>, shared: Arc<Shared>) -> Reply {
     let path = req.uri().path().to_string();
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let (kind, token) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -376,14 +376,7 @@ fn handle(mut req: hyper::Request<Incoming>, shared: Arc<Shared>) -> Reply {
             );
         }
     };
-    let header = |name: header::HeaderName| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let upgrade = header(header::UPGRADE);
+    let upgrade = header_value(&req, header::UPGRADE);
     if upgrade.eq_ignore_ascii_case("SPDY/3.1") {
         return spdy_upgrade(req, request, shared);
     }
@@ -393,11 +386,73 @@ fn handle(mut req: hyper::Request<Incoming>, shared: Arc<Shared>) -> Reply {
             "upgrade to SPDY/3.1 or websocket to stream",
         );
     }
-    let key = header(header::SEC_WEBSOCKET_KEY);
+    websocket_upgrade(req, request, shared)
+}
+
+/// A request header as text (empty when absent or not text).
+fn header_value(req: &hyper::Request<Incoming>, name: header::HeaderName) -> String {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Why the ports of a WebSocket port-forward URL are refused.
+#[derive(Debug, thiserror::Error)]
+enum PortsRefused {
+    /// A `port=` that is not a port.
+    #[error(transparent)]
+    BadPort(#[from] BadPort),
+    /// None asked, or one the CRI request did not name.
+    #[error("ports {asked:?} are not among the requested {requested:?}")]
+    NotRequested {
+        asked: Vec<u16>,
+        requested: Vec<i32>,
+    },
+    /// More than the channel numbering (or the configured bound) allows.
+    #[error("{asked} ports asked: too many (at most {most})")]
+    TooMany { asked: usize, most: usize },
+}
+
+/// The ports a WebSocket port-forward asks for in its query, checked
+/// against the CRI request and the bound on streams.
+fn forwarded_ports(
+    pf: &PortForwardRequest,
+    query: Option<&str>,
+    max_streams: usize,
+) -> Result<Vec<u16>, PortsRefused> {
+    let asked = query_ports(query)?;
+    let allowed = |p: &u16| pf.ports.is_empty() || pf.ports.contains(&i32::from(*p));
+    if asked.is_empty() || !asked.iter().all(allowed) {
+        return Err(PortsRefused::NotRequested {
+            asked,
+            requested: pf.ports.clone(),
+        });
+    }
+    // Two channels per port, numbered in one byte.
+    let most = max_streams.min(127);
+    if asked.len() > most {
+        return Err(PortsRefused::TooMany {
+            asked: asked.len(),
+            most,
+        });
+    }
+    Ok(asked)
+}
+
+/// Answers a WebSocket upgrade: the subprotocol both sides speak, then the
+/// session.
+fn websocket_upgrade(
+    mut req: hyper::Request<Incoming>,
+    request: Request,
+    shared: Arc<Shared>,
+) -> Reply {
+    let key = header_value(&req, header::SEC_WEBSOCKET_KEY);
     if key.is_empty() {
         return reply(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
     }
-    let offered = header(header::SEC_WEBSOCKET_PROTOCOL);
+    let offered = header_value(&req, header::SEC_WEBSOCKET_PROTOCOL);
     let supported: &[&'static str] = match request {
         Request::PortForward(_) => &ws::PORT_FORWARD_PROTOCOLS,
         _ => &ws::EXEC_PROTOCOLS,
@@ -410,26 +465,10 @@ fn handle(mut req: hyper::Request<Incoming>, shared: Arc<Shared>) -> Reply {
     };
     let ports = match &request {
         Request::PortForward(pf) => {
-            let asked = match query_ports(req.uri().query()) {
+            match forwarded_ports(pf, req.uri().query(), shared.max_port_forward_streams) {
                 Ok(p) => p,
                 Err(e) => return reply(StatusCode::BAD_REQUEST, &e.to_string()),
-            };
-            let allowed = |p: &u16| pf.ports.is_empty() || pf.ports.contains(&i32::from(*p));
-            if asked.is_empty() || !asked.iter().all(allowed) {
-                return reply(
-                    StatusCode::BAD_REQUEST,
-                    &format!("ports {asked:?} are not among the requested {:?}", pf.ports),
-                );
             }
-            // Two channels per port, numbered in one byte.
-            let most = shared.max_port_forward_streams.min(127);
-            if asked.len() > most {
-                return reply(
-                    StatusCode::BAD_REQUEST,
-                    &format!("{} ports asked: too many (at most {most})", asked.len()),
-                );
-            }
-            asked
         }
         _ => Vec::new(),
     };
@@ -438,31 +477,16 @@ fn handle(mut req: hyper::Request<Incoming>, shared: Arc<Shared>) -> Reply {
         let Ok(upgraded) = upgrade.await else { return };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         let backend = shared.backend.clone();
-        match request {
-            Request::Exec(r) => {
-                ws::serve_remotecommand(
-                    ws,
-                    Protocol::of(protocol),
-                    Session::Exec(r),
-                    backend,
-                    shared.idle,
-                )
-                .await
-            }
-            Request::Attach(r) => {
-                ws::serve_remotecommand(
-                    ws,
-                    Protocol::of(protocol),
-                    Session::Attach(r),
-                    backend,
-                    shared.idle,
-                )
-                .await
-            }
+        let session = match request {
+            Request::Exec(r) => Session::Exec(r),
+            Request::Attach(r) => Session::Attach(r),
             Request::PortForward(pf) => {
-                ws::serve_port_forward(ws, pf.pod_sandbox_id, ports, backend, shared.idle).await
+                let pod = pf.pod_sandbox_id;
+                return ws::serve_port_forward(ws, pod, ports, backend, shared.idle).await;
             }
-        }
+        };
+        let protocol = Protocol::of(protocol);
+        ws::serve_remotecommand(ws, protocol, session, backend, shared.idle).await
     });
     let mut r = reply(StatusCode::SWITCHING_PROTOCOLS, "");
     *r.body_mut() = Full::new(Bytes::new());

@@ -8,16 +8,16 @@
 //! peer). It does not hold its own sending to the peer's window: the Go
 //! implementation the Kubernetes clients use never sends WINDOW_UPDATE.
 
-use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
-use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Header names and values of a stream.
 pub type Headers = Vec<(String, String)>;
+
+mod session;
+pub use session::{Session, Stream};
 
 /// Largest frame accepted (the 24-bit length allows 16 MiB).
 const MAX_FRAME: usize = 1 << 20;
@@ -485,253 +485,10 @@ pub async fn read_frame(
     }
 }
 
-/// A stream of a session: its headers and a pipe for its bytes (end of
-/// file when the peer closes its half; shutting down the pipe closes ours).
-pub struct Stream {
-    /// Stream ID.
-    pub id: u32,
-    /// The headers it was opened with.
-    pub headers: Headers,
-    /// Its bytes.
-    pub pipe: DuplexStream,
-    /// Fires once our half is closed on the wire (after the pipe's end).
-    pub sent: tokio::sync::oneshot::Receiver<()>,
-}
-
-impl Stream {
-    /// The value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-type Inputs = Arc<Mutex<HashMap<u32, mpsc::Sender<Option<Vec<u8>>>>>>;
-
-/// A SPDY session over a connection.
-pub struct Session {
-    out: mpsc::Sender<Frame>,
-    born: std::time::Instant,
-    /// Milliseconds after `born` of the last frame either way.
-    active: Arc<std::sync::atomic::AtomicU64>,
-    inputs: Inputs,
-    next_id: Mutex<u32>,
-    incoming: tokio::sync::Mutex<mpsc::Receiver<Stream>>,
-}
-
-impl Session {
-    /// Runs a session on `io`; `server` picks even stream IDs for its own
-    /// streams, a client odd ones.
-    pub fn start<S>(io: S, server: bool) -> Arc<Self>
-    where
-        S: AsyncRead + AsyncWrite + Send + 'static,
-    {
-        let (mut rd, mut wr) = tokio::io::split(io);
-        let (out, mut out_rx) = mpsc::channel::<Frame>(256);
-        let born = std::time::Instant::now();
-        let active = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let touch = {
-            let active = active.clone();
-            move || {
-                let ms = born.elapsed().as_millis() as u64;
-                active.store(ms, std::sync::atomic::Ordering::Relaxed);
-            }
-        };
-        let touch_out = touch.clone();
-        tokio::spawn(async move {
-            let mut deflater = Deflater::default();
-            while let Some(f) = out_rx.recv().await {
-                if !matches!(f, Frame::WindowUpdate { .. }) {
-                    touch_out();
-                }
-                let bytes = encode(&f, &mut deflater);
-                if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
-                    break;
-                }
-                if matches!(f, Frame::GoAway { .. }) {
-                    break;
-                }
-            }
-            let _ = wr.shutdown().await;
-        });
-        let inputs: Inputs = Arc::default();
-        let (incoming_tx, incoming_rx) = mpsc::channel(64);
-        let session = Arc::new(Self {
-            out: out.clone(),
-            born,
-            active,
-            inputs: inputs.clone(),
-            next_id: Mutex::new(if server { 2 } else { 1 }),
-            incoming: tokio::sync::Mutex::new(incoming_rx),
-        });
-        let weak = Arc::downgrade(&session);
-        tokio::spawn(async move {
-            let mut inflater = Inflater::default();
-            while let Ok(Some(frame)) = read_frame(&mut rd, &mut inflater).await {
-                if !matches!(frame, Frame::WindowUpdate { .. }) {
-                    touch();
-                }
-                match frame {
-                    Frame::SynStream { id, fin, headers } => {
-                        let Some(s) = weak.upgrade() else { break };
-                        let _ = out
-                            .send(Frame::SynReply {
-                                id,
-                                fin: false,
-                                headers: Vec::new(),
-                            })
-                            .await;
-                        let stream = s.attach(id, headers, fin);
-                        if incoming_tx.send(stream).await.is_err() {
-                            break;
-                        }
-                    }
-                    Frame::Data { id, fin, data } => {
-                        let tx = inputs.lock().get(&id).cloned();
-                        let n = data.len() as u32;
-                        if let Some(tx) = tx {
-                            if !data.is_empty() {
-                                let _ = tx.send(Some(data)).await;
-                            }
-                            if fin {
-                                let _ = tx.send(None).await;
-                            }
-                        }
-                        if n > 0 {
-                            for id in [id, 0] {
-                                let _ = out.send(Frame::WindowUpdate { id, delta: n }).await;
-                            }
-                        }
-                    }
-                    Frame::RstStream { id, .. } => {
-                        let tx = inputs.lock().remove(&id);
-                        if let Some(tx) = tx {
-                            let _ = tx.send(None).await;
-                        }
-                    }
-                    Frame::Ping(id) => {
-                        let _ = out.send(Frame::Ping(id)).await;
-                    }
-                    Frame::GoAway { .. } => break,
-                    _ => {}
-                }
-            }
-            // The connection is gone: every stream sees end of file.
-            let all: Vec<_> = inputs.lock().drain().collect();
-            for (_, tx) in all {
-                let _ = tx.send(None).await;
-            }
-        });
-        session
-    }
-
-    /// Wires stream `id` to a pipe.
-    fn attach(&self, id: u32, headers: Headers, peer_done: bool) -> Stream {
-        let (user, ours) = tokio::io::duplex(PIPE);
-        let (mut from_user, mut to_user) = tokio::io::split(ours);
-        let (tx, mut rx) = mpsc::channel::<Option<Vec<u8>>>(8);
-        if peer_done {
-            let _ = tx.try_send(None);
-        }
-        self.inputs.lock().insert(id, tx);
-        tokio::spawn(async move {
-            while let Some(Some(data)) = rx.recv().await {
-                if to_user.write_all(&data).await.is_err() {
-                    break;
-                }
-            }
-            let _ = to_user.shutdown().await;
-        });
-        let out = self.out.clone();
-        let (sent_tx, sent) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; CHUNK];
-            loop {
-                match from_user.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let data = buf[..n].to_vec();
-                        if out
-                            .send(Frame::Data {
-                                id,
-                                fin: false,
-                                data,
-                            })
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = out
-                .send(Frame::Data {
-                    id,
-                    fin: true,
-                    data: Vec::new(),
-                })
-                .await;
-            let _ = sent_tx.send(());
-        });
-        Stream {
-            id,
-            headers,
-            pipe: user,
-            sent,
-        }
-    }
-
-    /// Opens a stream with `headers`.
-    pub async fn open(&self, headers: Headers) -> Result<Stream, Closed> {
-        let id = {
-            let mut next = self.next_id.lock();
-            let id = *next;
-            *next += 2;
-            id
-        };
-        let stream = self.attach(id, headers.clone(), false);
-        self.out
-            .send(Frame::SynStream {
-                id,
-                fin: false,
-                headers,
-            })
-            .await
-            .map_err(|_| Closed)?;
-        Ok(stream)
-    }
-
-    /// The next stream the peer opens; None once the connection is gone.
-    pub async fn accept(&self) -> Option<Stream> {
-        self.incoming.lock().await.recv().await
-    }
-
-    /// How long no frame went either way (window updates aside).
-    pub fn idle_for(&self) -> std::time::Duration {
-        let last = self.active.load(std::sync::atomic::Ordering::Relaxed);
-        self.born
-            .elapsed()
-            .saturating_sub(std::time::Duration::from_millis(last))
-    }
-
-    /// Ends the session: GOAWAY, then the connection closes.
-    pub async fn close(&self) {
-        let _ = self
-            .out
-            .send(Frame::GoAway {
-                last_id: 0,
-                status: 0,
-            })
-            .await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     #[test]
     fn the_dictionary_is_spdy3s() {
