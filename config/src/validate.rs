@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::load::{Origins, origin_of};
-use crate::{Config, ConfigError, parse_duration};
+use crate::{
+    ApiConfig, Config, ConfigError, ImageConfig, NetworkConfig, RuntimeConfig, parse_duration,
+};
 
 /// Capabilities the kernel knows, without the `CAP_` prefix.
 pub const KNOWN_CAPABILITIES: &[&str] = &[
@@ -130,179 +132,15 @@ impl Checker<'_> {
     }
 }
 
-/// Checks every value that can be judged without touching the host.
+/// Checks every value that can be judged without touching the host; the
+/// first wrong one, table by table in the file's order, is the error.
 pub fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
     let c = Checker { origins };
-    c.absolute("crio.root", &config.root, false)?;
-    c.absolute("crio.runroot", &config.runroot, false)?;
-    c.absolute("crio.log_dir", &config.log_dir, false)?;
-    c.absolute("crio.version_file", &config.version_file, true)?;
-    c.absolute(
-        "crio.clean_shutdown_file",
-        &config.clean_shutdown_file,
-        true,
-    )?;
-    c.check(
-        matches!(config.storage_driver.as_str(), "" | "overlay" | "overlay2"),
-        "crio.storage_driver",
-        || {
-            format!(
-                "driver {:?} is not supported (only overlay)",
-                config.storage_driver
-            )
-        },
-    )?;
-
-    let api = &config.api;
-    c.absolute("crio.api.listen", &api.listen, false)?;
-    c.check(
-        api.stream_port.parse::<u16>().is_ok(),
-        "crio.api.stream_port",
-        || format!("{:?} is not a port number (0-65535)", api.stream_port),
-    )?;
-    c.check(
-        api.stream_address.parse::<std::net::IpAddr>().is_ok() || api.stream_address.is_empty(),
-        "crio.api.stream_address",
-        || format!("{:?} is not an IP address", api.stream_address),
-    )?;
-    c.duration(
-        "crio.api.stream_idle_timeout",
-        &api.stream_idle_timeout,
-        true,
-    )?;
-    if api.stream_enable_tls {
-        for (name, path) in [
-            ("stream_tls_cert", &api.stream_tls_cert),
-            ("stream_tls_key", &api.stream_tls_key),
-        ] {
-            c.check(
-                !path.as_os_str().is_empty(),
-                "crio.api.stream_enable_tls",
-                || format!("TLS needs crio.api.{name} to be set"),
-            )?;
-        }
-    }
-    for (key, size) in [
-        (
-            "crio.api.grpc_max_send_msg_size",
-            api.grpc_max_send_msg_size,
-        ),
-        (
-            "crio.api.grpc_max_recv_msg_size",
-            api.grpc_max_recv_msg_size,
-        ),
-    ] {
-        c.check(size >= 4096 && size <= u64::from(u32::MAX), key, || {
-            format!("{size} is outside 4096..=4294967295")
-        })?;
-    }
-
-    let rt = &config.runtime;
-    c.one_of(
-        "crio.runtime.log_level",
-        &rt.log_level,
-        &[
-            "trace", "debug", "info", "warn", "warning", "error", "fatal", "panic",
-        ],
-    )?;
-    c.one_of(
-        "crio.runtime.cgroup_manager",
-        &rt.cgroup_manager,
-        &["cgroupfs", "systemd"],
-    )?;
-    c.check(
-        rt.runtimes.contains_key(&rt.default_runtime),
-        "crio.runtime.default_runtime",
-        || {
-            let names: Vec<_> = rt.runtimes.keys().map(String::as_str).collect();
-            format!(
-                "{:?} is not among the configured runtimes ({})",
-                rt.default_runtime,
-                names.join(", ")
-            )
-        },
-    )?;
-    for (name, handler) in &rt.runtimes {
-        let key = |k: &str| format!("crio.runtime.runtimes.{name}.{k}");
-        c.one_of(&key("runtime_type"), &handler.runtime_type, &["oci", ""])?;
-        c.absolute(&key("runtime_path"), &handler.runtime_path, true)?;
-        c.absolute(&key("runtime_root"), &handler.runtime_root, true)?;
-        c.absolute(&key("monitor_path"), &handler.monitor_path, true)?;
-        c.pairs(&key("monitor_env"), &handler.monitor_env, "KEY=value")?;
-    }
-    for cap in &rt.default_capabilities {
-        let bare = cap.trim_start_matches("CAP_").to_ascii_uppercase();
-        c.check(
-            KNOWN_CAPABILITIES.contains(&bare.as_str()),
-            "crio.runtime.default_capabilities",
-            || format!("{cap:?} is not a Linux capability"),
-        )?;
-    }
-    c.pairs(
-        "crio.runtime.default_sysctls",
-        &rt.default_sysctls,
-        "key=value",
-    )?;
-    c.pairs("crio.runtime.default_env", &rt.default_env, "KEY=value")?;
-    for ulimit in &rt.default_ulimits {
-        let ok = parse_ulimit(ulimit).is_some();
-        c.check(ok, "crio.runtime.default_ulimits", || {
-            format!("{ulimit:?} is not of the form name=soft:hard with a known name")
-        })?;
-    }
-    c.absolute("crio.runtime.seccomp_profile", &rt.seccomp_profile, true)?;
-    c.absolute("crio.runtime.namespaces_dir", &rt.namespaces_dir, false)?;
-    c.check(rt.pids_limit >= -1, "crio.runtime.pids_limit", || {
-        format!("{} is below -1", rt.pids_limit)
-    })?;
-    c.check(
-        rt.ctr_stop_timeout >= 0,
-        "crio.runtime.ctr_stop_timeout",
-        || format!("{} is negative", rt.ctr_stop_timeout),
-    )?;
-    // As CRI-O: negative is no limit; a limit must hold a whole line piece
-    // (its buffer is 8192 bytes), so 0 to 8191 are refused.
-    c.check(
-        rt.log_size_max < 0 || rt.log_size_max >= 8192,
-        "crio.runtime.log_size_max",
-        || {
-            format!(
-                "{} must be negative (no limit) or at least 8192 bytes",
-                rt.log_size_max
-            )
-        },
-    )?;
-
-    let image = &config.image;
-    c.one_of(
-        "crio.image.default_transport",
-        &image.default_transport,
-        &["docker://", ""],
-    )?;
-    c.one_of(
-        "crio.image.image_volumes",
-        &image.image_volumes,
-        &["mkdir", "bind", "ignore"],
-    )?;
-    c.duration(
-        "crio.image.pull_progress_timeout",
-        &image.pull_progress_timeout,
-        true,
-    )?;
-    c.check(
-        !image.pause_image.is_empty(),
-        "crio.image.pause_image",
-        || "must not be empty".into(),
-    )?;
-    c.absolute("crio.image.global_auth_file", &image.global_auth_file, true)?;
-    c.absolute("crio.image.signature_policy", &image.signature_policy, true)?;
-
-    let net = &config.network;
-    c.absolute("crio.network.network_dir", &net.network_dir, false)?;
-    for dir in &net.plugin_dirs {
-        c.absolute("crio.network.plugin_dirs", dir, false)?;
-    }
-
+    c.crio(config)?;
+    c.api(&config.api)?;
+    c.runtime(&config.runtime)?;
+    c.image(&config.image)?;
+    c.network(&config.network)?;
     c.check(
         config.metrics.metrics_port != 0,
         "crio.metrics.metrics_port",
@@ -317,8 +155,196 @@ pub fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
                 config.tracing.tracing_sampling_rate_per_million
             )
         },
-    )?;
-    Ok(())
+    )
+}
+
+impl Checker<'_> {
+    /// `[crio]`.
+    fn crio(&self, config: &Config) -> Result<(), ConfigError> {
+        let c = self;
+        c.absolute("crio.root", &config.root, false)?;
+        c.absolute("crio.runroot", &config.runroot, false)?;
+        c.absolute("crio.log_dir", &config.log_dir, false)?;
+        c.absolute("crio.version_file", &config.version_file, true)?;
+        c.absolute(
+            "crio.clean_shutdown_file",
+            &config.clean_shutdown_file,
+            true,
+        )?;
+        c.check(
+            matches!(config.storage_driver.as_str(), "" | "overlay" | "overlay2"),
+            "crio.storage_driver",
+            || {
+                format!(
+                    "driver {:?} is not supported (only overlay)",
+                    config.storage_driver
+                )
+            },
+        )
+    }
+
+    /// `[crio.api]`.
+    fn api(&self, api: &ApiConfig) -> Result<(), ConfigError> {
+        let c = self;
+        c.absolute("crio.api.listen", &api.listen, false)?;
+        c.check(
+            api.stream_port.parse::<u16>().is_ok(),
+            "crio.api.stream_port",
+            || format!("{:?} is not a port number (0-65535)", api.stream_port),
+        )?;
+        c.check(
+            api.stream_address.parse::<std::net::IpAddr>().is_ok() || api.stream_address.is_empty(),
+            "crio.api.stream_address",
+            || format!("{:?} is not an IP address", api.stream_address),
+        )?;
+        c.duration(
+            "crio.api.stream_idle_timeout",
+            &api.stream_idle_timeout,
+            true,
+        )?;
+        if api.stream_enable_tls {
+            for (name, path) in [
+                ("stream_tls_cert", &api.stream_tls_cert),
+                ("stream_tls_key", &api.stream_tls_key),
+            ] {
+                c.check(
+                    !path.as_os_str().is_empty(),
+                    "crio.api.stream_enable_tls",
+                    || format!("TLS needs crio.api.{name} to be set"),
+                )?;
+            }
+        }
+        for (key, size) in [
+            (
+                "crio.api.grpc_max_send_msg_size",
+                api.grpc_max_send_msg_size,
+            ),
+            (
+                "crio.api.grpc_max_recv_msg_size",
+                api.grpc_max_recv_msg_size,
+            ),
+        ] {
+            c.check(size >= 4096 && size <= u64::from(u32::MAX), key, || {
+                format!("{size} is outside 4096..=4294967295")
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `[crio.runtime]` and its runtime handlers.
+    fn runtime(&self, rt: &RuntimeConfig) -> Result<(), ConfigError> {
+        let c = self;
+        c.one_of(
+            "crio.runtime.log_level",
+            &rt.log_level,
+            &[
+                "trace", "debug", "info", "warn", "warning", "error", "fatal", "panic",
+            ],
+        )?;
+        c.one_of(
+            "crio.runtime.cgroup_manager",
+            &rt.cgroup_manager,
+            &["cgroupfs", "systemd"],
+        )?;
+        c.check(
+            rt.runtimes.contains_key(&rt.default_runtime),
+            "crio.runtime.default_runtime",
+            || {
+                let names: Vec<_> = rt.runtimes.keys().map(String::as_str).collect();
+                format!(
+                    "{:?} is not among the configured runtimes ({})",
+                    rt.default_runtime,
+                    names.join(", ")
+                )
+            },
+        )?;
+        for (name, handler) in &rt.runtimes {
+            let key = |k: &str| format!("crio.runtime.runtimes.{name}.{k}");
+            c.one_of(&key("runtime_type"), &handler.runtime_type, &["oci", ""])?;
+            c.absolute(&key("runtime_path"), &handler.runtime_path, true)?;
+            c.absolute(&key("runtime_root"), &handler.runtime_root, true)?;
+            c.absolute(&key("monitor_path"), &handler.monitor_path, true)?;
+            c.pairs(&key("monitor_env"), &handler.monitor_env, "KEY=value")?;
+        }
+        for cap in &rt.default_capabilities {
+            let bare = cap.trim_start_matches("CAP_").to_ascii_uppercase();
+            c.check(
+                KNOWN_CAPABILITIES.contains(&bare.as_str()),
+                "crio.runtime.default_capabilities",
+                || format!("{cap:?} is not a Linux capability"),
+            )?;
+        }
+        c.pairs(
+            "crio.runtime.default_sysctls",
+            &rt.default_sysctls,
+            "key=value",
+        )?;
+        c.pairs("crio.runtime.default_env", &rt.default_env, "KEY=value")?;
+        for ulimit in &rt.default_ulimits {
+            let ok = parse_ulimit(ulimit).is_some();
+            c.check(ok, "crio.runtime.default_ulimits", || {
+                format!("{ulimit:?} is not of the form name=soft:hard with a known name")
+            })?;
+        }
+        c.absolute("crio.runtime.seccomp_profile", &rt.seccomp_profile, true)?;
+        c.absolute("crio.runtime.namespaces_dir", &rt.namespaces_dir, false)?;
+        c.check(rt.pids_limit >= -1, "crio.runtime.pids_limit", || {
+            format!("{} is below -1", rt.pids_limit)
+        })?;
+        c.check(
+            rt.ctr_stop_timeout >= 0,
+            "crio.runtime.ctr_stop_timeout",
+            || format!("{} is negative", rt.ctr_stop_timeout),
+        )?;
+        // As CRI-O: negative is no limit; a limit must hold a whole line piece
+        // (its buffer is 8192 bytes), so 0 to 8191 are refused.
+        c.check(
+            rt.log_size_max < 0 || rt.log_size_max >= 8192,
+            "crio.runtime.log_size_max",
+            || {
+                format!(
+                    "{} must be negative (no limit) or at least 8192 bytes",
+                    rt.log_size_max
+                )
+            },
+        )
+    }
+
+    /// `[crio.image]`.
+    fn image(&self, image: &ImageConfig) -> Result<(), ConfigError> {
+        let c = self;
+        c.one_of(
+            "crio.image.default_transport",
+            &image.default_transport,
+            &["docker://", ""],
+        )?;
+        c.one_of(
+            "crio.image.image_volumes",
+            &image.image_volumes,
+            &["mkdir", "bind", "ignore"],
+        )?;
+        c.duration(
+            "crio.image.pull_progress_timeout",
+            &image.pull_progress_timeout,
+            true,
+        )?;
+        c.check(
+            !image.pause_image.is_empty(),
+            "crio.image.pause_image",
+            || "must not be empty".into(),
+        )?;
+        c.absolute("crio.image.global_auth_file", &image.global_auth_file, true)?;
+        c.absolute("crio.image.signature_policy", &image.signature_policy, true)
+    }
+
+    /// `[crio.network]`.
+    fn network(&self, net: &NetworkConfig) -> Result<(), ConfigError> {
+        self.absolute("crio.network.network_dir", &net.network_dir, false)?;
+        for dir in &net.plugin_dirs {
+            self.absolute("crio.network.plugin_dirs", dir, false)?;
+        }
+        Ok(())
+    }
 }
 
 /// Parses `name=soft:hard` (or `name=value` for both), as CRI-O's default_ulimits.
