@@ -80,14 +80,9 @@ impl fmt::Debug for Credentials {
 /// Why credentials could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// The auth file exists but cannot be read.
-    #[error("auth file {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// The auth file exists but cannot be read, or is too large.
+    #[error("auth file {0}")]
+    File(#[from] crate::files::FileError),
     /// The auth file is not the auth.json format.
     #[error("auth file {source_name}: {detail}")]
     Format {
@@ -291,25 +286,10 @@ impl AuthFile {
     /// Reads an auth file; a missing file holds no credentials, as in the
     /// containers tools.
     pub fn load(path: &Path) -> Result<AuthFile, AuthError> {
-        let read_error = |source| AuthError::Read {
-            path: path.display().to_string(),
-            source,
-        };
-        let file = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AuthFile::default()),
-            Err(e) => return Err(read_error(e)),
-        };
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_AUTH_FILE + 1), &mut text)
-            .map_err(read_error)?;
-        if text.len() as u64 > MAX_AUTH_FILE {
-            return Err(AuthError::Format {
-                source_name: path.display().to_string(),
-                detail: format!("larger than {MAX_AUTH_FILE} bytes"),
-            });
+        match crate::files::read_text_if_present(path, MAX_AUTH_FILE)? {
+            Some(text) => AuthFile::parse(&text, &path.display().to_string()),
+            None => Ok(AuthFile::default()),
         }
-        AuthFile::parse(&text, &path.display().to_string())
     }
 
     /// Parses auth.json text; `source_name` names it in errors. `credHelpers`
@@ -790,7 +770,7 @@ mod tests {
         // A directory is not readable as a file.
         assert!(matches!(
             AuthFile::load(dir.path()),
-            Err(AuthError::Read { .. })
+            Err(AuthError::File(crate::files::FileError::Read { .. }))
         ));
     }
 

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod files;
 pub mod manifest;
 #[cfg(any(test, feature = "test-peer"))]
 pub mod peer;

@@ -413,21 +413,7 @@ fn key_from_data(data: &str) -> Result<PublicKey, PolicyProblem> {
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, PolicyError> {
-    let read_error = |source| PolicyError::Read {
-        path: path.display().to_string(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_FILE + 1), &mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(PolicyError::Syntax {
-            source_name: path.display().to_string(),
-            detail: format!("larger than {MAX_FILE} bytes"),
-        });
-    }
-    Ok(bytes)
+    Ok(crate::files::read_bytes(path, MAX_FILE)?)
 }
 
 /// Checks one requirement; the error is why it failed.
@@ -828,7 +814,7 @@ mod tests {
         assert!(e.contains("missing.pub"), "{e}");
         assert!(matches!(
             Policy::load(&missing),
-            Err(PolicyError::Read { .. })
+            Err(PolicyError::File(crate::files::FileError::Read { .. }))
         ));
     }
 

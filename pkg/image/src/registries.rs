@@ -71,10 +71,13 @@ pub struct Endpoint {
 /// Why registries.conf could not be read, or a name not resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistriesError {
-    /// The file or drop-in directory exists but cannot be read.
+    /// A file exists but cannot be read, or is too large.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    /// The drop-in directory exists but cannot be read.
     #[error("{path}: {source}")]
     Read {
-        /// The file or directory.
+        /// The directory.
         path: String,
         /// The cause.
         source: std::io::Error,

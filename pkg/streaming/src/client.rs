@@ -148,6 +148,14 @@ async fn connect(url: &str, protocols: &[&str]) -> Result<(Ws, String), ClientEr
     Ok((ws, chosen))
 }
 
+/// What a client session sends as stdin (read on a task of its own).
+pub trait SessionInput: AsyncRead + Unpin + Send + 'static {}
+impl<T: AsyncRead + Unpin + Send + 'static> SessionInput for T {}
+
+/// Where a client session writes stdout or stderr.
+pub trait SessionOutput: AsyncWrite + Unpin {}
+impl<T: AsyncWrite + Unpin> SessionOutput for T {}
+
 /// The streams of a client session. `stdin` None: no stdin is sent.
 pub struct Streams<I, O, E> {
     /// What to send as stdin.
@@ -163,16 +171,11 @@ pub struct Streams<I, O, E> {
 /// Runs an exec or attach session at `url`, offering `protocols` (see
 /// [`ws::EXEC_PROTOCOLS`]); the exit code the server reports (0 when the
 /// protocol carries none).
-pub async fn remotecommand<I, O, E>(
+pub async fn remotecommand<I: SessionInput, O: SessionOutput, E: SessionOutput>(
     url: &str,
     protocols: &[&str],
     streams: Streams<I, O, E>,
-) -> Result<i32, ClientError>
-where
-    I: AsyncRead + Unpin + Send + 'static,
-    O: AsyncWrite + Unpin,
-    E: AsyncWrite + Unpin,
-{
+) -> Result<i32, ClientError> {
     let (ws, chosen) = connect(url, protocols).await?;
     let proto = Protocol::of(&chosen);
     let (mut sink, mut stream) = ws.split();
@@ -345,17 +348,12 @@ pub async fn connect_port(
 
 /// Runs an exec or attach session over `transport`; `tty`: the session
 /// has a terminal (SPDY opens no stderr stream then).
-pub async fn session<I, O, E>(
+pub async fn session<I: SessionInput, O: SessionOutput, E: SessionOutput>(
     url: &str,
     transport: crate::Transport,
     tty: bool,
     streams: Streams<I, O, E>,
-) -> Result<i32, ClientError>
-where
-    I: AsyncRead + Unpin + Send + 'static,
-    O: AsyncWrite + Unpin,
-    E: AsyncWrite + Unpin,
-{
+) -> Result<i32, ClientError> {
     match transport {
         crate::Transport::WebSocket => remotecommand(url, &ws::EXEC_PROTOCOLS, streams).await,
         crate::Transport::Spdy => {

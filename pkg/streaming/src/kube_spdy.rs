@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::client::ClientError;
+use crate::client::{ClientError, SessionInput, SessionOutput};
 use crate::spdy::{Session, Stream};
 use crate::ws::{self, Session as Kind};
 use crate::{Backend, StreamIo};
@@ -292,17 +292,12 @@ fn stream_type(kind: &str) -> Vec<(String, String)> {
 }
 
 /// Runs an exec or attach session at `url` over SPDY; the exit code.
-pub async fn remotecommand<I, O, E>(
+pub async fn remotecommand<I: SessionInput, O: SessionOutput, E: SessionOutput>(
     url: &str,
     protocols: &[&str],
     tty: bool,
     streams: crate::client::Streams<I, O, E>,
-) -> Result<i32, ClientError>
-where
-    I: AsyncRead + Unpin + Send + 'static,
-    O: AsyncWrite + Unpin,
-    E: AsyncWrite + Unpin,
-{
+) -> Result<i32, ClientError> {
     let (session, chosen) = connect(url, protocols).await?;
     let mut error = session.open(stream_type("error")).await?;
     let mut tasks = Vec::new();

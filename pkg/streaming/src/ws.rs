@@ -213,18 +213,7 @@ pub async fn serve_remotecommand<S>(
     let (gone_tx, gone_rx) = watch::channel(false);
     let reader = tokio::spawn(async move {
         let mut stdin = stdin_w;
-        loop {
-            let next = match tokio::time::timeout(idle, stream.next()).await {
-                Ok(Some(Ok(m))) => m,
-                // Idle, closed or broken: the client is gone.
-                _ => break,
-            };
-            if matches!(next, Message::Close(_)) {
-                break;
-            }
-            let Some((ch, data)) = proto.parse(next) else {
-                continue;
-            };
+        while let Some((ch, data)) = next_message(&mut stream, proto, idle).await {
             match ch {
                 channel::STDIN => {
                     if let Some(w) = stdin.as_mut()
@@ -279,6 +268,30 @@ pub async fn serve_remotecommand<S>(
 }
 
 type Incoming<S> = futures_util::stream::SplitStream<WebSocketStream<S>>;
+
+/// The client's next channel message; None once it is gone: closed,
+/// broken, or silent for `idle`. Messages that carry no channel are skipped.
+async fn next_message<S>(
+    stream: &mut Incoming<S>,
+    proto: Protocol,
+    idle: Duration,
+) -> Option<(u8, Vec<u8>)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    loop {
+        let next = match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(Ok(m))) => m,
+            _ => return None,
+        };
+        if matches!(next, Message::Close(_)) {
+            return None;
+        }
+        if let Some(message) = proto.parse(next) {
+            return Some(message);
+        }
+    }
+}
 
 /// The socket's incoming half, a sender of outgoing messages, and the task
 /// that writes them (and closes the socket once every sender is gone).
@@ -357,17 +370,7 @@ pub async fn serve_port_forward<S>(
     }
     drop(out_tx);
     let reader = tokio::spawn(async move {
-        loop {
-            let next = match tokio::time::timeout(idle, stream.next()).await {
-                Ok(Some(Ok(m))) => m,
-                _ => break,
-            };
-            if matches!(next, Message::Close(_)) {
-                break;
-            }
-            let Some((ch, data)) = proto.parse(next) else {
-                continue;
-            };
+        while let Some((ch, data)) = next_message(&mut stream, proto, idle).await {
             let i = usize::from(ch / 2);
             if ch % 2 != 0 || i >= inputs.len() {
                 continue;

@@ -1,5 +1,6 @@
 //! What goes wrong with a policy: loading it, and an image it refuses.
 
+use crate::files::FileError;
 use crate::reference::ReferenceError;
 use crate::registries::LocationProblem;
 use crate::sigstore::SigstoreError;
@@ -8,13 +9,8 @@ use crate::sigstore::SigstoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// The policy or a key file cannot be read.
-    #[error("{path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     /// Not JSON.
     #[error("{source_name}: {detail}")]
     Syntax {

@@ -247,23 +247,5 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
 
 /// A file's text, None when it does not exist.
 fn read_optional(path: &Path) -> Result<Option<String>, RegistriesError> {
-    let read_error = |source| RegistriesError::Read {
-        path: path.display().to_string(),
-        source,
-    };
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(read_error(e)),
-    };
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FILE + 1), &mut text)
-        .map_err(read_error)?;
-    if text.len() as u64 > MAX_FILE {
-        return Err(RegistriesError::Syntax {
-            source_name: path.display().to_string(),
-            detail: format!("larger than {MAX_FILE} bytes"),
-        });
-    }
-    Ok(Some(text))
+    Ok(crate::files::read_text_if_present(path, MAX_FILE)?)
 }
