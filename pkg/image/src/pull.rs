@@ -157,7 +157,7 @@ impl Puller {
                     |e: String| PullError::Failed(format!("{}: image config: {e}", found.name));
                 let config: serde_json::Value =
                     serde_json::from_slice(&data).map_err(|e| bad_config(e.to_string()))?;
-                let diff_ids = diff_ids(&config).map_err(bad_config)?;
+                let diff_ids = diff_ids(&config).map_err(|e| bad_config(e.to_string()))?;
                 if diff_ids.len() != layer_descs.len() {
                     return Err(PullError::Failed(format!(
                         "{}: config lists {} layers, manifest {}",
@@ -517,20 +517,37 @@ fn client_error(name: &Reference, e: ClientError) -> PullError {
     }
 }
 
+/// A `rootfs.diff_ids` entry of an image config that is not a digest.
+#[derive(Debug, thiserror::Error)]
+enum BadDiffId {
+    /// Not a JSON string.
+    #[error("rootfs.diff_ids[{index}]: {value} is not a string")]
+    NotString {
+        index: usize,
+        value: serde_json::Value,
+    },
+    /// A string that is not a digest.
+    #[error("rootfs.diff_ids[{index}]: {source}")]
+    Digest {
+        index: usize,
+        source: crio_storage::DigestError,
+    },
+}
+
 /// The config's `rootfs.diff_ids`, each a digest: they become chain IDs,
 /// which name the layer store's directories.
-fn diff_ids(config: &serde_json::Value) -> Result<Vec<Digest>, String> {
+fn diff_ids(config: &serde_json::Value) -> Result<Vec<Digest>, BadDiffId> {
     let Some(list) = config["rootfs"]["diff_ids"].as_array() else {
         return Ok(Vec::new());
     };
     list.iter()
         .enumerate()
-        .map(|(i, d)| {
-            let field = format!("rootfs.diff_ids[{i}]");
-            let text = d
-                .as_str()
-                .ok_or_else(|| format!("{field}: {d} is not a string"))?;
-            Digest::parse(text).map_err(|e| format!("{field}: {e}"))
+        .map(|(index, d)| {
+            let text = d.as_str().ok_or_else(|| BadDiffId::NotString {
+                index,
+                value: d.clone(),
+            })?;
+            Digest::parse(text).map_err(|source| BadDiffId::Digest { index, source })
         })
         .collect()
 }
@@ -565,7 +582,7 @@ mod tests {
             (serde_json::json!(7), "not a string"),
         ] {
             let config = serde_json::json!({"rootfs": {"diff_ids": [good.as_str(), bad]}});
-            let err = diff_ids(&config).unwrap_err();
+            let err = diff_ids(&config).unwrap_err().to_string();
             assert!(
                 err.starts_with("rootfs.diff_ids[1]: ") && err.contains(why),
                 "{err}"
