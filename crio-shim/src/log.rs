@@ -12,12 +12,13 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, OpenHow, ResolveFlag, fcntl, openat2};
 use nix::sys::stat::{Mode, mkdirat};
+use parking_lot::Mutex;
 
 /// Longest piece written as one log line.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -124,8 +125,7 @@ fn split(path: &Path, dir: Option<&Path>) -> io::Result<(PathBuf, PathBuf)> {
 /// is resolved beneath the one before and never through a symlink, missing
 /// directories are made (and only those), and the file must be a regular
 /// file of its own (no FIFO that would block, no hard link to another
-/// file). Lines are appended with plain writes: a short write to a local
-/// file costs less than a thread pool to do it in the background.
+/// file). Blocking: called on tokio's blocking pool.
 fn open_append(dir: &Path, below: &Path) -> io::Result<std::fs::File> {
     std::fs::create_dir_all(dir)?;
     let beneath = ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS;
@@ -184,6 +184,15 @@ fn open_append(dir: &Path, below: &Path) -> io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// Runs blocking file work on tokio's blocking pool.
+async fn in_background<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(io::Error::other)?
+}
+
 impl LogFile {
     /// Opens (appending, creating) `path`, which must be below the log
     /// directory `dir` when one is given; the file is kept at or under
@@ -194,7 +203,11 @@ impl LogFile {
         size_max: Option<u64>,
     ) -> io::Result<Arc<Self>> {
         let (dir, below) = split(path, dir)?;
-        let file = open_append(&dir, &below)?;
+        let file = in_background({
+            let (dir, below) = (dir.clone(), below.clone());
+            move || open_append(&dir, &below)
+        })
+        .await?;
         Ok(Arc::new(Self {
             dir,
             below,
@@ -206,8 +219,9 @@ impl LogFile {
     /// Opens the file at its path again (after the kubelet rotated it),
     /// with the same care as the first open.
     pub async fn reopen(&self) -> io::Result<()> {
-        let file = open_append(&self.dir, &self.below)?;
-        *self.out.lock().unwrap_or_else(|p| p.into_inner()) = Output::new(file);
+        let (dir, below) = (self.dir.clone(), self.below.clone());
+        let file = in_background(move || open_append(&dir, &below)).await?;
+        *self.out.lock() = Output::new(file);
         Ok(())
     }
 
@@ -224,13 +238,14 @@ impl LogFile {
 
     /// Writes the complete lines of `pending` (and pieces of lines longer
     /// than the longest piece), leaving the unfinished rest in it.
-    pub async fn write_lines(&self, stream: &str, pending: &mut Vec<u8>) {
+    pub async fn write_lines(self: &Arc<Self>, stream: &str, pending: &mut Vec<u8>) {
         let max_piece = self.max_piece();
+        let mut lines = Vec::new();
         loop {
             let newline = pending.iter().position(|b| *b == b'\n');
             let line_len = newline.unwrap_or(pending.len());
             if line_len >= max_piece {
-                self.write_line(stream, 'P', &pending[..max_piece]).await;
+                self.pieces(stream, 'P', &pending[..max_piece], &mut lines);
                 pending.drain(..max_piece);
             } else if let Some(i) = newline {
                 let end = if i > 0 && pending[i - 1] == b'\r' {
@@ -238,26 +253,50 @@ impl LogFile {
                 } else {
                     i
                 };
-                self.write_line(stream, 'F', &pending[..end]).await;
+                self.pieces(stream, 'F', &pending[..end], &mut lines);
                 pending.drain(..=i);
             } else {
                 break;
             }
         }
+        self.append(lines).await;
     }
 
     /// Writes one line tagged `tag` (F: full, P: partial); a text longer
     /// than the longest piece goes first in P pieces.
-    pub async fn write_line(&self, stream: &str, tag: char, text: &[u8]) {
+    pub async fn write_line(self: &Arc<Self>, stream: &str, tag: char, text: &[u8]) {
+        let mut lines = Vec::new();
+        self.pieces(stream, tag, text, &mut lines);
+        self.append(lines).await;
+    }
+
+    /// The log lines of `text` tagged `tag`, in pieces of at most the
+    /// longest piece (all but the last tagged P).
+    fn pieces(&self, stream: &str, tag: char, text: &[u8], lines: &mut Vec<Vec<u8>>) {
         let mut pieces = text.chunks(self.max_piece()).peekable();
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         if pieces.peek().is_none() {
-            out.append(&line(stream, tag, b""), self.size_max);
+            lines.push(line(stream, tag, b""));
         }
         while let Some(piece) = pieces.next() {
             let tag = if pieces.peek().is_some() { 'P' } else { tag };
-            out.append(&line(stream, tag, piece), self.size_max);
+            lines.push(line(stream, tag, piece));
         }
+    }
+
+    /// Appends `lines` in order, off the event loop (a write to a slow disk
+    /// must not stall the shim's other containers).
+    async fn append(self: &Arc<Self>, lines: Vec<Vec<u8>>) {
+        if lines.is_empty() {
+            return;
+        }
+        let log = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut out = log.out.lock();
+            for line in &lines {
+                out.append(line, log.size_max);
+            }
+        })
+        .await;
     }
 }
 

@@ -4,13 +4,22 @@
 //! exits, so the daemon can restart without touching them.
 #![deny(unsafe_code)]
 
+mod bundle;
+mod console;
+mod container;
+mod error;
+mod events;
+mod exec;
 mod io;
 mod log;
+mod metrics;
 mod mount;
 mod oom;
 mod runc;
+mod runtime;
+mod service;
 mod shim;
-mod task;
+mod tasks;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

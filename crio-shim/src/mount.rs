@@ -2,7 +2,7 @@
 //! snapshot this way; the crio-rs daemon mounts the rootfs itself and
 //! passes none): mounted at `bundle/rootfs`, unmounted at delete.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
@@ -45,11 +45,39 @@ fn flags_and_data(options: &[String]) -> (MsFlags, String) {
     (flags, data.join(","))
 }
 
+/// A rootfs that could not be mounted.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The mount point could not be made.
+    #[error("create {}: {source}", target.display())]
+    Create {
+        /// The mount point.
+        target: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A mount failed (those before it were undone).
+    #[error("mount {kind} {source_path} on {}: {errno}", target.display())]
+    Mount {
+        /// Its filesystem type.
+        kind: String,
+        /// Its source.
+        source_path: String,
+        /// The mount point.
+        target: PathBuf,
+        /// Why.
+        errno: nix::errno::Errno,
+    },
+}
+
 /// Mounts `mounts` in order on `bundle/rootfs`; on failure unmounts what
 /// was mounted and names the failing mount.
-pub fn mount_rootfs(bundle: &Path, mounts: &[RootfsMount<'_>]) -> Result<(), String> {
+pub fn mount_rootfs(bundle: &Path, mounts: &[RootfsMount<'_>]) -> Result<(), MountError> {
     let target = bundle.join("rootfs");
-    std::fs::create_dir_all(&target).map_err(|e| format!("create {}: {e}", target.display()))?;
+    std::fs::create_dir_all(&target).map_err(|source| MountError::Create {
+        target: target.clone(),
+        source,
+    })?;
     for (i, m) in mounts.iter().enumerate() {
         let (flags, data) = flags_and_data(m.options);
         let kind = if m.kind == "bind" { None } else { Some(m.kind) };
@@ -58,12 +86,12 @@ pub fn mount_rootfs(bundle: &Path, mounts: &[RootfsMount<'_>]) -> Result<(), Str
             for _ in 0..i {
                 let _ = umount2(&target, MntFlags::MNT_DETACH);
             }
-            return Err(format!(
-                "mount {} {} on {}: {e}",
-                m.kind,
-                m.source,
-                target.display()
-            ));
+            return Err(MountError::Mount {
+                kind: m.kind.to_string(),
+                source_path: m.source.to_string(),
+                target,
+                errno: e,
+            });
         }
     }
     Ok(())

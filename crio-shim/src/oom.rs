@@ -6,21 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-/// The memory cgroup directory of a bundle's container (systemd
-/// `slice:prefix:name` paths resolved to where systemd puts them).
-pub fn memory_cgroup(bundle: &Path, cgroup_root: &Path) -> Option<PathBuf> {
-    let spec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(bundle.join("config.json")).ok()?).ok()?;
-    let path = crio_cgroups::cgroupfs_path(spec["linux"]["cgroupsPath"].as_str()?);
-    let v1 = cgroup_root.join("memory");
-    let base = if v1.is_dir() {
-        v1
-    } else {
-        cgroup_root.to_path_buf()
-    };
-    Some(base.join(path.strip_prefix("/").unwrap_or(&path)))
-}
-
 /// The `oom_kill` count of a memory cgroup (v1 or v2 file), 0 if unknown.
 pub fn oom_kills(cgroup: &Path) -> u64 {
     ["memory.oom_control", "memory.events"]
@@ -109,7 +94,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counters_and_paths() {
+    fn counters() {
         let tmp = std::env::temp_dir().join(format!("crio-shim-oom-{}", std::process::id()));
         let cg = tmp.join("memory/crio/c1");
         std::fs::create_dir_all(&cg).unwrap();
@@ -128,23 +113,6 @@ mod tests {
         .unwrap();
         assert_eq!(oom_kills(&v2), 1);
         assert_eq!(oom_kills(&tmp.join("none")), 0);
-        let bundle = tmp.join("bundle");
-        std::fs::create_dir_all(&bundle).unwrap();
-        std::fs::write(
-            bundle.join("config.json"),
-            r#"{"linux": {"cgroupsPath": "/crio/c1"}}"#,
-        )
-        .unwrap();
-        assert_eq!(memory_cgroup(&bundle, &tmp), Some(cg.clone()));
-        std::fs::write(
-            bundle.join("config.json"),
-            r#"{"linux": {"cgroupsPath": "system.slice:crio:c1"}}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            memory_cgroup(&bundle, &tmp),
-            Some(tmp.join("memory/system.slice/crio-c1.scope"))
-        );
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }

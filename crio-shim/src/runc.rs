@@ -2,8 +2,10 @@
 //! handler reaps every child, so a runtime command's exit status comes from
 //! the framework's exit monitor, never from waiting on the child ourselves.
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
 
 use containerd_shim::asynchronous::monitor::{
     Subscription, monitor_subscribe, monitor_unsubscribe,
@@ -11,7 +13,9 @@ use containerd_shim::asynchronous::monitor::{
 use containerd_shim::monitor::{Subject, Topic};
 use tokio::io::AsyncReadExt;
 
+use crate::error::{Result, ShimError};
 use crate::io::ChildStdio;
+use crate::runtime::{CreateArgs, Exit, ExitWatch, Runtime, Stdio};
 
 /// Waits for `pid`'s exit on a subscription made before it could exit, and
 /// ends the subscription; 255 if the monitor went away first.
@@ -79,14 +83,17 @@ impl Runc {
         let capture = stdio.is_none();
         match stdio {
             Some(io) => {
-                cmd.stdin(io.stdin.map_or_else(Stdio::null, Stdio::from))
-                    .stdout(Stdio::from(io.stdout))
-                    .stderr(Stdio::from(io.stderr));
+                cmd.stdin(
+                    io.stdin
+                        .map_or_else(std::process::Stdio::null, std::process::Stdio::from),
+                )
+                .stdout(std::process::Stdio::from(io.stdout))
+                .stderr(std::process::Stdio::from(io.stderr));
             }
             None => {
-                cmd.stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
+                cmd.stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
             }
         }
         let spawned = cmd.spawn();
@@ -132,18 +139,60 @@ impl Runc {
     }
 }
 
+/// Why runc's init could not be released through its exec FIFO.
+#[derive(Debug, thiserror::Error)]
+pub enum FifoError {
+    /// The FIFO could not be opened.
+    #[error("open {}: {source}", path.display())]
+    Open {
+        /// The FIFO.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// runc's init wrote something else than "0".
+    #[error("unexpected byte {0} from runc's init")]
+    Byte(u8),
+    /// The FIFO could not be read.
+    #[error("read {}: {source}", path.display())]
+    Read {
+        /// The FIFO.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The init exited first.
+    #[error("the container's process exited before it started")]
+    Exited,
+    /// The exit watch went away.
+    #[error("the shim no longer watches the container's process")]
+    Unwatched,
+    /// The FIFO could not be removed.
+    #[error("remove {}: {source}", path.display())]
+    Remove {
+        /// The FIFO.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// Starts a created runc container the way `runc start` does, without a
 /// runc process: runc's init opens `fifo` for writing, writes "0" and
 /// executes the container's process once a reader has it; removing the FIFO
 /// then makes runc report the container running. `exited` turns `Some` when
 /// the init process is gone (then it never will start).
 pub async fn release_exec_fifo<T>(
-    fifo: &std::path::Path,
+    fifo: &Path,
     mut exited: tokio::sync::watch::Receiver<Option<T>>,
-) -> Result<(), String> {
+) -> Result<(), FifoError> {
+    let path = || fifo.to_path_buf();
     let reader = tokio::net::unix::pipe::OpenOptions::new()
         .open_receiver(fifo)
-        .map_err(|e| format!("open {}: {e}", fifo.display()))?;
+        .map_err(|source| FifoError::Open {
+            path: path(),
+            source,
+        })?;
     let mut byte = [0u8; 1];
     loop {
         // Looked at before reading: a byte written just before the exit
@@ -151,13 +200,18 @@ pub async fn release_exec_fifo<T>(
         let gone = exited.borrow().is_some();
         let no_writer = match reader.try_read(&mut byte) {
             Ok(1) if byte[0] == b'0' => break,
-            Ok(1) => return Err(format!("unexpected byte {} from runc's init", byte[0])),
+            Ok(1) => return Err(FifoError::Byte(byte[0])),
             Ok(_) => true,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-            Err(e) => return Err(format!("read {}: {e}", fifo.display())),
+            Err(source) => {
+                return Err(FifoError::Read {
+                    path: path(),
+                    source,
+                });
+            }
         };
         if gone {
-            return Err("the container's process exited before it started".into());
+            return Err(FifoError::Exited);
         }
         // Without a writer (init not at the FIFO yet) a read says end of
         // file at once: look again shortly rather than spin.
@@ -165,9 +219,215 @@ pub async fn release_exec_fifo<T>(
             _ = reader.readable(), if !no_writer => {}
             _ = tokio::time::sleep(std::time::Duration::from_millis(1)), if no_writer => {}
             changed = exited.changed() => if changed.is_err() {
-                return Err("the shim no longer watches the container's process".into());
+                return Err(FifoError::Unwatched);
             }
         }
     }
-    std::fs::remove_file(fifo).map_err(|e| format!("remove {}: {e}", fifo.display()))
+    tokio::fs::remove_file(fifo)
+        .await
+        .map_err(|source| FifoError::Remove {
+            path: path(),
+            source,
+        })
+}
+
+/// The real exit watch: a subscription to the framework's reaper.
+struct Reaped(Subscription);
+
+#[async_trait]
+impl ExitWatch for Reaped {
+    async fn exit_of(self: Box<Self>, pid: u32) -> i32 {
+        exit_of(self.0, pid as i32).await
+    }
+
+    async fn cancel(self: Box<Self>) {
+        let _ = monitor_unsubscribe(self.0.id).await;
+    }
+}
+
+impl Runc {
+    /// Runs `args`; a non-zero exit is an error with the runtime's stderr.
+    async fn checked(&self, what: impl Fn() -> String, args: &[&str]) -> Result<Outcome> {
+        let out = self
+            .run(args, None)
+            .await
+            .map_err(|source| ShimError::RunRuntime {
+                what: what(),
+                source,
+            })?;
+        if out.code != 0 {
+            return Err(ShimError::Runtime {
+                what: what(),
+                message: out.stderr.trim().to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs `args` with `stdio`; a console socket goes before the id, the
+    /// last argument.
+    async fn launch(&self, mut args: Vec<String>, stdio: Stdio) -> std::io::Result<Outcome> {
+        let id = args.pop().unwrap_or_default();
+        let child = match stdio {
+            Stdio::Pipes(child) => Some(child),
+            Stdio::Console(socket) => {
+                args.extend(["--console-socket".into(), socket]);
+                None
+            }
+        };
+        args.push(id);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args, child).await
+    }
+}
+
+#[async_trait]
+impl Runtime for Runc {
+    async fn watch_exits(&self) -> Result<Box<dyn ExitWatch>> {
+        let sub = monitor_subscribe(Topic::Pid)
+            .await
+            .map_err(ShimError::Monitor)?;
+        Ok(Box::new(Reaped(sub)))
+    }
+
+    async fn create(&self, c: &CreateArgs<'_>, stdio: Stdio) -> Result<()> {
+        let path = |p: &Path| p.display().to_string();
+        let args = vec![
+            "--log".into(),
+            path(c.log),
+            "--log-format".into(),
+            "json".into(),
+            "create".into(),
+            "--bundle".into(),
+            path(c.bundle),
+            "--pid-file".into(),
+            path(c.pid_file),
+            c.id.to_string(),
+        ];
+        let message = match self.launch(args, stdio).await {
+            Ok(o) if o.code == 0 => return Ok(()),
+            Ok(_) => runtime_error(c.log).await,
+            Err(e) => e.to_string(),
+        };
+        Err(ShimError::Runtime {
+            what: format!("create container {}", c.id),
+            message,
+        })
+    }
+
+    async fn start(&self, id: &str, exited: watch::Receiver<Option<Exit>>) -> Result<()> {
+        match self.exec_fifo(id) {
+            // runc: released here, one runc process less per container.
+            Some(fifo) => {
+                release_exec_fifo(&fifo, exited)
+                    .await
+                    .map_err(|source| ShimError::Start {
+                        id: id.to_string(),
+                        source,
+                    })
+            }
+            None => self
+                .checked(|| format!("start container {id}"), &["start", id])
+                .await
+                .map(drop),
+        }
+    }
+
+    async fn exec(&self, id: &str, process: &Path, pid_file: &Path, stdio: Stdio) -> Result<()> {
+        let args = vec![
+            "exec".into(),
+            "--process".into(),
+            process.display().to_string(),
+            "--pid-file".into(),
+            pid_file.display().to_string(),
+            "--detach".into(),
+            id.to_string(),
+        ];
+        let what = || format!("exec in container {id}");
+        let outcome = self
+            .launch(args, stdio)
+            .await
+            .map_err(|source| ShimError::RunRuntime {
+                what: what(),
+                source,
+            })?;
+        if outcome.code != 0 {
+            let detail = outcome.stderr.trim();
+            return Err(ShimError::Runtime {
+                what: what(),
+                message: format!(
+                    "the runtime exited with {}{}{detail}",
+                    outcome.code,
+                    if detail.is_empty() { "" } else { ": " },
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<()> {
+        let signal = signal.to_string();
+        let mut args = vec!["kill"];
+        if all {
+            args.push("--all");
+        }
+        args.extend([id, signal.as_str()]);
+        self.checked(|| format!("kill container {id}"), &args)
+            .await
+            .map(drop)
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        self.checked(
+            || format!("delete container {id}"),
+            &["delete", "--force", id],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn ps(&self, id: &str) -> Result<Option<Vec<u32>>> {
+        let out = self
+            .run(&["ps", "--format", "json", id], None)
+            .await
+            .map_err(|source| ShimError::RunRuntime {
+                what: format!("list the processes of container {id}"),
+                source,
+            })?;
+        Ok((out.code == 0)
+            .then(|| serde_json::from_str(out.stdout.trim()).ok())
+            .flatten())
+    }
+
+    async fn pause(&self, id: &str, paused: bool) -> Result<()> {
+        let verb = if paused { "pause" } else { "resume" };
+        self.checked(|| format!("{verb} container {id}"), &[verb, id])
+            .await
+            .map(drop)
+    }
+
+    async fn update(&self, id: &str, resources: &Path) -> Result<()> {
+        let path = resources.display().to_string();
+        self.checked(
+            || format!("update container {id}"),
+            &["update", "--resources", &path, id],
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// The last error the runtime logged (its JSON log), or a generic message.
+async fn runtime_error(log: &Path) -> String {
+    tokio::fs::read_to_string(log)
+        .await
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["level"] == "error")
+                .filter_map(|v| v["msg"].as_str().map(String::from))
+                .next_back()
+        })
+        .unwrap_or_else(|| "the runtime failed without a message".into())
 }

@@ -19,16 +19,20 @@ use containerd_shim::protos::shim_async::create_task;
 use containerd_shim::protos::ttrpc::r#async::Server;
 use tokio::sync::Mutex;
 
-use crate::task::TaskService;
+use crate::error::ShimError;
+use crate::service::TaskService;
 
 /// Serves `service` on `address` under every task API name.
-async fn serve_both_versions(address: &str, service: &TaskService) -> Result<Server, String> {
+async fn serve_both_versions(address: &str, service: &TaskService) -> Result<Server, ShimError> {
     if let Some(path) = address.strip_prefix("unix://") {
         let _ = std::fs::remove_file(path);
     }
     let mut server = Server::new()
         .bind(address)
-        .map_err(|e| format!("bind {address}: {e}"))?;
+        .map_err(|source| ShimError::Serve {
+            what: format!("bind {address}"),
+            source,
+        })?;
     for name in TASK_SERVICES {
         let mut services = create_task(Arc::new(service.clone()));
         if let Some(task) = services.remove(TASK_SERVICES[0]) {
@@ -36,10 +40,10 @@ async fn serve_both_versions(address: &str, service: &TaskService) -> Result<Ser
         }
         server = server.register_service(services);
     }
-    server
-        .start()
-        .await
-        .map_err(|e| format!("serve {address}: {e}"))?;
+    server.start().await.map_err(|source| ShimError::Serve {
+        what: format!("serve {address}"),
+        source,
+    })?;
     Ok(server)
 }
 
@@ -143,7 +147,7 @@ impl containerd_shim::asynchronous::Shim for Shim {
     async fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
         // The shim is gone: force its container down and report a kill.
         let runc = crate::runc::Runc::from_env();
-        let _ = runc.run(&["delete", "--force", &self.id], None).await;
+        let _ = crate::runtime::Runtime::delete(&runc, &self.id).await;
         // The working directory is the bundle when no -bundle is given.
         let bundle = if self.bundle.is_empty() {
             "."
