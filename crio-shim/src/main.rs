@@ -20,6 +20,8 @@ mod runtime;
 mod service;
 mod shim;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

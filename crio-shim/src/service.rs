@@ -27,7 +27,7 @@ pub struct TaskService {
 }
 
 /// The ttrpc status of a failed operation.
-fn status(e: ShimError) -> ttrpc::Error {
+pub(crate) fn status(e: ShimError) -> ttrpc::Error {
     let code = match &e {
         ShimError::ContainerNotFound(_)
         | ShimError::ExecNotFound { .. }
