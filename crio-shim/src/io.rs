@@ -18,6 +18,7 @@ use tokio::sync::{Mutex, broadcast, watch};
 
 use crate::log::LogFile;
 use crio_attach::{channel, read_frame, write_frame};
+use crio_contract::log::{Stream, Tag};
 
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
@@ -262,9 +263,9 @@ impl ProcessIo {
             return;
         };
         let stream = if channel == channel::STDERR {
-            "stderr"
+            Stream::Stderr
         } else {
-            "stdout"
+            Stream::Stdout
         };
         let mut pending: Vec<u8> = Vec::new();
         let mut buf = vec![0u8; 8 * 1024];
@@ -287,7 +288,7 @@ impl ProcessIo {
         if let Some(log) = &self.log
             && !pending.is_empty()
         {
-            log.write_line(stream, 'P', &pending).await;
+            log.write_line(stream, Tag::Partial, &pending).await;
         }
     }
 

@@ -1,6 +1,6 @@
-//! The CRI log file, written by the shim: `<RFC3339Nano> <stream> <P|F> <text>`
-//! lines; a line longer than the buffer is written in P(artial) pieces, a
-//! final line without a newline as P.
+//! The CRI log file, written by the shim in the contract's line format
+//! (`crio_contract::log`); a line longer than the buffer is written in
+//! P(artial) pieces, a final line without a newline as P.
 //!
 //! With a size limit (`log_size_max`), the file never grows past it: as
 //! CRI-O's conmon does, a line that would pass the limit first empties the
@@ -13,8 +13,9 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
+use crio_contract::log::{Stream, Tag, format_line};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, OpenHow, ResolveFlag, fcntl, openat2};
 use nix::sys::stat::{Mode, mkdirat};
@@ -26,30 +27,6 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// More than a line adds to its text: timestamp, stream, tag, spaces and
 /// the newline (41 bytes today).
 const LINE_OVERHEAD: usize = 64;
-
-/// RFC 3339 with nanoseconds, UTC.
-pub fn timestamp(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since the epoch (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
-}
 
 /// A container's log file, shared by its stdout and stderr copiers.
 #[derive(Debug)]
@@ -238,14 +215,14 @@ impl LogFile {
 
     /// Writes the complete lines of `pending` (and pieces of lines longer
     /// than the longest piece), leaving the unfinished rest in it.
-    pub async fn write_lines(self: &Arc<Self>, stream: &str, pending: &mut Vec<u8>) {
+    pub async fn write_lines(self: &Arc<Self>, stream: Stream, pending: &mut Vec<u8>) {
         let max_piece = self.max_piece();
         let mut lines = Vec::new();
         loop {
             let newline = pending.iter().position(|b| *b == b'\n');
             let line_len = newline.unwrap_or(pending.len());
             if line_len >= max_piece {
-                self.pieces(stream, 'P', &pending[..max_piece], &mut lines);
+                self.pieces(stream, Tag::Partial, &pending[..max_piece], &mut lines);
                 pending.drain(..max_piece);
             } else if let Some(i) = newline {
                 let end = if i > 0 && pending[i - 1] == b'\r' {
@@ -253,7 +230,7 @@ impl LogFile {
                 } else {
                     i
                 };
-                self.pieces(stream, 'F', &pending[..end], &mut lines);
+                self.pieces(stream, Tag::Full, &pending[..end], &mut lines);
                 pending.drain(..=i);
             } else {
                 break;
@@ -264,7 +241,7 @@ impl LogFile {
 
     /// Writes one line tagged `tag` (F: full, P: partial); a text longer
     /// than the longest piece goes first in P pieces.
-    pub async fn write_line(self: &Arc<Self>, stream: &str, tag: char, text: &[u8]) {
+    pub async fn write_line(self: &Arc<Self>, stream: Stream, tag: Tag, text: &[u8]) {
         let mut lines = Vec::new();
         self.pieces(stream, tag, text, &mut lines);
         self.append(lines).await;
@@ -272,14 +249,18 @@ impl LogFile {
 
     /// The log lines of `text` tagged `tag`, in pieces of at most the
     /// longest piece (all but the last tagged P).
-    fn pieces(&self, stream: &str, tag: char, text: &[u8], lines: &mut Vec<Vec<u8>>) {
+    fn pieces(&self, stream: Stream, tag: Tag, text: &[u8], lines: &mut Vec<Vec<u8>>) {
         let mut pieces = text.chunks(self.max_piece()).peekable();
         if pieces.peek().is_none() {
-            lines.push(line(stream, tag, b""));
+            lines.push(format_line(SystemTime::now(), stream, tag, b""));
         }
         while let Some(piece) = pieces.next() {
-            let tag = if pieces.peek().is_some() { 'P' } else { tag };
-            lines.push(line(stream, tag, piece));
+            let tag = if pieces.peek().is_some() {
+                Tag::Partial
+            } else {
+                tag
+            };
+            lines.push(format_line(SystemTime::now(), stream, tag, piece));
         }
     }
 
@@ -300,27 +281,9 @@ impl LogFile {
     }
 }
 
-/// One CRI log line.
-fn line(stream: &str, tag: char, text: &[u8]) -> Vec<u8> {
-    let mut line = format!("{} {stream} {tag} ", timestamp(SystemTime::now())).into_bytes();
-    line.extend_from_slice(text);
-    line.push(b'\n');
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn timestamps() {
-        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
-        assert_eq!(timestamp(t), "2023-11-14T22:13:20.123456789Z");
-        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert!(timestamp(leap).starts_with("2000-02-29T00:00:00"));
-    }
 
     #[tokio::test]
     async fn lines_partials_and_streams() {
@@ -331,35 +294,37 @@ mod tests {
         let mut input = b"one\ntwo\n".to_vec();
         input.extend_from_slice(&long);
         input.extend_from_slice(b"\ntail");
-        log.write_lines("stdout", &mut input).await;
-        log.write_line("stdout", 'P', &input).await;
-        log.write_lines("stderr", &mut b"err\r\n".to_vec()).await;
+        log.write_lines(Stream::Stdout, &mut input).await;
+        log.write_line(Stream::Stdout, Tag::Partial, &input).await;
+        log.write_lines(Stream::Stderr, &mut b"err\r\n".to_vec())
+            .await;
         std::fs::rename(&tmp, tmp.with_extension("old")).unwrap();
         log.reopen().await.unwrap();
-        log.write_lines("stdout", &mut b"after\n".to_vec()).await;
+        log.write_lines(Stream::Stdout, &mut b"after\n".to_vec())
+            .await;
         let reopened = std::fs::read_to_string(&tmp).unwrap();
         assert!(reopened.ends_with(" stdout F after\n"), "{reopened}");
         let _ = std::fs::remove_file(&tmp);
         std::fs::rename(tmp.with_extension("old"), &tmp).unwrap();
         let text = std::fs::read_to_string(&tmp).unwrap();
         let _ = std::fs::remove_file(&tmp);
-        let lines: Vec<(&str, &str, &str)> = text
+        let lines: Vec<(Stream, Tag, &str)> = text
             .lines()
             .map(|l| {
-                let mut p = l.splitn(4, ' ');
-                let _ts = p.next().unwrap();
-                (p.next().unwrap(), p.next().unwrap(), p.next().unwrap_or(""))
+                let l = crio_contract::log::parse_line(l).unwrap();
+                (l.stream, l.tag, l.text)
             })
             .collect();
-        assert_eq!(lines[0], ("stdout", "F", "one"));
-        assert_eq!(lines[1], ("stdout", "F", "two"));
+        use {Stream::*, Tag::*};
+        assert_eq!(lines[0], (Stdout, Full, "one"));
+        assert_eq!(lines[1], (Stdout, Full, "two"));
         assert_eq!(
             (lines[2].0, lines[2].1, lines[2].2.len()),
-            ("stdout", "P", MAX_LINE)
+            (Stdout, Partial, MAX_LINE)
         );
-        assert_eq!(lines[3], ("stdout", "F", "xxxxx"));
-        assert_eq!(lines[4], ("stdout", "P", "tail"));
-        assert_eq!(lines[5], ("stderr", "F", "err"));
+        assert_eq!(lines[3], (Stdout, Full, "xxxxx"));
+        assert_eq!(lines[4], (Stdout, Partial, "tail"));
+        assert_eq!(lines[5], (Stderr, Full, "err"));
     }
 
     fn tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
@@ -429,7 +394,7 @@ mod tests {
         let log = LogFile::open(&path, Some(&logs.join(".")), None)
             .await
             .unwrap();
-        log.write_line("stdout", 'F', b"one").await;
+        log.write_line(Stream::Stdout, Tag::Full, b"one").await;
         assert!(
             std::fs::read_to_string(&path)
                 .unwrap()
@@ -440,11 +405,11 @@ mod tests {
         std::os::unix::fs::symlink(victim.join("file"), &path).unwrap();
         let err = log.reopen().await.unwrap_err();
         assert!(err.to_string().contains("symlink"), "{err}");
-        log.write_line("stdout", 'F', b"two").await;
+        log.write_line(Stream::Stdout, Tag::Full, b"two").await;
         victim_untouched(&victim);
         std::fs::remove_file(&path).unwrap();
         log.reopen().await.unwrap();
-        log.write_line("stdout", 'F', b"three").await;
+        log.write_line(Stream::Stdout, Tag::Full, b"three").await;
         assert!(
             std::fs::read_to_string(&path)
                 .unwrap()
@@ -479,7 +444,7 @@ mod tests {
         let mut largest = 0;
         for i in 0..500 {
             let mut line = format!("line {i} {}\n", "y".repeat(90)).into_bytes();
-            log.write_lines("stdout", &mut line).await;
+            log.write_lines(Stream::Stdout, &mut line).await;
             largest = largest.max(size(&path));
         }
         assert!(largest <= MAX, "the log reached {largest} bytes");
@@ -491,9 +456,9 @@ mod tests {
 
         // A line far longer than the limit goes in pieces that each fit.
         let mut long = vec![b'z'; 100_000];
-        log.write_lines("stderr", &mut long).await;
+        log.write_lines(Stream::Stderr, &mut long).await;
         assert!(size(&path) <= MAX);
-        log.write_line("stderr", 'P', &long).await;
+        log.write_line(Stream::Stderr, Tag::Partial, &long).await;
         assert!(size(&path) <= MAX);
         for (stream, tag, text) in parsed(&path) {
             assert_eq!((stream.as_str(), tag.as_str()), ("stderr", "P"));
@@ -508,7 +473,7 @@ mod tests {
         let path = dir.path().join("c.log");
         std::fs::write(&path, vec![b'o'; 10_000]).unwrap();
         let log = LogFile::open(&path, None, Some(MAX)).await.unwrap();
-        log.write_line("stdout", 'F', b"first").await;
+        log.write_line(Stream::Stdout, Tag::Full, b"first").await;
         assert_eq!(parsed(&path).len(), 1, "the oversized file was not emptied");
 
         // Rotated by the kubelet: the old file is left alone, the new one
@@ -519,8 +484,8 @@ mod tests {
         let before = size(&rotated);
         for i in 0..300 {
             log.write_line(
-                "stdout",
-                'F',
+                Stream::Stdout,
+                Tag::Full,
                 format!("after {i} {}", "q".repeat(60)).as_bytes(),
             )
             .await;
@@ -537,8 +502,8 @@ mod tests {
         let log = LogFile::open(&path, None, None).await.unwrap();
         for i in 0..300 {
             log.write_line(
-                "stdout",
-                'F',
+                Stream::Stdout,
+                Tag::Full,
                 format!("n {i} {}", "w".repeat(60)).as_bytes(),
             )
             .await;

@@ -115,7 +115,7 @@ pub struct LogsArgs {
 /// `--since` as CRI nanoseconds: an RFC 3339 time, or `now` minus a Go-style
 /// duration (`1h30m`, `90s`, `500ms`).
 pub fn parse_since(text: &str, now: i64) -> Result<i64> {
-    if let Some(t) = crio_api::time::parse_rfc3339(text) {
+    if let Some(t) = crio_contract::time::parse_rfc3339(text) {
         return Ok(t);
     }
     let bad =
@@ -441,25 +441,22 @@ impl LogLine {
 }
 
 /// Turns CRI log lines into the lines the container wrote: partial pieces
-/// joined per stream; a last partial line is kept as it is.
+/// joined per stream; a last partial line is kept as it is; what is not a
+/// CRI log line is skipped.
 pub fn render_log(text: &str) -> Vec<LogLine> {
+    use crio_contract::log::{Stream, Tag, parse_line};
     let mut out = Vec::new();
     let mut partial: [Option<LogLine>; 2] = [None, None];
-    for line in text.lines() {
-        let mut parts = line.splitn(4, ' ');
-        let (Some(time), Some(stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let stderr = stream == "stderr";
+    for line in text.lines().filter_map(parse_line) {
+        let stderr = line.stream == Stream::Stderr;
         let slot = &mut partial[usize::from(stderr)];
         let mut acc = slot.take().unwrap_or_else(|| LogLine {
-            time: time.to_string(),
+            time: line.time.to_string(),
             stderr,
             text: String::new(),
         });
-        acc.text.push_str(parts.next().unwrap_or(""));
-        if tag == "P" {
+        acc.text.push_str(line.text);
+        if line.tag == Tag::Partial {
             *slot = Some(acc);
         } else {
             out.push(acc);
@@ -501,7 +498,9 @@ pub async fn logs(client: &mut CriClient, args: &LogsArgs) -> Result<()> {
         let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
         let mut lines = render_log(&text);
         if let Some(since) = since {
-            lines.retain(|l| crio_api::time::parse_rfc3339(&l.time).is_some_and(|t| t >= since));
+            lines.retain(|l| {
+                crio_contract::time::parse_rfc3339(&l.time).is_some_and(|t| t >= since)
+            });
         }
         Ok(lines)
     };

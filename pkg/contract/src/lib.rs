@@ -1,10 +1,14 @@
 //! The contract between the daemon, its per-pod shims and crioctl: the
 //! annotation keys a bundle's config.json carries to the shim, the files a
 //! shim leaves in a bundle or pod directory and their formats, the
-//! environment a shim is started with, and shared limits. Each literal of
-//! that contract is spelled here and nowhere else. std only: the shim, whose
-//! size counts, links it.
+//! environment a shim is started with, the CRI log line (`log`) and its
+//! RFC 3339 times (`time`), and shared limits. Each literal of that contract
+//! is spelled here and nowhere else. std only: the shim, whose size counts,
+//! links it.
 #![deny(unsafe_code)]
+
+pub mod log;
+pub mod time;
 
 /// Annotations of a container's config.json that the shim reads.
 pub mod annotations {
