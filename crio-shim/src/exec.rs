@@ -145,9 +145,10 @@ impl Tasks {
                 return Err(err);
             }
         };
-        let pid = read_pid(&pid_file)
-            .await
-            .ok_or(ShimError::NoPidFile("exec "))?;
+        let Some(pid) = read_pid(&pid_file).await else {
+            watch.cancel().await;
+            return Err(ShimError::NoPidFile("exec "));
+        };
         let _ = tokio::fs::remove_file(&pid_file).await;
         e.pid.store(pid, Ordering::SeqCst);
         let pumps = spawn_pumps(&e.io, outputs);

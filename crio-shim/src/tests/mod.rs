@@ -290,6 +290,13 @@ async fn a_failed_exec_start_ends_its_watch_and_can_be_deleted() {
     assert!(w.tasks.start_exec("c1", "e1").await.is_err());
     // The init's watch only.
     assert_eq!(w.runtime.live_watches.load(Ordering::SeqCst), 1);
+    w.runtime.fail.lock().clear();
+    w.fail("pid-file");
+    assert!(matches!(
+        w.tasks.start_exec("c1", "e1").await,
+        Err(ShimError::NoPidFile(_))
+    ));
+    assert_eq!(w.runtime.live_watches.load(Ordering::SeqCst), 1);
     let (pid, exit) = w.tasks.delete_exec("c1", "e1").await.unwrap();
     assert_eq!((pid, exit.0), (0, 137));
     eventually(|| w.sockets() == ["c1.attach"]).await;
