@@ -324,6 +324,9 @@ pub struct NetworkConfig {
     pub network_dir: PathBuf,
     /// Directories searched for CNI plugin binaries.
     pub plugin_dirs: Vec<PathBuf>,
+    /// How long one CNI plugin may run before it is killed and its call
+    /// fails (a crio-rs key: CRI-O has no per-plugin deadline).
+    pub plugin_timeout: String,
 }
 
 impl Default for NetworkConfig {
@@ -332,6 +335,7 @@ impl Default for NetworkConfig {
             cni_default_network: String::new(),
             network_dir: "/etc/cni/net.d/".into(),
             plugin_dirs: vec!["/opt/cni/bin/".into(), "/usr/lib/cni/".into()],
+            plugin_timeout: "2m".into(),
         }
     }
 }

@@ -229,6 +229,10 @@ const DOCS: &[(&str, &str)] = &[
         "crio.network.plugin_dirs",
         "Directories searched for CNI plugins.",
     ),
+    (
+        "crio.network.plugin_timeout",
+        "Kill a CNI plugin that runs longer than this and fail its call.",
+    ),
     ("crio.metrics", "Prometheus metrics."),
     ("crio.metrics.enable_metrics", "Serve metrics."),
     (

@@ -343,7 +343,12 @@ impl Checker<'_> {
         for dir in &net.plugin_dirs {
             self.absolute("crio.network.plugin_dirs", dir, false)?;
         }
-        Ok(())
+        self.duration("crio.network.plugin_timeout", &net.plugin_timeout, false)?;
+        self.check(
+            parse_duration(&net.plugin_timeout).is_ok_and(|d| !d.is_zero()),
+            "crio.network.plugin_timeout",
+            || "must be longer than zero (every plugin run has a deadline)".into(),
+        )
     }
 }
 
@@ -559,6 +564,11 @@ mod tests {
                 "[crio.image]\npause_image = \"\"",
                 "crio.image.pause_image",
                 "empty",
+            ),
+            (
+                "[crio.network]\nplugin_timeout = \"0s\"",
+                "crio.network.plugin_timeout",
+                "longer than zero",
             ),
             (
                 "[crio.network]\nnetwork_dir = \"net.d\"",

@@ -130,6 +130,7 @@ async fn start_shims(config: &crio_config::Config) -> Result<Arc<Shims>> {
         runtime: handler.map(|h| h.runtime_path.clone()).unwrap_or_default(),
         runtime_root: handler.map(|h| h.runtime_root.clone()).unwrap_or_default(),
         systemd_cgroup: config.runtime.cgroup_manager == "systemd",
+        start_timeout: crate::shim::START_TIMEOUT,
     };
     Ok(Arc::new(Shims::start(shim, &config.runroot).await?))
 }

@@ -52,6 +52,9 @@ pub enum Error {
     /// The pod's shim did not start while its pod was made.
     #[error("pod shim: {0}")]
     PodShim(ShimError),
+    /// A CNI plugin failed or timed out while the pod's network was made.
+    #[error("pod network: {0}")]
+    Network(Arc<crio_network::cni::CniError>),
     /// A pull failed (the pause image's, from a create or a pod start).
     #[error(transparent)]
     Pull(Arc<crio_image::pull::PullError>),

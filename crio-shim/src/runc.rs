@@ -3,6 +3,7 @@
 //! the framework's exit monitor, never from waiting on the child ourselves.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -11,6 +12,8 @@ use containerd_shim::asynchronous::monitor::{
     Subscription, monitor_subscribe, monitor_unsubscribe,
 };
 use containerd_shim::monitor::{Subject, Topic};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 
 use crate::error::{Result, ShimError};
@@ -19,18 +22,31 @@ use crate::runtime::{CreateArgs, Exit, ExitWatch, Runtime, Stdio};
 
 /// Waits for `pid`'s exit on a subscription made before it could exit, and
 /// ends the subscription; 255 if the monitor went away first.
-pub async fn exit_of(sub: Subscription, pid: i32) -> i32 {
-    let mut rx = sub.rx;
-    let mut code = 255;
-    while let Some(event) = rx.recv().await {
-        if matches!(event.subject, Subject::Pid(p) if p == pid) {
-            code = event.exit_code;
-            break;
-        }
-    }
+pub async fn exit_of(mut sub: Subscription, pid: i32) -> i32 {
+    let code = exit_event(&mut sub, pid).await.unwrap_or(255);
     let _ = monitor_unsubscribe(sub.id).await;
     code
 }
+
+/// The exit code of `pid` from `sub`; None if the monitor went away first.
+async fn exit_event(sub: &mut Subscription, pid: i32) -> Option<i32> {
+    while let Some(event) = sub.rx.recv().await {
+        if matches!(event.subject, Subject::Pid(p) if p == pid) {
+            return Some(event.exit_code);
+        }
+    }
+    None
+}
+
+/// How long a runtime command other than `create` may run before it is
+/// killed and its operation fails: shorter than the daemon's deadline for
+/// a task call, so the daemon hears why instead of timing out itself.
+pub const RUNTIME_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long the exit of a runtime command killed at its deadline is
+/// waited for (the reaper reports it at once unless the process is stuck
+/// in the kernel).
+const KILLED_EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// The runtime binary and its state root, from the environment the daemon
 /// starts the shim with (`CRIO_RUNTIME`, `CRIO_RUNTIME_ROOT`, and
@@ -40,6 +56,8 @@ pub struct Runc {
     binary: PathBuf,
     root: PathBuf,
     systemd_cgroup: bool,
+    /// The deadline of every command but `create` ([`RUNTIME_TIMEOUT`]).
+    timeout: Duration,
 }
 
 /// What a runtime command did.
@@ -65,13 +83,21 @@ impl Runc {
                 .unwrap_or_else(|| "/run/runc".into()),
             systemd_cgroup: std::env::var_os(crio_contract::env::SYSTEMD_CGROUP)
                 .is_some_and(|v| v == "1"),
+            timeout: RUNTIME_TIMEOUT,
         }
     }
 
     /// Runs `runtime --root ROOT ARGS…`; with `stdio`, the command's stdio
-    /// is those descriptors (they become the container's).
-    pub async fn run(&self, args: &[&str], stdio: Option<ChildStdio>) -> std::io::Result<Outcome> {
-        let sub = monitor_subscribe(Topic::Pid)
+    /// is those descriptors (they become the container's). With `deadline`,
+    /// a command still running then is killed and the run fails with
+    /// [`std::io::ErrorKind::TimedOut`].
+    pub async fn run(
+        &self,
+        args: &[&str],
+        stdio: Option<ChildStdio>,
+        deadline: Option<Duration>,
+    ) -> std::io::Result<Outcome> {
+        let mut sub = monitor_subscribe(Topic::Pid)
             .await
             .map_err(std::io::Error::other)?;
         let mut cmd = tokio::process::Command::new(&self.binary);
@@ -106,24 +132,44 @@ impl Runc {
         };
         let pid = child.id().unwrap_or(0) as i32;
         let (mut stdout, mut stderr) = (String::new(), String::new());
-        if capture {
-            let (out, err) = (child.stdout.take(), child.stderr.take());
-            let read_out = async {
-                if let Some(mut p) = out {
-                    let _ = p.read_to_string(&mut stdout).await;
+        let (out, err) = (child.stdout.take(), child.stderr.take());
+        let done = async {
+            if capture {
+                let read_out = async {
+                    if let Some(mut p) = out {
+                        let _ = p.read_to_string(&mut stdout).await;
+                    }
+                };
+                let read_err = async {
+                    if let Some(mut p) = err {
+                        let _ = p.read_to_string(&mut stderr).await;
+                    }
+                };
+                tokio::join!(read_out, read_err);
+            }
+            exit_event(&mut sub, pid).await
+        };
+        let code = match deadline {
+            None => done.await,
+            Some(limit) => match tokio::time::timeout(limit, done).await {
+                Ok(code) => code,
+                Err(_) => {
+                    // Not reaped yet (its exit was not reported): the pid
+                    // is still the command's.
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    let _ = tokio::time::timeout(KILLED_EXIT_WAIT, exit_event(&mut sub, pid)).await;
+                    let _ = monitor_unsubscribe(sub.id).await;
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {limit:?}: killed"),
+                    ));
                 }
-            };
-            let read_err = async {
-                if let Some(mut p) = err {
-                    let _ = p.read_to_string(&mut stderr).await;
-                }
-            };
-            tokio::join!(read_out, read_err);
-        }
-        let code = exit_of(sub, pid).await;
+            },
+        };
+        let _ = monitor_unsubscribe(sub.id).await;
         drop(child);
         Ok(Outcome {
-            code,
+            code: code.unwrap_or(255),
             stdout,
             stderr,
         })
@@ -249,7 +295,7 @@ impl Runc {
     /// Runs `args`; a non-zero exit is an error with the runtime's stderr.
     async fn checked(&self, what: impl Fn() -> String, args: &[&str]) -> Result<Outcome> {
         let out = self
-            .run(args, None)
+            .run(args, None, Some(self.timeout))
             .await
             .map_err(|source| ShimError::RunRuntime {
                 what: what(),
@@ -264,9 +310,14 @@ impl Runc {
         Ok(out)
     }
 
-    /// Runs `args` with `stdio`; a console socket goes before the id, the
-    /// last argument.
-    async fn launch(&self, mut args: Vec<String>, stdio: Stdio) -> std::io::Result<Outcome> {
+    /// Runs `args` with `stdio` (until `deadline`); a console socket goes
+    /// before the id, the last argument.
+    async fn launch(
+        &self,
+        mut args: Vec<String>,
+        stdio: Stdio,
+        deadline: Option<Duration>,
+    ) -> std::io::Result<Outcome> {
         let id = args.pop().unwrap_or_default();
         let child = match stdio {
             Stdio::Pipes(child) => Some(child),
@@ -277,7 +328,7 @@ impl Runc {
         };
         args.push(id);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run(&args, child).await
+        self.run(&args, child, deadline).await
     }
 }
 
@@ -304,7 +355,9 @@ impl Runtime for Runc {
             path(c.pid_file),
             c.id.to_string(),
         ];
-        let message = match self.launch(args, stdio).await {
+        // No deadline: a create pulls in the container's whole set-up
+        // (mounts, hooks, cgroups) and fails on its own.
+        let message = match self.launch(args, stdio, None).await {
             Ok(o) if o.code == 0 => return Ok(()),
             Ok(_) => runtime_error(c.log).await,
             Err(e) => e.to_string(),
@@ -345,7 +398,7 @@ impl Runtime for Runc {
         ];
         let what = || format!("exec in container {id}");
         let outcome = self
-            .launch(args, stdio)
+            .launch(args, stdio, Some(self.timeout))
             .await
             .map_err(|source| ShimError::RunRuntime {
                 what: what(),
@@ -388,7 +441,7 @@ impl Runtime for Runc {
 
     async fn ps(&self, id: &str) -> Result<Option<Vec<u32>>> {
         let out = self
-            .run(&["ps", "--format", "json", id], None)
+            .run(&["ps", "--format", "json", id], None, Some(self.timeout))
             .await
             .map_err(|source| ShimError::RunRuntime {
                 what: format!("list the processes of container {id}"),
@@ -430,4 +483,70 @@ async fn runtime_error(log: &Path) -> String {
                 .next_back()
         })
         .unwrap_or_else(|| "the runtime failed without a message".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gone, or a zombie: killed either way.
+    fn dead(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    }
+
+    #[tokio::test]
+    async fn hung_runtime_commands_fail_at_their_deadline() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let (binary, pid_file) = (tmp.path().join("runc"), tmp.path().join("pid"));
+        let script = format!(
+            "#!/bin/sh\necho $$ >> {}\nexec sleep 600\n",
+            pid_file.display()
+        );
+        std::fs::write(&binary, script).unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let runc = Runc {
+            binary,
+            root: tmp.path().join("root"),
+            systemd_cgroup: false,
+            timeout: Duration::from_millis(200),
+        };
+        let calls: [(&str, _); 3] = [
+            ("kill container c1", runc.kill("c1", 15, false).await.err()),
+            ("pause container c1", runc.pause("c1", true).await.err()),
+            (
+                "list the processes of container c1",
+                runc.ps("c1").await.err(),
+            ),
+        ];
+        for (what, err) in calls {
+            let err = err.unwrap_or_else(|| panic!("{what}: no error"));
+            assert!(
+                matches!(&err, ShimError::RunRuntime { source, .. }
+                    if source.kind() == std::io::ErrorKind::TimedOut),
+                "{err:?}"
+            );
+            assert!(err.to_string().starts_with(what), "{err}");
+        }
+        // Each fake runtime was killed (the test has no reaper: a zombie
+        // at worst, reaped here).
+        let pids = std::fs::read_to_string(&pid_file).unwrap();
+        let pids: Vec<i32> = pids.lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(pids.len(), 3);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !pids.iter().all(|p| dead(*p)) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for pid in pids {
+            assert!(dead(pid), "runtime {pid} still runs");
+            let flags = Some(nix::sys::wait::WaitPidFlag::WNOHANG);
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), flags);
+        }
+    }
 }

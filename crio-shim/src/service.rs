@@ -41,6 +41,9 @@ pub(crate) fn status(e: ShimError) -> ttrpc::Error {
         | ShimError::Mount(_)
         | ShimError::Stdio { .. } => Code::INVALID_ARGUMENT,
         ShimError::NoCgroup => Code::FAILED_PRECONDITION,
+        ShimError::RunRuntime { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
+            Code::DEADLINE_EXCEEDED
+        }
         ShimError::Runtime { .. } | ShimError::Start { .. } => Code::UNKNOWN,
         ShimError::OpenLog { .. }
         | ShimError::RunRuntime { .. }

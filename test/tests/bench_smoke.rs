@@ -63,4 +63,10 @@ fn bench_smoke_run_reports_every_measure() {
             "{key} missing"
         );
     }
+    let pleg = &v["crio-rs"]["pleg"];
+    assert_eq!(pleg["containers"], 4, "{pleg}");
+    for key in ["list_containers", "container_status"] {
+        assert_eq!(pleg[key]["samples"], 10, "{key}: {pleg}");
+        assert!(pleg[key]["p99_ms"].as_f64().is_some(), "{key}: {pleg}");
+    }
 }

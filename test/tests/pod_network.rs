@@ -194,6 +194,10 @@ async fn two_pods_on_the_bridge_reach_each_other_and_del_cleans_up() {
     let net_dir = network(tmp.path(), &bridge.0, "10.231.0.0/24");
     let plugin_dirs = vec![PathBuf::from("/usr/lib/cni")];
     let conf = load_network(&net_dir, "", &plugin_dirs).unwrap();
+    let plugins = cni::Plugins {
+        dirs: &plugin_dirs,
+        timeout: std::time::Duration::from_secs(60),
+    };
     let pods = [
         Pinned::new(tmp.path(), "pod-1", "one", &[]),
         Pinned::new(tmp.path(), "pod-2", "two", &[]),
@@ -210,7 +214,7 @@ async fn two_pods_on_the_bridge_reach_each_other_and_del_cleans_up() {
     };
     let mut results = Vec::new();
     for p in &pods {
-        results.push(cni::add(&conf, &attachment(p), &plugin_dirs).await.unwrap());
+        results.push(cni::add(&conf, &attachment(p), &plugins).await.unwrap());
     }
     let ips: Vec<String> = results
         .iter()
@@ -227,17 +231,17 @@ async fn two_pods_on_the_bridge_reach_each_other_and_del_cleans_up() {
     // The pod reaches the host through the bridge's gateway address.
     pods[1].run(&["busybox", "ping", "-c", "1", "-W", "5", "10.231.0.1"]);
     for (p, r) in pods.iter().zip(&results) {
-        cni::check(&conf, &attachment(p), r, &plugin_dirs)
+        cni::check(&conf, &attachment(p), r, &plugins)
             .await
             .unwrap();
     }
 
     for (p, r) in pods.iter().zip(&results) {
-        cni::del(&conf, &attachment(p), Some(r), &plugin_dirs)
+        cni::del(&conf, &attachment(p), Some(r), &plugins)
             .await
             .unwrap();
         // A second DEL of what is gone succeeds.
-        cni::del(&conf, &attachment(p), Some(r), &plugin_dirs)
+        cni::del(&conf, &attachment(p), Some(r), &plugins)
             .await
             .unwrap();
     }

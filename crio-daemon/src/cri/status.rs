@@ -2,6 +2,7 @@
 
 use crio_api::Code;
 use crio_image::pull::PullError;
+use crio_network::cni::CniError;
 use tonic::Status;
 
 use crate::error::Error;
@@ -20,7 +21,12 @@ fn code(e: &Error) -> Code {
             TaskError::Unreachable(_) => Code::Unavailable,
         },
         Error::Shim(ShimError::NoBinary) => Code::FailedPrecondition,
+        Error::PodShim(ShimError::StartTimeout { .. }) => Code::DeadlineExceeded,
         Error::Shim(_) | Error::PodShim(_) => Code::Unavailable,
+        Error::Network(e) => match **e {
+            CniError::Timeout { .. } => Code::DeadlineExceeded,
+            CniError::Plugin { .. } | CniError::Exec { .. } => Code::Unknown,
+        },
         Error::Pull(e) => pull_code(e),
         Error::PauseImage { source, .. } => code(source),
         Error::Deadline(_) => Code::DeadlineExceeded,
@@ -83,6 +89,16 @@ mod tests {
                 },
                 Code::NotFound,
                 "pause_image \"pause:3\": absent",
+            ),
+            (
+                Error::Network(std::sync::Arc::new(CniError::Timeout {
+                    plugin: "hang".into(),
+                    file: "/etc/cni/net.d/10-hang.conflist".into(),
+                    command: "ADD",
+                    timeout: std::time::Duration::from_secs(2),
+                })),
+                Code::DeadlineExceeded,
+                "pod network: CNI plugin \"hang\" (/etc/cni/net.d/10-hang.conflist) ADD timed out after 2s: killed",
             ),
             (
                 Error::Shim(ShimError::NoBinary),

@@ -3,9 +3,11 @@
 //! CIDRs, bandwidth) each call passes to the plugins.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crio_api::cri::{PortMapping, Protocol};
-use crio_network::cni::{self, Attachment};
+use crio_network::cni::{self, Attachment, Plugins};
 use crio_network::netns::{self, Kind};
 use serde_json::{Value, json};
 
@@ -46,9 +48,9 @@ impl Pods {
         )
         .map_err(|e| Error::Precondition(format!("pod network: {e}")))?;
         let attachment = self.attachment(record);
-        let result = cni::add(&conf, &attachment, &net.plugin_dirs)
+        let result = cni::add(&conf, &attachment, &self.plugins())
             .await
-            .map_err(|e| Error::Failed(format!("pod network: {e}")))?;
+            .map_err(|e| Error::Network(Arc::new(e)))?;
         record.ips = cni::result_ips(&result);
         record.network = Some((conf.name.clone(), result));
         Ok(())
@@ -72,7 +74,7 @@ impl Pods {
                 tracing::warn!(pod = %record.id, "network {name:?} of the pod is gone: not checked");
                 continue;
             };
-            match cni::check(&conf, &self.attachment(&record), result, &net.plugin_dirs).await {
+            match cni::check(&conf, &self.attachment(&record), result, &self.plugins()).await {
                 Ok(()) => tracing::debug!(pod = %record.id, "CNI CHECK passed"),
                 Err(e) => tracing::warn!(pod = %record.id, "pod network broken (CNI CHECK): {e}"),
             }
@@ -85,7 +87,7 @@ impl Pods {
         let net = &self.config.network;
         if let Ok(conf) =
             crio_network::load_network(&net.network_dir, &net.cni_default_network, &net.plugin_dirs)
-            && let Err(e) = cni::del(&conf, &self.attachment(record), None, &net.plugin_dirs).await
+            && let Err(e) = cni::del(&conf, &self.attachment(record), None, &self.plugins()).await
         {
             tracing::warn!(pod = %record.id, "CNI DEL: {e}");
         }
@@ -105,7 +107,7 @@ impl Pods {
                     &conf,
                     &self.attachment(record),
                     Some(result),
-                    &net.plugin_dirs,
+                    &self.plugins(),
                 )
                 .await
                 {
@@ -115,6 +117,17 @@ impl Pods {
             Err(e) => {
                 tracing::warn!(pod = %record.id, "CNI DEL skipped, network {name:?} gone: {e}")
             }
+        }
+    }
+
+    /// The configured plugin directories and per-plugin deadline.
+    fn plugins(&self) -> Plugins<'_> {
+        let net = &self.config.network;
+        Plugins {
+            dirs: &net.plugin_dirs,
+            // Validated at start-up; the default's value otherwise.
+            timeout: crio_config::parse_duration(&net.plugin_timeout)
+                .unwrap_or(Duration::from_secs(120)),
         }
     }
 

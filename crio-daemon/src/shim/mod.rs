@@ -49,6 +49,14 @@ pub enum ShimError {
         /// Its error.
         message: String,
     },
+    /// The shim did not serve within [`START_TIMEOUT`]; it was killed.
+    #[error("shim of pod {pod} did not start within {timeout:?}: killed")]
+    StartTimeout {
+        /// The pod.
+        pod: String,
+        /// The deadline it missed.
+        timeout: Duration,
+    },
     /// The shim exited without serving.
     #[error("shim start failed ({status}): {log}")]
     StartFailed {
@@ -116,6 +124,14 @@ fn address_of(pod_dir: &Path) -> Option<String> {
     })
 }
 
+/// How long a pod's shim may take to serve after it is spawned (it
+/// normally takes a few milliseconds; a shim stuck before it serves would
+/// otherwise hold its pod's RunPodSandbox forever).
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the shim binary's `delete` action may run.
+const DELETE_ACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The shim namespace crio-rs uses.
 pub const NAMESPACE: &str = "crio";
 
@@ -126,6 +142,7 @@ pub struct Shims {
     runtime: PathBuf,
     runtime_root: PathBuf,
     systemd_cgroup: bool,
+    start_timeout: Duration,
     socket_dir: PathBuf,
     events: PathBuf,
     clients: Mutex<HashMap<String, TtrpcTask>>,
@@ -174,6 +191,8 @@ pub struct ShimConfig {
     pub runtime_root: PathBuf,
     /// Its systemd cgroup driver.
     pub systemd_cgroup: bool,
+    /// How long a shim may take to serve ([`START_TIMEOUT`]).
+    pub start_timeout: Duration,
 }
 
 impl Shims {
@@ -203,6 +222,7 @@ impl Shims {
             runtime: config.runtime,
             runtime_root: config.runtime_root,
             systemd_cgroup: config.systemd_cgroup,
+            start_timeout: config.start_timeout,
             socket_dir,
             events,
             clients: Mutex::default(),
@@ -305,8 +325,23 @@ impl Shims {
             .stderr(log)
             .spawn()
             .map_err(step(format!("start shim {}", binary.display())))?;
-        if let Some(mut out) = child.stdout.take() {
-            let _ = out.read_to_end(&mut Vec::new()).await;
+        let stdout = child.stdout.take();
+        let ready = async {
+            if let Some(mut out) = stdout {
+                let _ = out.read_to_end(&mut Vec::new()).await;
+            }
+        };
+        if tokio::time::timeout(self.start_timeout, ready)
+            .await
+            .is_err()
+        {
+            let _ = child.start_kill();
+            // SIGKILLed: the wait is short.
+            let _ = child.wait().await;
+            return Err(ShimError::StartTimeout {
+                pod: id.to_string(),
+                timeout: self.start_timeout,
+            });
         }
         if Path::new(served.trim_start_matches("unix://")).exists() {
             let (exited, exit) = tokio::sync::watch::channel(false);
@@ -365,24 +400,28 @@ impl PodShims for Shims {
     /// container in the runtime.
     async fn delete_action(&self, container_id: &str, bundle: &Path) {
         let Some(binary) = &self.binary else { return };
-        let out = tokio::process::Command::new(binary)
-            .args([
-                "-namespace",
-                NAMESPACE,
-                "-id",
-                container_id,
-                "-bundle",
-                &bundle.display().to_string(),
-                "delete",
-            ])
-            .current_dir(bundle)
-            .env(env::RUNTIME, &self.runtime)
-            .env(env::RUNTIME_ROOT, &self.runtime_root)
-            .stdin(Stdio::null())
-            .output()
-            .await;
-        if let Err(e) = out {
-            tracing::warn!(container = container_id, "shim delete action: {e}");
+        let mut cmd = tokio::process::Command::new(binary);
+        cmd.args([
+            "-namespace",
+            NAMESPACE,
+            "-id",
+            container_id,
+            "-bundle",
+            &bundle.display().to_string(),
+            "delete",
+        ])
+        .current_dir(bundle)
+        .env(env::RUNTIME, &self.runtime)
+        .env(env::RUNTIME_ROOT, &self.runtime_root)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+        match tokio::time::timeout(DELETE_ACTION_TIMEOUT, cmd.output()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(container = container_id, "shim delete action: {e}"),
+            Err(_) => tracing::warn!(
+                container = container_id,
+                "shim delete action still running after {DELETE_ACTION_TIMEOUT:?}: killed"
+            ),
         }
     }
 
@@ -429,5 +468,44 @@ impl PodShims for Shims {
 
     fn socket_dir(&self) -> &Path {
         &self.socket_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_shim_that_never_serves_is_killed_at_the_start_deadline() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let (binary, pid_file) = (tmp.path().join("shim"), tmp.path().join("pid"));
+        let script = format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 600\n",
+            pid_file.display()
+        );
+        std::fs::write(&binary, script).unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = ShimConfig {
+            binary: Some(binary),
+            runtime: "runc".into(),
+            runtime_root: tmp.path().join("runc"),
+            systemd_cgroup: false,
+            start_timeout: Duration::from_millis(300),
+        };
+        let shims = Shims::start(config, &tmp.path().join("run")).await.unwrap();
+        let pod_dir = tmp.path().join("pod");
+        std::fs::create_dir(&pod_dir).unwrap();
+        let started = std::time::Instant::now();
+        let err = shims.ensure("pod1", &pod_dir, "").await.err().unwrap();
+        assert!(matches!(err, ShimError::StartTimeout { .. }), "{err}");
+        assert!(err.to_string().contains("pod1"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        assert!(
+            !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+            "the shim was killed and reaped"
+        );
+        assert!(address_of(&pod_dir).is_none(), "no address is left");
     }
 }

@@ -5,15 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::io::AsyncWriteExt;
 
-use crate::NetworkConf;
-
-/// Largest plugin output read.
-const MAX_OUTPUT: usize = 1 << 20;
+use crate::{NetworkConf, run};
 
 /// A CNI operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +26,18 @@ pub enum CniError {
         /// The plugin's message (and details), or its stderr.
         message: String,
     },
+    /// The plugin did not finish in time and was killed.
+    #[error("CNI plugin {plugin:?} ({file}) {command} timed out after {timeout:?}: killed")]
+    Timeout {
+        /// The plugin's type.
+        plugin: String,
+        /// The network configuration file.
+        file: String,
+        /// ADD, DEL or CHECK.
+        command: &'static str,
+        /// The deadline it missed.
+        timeout: Duration,
+    },
     /// The plugin could not be run or answered garbage.
     #[error("CNI plugin {plugin:?} {command}: {message}")]
     Exec {
@@ -40,6 +48,27 @@ pub enum CniError {
         /// What went wrong.
         message: String,
     },
+}
+
+/// Where the plugins are and how long each run of one may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Plugins<'a> {
+    /// Directories searched for plugin binaries (`CNI_PATH`).
+    pub dirs: &'a [PathBuf],
+    /// How long one plugin may run before it is killed, with every process
+    /// of its process group (a hung plugin must not hold its pod's
+    /// RunPodSandbox, and the kubelet behind it, forever).
+    pub timeout: Duration,
+}
+
+impl Plugins<'_> {
+    fn search_path(&self) -> String {
+        self.dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    }
 }
 
 /// What a pod brings to a CNI call.
@@ -92,13 +121,14 @@ fn plugin_config(
     Value::Object(obj)
 }
 
+/// Runs plugin `index` of `conf` for `command`: its output on success.
 async fn exec(
     conf: &NetworkConf,
     index: usize,
     command: &'static str,
     config: &Value,
     att: &Attachment,
-    cni_path: &str,
+    plugins: &Plugins<'_>,
 ) -> Result<Option<Value>, CniError> {
     let plugin = &conf.plugins[index];
     let err = |message: String| CniError::Exec {
@@ -109,39 +139,34 @@ async fn exec(
     let args: Vec<String> = std::iter::once("IgnoreUnknown=1".to_string())
         .chain(att.args.iter().map(|(k, v)| format!("{k}={v}")))
         .collect();
-    let mut child = tokio::process::Command::new(&plugin.binary)
-        .env_clear()
+    let mut cmd = tokio::process::Command::new(&plugin.binary);
+    cmd.env_clear()
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", &att.container_id)
         .env("CNI_NETNS", &att.netns)
         .env("CNI_IFNAME", &att.ifname)
         .env("CNI_ARGS", args.join(";"))
-        .env("CNI_PATH", cni_path)
+        .env("CNI_PATH", plugins.search_path())
         .env(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| err(format!("run {}: {e}", plugin.binary.display())))?;
+        );
     let input = serde_json::to_vec(config).map_err(|e| err(e.to_string()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A plugin may exit without reading its input: its status decides.
-        match stdin.write_all(&input).await {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                return Err(err(format!("write config: {e}")));
-            }
-            _ => {}
+    let out = match run::output(cmd, &input, plugins.timeout).await {
+        Ok(out) => out,
+        Err(run::RunError::Io(what, e)) => {
+            return Err(err(format!("{what} {}: {e}", plugin.binary.display())));
         }
-    }
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    let stdout = &out.stdout[..out.stdout.len().min(MAX_OUTPUT)];
+        Err(run::RunError::Timeout) => {
+            return Err(CniError::Timeout {
+                plugin: plugin.kind.clone(),
+                file: conf.file.display().to_string(),
+                command,
+                timeout: plugins.timeout,
+            });
+        }
+    };
+    let stdout = &out.stdout[..];
     if !out.status.success() {
         let message = serde_json::from_slice::<Value>(stdout)
             .ok()
@@ -175,30 +200,25 @@ async fn exec(
         .map_err(|e| err(format!("invalid result: {e}")))
 }
 
-fn cni_path(dirs: &[PathBuf]) -> String {
-    dirs.iter()
-        .map(|d| d.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// Runs ADD through the list and returns the final result. On failure the
-/// plugins already added are deleted again, so no half network is left.
+/// plugins tried so far are deleted again (each DEL under its own
+/// deadline), so no half network is left.
 pub async fn add(
     conf: &NetworkConf,
     att: &Attachment,
-    plugin_dirs: &[PathBuf],
+    plugins: &Plugins<'_>,
 ) -> Result<Value, CniError> {
-    let path = cni_path(plugin_dirs);
-    let plugins = conf.list["plugins"].as_array().cloned().unwrap_or_default();
+    let list = conf.list["plugins"].as_array().cloned().unwrap_or_default();
     let mut prev: Option<Value> = None;
-    for (i, plugin) in plugins.iter().enumerate() {
+    for (i, plugin) in list.iter().enumerate() {
         let config = plugin_config(conf, plugin, prev.as_ref(), att);
-        match exec(conf, i, "ADD", &config, att, &path).await {
+        match exec(conf, i, "ADD", &config, att, plugins).await {
             Ok(Some(result)) => prev = Some(result),
             Ok(None) => {}
             Err(e) => {
-                let _ = del_from(conf, att, prev.as_ref(), i, &path).await;
+                // The failed plugin too: it may have made half of its part
+                // (a veth, an address) before failing or hanging.
+                let _ = del_from(conf, att, prev.as_ref(), i + 1, plugins).await;
                 return Err(e);
             }
         }
@@ -212,10 +232,9 @@ pub async fn del(
     conf: &NetworkConf,
     att: &Attachment,
     result: Option<&Value>,
-    plugin_dirs: &[PathBuf],
+    plugins: &Plugins<'_>,
 ) -> Result<(), CniError> {
-    let count = conf.plugins.len();
-    del_from(conf, att, result, count, &cni_path(plugin_dirs)).await
+    del_from(conf, att, result, conf.plugins.len(), plugins).await
 }
 
 async fn del_from(
@@ -223,13 +242,13 @@ async fn del_from(
     att: &Attachment,
     result: Option<&Value>,
     count: usize,
-    path: &str,
+    plugins: &Plugins<'_>,
 ) -> Result<(), CniError> {
-    let plugins = conf.list["plugins"].as_array().cloned().unwrap_or_default();
+    let list = conf.list["plugins"].as_array().cloned().unwrap_or_default();
     let mut first = None;
-    for i in (0..count.min(plugins.len())).rev() {
-        let config = plugin_config(conf, &plugins[i], result, att);
-        if let Err(e) = exec(conf, i, "DEL", &config, att, path).await {
+    for i in (0..count.min(list.len())).rev() {
+        let config = plugin_config(conf, &list[i], result, att);
+        if let Err(e) = exec(conf, i, "DEL", &config, att, plugins).await {
             first.get_or_insert(e);
         }
     }
@@ -242,16 +261,15 @@ pub async fn check(
     conf: &NetworkConf,
     att: &Attachment,
     result: &Value,
-    plugin_dirs: &[PathBuf],
+    plugins: &Plugins<'_>,
 ) -> Result<(), CniError> {
     if conf.list["disableCheck"].as_bool() == Some(true) || conf.cni_version.starts_with("0.3") {
         return Ok(());
     }
-    let path = cni_path(plugin_dirs);
-    let plugins = conf.list["plugins"].as_array().cloned().unwrap_or_default();
-    for (i, plugin) in plugins.iter().enumerate() {
+    let list = conf.list["plugins"].as_array().cloned().unwrap_or_default();
+    for (i, plugin) in list.iter().enumerate() {
         let config = plugin_config(conf, plugin, Some(result), att);
-        exec(conf, i, "CHECK", &config, att, &path).await?;
+        exec(conf, i, "CHECK", &config, att, plugins).await?;
     }
     Ok(())
 }
@@ -359,7 +377,11 @@ mod tests {
             ifname: "eth0".into(),
             ..Attachment::default()
         };
-        let err = add(&conf, &att, &[]).await.unwrap_err().to_string();
+        let plugins = Plugins {
+            dirs: &[],
+            timeout: Duration::from_secs(30),
+        };
+        let err = add(&conf, &att, &plugins).await.unwrap_err().to_string();
         assert!(
             err.contains("\"bad\"")
                 && err.contains("10-net.conflist")
@@ -373,14 +395,44 @@ mod tests {
 
         conf.plugins.truncate(1);
         conf.list["plugins"] = json!([{"type": "good"}]);
-        let result = add(&conf, &att, &[]).await.unwrap();
+        let result = add(&conf, &att, &plugins).await.unwrap();
         assert_eq!(result_ips(&result), ["10.1.0.2"]);
-        del(&conf, &att, Some(&result), &[]).await.unwrap();
-        check(&conf, &att, &result, &[]).await.unwrap();
+        del(&conf, &att, Some(&result), &plugins).await.unwrap();
+        check(&conf, &att, &result, &plugins).await.unwrap();
         assert!(
             std::fs::read_to_string(&log)
                 .unwrap()
                 .ends_with("ADD pod1 eth0\nDEL pod1 eth0\nCHECK pod1 eth0\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hung_plugin_times_out_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let hang = tmp.path().join("hang");
+        std::fs::write(&hang, "#!/bin/sh\nsleep 600\n").unwrap();
+        std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut conf = conf_with(json!([{"type": "hang"}]));
+        conf.plugins = vec![PluginRef {
+            kind: "hang".into(),
+            binary: hang,
+        }];
+        let plugins = Plugins {
+            dirs: &[],
+            timeout: Duration::from_millis(200),
+        };
+        let err = add(&conf, &Attachment::default(), &plugins)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CniError::Timeout { command: "ADD", .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("\"hang\"") && text.contains("timed out after 200ms"),
+            "{text}"
         );
     }
 }

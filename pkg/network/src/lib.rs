@@ -5,6 +5,7 @@
 pub mod cni;
 mod conf;
 pub mod netns;
+mod run;
 pub mod stats;
 
 pub use conf::{

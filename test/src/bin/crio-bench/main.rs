@@ -1,0 +1,147 @@
+//! crio-bench: measures crio-rs through its CRI socket with an in-process
+//! client: pod and container lifecycle calls, ExecSync, listing, throughput
+//! with concurrent clients, image pull and unpack, daemon and shim memory,
+//! and recovery time. Prints a JSON document (and a markdown table with
+//! `--markdown`, an SVG chart with `--svg FILE`). `--with-containerd` measures
+//! Debian's containerd the same way; `--render FILE` re-renders a saved run;
+//! `--smoke` takes a few samples, for CI; `--daemon-log FILE` keeps the
+//! crio-rs daemon's log (per-step timings at debug level). `--only GROUPS`
+//! (comma-separated: pods, containers, throughput, pleg, images) measures
+//! those groups alone.
+
+mod images;
+mod lifecycle;
+mod pleg;
+mod report;
+mod target;
+
+use anyhow::Result;
+use crio_test::Registry;
+use crio_test::containerd::Containerd;
+use crio_test::images::push_standard_images;
+use crio_test::pods::{PodWorld, bridge_conflist};
+use serde_json::{Value, json};
+
+use crate::report::{markdown, svg};
+use crate::target::Target;
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let option = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    // Render a saved run instead of measuring.
+    if let Some(saved) = option("--render") {
+        let results: Value = serde_json::from_str(&std::fs::read_to_string(saved)?)?;
+        if let Some(path) = option("--svg") {
+            std::fs::write(path, svg(&results))?;
+        }
+        print!("{}", markdown(&results));
+        return Ok(());
+    }
+    let smoke = args.iter().any(|a| a == "--smoke");
+    // `--only pods,throughput` measures those groups alone (all by default).
+    let only = option("--only").cloned();
+    let wanted = |group: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|g| g == group))
+    };
+    let (samples, many, files) = if smoke { (3, 5, 2) } else { (20, 100, 25) };
+    let mut results = json!({
+        "machine": {"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()},
+    });
+    // As on a node, where /run is a tmpfs.
+    crio_test::daemon::keep_volatile_state_on_tmpfs();
+    // Images (and the reference's pause image) come from a registry of the bench's own.
+    let registry = Registry::start()?;
+    let standard = push_standard_images(&registry)?;
+    let mut targets = vec![Target::Crio(PodWorld::start_with_registry(&registry)?)];
+    if args.iter().any(|a| a == "--with-containerd") {
+        let pid = std::process::id();
+        let bridge = format!("ctrd{}", pid % 1_000_000);
+        let prefix = format!("10.{}.{}", 100 + (pid / 250) % 100, (pid + 125) % 250);
+        let conflist = bridge_conflist(&bridge, &prefix);
+        targets.push(Target::Containerd(
+            Containerd::start(&registry.host(), &standard.pause.reference, &conflist)?,
+            bridge,
+        ));
+    }
+    // What the reference cannot do here, said rather than skipped.
+    let mut notes = Vec::new();
+    if targets.len() > 1 {
+        notes.push(
+            "containerd runs with restrict_oom_score_adj = true: this host lacks CAP_SYS_RESOURCE, \
+             so containers' oom_score_adj cannot go below containerd's own",
+        );
+    }
+    for note in &notes {
+        eprintln!("note: {note}");
+    }
+    results["notes"] = json!(notes);
+    for mut target in targets {
+        let name = target.name();
+        results[name] = json!({});
+        if wanted("pods") {
+            eprintln!("measuring {name} pods...");
+            results[name]["pods"] = lifecycle::pods(&mut target, samples, many).await?;
+        }
+        if wanted("containers") {
+            eprintln!("measuring {name} containers...");
+            results[name]["containers"] =
+                lifecycle::containers(&target, &standard.busybox.reference, samples, many).await?;
+        }
+        if wanted("throughput") {
+            eprintln!("measuring {name} throughput...");
+            let (pods, mut concurrency) = if smoke {
+                (4, vec![1, 2])
+            } else {
+                (50, vec![1, 5, 10])
+            };
+            // `--clients 10` measures with that many clients alone.
+            if let Some(n) = option("--clients") {
+                concurrency = vec![n.parse()?];
+            }
+            results[name]["throughput"] =
+                lifecycle::throughput(&target, &standard.busybox.reference, pods, &concurrency)
+                    .await?;
+        }
+        if wanted("pleg") {
+            eprintln!("measuring {name} PLEG under churn...");
+            let scale = if smoke {
+                pleg::Scale {
+                    pods: 2,
+                    per_pod: 2,
+                    samples: 10,
+                }
+            } else {
+                pleg::Scale {
+                    pods: 30,
+                    per_pod: 10,
+                    samples: 500,
+                }
+            };
+            results[name]["pleg"] =
+                pleg::pleg(&target, &standard.busybox.reference, &scale).await?;
+        }
+        if wanted("images") {
+            eprintln!("measuring {name} pulls...");
+            results[name]["images"] =
+                images::images(&target, &registry, if smoke { 1 } else { 5 }, files).await?;
+        }
+        // The daemon's log holds its per-step timings (debug level).
+        if let (Target::Crio(w), Some(path)) = (&target, option("--daemon-log")) {
+            std::fs::write(path, w.daemon.log())?;
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&results)?);
+    if let Some(path) = option("--svg") {
+        std::fs::write(path, svg(&results))?;
+    }
+    if args.iter().any(|a| a == "--markdown") {
+        eprintln!("{}", markdown(&results));
+    }
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! PLEG under churn: what the kubelet's pod lifecycle event generator sees
+//! on a busy node. Many containers run, one pod's shim is stopped (SIGSTOP,
+//! a stand-in for a shim stuck in the kernel), and pods are created and
+//! removed in the background while ListContainers and ContainerStatus are
+//! timed. The kubelet marks the node NotReady when these calls stall.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crio_api::client::CriClient;
+use crio_api::cri::{
+    ContainerStatusRequest, CreateContainerRequest, ListContainersRequest, NamespaceMode,
+    RemovePodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+};
+use crio_test::cri::pull;
+use crio_test::pods::pod_config;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+use crate::target::{Target, ready_client, remove_all, run_pod, sleeper};
+
+/// A call that has not answered after this long is counted as timed out
+/// (and its sample is this long): a stalled call must not stall the bench.
+const CALL_CAP: Duration = Duration::from_secs(2);
+
+/// The size of the scenario.
+pub(crate) struct Scale {
+    /// Pods with running containers.
+    pub(crate) pods: usize,
+    /// Containers in each.
+    pub(crate) per_pod: usize,
+    /// Timed calls of each kind.
+    pub(crate) samples: usize,
+}
+
+/// Continues a stopped process when dropped, whatever happened meanwhile.
+struct Stopped(Pid);
+
+impl Stopped {
+    fn stop(pid: u32) -> Result<Self> {
+        let pid = Pid::from_raw(pid as i32);
+        kill(pid, Signal::SIGSTOP).context("SIGSTOP the shim")?;
+        Ok(Self(pid))
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = kill(self.0, Signal::SIGCONT);
+    }
+}
+
+/// Percentiles of `samples` in milliseconds, and how many hit the cap.
+fn percentiles(mut samples: Vec<Duration>) -> Value {
+    samples.sort();
+    let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+    let n = samples.len();
+    let at = |p: usize| samples[(n * p).div_ceil(100).saturating_sub(1).min(n - 1)];
+    json!({
+        "samples": n,
+        "median_ms": ms(at(50)),
+        "p99_ms": ms(at(99)),
+        "max_ms": ms(samples[n - 1]),
+        "timed_out": samples.iter().filter(|d| **d >= CALL_CAP).count(),
+    })
+}
+
+/// The time of `call`, capped at [`CALL_CAP`].
+async fn timed<T>(call: impl std::future::Future<Output = T>) -> Duration {
+    let t = Instant::now();
+    let _ = tokio::time::timeout(CALL_CAP, call).await;
+    t.elapsed()
+}
+
+/// A pod named `name` with `count` running `sleep` containers; their IDs.
+async fn pod_with(
+    c: &mut CriClient,
+    image: &str,
+    name: &str,
+    count: usize,
+) -> Result<(String, Vec<String>)> {
+    let pod = run_pod(c, name).await?;
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let id = c
+            .runtime
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(sleeper(image, &format!("c{i}"))),
+                sandbox_config: Some(pod_config(
+                    name,
+                    NamespaceMode::Pod as i32,
+                    NamespaceMode::Pod as i32,
+                )),
+            })
+            .await?
+            .into_inner()
+            .container_id;
+        c.runtime
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await?;
+        ids.push(id);
+    }
+    Ok((pod, ids))
+}
+
+/// Creates and removes pods (with one container each) until `done`; how
+/// many it made. Errors are counted, not fatal: the point is the load.
+async fn churn(mut c: CriClient, image: String, done: Arc<AtomicBool>) -> (usize, usize) {
+    let (mut made, mut failed) = (0, 0);
+    while !done.load(Ordering::Relaxed) {
+        let name = format!("churn-{made}-{failed}");
+        let cycle = async {
+            let (pod, _) = pod_with(&mut c, &image, &name, 1).await?;
+            c.runtime
+                .stop_pod_sandbox(StopPodSandboxRequest {
+                    pod_sandbox_id: pod.clone(),
+                })
+                .await?;
+            c.runtime
+                .remove_pod_sandbox(RemovePodSandboxRequest {
+                    pod_sandbox_id: pod,
+                })
+                .await?;
+            anyhow::Ok(())
+        };
+        match cycle.await {
+            Ok(()) => made += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    (made, failed)
+}
+
+/// The scenario on `target`: p50/p99 of ListContainers and ContainerStatus
+/// (every container in turn, the stopped pod's among them).
+pub(crate) async fn pleg(target: &Target, image: &str, scale: &Scale) -> Result<Value> {
+    let mut client = ready_client(&target.endpoint()).await?;
+    pull(&mut client, image).await?;
+    let mut pods = Vec::new();
+    let mut all = Vec::new();
+    for p in 0..scale.pods {
+        let (pod, ids) = pod_with(&mut client, image, &format!("pleg-{p}"), scale.per_pod).await?;
+        pods.push(pod);
+        all.extend(ids);
+    }
+    let shim = *target
+        .shims(Some(&pods[0]))
+        .first()
+        .context("no shim found for the first pod")?;
+    let done = Arc::new(AtomicBool::new(false));
+    let background = tokio::spawn(churn(
+        ready_client(&target.endpoint()).await?,
+        image.to_string(),
+        done.clone(),
+    ));
+    let listed = AtomicUsize::new(0);
+    let (mut list, mut status) = (Vec::new(), Vec::new());
+    {
+        let _stopped = Stopped::stop(shim)?;
+        for i in 0..scale.samples {
+            list.push(
+                timed(async {
+                    if let Ok(r) = client
+                        .runtime
+                        .list_containers(ListContainersRequest::default())
+                        .await
+                    {
+                        listed.store(r.into_inner().containers.len(), Ordering::Relaxed);
+                    }
+                })
+                .await,
+            );
+            let id = all[i % all.len()].clone();
+            status.push(
+                timed(client.runtime.container_status(ContainerStatusRequest {
+                    container_id: id,
+                    verbose: false,
+                }))
+                .await,
+            );
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    let (churned, churn_failed) = background.await?;
+    remove_all(&mut client).await?;
+    Ok(json!({
+        "containers": all.len(),
+        "pods": scale.pods,
+        "containers_listed_last": listed.load(Ordering::Relaxed),
+        "churned_pods": churned,
+        "churn_failures": churn_failed,
+        "list_containers": percentiles(list),
+        "container_status": percentiles(status),
+    }))
+}
