@@ -67,6 +67,14 @@ pub async fn setup_with_files(files: &[(&str, &str)]) -> Setup {
 
 /// Runs a pod; its ID.
 pub async fn run_pod(client: &mut CriClient, config: crio_api::cri::PodSandboxConfig) -> String {
+    try_run_pod(client, config).await.unwrap()
+}
+
+/// Runs a pod; its ID or the call's error.
+pub async fn try_run_pod(
+    client: &mut CriClient,
+    config: crio_api::cri::PodSandboxConfig,
+) -> Result<String, tonic::Status> {
     client
         .runtime
         .run_pod_sandbox(RunPodSandboxRequest {
@@ -74,9 +82,7 @@ pub async fn run_pod(client: &mut CriClient, config: crio_api::cri::PodSandboxCo
             runtime_handler: String::new(),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id
+        .map(|r| r.into_inner().pod_sandbox_id)
 }
 
 /// Creates a container in `pod`.

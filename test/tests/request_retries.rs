@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
-use crio_api::cri::{NamespaceMode, PodSandboxConfig, RunPodSandboxRequest};
-use crio_test::containers::{container, create, remove_pod, setup};
+use crio_api::cri::{NamespaceMode, PodSandboxConfig};
+use crio_test::containers::{container, create, remove_pod, setup, try_run_pod};
 use crio_test::pods::pod_config;
 use nix::sys::signal::Signal;
 use tonic::Code;
@@ -41,30 +41,19 @@ fn ctr(image: &str, start: usize) -> crio_api::cri::ContainerConfig {
     config
 }
 
-async fn runp(
-    client: &mut crio_api::client::CriClient,
-    config: PodSandboxConfig,
-) -> Result<String, tonic::Status> {
-    client
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config),
-            runtime_handler: String::new(),
-        })
-        .await
-        .map(|r| r.into_inner().pod_sandbox_id)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn retries_get_the_same_ids_before_and_after_a_restart() {
     let mut s = setup().await;
     let image = s.images.busybox.reference.clone();
-    let pod_id = runp(&mut s.client, pod(0)).await.unwrap();
+    let pod_id = try_run_pod(&mut s.client, pod(0)).await.unwrap();
     let ctr_id = create(&mut s.client, &pod_id, ctr(&image, 0))
         .await
         .unwrap();
     for start in 1..4 {
-        assert_eq!(runp(&mut s.client, pod(start)).await.unwrap(), pod_id);
+        assert_eq!(
+            try_run_pod(&mut s.client, pod(start)).await.unwrap(),
+            pod_id
+        );
         assert_eq!(
             create(&mut s.client, &pod_id, ctr(&image, start))
                 .await
@@ -79,7 +68,7 @@ async fn retries_get_the_same_ids_before_and_after_a_restart() {
     s.world.daemon.spawn().unwrap();
     let mut client = s.world.daemon.client().await.unwrap();
     for start in 4..7 {
-        assert_eq!(runp(&mut client, pod(start)).await.unwrap(), pod_id);
+        assert_eq!(try_run_pod(&mut client, pod(start)).await.unwrap(), pod_id);
         assert_eq!(
             create(&mut client, &pod_id, ctr(&image, start))
                 .await
@@ -93,7 +82,7 @@ async fn retries_get_the_same_ids_before_and_after_a_restart() {
     other_pod
         .annotations
         .insert("annotation.example.com/key-3".into(), "changed".into());
-    let err = runp(&mut client, other_pod).await.unwrap_err();
+    let err = try_run_pod(&mut client, other_pod).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
     assert!(err.message().contains(&pod_id), "{}", err.message());
     let mut other_ctr = ctr(&image, 0);

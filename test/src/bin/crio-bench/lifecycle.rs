@@ -11,7 +11,9 @@ use crio_api::cri::{
 use crio_test::cri::pull;
 use serde_json::{Value, json};
 
-use crate::target::{Target, ready_client, remove_all, rss_kib, run_pod, start_pod, stats};
+use crate::target::{
+    Target, ready_client, remove_all, remove_pod, rss_kib, run_pod, start_pod, stats,
+};
 
 /// Pod calls one by one, ListPodSandbox with `many` pods, the daemon's
 /// memory, and the recovery of `many` pods after a kill -9.
@@ -23,18 +25,7 @@ pub(crate) async fn pods(target: &mut Target, samples: usize, many: usize) -> Re
     let mut client = connect(target).await?;
     // Warm up: first CNI call, first helper or pause image.
     let warm = run_pod(&mut client, "warm").await?;
-    client
-        .runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: warm.clone(),
-        })
-        .await?;
-    client
-        .runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: warm,
-        })
-        .await?;
+    remove_pod(&mut client, warm).await?;
     let idle_rss = rss_kib(target.pid());
     let (mut run, mut stop, mut remove) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..samples {
@@ -121,18 +112,7 @@ pub(crate) async fn containers(
         start.push(s);
         total.push(r + c + s);
         let t = Instant::now();
-        client
-            .runtime
-            .stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            })
-            .await?;
-        client
-            .runtime
-            .remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: pod,
-            })
-            .await?;
+        remove_pod(&mut client, pod).await?;
         teardown.push(t.elapsed());
     }
     let (_, id, _) = start_pod(&mut client, image, "exec").await?;

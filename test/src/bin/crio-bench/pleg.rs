@@ -10,21 +10,24 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use crio_api::client::CriClient;
-use crio_api::cri::{
-    ContainerStatusRequest, CreateContainerRequest, ListContainersRequest, NamespaceMode,
-    RemovePodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
-};
+use crio_api::cri::{ContainerStatusRequest, ListContainersRequest};
 use crio_test::cri::pull;
-use crio_test::pods::pod_config;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::target::{Target, ready_client, remove_all, run_pod, sleeper};
+use crate::target::{
+    Target, create_sleeper, ready_client, remove_all, remove_pod, run_pod, start_container,
+};
 
 /// A call that has not answered after this long is counted as timed out
 /// (and its sample is this long): a stalled call must not stall the bench.
 const CALL_CAP: Duration = Duration::from_secs(2);
+
+/// One ListContainers and one ContainerStatus per tick, about as often as
+/// a kubelet with a few hundred containers asks, so the samples spread over
+/// the background churn (500 samples: 10 s).
+const TICK: Duration = Duration::from_millis(20);
 
 /// The size of the scenario.
 pub(crate) struct Scale {
@@ -85,25 +88,8 @@ async fn pod_with(
     let pod = run_pod(c, name).await?;
     let mut ids = Vec::new();
     for i in 0..count {
-        let id = c
-            .runtime
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(sleeper(image, &format!("c{i}"))),
-                sandbox_config: Some(pod_config(
-                    name,
-                    NamespaceMode::Pod as i32,
-                    NamespaceMode::Pod as i32,
-                )),
-            })
-            .await?
-            .into_inner()
-            .container_id;
-        c.runtime
-            .start_container(StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await?;
+        let id = create_sleeper(c, &pod, name, image, &format!("c{i}")).await?;
+        start_container(c, &id).await?;
         ids.push(id);
     }
     Ok((pod, ids))
@@ -117,17 +103,7 @@ async fn churn(mut c: CriClient, image: String, done: Arc<AtomicBool>) -> (usize
         let name = format!("churn-{made}-{failed}");
         let cycle = async {
             let (pod, _) = pod_with(&mut c, &image, &name, 1).await?;
-            c.runtime
-                .stop_pod_sandbox(StopPodSandboxRequest {
-                    pod_sandbox_id: pod.clone(),
-                })
-                .await?;
-            c.runtime
-                .remove_pod_sandbox(RemovePodSandboxRequest {
-                    pod_sandbox_id: pod,
-                })
-                .await?;
-            anyhow::Ok(())
+            remove_pod(&mut c, pod).await
         };
         match cycle.await {
             Ok(()) => made += 1,
@@ -161,9 +137,12 @@ pub(crate) async fn pleg(target: &Target, image: &str, scale: &Scale) -> Result<
     ));
     let listed = AtomicUsize::new(0);
     let (mut list, mut status) = (Vec::new(), Vec::new());
+    let mut ticks = tokio::time::interval(TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     {
         let _stopped = Stopped::stop(shim)?;
         for i in 0..scale.samples {
+            ticks.tick().await;
             list.push(
                 timed(async {
                     if let Ok(r) = client

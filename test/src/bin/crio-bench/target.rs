@@ -170,24 +170,28 @@ pub(crate) async fn remove_all(client: &mut CriClient) -> Result<()> {
         .into_inner()
         .items
     {
-        client
-            .runtime
-            .stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: p.id.clone(),
-            })
-            .await?;
-        client
-            .runtime
-            .remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: p.id,
-            })
-            .await?;
+        remove_pod(client, p.id).await?;
     }
     Ok(())
 }
 
+/// Stops and removes pod `id`.
+pub(crate) async fn remove_pod(client: &mut CriClient, id: String) -> Result<()> {
+    client
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await?;
+    client
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+        .await?;
+    Ok(())
+}
+
 /// A container config running `sleep 3600` from `image`.
-pub(crate) fn sleeper(image: &str, name: &str) -> ContainerConfig {
+fn sleeper(image: &str, name: &str) -> ContainerConfig {
     ContainerConfig {
         metadata: Some(ContainerMetadata {
             name: name.into(),
@@ -202,6 +206,41 @@ pub(crate) fn sleeper(image: &str, name: &str) -> ContainerConfig {
     }
 }
 
+/// Creates a `sleep` container named `name` in pod `pod` (made from the
+/// config of [`run_pod`]`(pod_name)`); its ID.
+pub(crate) async fn create_sleeper(
+    c: &mut CriClient,
+    pod: &str,
+    pod_name: &str,
+    image: &str,
+    name: &str,
+) -> Result<String> {
+    Ok(c.runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.to_string(),
+            config: Some(sleeper(image, name)),
+            // kubelet always sends it; containerd needs it.
+            sandbox_config: Some(pod_config(
+                pod_name,
+                NamespaceMode::Pod as i32,
+                NamespaceMode::Pod as i32,
+            )),
+        })
+        .await?
+        .into_inner()
+        .container_id)
+}
+
+/// Starts container `id`.
+pub(crate) async fn start_container(c: &mut CriClient, id: &str) -> Result<()> {
+    c.runtime
+        .start_container(StartContainerRequest {
+            container_id: id.to_string(),
+        })
+        .await?;
+    Ok(())
+}
+
 /// A pod with a running container: (pod ID, container ID, the time of
 /// RunPodSandbox, CreateContainer and StartContainer).
 pub(crate) async fn start_pod(
@@ -213,27 +252,9 @@ pub(crate) async fn start_pod(
     let pod = run_pod(c, name).await?;
     let run = t.elapsed();
     let t = Instant::now();
-    let id = c
-        .runtime
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(sleeper(image, name)),
-            // kubelet always sends it; containerd needs it.
-            sandbox_config: Some(pod_config(
-                name,
-                NamespaceMode::Pod as i32,
-                NamespaceMode::Pod as i32,
-            )),
-        })
-        .await?
-        .into_inner()
-        .container_id;
+    let id = create_sleeper(c, &pod, name, image, name).await?;
     let create = t.elapsed();
     let t = Instant::now();
-    c.runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await?;
+    start_container(c, &id).await?;
     Ok((pod, id, [run, create, t.elapsed()]))
 }

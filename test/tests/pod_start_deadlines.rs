@@ -1,6 +1,8 @@
-//! A CNI plugin that hangs: RunPodSandbox fails within the configured
-//! `plugin_timeout` with an error naming the plugin, the plugin and what it
-//! started are killed, DEL is tried, and nothing of the pod is left.
+//! Deadlines of RunPodSandbox's steps. A CNI plugin that hangs: the call
+//! fails within the configured `plugin_timeout` with an error naming the
+//! plugin, the plugin and what it started are killed, DEL is tried. A pod
+//! shim that never serves: the call fails at the shim's start deadline and
+//! the shim is killed. Either way nothing of the pod is left.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,6 +29,17 @@ ADD)
     ;;
 esac
 "#;
+
+/// A pod shim that never serves: it records its pid and sleeps with its
+/// stdout (the daemon's readiness pipe) open.
+const MUTE_SHIM: &str = "#!/bin/sh\necho $$ >> LOG\nexec sleep 600\n";
+
+/// Writes an executable script.
+fn script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
 
 /// Gone, or a zombie waiting for its reaper: killed either way.
 fn dead(pid: &str) -> bool {
@@ -130,8 +143,11 @@ async fn a_hung_plugin_fails_the_pod_within_its_timeout_and_leaves_nothing() {
         "no DEL after the failed ADD:\n{calls}"
     );
 
-    // Nothing of the pod is left: no pod, no record, no namespace pins,
-    // no directory, no shim.
+    nothing_left(&daemon, &mut client).await;
+}
+
+/// No pod, no record, no namespace pins, no directory, no shim.
+async fn nothing_left(daemon: &TestDaemon, client: &mut crio_api::client::CriClient) {
     let pods = client
         .runtime
         .list_pod_sandbox(ListPodSandboxRequest { filter: None })
@@ -148,4 +164,43 @@ async fn a_hung_plugin_fails_the_pod_within_its_timeout_and_leaves_nothing() {
         crio_test::daemon::shims_of(&daemon.path("")).is_empty(),
         "a shim is left"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shim_that_never_serves_fails_the_pod_at_its_start_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (binary, log) = (dir.path().join("mute-shim"), dir.path().join("pids"));
+    script(
+        &binary,
+        &MUTE_SHIM.replace("LOG", &log.display().to_string()),
+    );
+    let dropin = format!(
+        "[crio.runtime.runtimes.runc]\nmonitor_path = \"{}\"\n",
+        binary.display()
+    );
+    let daemon =
+        TestDaemon::start_with_files("", &[], &[("conf.d/10-mute-shim.conf", &dropin)]).unwrap();
+    let mut client = daemon.client().await.unwrap();
+    let started = Instant::now();
+    // Host network: no CNI in the way, the shim's start is the step.
+    let err = client
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config("mute-shim", NamespaceMode::Node as i32, POD)),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        err.message().contains("did not start within 10s"),
+        "{}",
+        err.message()
+    );
+    assert!(elapsed < Duration::from_secs(40), "{elapsed:?}");
+    let pids = std::fs::read_to_string(&log).unwrap();
+    let pid = pids.lines().next().unwrap();
+    assert!(dead(pid), "the shim {pid} still runs");
+    nothing_left(&daemon, &mut client).await;
 }
