@@ -44,7 +44,8 @@ pub trait ExitWatch: Send {
 }
 
 /// The OCI runtime as the shim uses it. Errors name the operation and the
-/// container (`start container ID: …`).
+/// container (`start container ID: …`). Every call but `create` ends by a
+/// deadline: a hung runtime fails the call instead of holding its handler.
 #[async_trait]
 pub trait Runtime: Send + Sync {
     /// Starts watching exits; made before a process is created.

@@ -129,8 +129,9 @@ fn address_of(pod_dir: &Path) -> Option<String> {
 /// otherwise hold its pod's RunPodSandbox forever).
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long the shim binary's `delete` action may run.
-const DELETE_ACTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the shim binary's `delete` action may run: longer than the
+/// shim's own deadline for the runtime's `delete`, so that one fires first.
+const DELETE_ACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The shim namespace crio-rs uses.
 pub const NAMESPACE: &str = "crio";
@@ -274,6 +275,10 @@ impl Shims {
             .await;
         if let Err(e) = &started {
             let _ = std::fs::remove_file(&address_file);
+            // A shim killed at its start deadline may have bound them.
+            for suffix in [".sock", ".v3.sock"] {
+                let _ = std::fs::remove_file(socket(suffix).trim_start_matches("unix://"));
+            }
             tracing::warn!(pod = id, "{e}");
         }
         started.map(|()| address)
