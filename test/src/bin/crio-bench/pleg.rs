@@ -56,26 +56,30 @@ impl Drop for Stopped {
     }
 }
 
-/// Percentiles of `samples` in milliseconds, and how many hit the cap.
-fn percentiles(mut samples: Vec<Duration>) -> Value {
-    samples.sort();
+/// Percentiles of `samples` (time, answered with success) in
+/// milliseconds, how many hit the cap and how many failed.
+fn percentiles(samples: Vec<(Duration, bool)>) -> Value {
+    let failed = samples.iter().filter(|(_, ok)| !ok).count();
+    let mut times: Vec<Duration> = samples.into_iter().map(|(t, _)| t).collect();
+    times.sort();
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-    let n = samples.len();
-    let at = |p: usize| samples[(n * p).div_ceil(100).saturating_sub(1).min(n - 1)];
+    let n = times.len();
+    let at = |p: usize| times[(n * p).div_ceil(100).saturating_sub(1).min(n - 1)];
     json!({
         "samples": n,
         "median_ms": ms(at(50)),
         "p99_ms": ms(at(99)),
-        "max_ms": ms(samples[n - 1]),
-        "timed_out": samples.iter().filter(|d| **d >= CALL_CAP).count(),
+        "max_ms": ms(times[n - 1]),
+        "timed_out": times.iter().filter(|d| **d >= CALL_CAP).count(),
+        "failed": failed,
     })
 }
 
-/// The time of `call`, capped at [`CALL_CAP`].
-async fn timed<T>(call: impl std::future::Future<Output = T>) -> Duration {
+/// The time of `call`, capped at [`CALL_CAP`], and whether it succeeded.
+async fn timed<T, E>(call: impl std::future::Future<Output = Result<T, E>>) -> (Duration, bool) {
     let t = Instant::now();
-    let _ = tokio::time::timeout(CALL_CAP, call).await;
-    t.elapsed()
+    let ok = matches!(tokio::time::timeout(CALL_CAP, call).await, Ok(Ok(_)));
+    (t.elapsed(), ok)
 }
 
 /// A pod named `name` with `count` running `sleep` containers; their IDs.
@@ -145,13 +149,12 @@ pub(crate) async fn pleg(target: &Target, image: &str, scale: &Scale) -> Result<
             ticks.tick().await;
             list.push(
                 timed(async {
-                    if let Ok(r) = client
+                    let r = client
                         .runtime
                         .list_containers(ListContainersRequest::default())
-                        .await
-                    {
-                        listed.store(r.into_inner().containers.len(), Ordering::Relaxed);
-                    }
+                        .await?;
+                    listed.store(r.into_inner().containers.len(), Ordering::Relaxed);
+                    Ok::<_, tonic::Status>(())
                 })
                 .await,
             );
