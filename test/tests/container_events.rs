@@ -226,6 +226,7 @@ async fn a_client_that_never_reads_is_dropped_not_buffered() {
         w.await.unwrap();
     }
     let grown = rss_kib(pid).saturating_sub(before);
+    eprintln!("the daemon's RSS: {before} KiB before, grown by {grown} KiB");
     assert!(
         grown < 64 << 10,
         "the daemon grew by {grown} KiB while a client did not read"
@@ -257,5 +258,86 @@ async fn a_client_that_never_reads_is_dropped_not_buffered() {
     };
     assert_eq!(error.code(), Code::Aborted, "{error:?}");
     assert!(error.message().contains("behind"), "{error:?}");
+    crio_test::containers::remove_pod(&mut client, &pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crioctl_prints_events_as_they_come() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let setup = setup().await;
+    let mut client = unbounded_client(&setup).await;
+    let busybox = setup.images.busybox.reference.clone();
+    let mut crioctl = tokio::process::Command::new(crio_test::bins::bin("crioctl"))
+        .args(["--runtime-endpoint", &setup.world.daemon.endpoint()])
+        .args(["events", "-o", "table"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(crioctl.stdout.take().unwrap()).lines();
+    let mut next_line = async || {
+        tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("crioctl printed nothing")
+            .unwrap()
+            .expect("crioctl ended")
+    };
+    // Listening once it prints the first pod it is shown.
+    let pod = run_pod(&mut client, pod_config("cli-events", NODE, NODE)).await;
+    let mut first = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let probe = loop {
+        let probe = create(&mut client, &pod, container("probe", &busybox, &["true"]))
+            .await
+            .unwrap();
+        remove_container(&mut client, &probe).await;
+        let printed = tokio::time::timeout(Duration::from_millis(500), next_line()).await;
+        if let Ok(line) = printed {
+            first.push(line);
+            break probe;
+        }
+        assert!(Instant::now() < deadline, "crioctl events never listened");
+    };
+    let quitter = create(
+        &mut client,
+        &pod,
+        container("quitter", &busybox, &["sh", "-c", "exit 3"]),
+    )
+    .await
+    .unwrap();
+    start_container(&mut client, quitter.clone()).await;
+    let mut printed = first;
+    while !printed
+        .last()
+        .is_some_and(|l| l.contains(&quitter) && l.contains("CONTAINER_STOPPED_EVENT"))
+    {
+        printed.push(next_line().await);
+    }
+    let of_quitter: Vec<Vec<&str>> = printed
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|cols| cols.get(2) == Some(&quitter.as_str()))
+        .collect();
+    let kinds: Vec<&str> = of_quitter.iter().map(|cols| cols[1]).collect();
+    assert_eq!(
+        kinds,
+        [
+            "CONTAINER_CREATED_EVENT",
+            "CONTAINER_STARTED_EVENT",
+            "CONTAINER_STOPPED_EVENT"
+        ],
+        "{printed:#?}"
+    );
+    assert!(
+        of_quitter
+            .iter()
+            .all(|cols| cols[3] == pod && cols[0].ends_with('Z'))
+    );
+    assert!(
+        printed[0].contains(&probe) || printed[0].contains(&pod),
+        "{printed:#?}"
+    );
+    crioctl.kill().await.unwrap();
     crio_test::containers::remove_pod(&mut client, &pod).await;
 }
