@@ -14,6 +14,7 @@ use crio_api::cri::{
 };
 use crio_test::containers::{Setup, container, create, run_pod, setup, start_container, stop};
 use crio_test::pods::pod_config;
+use nix::sys::signal::Signal;
 use tonic::{Code, Streaming};
 
 const NODE: i32 = NamespaceMode::Node as i32;
@@ -85,6 +86,14 @@ fn types_of(events: &[ContainerEventResponse], id: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Creates and starts a container of `pod` that exits 3 at once; its ID.
+async fn run_quitter(client: &mut CriClient, pod: &str, image: &str) -> String {
+    let config = container("quitter", image, &["sh", "-c", "exit 3"]);
+    let id = create(client, pod, config).await.unwrap();
+    start_container(client, id.clone()).await;
+    id
+}
+
 async fn remove_container(client: &mut CriClient, id: &str) {
     client
         .runtime
@@ -118,14 +127,7 @@ async fn every_client_sees_each_life_in_order_and_exits_as_they_happen() {
 
     // A container that ends by itself: its exit arrives with its status,
     // without any list or status call to notice it.
-    let quitter = create(
-        &mut client,
-        &pod,
-        container("quitter", &busybox, &["sh", "-c", "exit 3"]),
-    )
-    .await
-    .unwrap();
-    start_container(&mut client, quitter.clone()).await;
+    let quitter = run_quitter(&mut client, &pod, &busybox).await;
     let stopped = read_until(&mut first, &mut seen, &quitter, STOPPED).await;
     let status = stopped
         .containers_statuses
@@ -172,6 +174,19 @@ async fn every_client_sees_each_life_in_order_and_exits_as_they_happen() {
     let mut also = Vec::new();
     read_until(&mut second, &mut also, &pod, DELETED).await;
     assert_eq!(steps(&also), steps(&seen));
+
+    // A stop ends the streams, instead of waiting for them to end.
+    let mut setup = setup;
+    let daemon = &mut setup.world.daemon;
+    let stopped = daemon.signal_and_wait(Signal::SIGTERM).unwrap();
+    assert!(stopped.success(), "{stopped}");
+    assert!(
+        !daemon.log().contains("in-flight calls still running"),
+        "{}",
+        daemon.log()
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), first.message()).await;
+    assert!(matches!(end, Ok(Ok(None))), "{end:?}");
 }
 
 /// The daemon's resident memory, in KiB.
@@ -299,14 +314,7 @@ async fn crioctl_prints_events_as_they_come() {
         }
         assert!(Instant::now() < deadline, "crioctl events never listened");
     };
-    let quitter = create(
-        &mut client,
-        &pod,
-        container("quitter", &busybox, &["sh", "-c", "exit 3"]),
-    )
-    .await
-    .unwrap();
-    start_container(&mut client, quitter.clone()).await;
+    let quitter = run_quitter(&mut client, &pod, &busybox).await;
     let mut printed = first;
     while !printed
         .last()
