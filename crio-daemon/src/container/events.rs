@@ -105,6 +105,7 @@ impl Containers {
         }
     }
 
+    /// Records what one shim event says: an init's exit, an OOM kill.
     pub(super) async fn on_shim_event(&self, event: ShimEvent) {
         match event {
             ShimEvent::Exit {
