@@ -140,7 +140,9 @@ async fn start_shims(config: &crio_config::Config) -> Result<Arc<Shims>> {
 /// shims), and the pod operations over both.
 async fn open_state(config: crio_config::Config) -> Result<Arc<State>> {
     let images = Arc::new(crate::images::Images::open(&config).context("image store")?);
-    let shims: Arc<dyn PodShims> = start_shims(&config).await?;
+    let started = start_shims(&config).await?;
+    let shim_events = started.take_events();
+    let shims: Arc<dyn PodShims> = started;
     let pods = Arc::new(Pods::open(&config, shims.clone()).context("pod records")?);
     pods.recover_pending().await;
     let checked = pods.clone();
@@ -153,6 +155,9 @@ async fn open_state(config: crio_config::Config) -> Result<Arc<State>> {
     };
     let containers =
         Arc::new(crate::container::Containers::open(&config, with).context("container records")?);
+    if let Some(queue) = shim_events {
+        tokio::spawn(containers.clone().follow_shim_events(queue));
+    }
     let sandboxes = Sandboxes::new(
         pods.clone(),
         containers.clone(),
@@ -194,6 +199,7 @@ async fn run_server(
         usize::try_from(api.grpc_max_send_msg_size).unwrap_or(usize::MAX),
         usize::try_from(api.grpc_max_recv_msg_size).unwrap_or(usize::MAX),
     );
+    let events = state.containers.clone();
     let (runtime_api, image_api) = cri::services(state);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
@@ -215,6 +221,8 @@ async fn run_server(
     let result = tokio::select! {
         done = &mut server => done,
         () = stop_signal(signals) => {
+            // Event streams end, or they would hold the stop up.
+            events.close_events();
             let _ = stop_tx.send(());
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
                 Ok(done) => done,

@@ -14,6 +14,7 @@ pub mod container;
 pub mod cri;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod images;
 pub mod logging;

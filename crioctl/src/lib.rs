@@ -89,6 +89,8 @@ pub enum Verb {
     Stats(cmd::stats::StatsArgs),
     /// Pods' resource usage.
     Statsp(cmd::stats::PodStatsArgs),
+    /// Container and pod events as they happen.
+    Events(cmd::events::Args),
     /// Talk to the pod shims directly (debugging, like ctr).
     Shim(cmd::shim::ShimArgs),
 }

@@ -7,10 +7,13 @@
 //! (checks, spec, task), `rootfs` (the overlay, behind a seam), `lifecycle`
 //! (start, stop, remove, state), `exec`, `infra` (the pod's infra
 //! container), `update` (resources, log, metrics), `recover` (loading and
-//! the orphan sweep).
+//! the orphan sweep), `events` (life-cycle events out, shim events in) and
+//! `exit` (an exit recorded from evidence).
 
 mod create;
+mod events;
 mod exec;
+mod exit;
 mod infra;
 mod lifecycle;
 mod recover;
@@ -34,6 +37,7 @@ use crate::pod::Pods;
 use crate::records::Records;
 use crate::shim::PodShims;
 
+pub use events::{ContainerEvent, Subject};
 pub use exec::{Exec, ExecOptions};
 pub use rootfs::{Overlays, Prepared, Rootfs, RootfsJob};
 
@@ -124,6 +128,8 @@ pub struct Containers {
     records_dir: PathBuf,
     run_dir: PathBuf,
     records: Records<ContainerRecord>,
+    /// Life-cycle events, for GetContainerEvents.
+    events: events::Events,
     host: crio_spec::Host,
     defaults: crio_spec::Defaults,
     /// `log_size_max`: the shim keeps each container's CRI log at or under
@@ -210,6 +216,7 @@ impl Containers {
             locks: Default::default(),
             records_dir,
             run_dir,
+            events: events::publisher(&records, &with.pods),
             records: Records::new(records),
             host: host(config),
             defaults: defaults(config)?,

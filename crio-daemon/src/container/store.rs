@@ -78,17 +78,22 @@ impl Containers {
     pub(super) fn save_new(&self, r: &ContainerRecord) -> Result<()> {
         self.write_record(r)?;
         self.records.insert(&r.id, r.clone());
+        self.announce_state(r);
         Ok(())
     }
 
-    /// Writes a changed record; NotFound when the container was removed
-    /// meanwhile (it is not brought back).
+    /// Writes a changed record, announcing the step it reached (once);
+    /// NotFound when the container was removed meanwhile (it is not brought
+    /// back).
     pub(super) fn save(&self, r: &ContainerRecord) -> Result<()> {
         match self
             .records
             .update(&r.id, r.clone(), || self.write_record(r))?
         {
-            true => Ok(()),
+            true => {
+                self.announce_state(r);
+                Ok(())
+            }
             false => Err(Error::not_found("container", &r.id)),
         }
     }
@@ -152,11 +157,15 @@ impl Containers {
     /// Removes what a container had: record, rootfs, bundle, directory.
     pub(super) fn cleanup(&self, id: &Id) {
         // Forgotten first: a concurrent refresh then cannot write it back.
+        let gone = self.records.get(id);
         self.records.remove(id);
         let bundle = self.bundle(id);
         self.rootfs.release(&bundle.join("rootfs"));
         let _ = std::fs::remove_dir_all(&bundle);
         let _ = std::fs::remove_dir_all(self.records_dir.join(id.as_str()));
         self.locks.forget(id);
+        if let Some(r) = gone {
+            self.announce(&r, crate::events::EventKind::Deleted);
+        }
     }
 }

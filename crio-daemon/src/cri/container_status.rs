@@ -48,7 +48,7 @@ pub async fn list_containers(st: &State, req: &ListContainersRequest) -> ListCon
 
 /// The CRI status of a record; reason Completed or Error once exited;
 /// `verbose`: the pid and OCI spec for the `info` map.
-fn status(
+pub(super) fn status(
     r: &ContainerRecord,
     verbose: Option<(u32, serde_json::Value)>,
 ) -> ContainerStatusResponse {

@@ -5,6 +5,7 @@
 //! (`status`). RPCs whose issue has not landed answer `Unimplemented` with a
 //! message naming the RPC.
 
+mod container_events;
 mod container_lifecycle;
 mod container_status;
 mod container_update;

@@ -25,9 +25,9 @@ use crio_api::status::unimplemented;
 use tonic::{Request, Response};
 
 use super::{
-    Rpc, State, container_id, container_lifecycle, container_status, container_update, pod_id,
-    runtime_config, runtime_status, runtime_version, sandbox_lifecycle, sandbox_status, stats,
-    streaming,
+    Rpc, State, container_events, container_id, container_lifecycle, container_status,
+    container_update, pod_id, runtime_config, runtime_status, runtime_version, sandbox_lifecycle,
+    sandbox_status, stats, streaming,
 };
 
 /// Serves the CRI RuntimeService.
@@ -249,14 +249,15 @@ impl RuntimeService for RuntimeApi {
         Err(unimplemented("CheckpointContainer"))
     }
 
-    type GetContainerEventsStream =
-        tokio_stream::Empty<Result<crio_api::cri::ContainerEventResponse, tonic::Status>>;
+    type GetContainerEventsStream = container_events::EventStream;
 
     async fn get_container_events(
         &self,
         _req: Request<GetEventsRequest>,
     ) -> Rpc<Self::GetContainerEventsStream> {
-        Err(unimplemented("GetContainerEvents"))
+        Ok(Response::new(container_events::subscribe(
+            self.state.clone(),
+        )))
     }
 
     async fn list_metric_descriptors(

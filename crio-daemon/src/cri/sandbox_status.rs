@@ -26,13 +26,6 @@ pub fn pod_sandbox_status(
     let r = pods
         .get(&req.pod_sandbox_id)
         .ok_or_else(|| not_found("pod sandbox", &req.pod_sandbox_id))?;
-    let network = r
-        .ips
-        .split_first()
-        .map(|(ip, more)| PodSandboxNetworkStatus {
-            ip: ip.clone(),
-            additional_ips: more.iter().map(|ip| PodIp { ip: ip.clone() }).collect(),
-        });
     let info = super::verbose_info(req.verbose.then(|| {
         serde_json::json!({
             "id": r.id,
@@ -45,25 +38,37 @@ pub fn pod_sandbox_status(
         })
     }));
     Ok(PodSandboxStatusResponse {
-        status: Some(PodSandboxStatus {
-            id: r.id.to_string(),
-            metadata: Some(r.metadata()),
-            state: state(&r),
-            created_at: r.created_at,
-            network,
-            linux: Some(LinuxPodSandboxStatus {
-                namespaces: Some(Namespace {
-                    options: Some(r.namespace_options()),
-                }),
-            }),
-            labels: r.config.labels.clone(),
-            annotations: r.config.annotations.clone(),
-            runtime_handler: r.runtime_handler.clone(),
-        }),
+        status: Some(status(&r)),
         info,
         containers_statuses: Vec::new(),
         timestamp: crio_api::time::now_nanos(),
     })
+}
+
+/// The CRI status of a pod record.
+pub(super) fn status(r: &PodRecord) -> PodSandboxStatus {
+    let network = r
+        .ips
+        .split_first()
+        .map(|(ip, more)| PodSandboxNetworkStatus {
+            ip: ip.clone(),
+            additional_ips: more.iter().map(|ip| PodIp { ip: ip.clone() }).collect(),
+        });
+    PodSandboxStatus {
+        id: r.id.to_string(),
+        metadata: Some(r.metadata()),
+        state: state(r),
+        created_at: r.created_at,
+        network,
+        linux: Some(LinuxPodSandboxStatus {
+            namespaces: Some(Namespace {
+                options: Some(r.namespace_options()),
+            }),
+        }),
+        labels: r.config.labels.clone(),
+        annotations: r.config.annotations.clone(),
+        runtime_handler: r.runtime_handler.clone(),
+    }
 }
 
 /// Pods matching the filter: ID prefix, state, label selector (all given

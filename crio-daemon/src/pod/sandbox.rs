@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::{PodRecord, Pods};
 use crate::container::{ContainerRecord, Containers};
 use crate::error::{Error, Result};
+use crate::events::EventKind;
 use crate::shim::PodShims;
 
 /// Pod operations that involve the pod's containers.
@@ -44,6 +45,7 @@ impl Sandboxes {
         handler: String,
     ) -> Result<String> {
         let id = self.pods.run(config, handler).await?;
+        self.announce(&id, EventKind::Created);
         let needs_infra = |p: &PodRecord| p.shares_pid() || !self.drop_infra;
         if let Some(pod) = self.pods.get(&id).filter(needs_infra) {
             self.shims.check()?;
@@ -59,7 +61,15 @@ impl Sandboxes {
             .await
             .map_err(|e| Error::Internal(format!("infra container: {e}")))??;
         }
+        self.announce(&id, EventKind::Started);
         Ok(id)
+    }
+
+    /// Publishes that pod `id` reached `kind`.
+    fn announce(&self, id: &str, kind: EventKind) {
+        if let Some(pod) = self.pods.get(id) {
+            self.containers.announce_pod(&pod, kind);
+        }
     }
 
     /// A pod's containers, its infra container (if any) last.
@@ -76,7 +86,9 @@ impl Sandboxes {
                 self.containers.stop(&c.id, 0).await?;
             }
         }
-        self.pods.stop(id).await
+        self.pods.stop(id).await?;
+        self.announce(id, EventKind::Stopped);
+        Ok(())
     }
 
     /// RemovePodSandbox: its containers (infra last), its shim, then the pod.
@@ -89,6 +101,13 @@ impl Sandboxes {
                 .shutdown(&pod.id, &self.pods.run_dir(&pod.id))
                 .await;
         }
-        self.pods.remove(id).await
+        let last = self.pods.get(id);
+        self.pods.remove(id).await?;
+        if let Some(mut pod) = last {
+            pod.state = super::PodState::NotReady;
+            self.containers.announce_pod(&pod, EventKind::Stopped);
+            self.containers.announce_pod(&pod, EventKind::Deleted);
+        }
+        Ok(())
     }
 }

@@ -9,14 +9,17 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crio_api::task::{self, Events, ttrpc};
+use crio_api::task::{self, ttrpc};
 use crio_contract::{env, pod};
 use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 
+mod events;
 #[cfg(test)]
 pub mod fake;
 mod task_client;
+
+pub use events::ShimEvent;
 
 use task_client::TtrpcTask;
 pub use task_client::{CALL_TIMEOUT, ExecProcess, TaskClient, TaskError, TaskState, TaskStatus};
@@ -153,25 +156,9 @@ pub struct Shims {
     /// the process to be gone, so nothing of a rolled-back pod outlives it.
     /// Each is reaped by a task of its own as soon as it exits.
     exits: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
+    /// The shims' events, until the container core takes them.
+    events_queue: Mutex<Option<tokio::sync::mpsc::Receiver<ShimEvent>>>,
     _server: tokio::sync::Mutex<Option<ttrpc::asynchronous::Server>>,
-}
-
-/// The events endpoint: shims publish TaskStart/TaskExit here. The daemon
-/// reads state from the shims themselves, so events are only logged.
-struct EventLog;
-
-#[async_trait::async_trait]
-impl Events for EventLog {
-    async fn forward(
-        &self,
-        _ctx: &ttrpc::asynchronous::TtrpcContext,
-        req: task::ForwardRequest,
-    ) -> ttrpc::Result<task::Empty> {
-        if let Some(env) = req.envelope.as_ref() {
-            tracing::debug!(topic = %env.topic, "shim event");
-        }
-        Ok(task::Empty::default())
-    }
 }
 
 fn ttrpc_err(what: impl Into<String>) -> impl FnOnce(ttrpc::Error) -> ShimError {
@@ -203,11 +190,12 @@ impl Shims {
         let socket_dir = runroot.join("shims");
         let events = runroot.join("events.sock");
         let mut server = None;
+        let (queue, events_queue) = tokio::sync::mpsc::channel(events::QUEUE);
         if config.binary.is_some() {
             crio_storage::dirs::ensure(&socket_dir, crio_storage::dirs::PRIVATE)
                 .map_err(step("create shims dir"))?;
             let _ = std::fs::remove_file(&events);
-            let service = task::create_events(Arc::new(EventLog));
+            let service = task::create_events(Arc::new(events::Endpoint(queue)));
             let mut events_server = ttrpc::asynchronous::Server::new()
                 .bind(&format!("unix://{}", events.display()))
                 .map_err(ttrpc_err("bind events socket"))?
@@ -229,8 +217,15 @@ impl Shims {
             clients: Mutex::default(),
             starting: Mutex::default(),
             exits: Mutex::default(),
+            events_queue: Mutex::new(Some(events_queue)),
             _server: tokio::sync::Mutex::new(server),
         })
+    }
+
+    /// The events the shims publish (exits, OOM kills), in the order they
+    /// arrive; there is one taker.
+    pub fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<ShimEvent>> {
+        self.events_queue.lock().take()
     }
 
     /// The ttrpc client of pod `id`: cached, or connected from the address

@@ -1,6 +1,7 @@
 //! One module per verb.
 
 pub mod containers;
+pub mod events;
 pub mod images;
 pub mod info;
 pub mod pods;
@@ -40,6 +41,8 @@ pub async fn run(cli: &Cli) -> Result<()> {
         Verb::Update(args) => containers::update(&mut runtime_client(cli).await?, args).await,
         Verb::Stats(args) => stats::stats(&mut runtime_client(cli).await?, args).await,
         Verb::Statsp(args) => stats::pod_stats(&mut runtime_client(cli).await?, args).await,
+        // A stream: not bounded by `--timeout`.
+        Verb::Events(args) => events::run(&mut long_client(cli).await?, args).await,
         Verb::Shim(args) => shim::run(args).await,
         Verb::Attach(args) => stream::attach(&mut runtime_client(cli).await?, args).await,
         Verb::PortForward(args) => stream::port_forward(&mut long_client(cli).await?, args).await,
