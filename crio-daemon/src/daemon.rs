@@ -152,6 +152,7 @@ async fn open_state(config: crio_config::Config) -> Result<Arc<State>> {
     };
     let containers =
         Arc::new(crate::container::Containers::open(&config, with).context("container records")?);
+    tokio::spawn(containers.clone().watch());
     let sandboxes = Sandboxes::new(
         pods.clone(),
         containers.clone(),

@@ -158,6 +158,8 @@ impl Containers {
             infra: c.infra,
             user: Some(written.user),
             pid: 0,
+            pid_start: 0,
+            reason: String::new(),
         };
         steps.mark("spec");
         let pod = c.pod;
