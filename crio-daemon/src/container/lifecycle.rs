@@ -162,7 +162,11 @@ impl Containers {
             self.shims.delete_action(&r.id, &self.bundle(&r.id)).await;
         } else if let Ok(client) = self.client(&r).await {
             match client.delete(&r.id, "").await {
-                Ok(()) | Err(TaskError::NotFound(_)) => {}
+                Ok(()) => {}
+                // Not this shim's (one that died ran it): forced down.
+                Err(TaskError::NotFound(_)) => {
+                    self.shims.delete_action(&r.id, &self.bundle(&r.id)).await;
+                }
                 Err(e) => return Err(Error::task("delete task")(e)),
             }
         }

@@ -104,11 +104,15 @@ impl Containers {
 
     /// Brings a running container up to date from the evidence on this
     /// node, without asking its shim: its exit file; with `processes`, its
-    /// init gone while its shim is dead too.
+    /// init (or its whole bundle, after a reboot) gone while its shim is
+    /// dead too.
     fn check_evidence(&self, run: &Running, processes: bool) {
         if let Some((code, at)) = self.exit_file(&run.id) {
             self.record_exit(&run.id, code, at, false);
-        } else if processes && init_gone(run.pid, run.pid_start) && !self.shim_alive(&run.pod_id) {
+        } else if processes
+            && (init_gone(run.pid, run.pid_start) || !self.bundle(&run.id).exists())
+            && !self.shim_alive(&run.pod_id)
+        {
             self.record_lost(&run.id);
         }
     }

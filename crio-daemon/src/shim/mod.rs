@@ -342,6 +342,11 @@ impl PodShims for Shims {
 
     async fn ensure(&self, id: &str, pod_dir: &Path, cgroup: &str) -> Result<Task, ShimError> {
         let binary = self.binary.as_deref().ok_or(ShimError::NoBinary)?;
+        if address_of(pod_dir).is_some() && !self.alive(id, pod_dir) {
+            // What is left of a shim that died goes; a new one starts.
+            tracing::warn!(pod = id, "the pod's shim died: starting a new one");
+            self.shutdown(id, pod_dir).await;
+        }
         if address_of(pod_dir).is_none() {
             let lock = self
                 .starting
