@@ -276,13 +276,7 @@ async fn a_killed_shim_is_told_truthfully_and_its_pod_removed() {
     assert!(!Path::new(&format!("/proc/{process}")).exists() || zombie(process));
     assert!(mounts_under(&dir).is_empty(), "{:?}", mounts_under(&dir));
     assert!(!world.daemon.path("ns/netns").join(&pod).exists());
-    let listed = client
-        .runtime
-        .list_containers(ListContainersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let listed = crio_test::containers::list_containers(&mut client).await;
     assert!(listed.is_empty(), "{listed:?}");
 }
 

@@ -81,16 +81,6 @@ impl Containers {
         Ok(())
     }
 
-    /// Writes a changed record; NotFound when the container was removed
-    /// meanwhile (it is not brought back).
-    pub(super) fn save(&self, r: &ContainerRecord) -> Result<()> {
-        self.change(&r.id, |current| {
-            *current = r.clone();
-            true
-        })
-        .map(drop)
-    }
-
     /// Changes a container's record in memory (`f` says whether it changed
     /// it), then on disk, off the index's lock; the record as changed, or
     /// NotFound when the container was removed meanwhile.

@@ -20,7 +20,7 @@ impl Containers {
         resources: crio_api::cri::LinuxContainerResources,
     ) -> Result<()> {
         self.shims.check()?;
-        let mut r = self.refresh(id).await?;
+        let r = self.refresh(id).await?;
         if r.state == ContainerState::Exited {
             return Err(Error::Precondition(format!("container {id} has exited")));
         }
@@ -31,11 +31,15 @@ impl Containers {
             .update(&r.id, json)
             .await
             .map_err(Error::task("update resources"))?;
-        r.config
-            .linux
-            .get_or_insert_with(Default::default)
-            .resources = Some(resources);
-        self.save(&r)
+        // Only the resources change: an exit recorded meanwhile stays.
+        self.change(&r.id, |r| {
+            r.config
+                .linux
+                .get_or_insert_with(Default::default)
+                .resources = Some(resources);
+            true
+        })
+        .map(drop)
     }
 
     /// ReopenContainerLog: the shim opens the log file at its path again.

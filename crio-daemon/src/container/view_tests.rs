@@ -13,22 +13,33 @@ use crate::shim::TaskError;
 use crate::testing::World;
 
 /// A world with a running container whose init is `process`.
-async fn running(w: &World, process: &Child) -> String {
+async fn running(w: &World, process: &Sleeper) -> String {
     let pod = w.pod("web").await;
-    w.shims.set_pid(process.id());
+    w.shims.set_pid(process.0.id());
     let id = w.containers.create(&pod, w.container("app")).await.unwrap();
     w.containers.start(&id).await.unwrap();
     id
 }
 
-fn sleeper() -> Child {
-    Command::new("sleep").arg("30").spawn().unwrap()
+/// A process to stand for a container's init; killed and reaped when
+/// dropped, also when the test fails.
+struct Sleeper(Child);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sleeper() -> Sleeper {
+    Sleeper(Command::new("sleep").arg("30").spawn().unwrap())
 }
 
 #[tokio::test]
 async fn a_shim_that_does_not_answer_is_no_evidence_of_an_exit() {
     let w = World::new();
-    let mut process = sleeper();
+    let process = sleeper();
     let id = running(&w, &process).await;
     let pod = w.containers.get(&id).unwrap().pod_id;
     assert!(w.containers.get(&id).unwrap().pid_start > 0);
@@ -55,14 +66,12 @@ async fn a_shim_that_does_not_answer_is_no_evidence_of_an_exit() {
     let r = w.containers.refresh(&id).await.unwrap();
     assert_eq!(r.state, ContainerState::Running);
     assert!(w.containers.shim_trouble(&pod).is_none());
-    process.kill().unwrap();
-    process.wait().unwrap();
 }
 
 #[tokio::test]
 async fn the_exit_file_and_exit_events_are_evidence() {
     let w = World::new();
-    let mut process = sleeper();
+    let process = sleeper();
     let id = running(&w, &process).await;
     let other = w
         .containers
@@ -114,8 +123,6 @@ async fn the_exit_file_and_exit_events_are_evidence() {
     );
     w.containers.record_exit("nosuchcontainer", 1, 1, false);
     w.shims.wake();
-    process.kill().unwrap();
-    process.wait().unwrap();
 }
 
 #[tokio::test]
@@ -141,7 +148,7 @@ async fn a_container_whose_shim_died_is_running_while_its_process_lives() {
         w.shims.calls_of(&["kill"]).is_empty(),
         "nothing asked of the dead shim"
     );
-    let status = process.wait().unwrap();
+    let status = process.0.wait().unwrap();
     assert!(!status.success(), "killed");
     w.containers.remove(&id).await.unwrap();
     assert!(w.shims.calls().contains(&format!("delete-action {id}")));
@@ -154,7 +161,7 @@ async fn a_process_gone_with_its_shim_is_exited_with_the_lost_monitor_named() {
     let mut process = sleeper();
     let id = running(&w, &process).await;
     // Gone while the shim lives: its shim will write the exit file.
-    process.kill().unwrap();
+    process.0.kill().unwrap();
     assert_eq!(
         w.containers.observe(&id).unwrap().state,
         ContainerState::Running
@@ -173,5 +180,4 @@ async fn a_process_gone_with_its_shim_is_exited_with_the_lost_monitor_named() {
         (r.state, r.reason.as_str()),
         (ContainerState::Exited, SHIM_LOST)
     );
-    process.wait().unwrap();
 }
