@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use crio_api::client::CriClient;
 use crio_api::cri::{
     ContainerState, ContainerStatusRequest, ListContainerStatsRequest, ListContainersRequest,
-    ListPodSandboxRequest, NamespaceMode, PodSandboxStatusRequest, StatusRequest, VersionRequest,
+    ListPodSandboxRequest, ListPodSandboxStatsRequest, NamespaceMode, PodSandboxStatusRequest,
+    StatusRequest, VersionRequest,
 };
 use crio_test::containers::{
     Setup, container, create, remove_pod, run_pod, setup, start_container, status, wait_exited,
@@ -136,6 +137,23 @@ async fn containers_with_cpu(client: &mut CriClient) -> Vec<String> {
         .collect()
 }
 
+/// The IDs of the containers ListPodSandboxStats gave CPU figures for.
+async fn pod_containers_with_cpu(client: &mut CriClient) -> Vec<String> {
+    client
+        .runtime
+        .list_pod_sandbox_stats(ListPodSandboxStatsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .into_iter()
+        .filter_map(|p| p.linux)
+        .flat_map(|l| l.containers)
+        .filter(|s| s.cpu.is_some())
+        .filter_map(|s| s.attributes.map(|a| a.id))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_shim_blocks_no_read_and_ends_no_container() {
     let Setup {
@@ -152,6 +170,9 @@ async fn a_stopped_shim_blocks_no_read_and_ends_no_container() {
 
     // Stats answer with the other pods' figures, without the stopped one's.
     let with_cpu = containers_with_cpu(&mut client).await;
+    assert!(with_cpu.contains(&other), "{with_cpu:?}");
+    assert!(!with_cpu.contains(&stopped), "{with_cpu:?}");
+    let with_cpu = pod_containers_with_cpu(&mut client).await;
     assert!(with_cpu.contains(&other), "{with_cpu:?}");
     assert!(!with_cpu.contains(&stopped), "{with_cpu:?}");
 
