@@ -175,11 +175,18 @@ impl Containers {
     }
 
     /// Stops a container whose pod's shim died: its init, if it is still
-    /// the process that was started, gets SIGKILL; once it is gone, the
-    /// container is recorded exited with its monitor lost.
+    /// the process that was started, gets SIGKILL (the runtime forces down
+    /// one whose pid is unknown); once it is gone, the container is
+    /// recorded exited with its monitor lost.
     async fn stop_orphan(&self, id: &str) -> Result<()> {
         let r = self.observe(id)?;
         if r.state != ContainerState::Running {
+            return Ok(());
+        }
+        if r.pid == 0 {
+            // Its pid was never known: the runtime forces it down.
+            self.shims.delete_action(&r.id, &self.bundle(&r.id)).await;
+            self.record_lost(&r.id);
             return Ok(());
         }
         if !init_gone(r.pid, r.pid_start) {
