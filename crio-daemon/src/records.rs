@@ -210,6 +210,42 @@ mod tests {
     }
 
     #[test]
+    fn a_write_under_way_blocks_no_reader_and_no_other_record() {
+        let r = Arc::new(Records::new(BTreeMap::from([
+            ("a".to_string(), 1),
+            ("b".to_string(), 2),
+        ])));
+        let change = r
+            .update("a", |v| {
+                *v = 10;
+                true
+            })
+            .unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, writing) = std::sync::mpsc::channel::<()>();
+        // A write of "a" held up, as by a slow fsync.
+        let writer = std::thread::spawn(move || {
+            change.persist(|_| {
+                started.send(()).unwrap();
+                held.recv().unwrap();
+                Ok::<(), ()>(())
+            })
+        });
+        writing.recv().unwrap();
+        assert_eq!(r.list(), [10, 2], "the change is read at once");
+        r.update("b", |v| {
+            *v = 3;
+            true
+        })
+        .unwrap()
+        .persist(|_| Ok::<(), ()>(()))
+        .unwrap();
+        assert_eq!(r.get("b"), Some(3));
+        release.send(()).unwrap();
+        writer.join().unwrap().unwrap();
+    }
+
+    #[test]
     fn exact_and_prefix_lookups() {
         let r = Records::new(BTreeMap::from([
             ("abcd1".to_string(), 1),
