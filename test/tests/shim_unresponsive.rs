@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use crio_api::client::CriClient;
 use crio_api::cri::{
-    ContainerState, ContainerStatusRequest, ListContainerStatsRequest, ListContainersRequest,
-    ListPodSandboxRequest, ListPodSandboxStatsRequest, NamespaceMode, PodSandboxStatusRequest,
-    StatusRequest, VersionRequest,
+    ContainerState, ContainerStats, ContainerStatusRequest, ListContainerStatsRequest,
+    ListContainersRequest, ListPodSandboxRequest, ListPodSandboxStatsRequest, NamespaceMode,
+    PodSandboxStatusRequest, StatusRequest, VersionRequest,
 };
 use crio_test::containers::{
     Setup, container, create, remove_pod, run_pod, setup, start_container, status, wait_exited,
@@ -122,24 +122,17 @@ async fn read_everything(client: &mut CriClient, pod: &str, id: &str) -> (i32, S
     (s.state, s.reason)
 }
 
-/// The IDs of the containers ListContainerStats gave CPU figures for.
-async fn containers_with_cpu(client: &mut CriClient) -> Vec<String> {
-    client
+/// The IDs of the containers with CPU figures: (from ListContainerStats,
+/// from ListPodSandboxStats).
+async fn containers_with_cpu(client: &mut CriClient) -> (Vec<String>, Vec<String>) {
+    let listed = client
         .runtime
         .list_container_stats(ListContainerStatsRequest::default())
         .await
         .unwrap()
         .into_inner()
-        .stats
-        .into_iter()
-        .filter(|s| s.cpu.is_some())
-        .filter_map(|s| s.attributes.map(|a| a.id))
-        .collect()
-}
-
-/// The IDs of the containers ListPodSandboxStats gave CPU figures for.
-async fn pod_containers_with_cpu(client: &mut CriClient) -> Vec<String> {
-    client
+        .stats;
+    let of_pods = client
         .runtime
         .list_pod_sandbox_stats(ListPodSandboxStatsRequest::default())
         .await
@@ -148,7 +141,12 @@ async fn pod_containers_with_cpu(client: &mut CriClient) -> Vec<String> {
         .stats
         .into_iter()
         .filter_map(|p| p.linux)
-        .flat_map(|l| l.containers)
+        .flat_map(|l| l.containers);
+    (ids_with_cpu(listed.into_iter()), ids_with_cpu(of_pods))
+}
+
+fn ids_with_cpu(stats: impl Iterator<Item = ContainerStats>) -> Vec<String> {
+    stats
         .filter(|s| s.cpu.is_some())
         .filter_map(|s| s.attributes.map(|a| a.id))
         .collect()
@@ -169,12 +167,10 @@ async fn a_stopped_shim_blocks_no_read_and_ends_no_container() {
     let guard = Stopped::stop(shim_of(&world.daemon.path(""), &stopped_pod));
 
     // Stats answer with the other pods' figures, without the stopped one's.
-    let with_cpu = containers_with_cpu(&mut client).await;
-    assert!(with_cpu.contains(&other), "{with_cpu:?}");
-    assert!(!with_cpu.contains(&stopped), "{with_cpu:?}");
-    let with_cpu = pod_containers_with_cpu(&mut client).await;
-    assert!(with_cpu.contains(&other), "{with_cpu:?}");
-    assert!(!with_cpu.contains(&stopped), "{with_cpu:?}");
+    for with_cpu in <[_; 2]>::from(containers_with_cpu(&mut client).await) {
+        assert!(with_cpu.contains(&other), "{with_cpu:?}");
+        assert!(!with_cpu.contains(&stopped), "{with_cpu:?}");
+    }
 
     // Pods come and go meanwhile; every read answers at once, and the
     // stopped shim's container stays running, its reason saying why.
@@ -190,7 +186,7 @@ async fn a_stopped_shim_blocks_no_read_and_ends_no_container() {
         remove_pod(&mut client, &pod).await;
         churned += 1;
     }
-    let with_cpu = containers_with_cpu(&mut client).await;
+    let (with_cpu, _) = containers_with_cpu(&mut client).await;
     assert!(with_cpu.contains(&other), "{with_cpu:?}");
 
     // Continued: still running, and once the shim answers again (the
@@ -206,8 +202,9 @@ async fn a_stopped_shim_blocks_no_read_and_ends_no_container() {
         assert!(Instant::now() < deadline, "still {reason} after SIGCONT");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let with_cpu = containers_with_cpu(&mut client).await;
-    assert!(with_cpu.contains(&stopped), "{with_cpu:?}");
+    for with_cpu in <[_; 2]>::from(containers_with_cpu(&mut client).await) {
+        assert!(with_cpu.contains(&stopped), "{with_cpu:?}");
+    }
     assert_eq!(status(&mut client, &stopped).await.state, running);
     remove_pod(&mut client, &stopped_pod).await;
     assert!(churned > 0);
