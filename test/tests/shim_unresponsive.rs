@@ -11,7 +11,7 @@ use crio_api::client::CriClient;
 use crio_api::cri::{
     ContainerState, ContainerStats, ContainerStatusRequest, ListContainerStatsRequest,
     ListContainersRequest, ListPodSandboxRequest, ListPodSandboxStatsRequest, NamespaceMode,
-    PodSandboxStatusRequest, StatusRequest, VersionRequest,
+    PodSandboxStatusRequest, StatusRequest, StopPodSandboxRequest, VersionRequest,
 };
 use crio_test::containers::{
     Setup, container, create, remove_pod, run_pod, setup, start_container, status, wait_exited,
@@ -250,6 +250,16 @@ async fn a_killed_shim_is_told_truthfully_and_its_pod_removed() {
     let dir = world.daemon.path("");
     let (pod, id) = sleeper(&mut client, image, "orphan").await;
     let process = pid_of(&mut client, &id).await;
+    // Another one, whose process outlives the shim until the pod stops.
+    let survivor = create(
+        &mut client,
+        &pod,
+        container("survivor", image, &["sleep", "600"]),
+    )
+    .await
+    .unwrap();
+    start_container(&mut client, survivor.clone()).await;
+    let survivor_process = pid_of(&mut client, &survivor).await;
     let shim = shim_of(&dir, &pod);
     kill(Pid::from_raw(shim), Signal::SIGKILL).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -285,13 +295,32 @@ async fn a_killed_shim_is_told_truthfully_and_its_pod_removed() {
     );
     assert_ne!(shim_of(&dir, &pod), shim);
 
-    // The pod stops and goes, and nothing of it is left.
+    assert_eq!(
+        status(&mut client, &survivor).await.state,
+        ContainerState::ContainerRunning as i32,
+        "the new shim does not make the survivor's state up"
+    );
+
+    // The pod stops (the survivor, which no shim monitors, killed by the
+    // daemon) and goes, and nothing of it is left.
+    client
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+    let s = status(&mut client, &survivor).await;
+    assert_eq!(s.state, ContainerState::ContainerExited as i32);
+    assert_eq!(s.reason, "ShimLost", "{s:?}");
     remove_pod(&mut client, &pod).await;
     assert!(
         crio_test::daemon::shims_of(&dir).is_empty(),
         "a shim is left"
     );
-    assert!(!Path::new(&format!("/proc/{process}")).exists() || zombie(process));
+    for pid in [process, survivor_process] {
+        assert!(!Path::new(&format!("/proc/{pid}")).exists() || zombie(pid));
+    }
     assert!(mounts_under(&dir).is_empty(), "{:?}", mounts_under(&dir));
     assert!(!world.daemon.path("ns/netns").join(&pod).exists());
     let listed = crio_test::containers::list_containers(&mut client).await;

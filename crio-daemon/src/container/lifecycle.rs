@@ -115,9 +115,15 @@ impl Containers {
         // Up to date first: it may have exited, or its shim may be gone.
         let r = match self.refresh(&r.id).await {
             Ok(r) => r,
+            // Its shim died, or a new one (started after that) does not
+            // know it: nobody monitors it any more.
             Err(e) if e.is_unreachable() && !self.shim_alive(&r.pod_id) => {
                 return self.stop_orphan(&r.id).await;
             }
+            Err(Error::Task {
+                source: TaskError::NotFound(_),
+                ..
+            }) => return self.stop_orphan(&r.id).await,
             Err(e) => return Err(e),
         };
         if r.state != ContainerState::Running {
