@@ -112,11 +112,14 @@ impl Containers {
         let Some(r) = self.get(id) else {
             return Ok(());
         };
+        if r.orphaned {
+            return self.stop_orphan(&r.id).await;
+        }
         // Up to date first: it may have exited, or its shim may be gone.
         let r = match self.refresh(&r.id).await {
             Ok(r) => r,
-            // Its shim died, or a new one (started after that) does not
-            // know it: nobody monitors it any more.
+            // Its shim died, or the pod's shim does not know it: nobody
+            // monitors it any more.
             Err(e) if e.is_unreachable() && !self.shim_alive(&r.pod_id) => {
                 return self.stop_orphan(&r.id).await;
             }
@@ -163,7 +166,7 @@ impl Containers {
         let _held = lock.lock().await;
         let Some(r) = self.get(id) else { return Ok(()) };
         self.stop_locked(&r.id, 0).await?;
-        if !self.shim_alive(&r.pod_id) {
+        if r.orphaned || !self.shim_alive(&r.pod_id) {
             // The shim's `delete` action force-deletes what it left.
             self.shims.delete_action(&r.id, &self.bundle(&r.id)).await;
         } else if let Ok(client) = self.client(&r).await {

@@ -108,6 +108,10 @@ pub struct ContainerRecord {
     /// monitor lost); empty otherwise.
     #[serde(default)]
     pub reason: String,
+    /// Its pod's shim died while it ran: no shim monitors it any more (a
+    /// new shim of the pod does not know it).
+    #[serde(default)]
+    pub orphaned: bool,
 }
 
 impl ContainerRecord {

@@ -37,6 +37,7 @@ struct Running {
     pod_id: Id,
     pid: u32,
     pid_start: u64,
+    orphaned: bool,
 }
 
 impl Containers {
@@ -111,9 +112,27 @@ impl Containers {
             self.record_exit(&run.id, code, at, false);
         } else if processes
             && (init_gone(run.pid, run.pid_start) || !self.bundle(&run.id).exists())
-            && !self.shim_alive(&run.pod_id)
+            && (run.orphaned || !self.shim_alive(&run.pod_id))
         {
             self.record_lost(&run.id);
+        }
+    }
+
+    /// Marks the containers of pod `pod` that have not exited as orphans:
+    /// its shim died, and the one started next will not know them.
+    pub(super) fn orphan_containers_of(&self, pod: &Id) {
+        let alive = self.records.filter_map(|r| {
+            (r.pod_id == *pod && r.state != ContainerState::Exited).then(|| r.id.clone())
+        });
+        for id in alive {
+            let orphaned = self.change(&id, |r| {
+                let changed = !r.orphaned;
+                r.orphaned = true;
+                changed
+            });
+            if let Err(e) = orphaned {
+                tracing::warn!(container = %id, "mark orphaned: {e}");
+            }
         }
     }
 
@@ -177,6 +196,7 @@ impl Running {
             pod_id: r.pod_id.clone(),
             pid: r.pid,
             pid_start: r.pid_start,
+            orphaned: r.orphaned,
         })
     }
 }

@@ -181,3 +181,43 @@ async fn a_process_gone_with_its_shim_is_exited_with_the_lost_monitor_named() {
         (ContainerState::Exited, SHIM_LOST)
     );
 }
+
+#[tokio::test]
+async fn a_new_shim_of_the_pod_leaves_the_dead_ones_containers_to_proc() {
+    let w = World::new();
+    let mut survivor = sleeper();
+    let id = running(&w, &survivor).await;
+    let pod = w.containers.get(&id).unwrap().pod_id;
+    w.shims.go_away();
+    // A new container in the pod: a new shim, which does not know the
+    // first container.
+    let next = w
+        .containers
+        .create(&pod, w.container("next"))
+        .await
+        .unwrap();
+    assert!(w.containers.get(&id).unwrap().orphaned);
+    assert!(!w.containers.get(&next).unwrap().orphaned);
+    assert_eq!(
+        w.containers.observe(&id).unwrap().state,
+        ContainerState::Running,
+        "its process lives"
+    );
+    survivor.0.kill().unwrap();
+    let mut r = w.containers.observe(&id).unwrap();
+    for _ in 0..200 {
+        if r.state == ContainerState::Exited {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        r = w.containers.observe(&id).unwrap();
+    }
+    assert_eq!(
+        (r.state, r.reason.as_str()),
+        (ContainerState::Exited, SHIM_LOST)
+    );
+    // Removed without asking the new shim about it.
+    w.containers.remove(&id).await.unwrap();
+    assert!(w.shims.calls().contains(&format!("delete-action {id}")));
+    assert!(!w.shims.calls().contains(&format!("delete {id}")));
+}

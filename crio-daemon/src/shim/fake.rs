@@ -229,6 +229,8 @@ impl PodShims for FakeShims {
     }
 
     async fn ensure(&self, id: &str, pod_dir: &Path, _cgroup: &str) -> Result<Task, ShimError> {
+        // A shim that died is replaced by a new one.
+        self.shared.lock().gone = false;
         self.record(format!("ensure {id}"))
             .map_err(|e| ShimError::Step {
                 what: "start shim".into(),
