@@ -158,6 +158,7 @@ async fn open_state(config: crio_config::Config) -> Result<Arc<State>> {
     if let Some(queue) = shim_events {
         tokio::spawn(containers.clone().follow_shim_events(queue));
     }
+    tokio::spawn(containers.clone().watch());
     let sandboxes = Sandboxes::new(
         pods.clone(),
         containers.clone(),

@@ -1,42 +1,106 @@
 //! The in-memory index of records (pods, containers) by ID, shared by the
 //! request handlers; the files on disk are written by the owners.
+//!
+//! Readers take the index's lock only to copy what they need: no file is
+//! written under it. A changed record is in memory at once, and its file is
+//! written after, under a lock of that record alone that keeps its writes
+//! in order (an older version is never written over a newer one) and never
+//! brings a removed record back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
-/// Records by ID.
+/// The disk side of one record: the last version written, and whether the
+/// record was removed (nothing is written after).
 #[derive(Debug, Default)]
-pub struct Records<T>(Mutex<BTreeMap<String, T>>);
+struct Writer {
+    written: u64,
+    removed: bool,
+}
+
+#[derive(Debug)]
+struct Slot<T> {
+    record: T,
+    /// Bumped by every change in memory.
+    version: u64,
+    writer: Arc<Mutex<Writer>>,
+}
+
+impl<T> Slot<T> {
+    fn new(record: T) -> Self {
+        Self {
+            record,
+            version: 1,
+            writer: Arc::default(),
+        }
+    }
+}
+
+/// Records by ID.
+#[derive(Debug)]
+pub struct Records<T>(Mutex<BTreeMap<String, Slot<T>>>);
+
+/// A change made in memory, to be written to disk.
+#[must_use = "a change is durable only once persisted"]
+pub struct Change<T> {
+    /// The record as changed.
+    pub record: T,
+    /// None when nothing changed (nothing to write).
+    version: Option<u64>,
+    writer: Arc<Mutex<Writer>>,
+}
+
+impl<T> Change<T> {
+    /// Writes the changed record with `write`, unless the record was
+    /// removed or a newer version of it was written meanwhile.
+    pub fn persist<E>(&self, write: impl FnOnce(&T) -> Result<(), E>) -> Result<(), E> {
+        let Some(version) = self.version else {
+            return Ok(());
+        };
+        let mut writer = self.writer.lock();
+        if writer.removed || writer.written >= version {
+            return Ok(());
+        }
+        write(&self.record)?;
+        writer.written = version;
+        Ok(())
+    }
+}
 
 impl<T: Clone> Records<T> {
     /// An index of `records`.
     pub fn new(records: BTreeMap<String, T>) -> Self {
-        Self(Mutex::new(records))
+        Self(Mutex::new(
+            records
+                .into_iter()
+                .map(|(id, r)| (id, Slot::new(r)))
+                .collect(),
+        ))
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, T>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Slot<T>>> {
         self.0.lock()
     }
 
     /// Every record, in ID order.
     pub fn list(&self) -> Vec<T> {
-        self.lock().values().cloned().collect()
+        self.lock().values().map(|s| s.record.clone()).collect()
     }
 
     /// What `f` makes of each record it keeps, in ID order, read in place
     /// (no record is cloned: listings are polled often).
-    pub fn filter_map<U>(&self, f: impl FnMut(&T) -> Option<U>) -> Vec<U> {
-        self.lock().values().filter_map(f).collect()
+    pub fn filter_map<U>(&self, mut f: impl FnMut(&T) -> Option<U>) -> Vec<U> {
+        self.lock().values().filter_map(|s| f(&s.record)).collect()
     }
 
     /// The record with this ID, or the only one whose ID starts with it (at
     /// least 3 characters, like crictl's short IDs).
     pub fn get(&self, id: &str) -> Option<T> {
         let records = self.lock();
-        if let Some(r) = records.get(id) {
-            return Some(r.clone());
+        if let Some(s) = records.get(id) {
+            return Some(s.record.clone());
         }
         if id.len() < 3 {
             return None;
@@ -45,37 +109,49 @@ impl<T: Clone> Records<T> {
             .range(id.to_string()..)
             .take_while(|(k, _)| k.starts_with(id));
         match (matches.next(), matches.next()) {
-            (Some((_, r)), None) => Some(r.clone()),
+            (Some((_, s)), None) => Some(s.record.clone()),
             _ => None,
         }
     }
 
-    /// Adds or replaces a record.
+    /// Adds or replaces a record (already written by the caller).
     pub fn insert(&self, id: &str, record: T) {
-        self.lock().insert(id.to_string(), record);
-    }
-
-    /// Forgets a record.
-    pub fn remove(&self, id: &str) {
-        self.lock().remove(id);
-    }
-
-    /// Replaces a record that still exists, running `persist` under the
-    /// index's lock first, so a record removed meanwhile is never brought
-    /// back; false when it was gone.
-    pub fn update<E>(
-        &self,
-        id: &str,
-        record: T,
-        persist: impl FnOnce() -> Result<(), E>,
-    ) -> Result<bool, E> {
         let mut records = self.lock();
-        if !records.contains_key(id) {
-            return Ok(false);
+        match records.get_mut(id) {
+            Some(s) => {
+                s.record = record;
+                s.version += 1;
+            }
+            None => {
+                records.insert(id.to_string(), Slot::new(record));
+            }
         }
-        persist()?;
-        records.insert(id.to_string(), record);
-        Ok(true)
+    }
+
+    /// Forgets a record; a write of it under way ends first, and none
+    /// follows.
+    pub fn remove(&self, id: &str) {
+        let slot = self.lock().remove(id);
+        if let Some(s) = slot {
+            s.writer.lock().removed = true;
+        }
+    }
+
+    /// Changes a record that still exists in memory (`f` says whether it
+    /// changed anything); None when it is gone. The change is to be
+    /// persisted by the caller, off this index's lock.
+    pub fn update(&self, id: &str, f: impl FnOnce(&mut T) -> bool) -> Option<Change<T>> {
+        let mut records = self.lock();
+        let slot = records.get_mut(id)?;
+        let version = f(&mut slot.record).then(|| {
+            slot.version += 1;
+            slot.version
+        });
+        Some(Change {
+            record: slot.record.clone(),
+            version,
+            writer: slot.writer.clone(),
+        })
     }
 }
 
@@ -134,6 +210,42 @@ mod tests {
     }
 
     #[test]
+    fn a_write_under_way_blocks_no_reader_and_no_other_record() {
+        let r = Arc::new(Records::new(BTreeMap::from([
+            ("a".to_string(), 1),
+            ("b".to_string(), 2),
+        ])));
+        let change = r
+            .update("a", |v| {
+                *v = 10;
+                true
+            })
+            .unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, writing) = std::sync::mpsc::channel::<()>();
+        // A write of "a" held up, as by a slow fsync.
+        let writer = std::thread::spawn(move || {
+            change.persist(|_| {
+                started.send(()).unwrap();
+                held.recv().unwrap();
+                Ok::<(), ()>(())
+            })
+        });
+        writing.recv().unwrap();
+        assert_eq!(r.list(), [10, 2], "the change is read at once");
+        r.update("b", |v| {
+            *v = 3;
+            true
+        })
+        .unwrap()
+        .persist(|_| Ok::<(), ()>(()))
+        .unwrap();
+        assert_eq!(r.get("b"), Some(3));
+        release.send(()).unwrap();
+        writer.join().unwrap().unwrap();
+    }
+
+    #[test]
     fn exact_and_prefix_lookups() {
         let r = Records::new(BTreeMap::from([
             ("abcd1".to_string(), 1),
@@ -147,16 +259,45 @@ mod tests {
         r.insert("zzz", 4);
         r.remove("bcde");
         assert_eq!(r.list(), [1, 2, 4]);
-        assert_eq!(r.update("zzz", 5, || Ok::<(), ()>(())), Ok(true));
-        let mut ran = false;
-        assert_eq!(
-            r.update("gone", 6, || {
-                ran = true;
-                Ok::<(), ()>(())
-            }),
-            Ok(false)
+        let change = r.update("zzz", |v| {
+            *v = 5;
+            true
+        });
+        let mut written = Vec::new();
+        let mut write = |v: &i32| {
+            written.push(*v);
+            Ok::<(), ()>(())
+        };
+        change.unwrap().persist(&mut write).unwrap();
+        assert!(
+            r.update("gone", |_| true).is_none(),
+            "no removed record back"
         );
-        assert!(!ran, "nothing is written for a removed record");
         assert_eq!(r.list(), [1, 2, 5]);
+        // Writes keep the order of the changes: an older one that comes
+        // late is not written over the newer.
+        let older = r.update("zzz", |v| {
+            *v = 6;
+            true
+        });
+        let newer = r.update("zzz", |v| {
+            *v = 7;
+            true
+        });
+        newer.unwrap().persist(&mut write).unwrap();
+        older.unwrap().persist(&mut write).unwrap();
+        // Nothing changed: nothing written.
+        r.update("zzz", |_| false)
+            .unwrap()
+            .persist(&mut write)
+            .unwrap();
+        let late = r.update("abcd1", |v| {
+            *v = 8;
+            true
+        });
+        r.remove("abcd1");
+        late.unwrap().persist(&mut write).unwrap();
+        assert_eq!(written, [5, 7], "no write after a removal");
+        assert_eq!(r.list(), [2, 7]);
     }
 }

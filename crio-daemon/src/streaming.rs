@@ -98,7 +98,7 @@ impl StreamBackend {
 
     async fn attach_session(&self, req: &AttachRequest, io: StreamIo) -> Result<(), StreamError> {
         let st = self.state()?;
-        let r = st.containers.refresh(&req.container_id).await?;
+        let r = st.containers.observe(&req.container_id)?;
         if r.state != crate::container::ContainerState::Running {
             return Err(StreamError::NotRunning(r.id.to_string()));
         }

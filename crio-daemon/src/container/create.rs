@@ -158,9 +158,16 @@ impl Containers {
             infra: c.infra,
             user: Some(written.user),
             pid: 0,
+            pid_start: 0,
+            reason: String::new(),
+            orphaned: false,
         };
         steps.mark("spec");
         let pod = c.pod;
+        // A new shim for a pod whose shim died does not know its containers.
+        if !self.shim_alive(&pod.id) {
+            self.orphan_containers_of(&pod.id);
+        }
         let client = self
             .shims
             .ensure(&pod.id, &self.pods.run_dir(&pod.id), &pod.cgroup_parent())

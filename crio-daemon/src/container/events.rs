@@ -138,11 +138,8 @@ impl Containers {
         let Some(r) = self.get(id) else { return };
         let lock = self.locks.of(&r.id);
         let _held = lock.lock().await;
-        let Some(mut r) = self.get(&r.id).filter(|r| !r.oom_killed) else {
-            return;
-        };
-        r.oom_killed = true;
-        if let Err(e) = self.save(&r) {
+        let marked = self.change(&r.id, |r| !std::mem::replace(&mut r.oom_killed, true));
+        if let Err(e) = marked {
             tracing::warn!(container = %r.id, "record the OOM kill: {e}");
         }
     }
@@ -299,9 +296,12 @@ mod tests {
             w.containers.get(&id).unwrap().state,
             ContainerState::Created
         );
-        let mut r = w.containers.get(&id).unwrap();
-        r.state = ContainerState::Running;
-        w.containers.save(&r).unwrap();
+        w.containers
+            .change(&id, |r| {
+                r.state = ContainerState::Running;
+                true
+            })
+            .unwrap();
         drop(start);
         early.await.unwrap();
         assert_eq!(w.containers.get(&id).unwrap().state, ContainerState::Exited);

@@ -1,20 +1,21 @@
 //! StartContainer, StopContainer, RemoveContainer, and the state of a
-//! container as its shim (or, when the shim is gone, its bundle's exit
-//! file) tells it.
+//! container brought up to date with its shim for them; a container whose
+//! shim died is stopped through `/proc`.
 
-use std::path::Path;
 use std::time::Duration;
 
-use crio_contract::bundle::{EXIT_FILE, OOM_FILE, parse_exit_record};
-
+use super::evidence::{self, init_gone};
 use super::{ContainerRecord, ContainerState, Containers};
 use crate::error::{Error, Result};
-use crate::shim::{CALL_TIMEOUT, Task, TaskError, TaskState, TaskStatus};
+use crate::shim::{CALL_TIMEOUT, Task, TaskError, TaskState};
 
 /// SIGTERM, the stop signal of an image that names none.
 const SIGTERM: u32 = 15;
 /// SIGKILL.
 const SIGKILL: u32 = 9;
+/// How long the process of a container whose shim died may take to go
+/// after SIGKILL (it can be in uninterruptible sleep).
+const ORPHAN_KILL_WAIT: Duration = Duration::from_secs(5);
 
 impl Containers {
     /// The task client of a container's pod shim.
@@ -30,7 +31,7 @@ impl Containers {
         self.shims.check()?;
         let lock = self.locks.of(id);
         let _held = lock.lock().await;
-        let mut r = self.existing(id)?;
+        let r = self.existing(id)?;
         if r.state != ContainerState::Created {
             return Err(Error::Precondition(format!(
                 "container {id} is not in the created state"
@@ -42,92 +43,49 @@ impl Containers {
         let pid = client
             .start(&r.id, "")
             .await
-            .map_err(Error::task("start task"))?;
-        r.pid = pid;
-        r.state = ContainerState::Running;
-        r.started_at = started_at;
-        self.save(&r)
-    }
-
-    /// Brings containers up to date without asking the shims about running
-    /// ones: a container whose init exited has an `exit` file in its bundle
-    /// (the shim writes it first thing) or no process left (its shim died
-    /// with it), and only those are refreshed. For ListContainers, which
-    /// kubelet polls every second.
-    pub async fn refresh_ended(&self) {
-        if self.shims.check().is_err() {
-            return;
-        }
-        let running = self
-            .records
-            .filter_map(|r| (r.state == ContainerState::Running).then(|| (r.id.clone(), r.pid)));
-        for (id, pid) in running {
-            let ended = self.bundle(&id).join(EXIT_FILE).exists()
-                || (pid > 0 && !Path::new(&format!("/proc/{pid}")).exists());
-            if ended {
-                let _ = self.refresh(&id).await;
+            .map_err(Error::task("start task"));
+        self.note(&r.pod_id, &pid);
+        let pid = pid?;
+        let pid_start = evidence::start_time(pid);
+        // An exit recorded meanwhile (its event came first) stays.
+        self.change(&r.id, |r| {
+            r.pid = pid;
+            r.pid_start = pid_start;
+            r.started_at = started_at;
+            if r.state == ContainerState::Created {
+                r.state = ContainerState::Running;
             }
-        }
+            true
+        })
+        .map(drop)
     }
 
-    /// Brings the record up to date with the shim (exit code and time).
+    /// Brings the record up to date from the evidence on this node, then
+    /// with its shim's answer. A shim that does not answer changes nothing
+    /// (its error is returned): that is no evidence of an exit.
     pub async fn refresh(&self, id: &str) -> Result<ContainerRecord> {
         self.shims.check()?;
-        let mut r = self.existing(id)?;
+        let r = self.observe(id)?;
         if r.state == ContainerState::Exited {
             return Ok(r);
         }
-        let mut state = self.task_state(&r).await;
-        if matches!(&state, Err(e) if e.is_unreachable()) {
-            // A fresh connection before concluding the shim is gone.
-            self.shims.forget(&r.pod_id);
-            state = self.task_state(&r).await;
+        let state = self.task_state(&r).await;
+        self.note(&r.pod_id, &state);
+        match state {
+            Ok(state) => Ok(self.reconcile(&r, state)),
+            Err(e) => {
+                if e.is_unreachable() && !self.shim_alive(&r.pod_id) {
+                    // A shim started again later is reached afresh.
+                    self.shims.forget(&r.pod_id);
+                }
+                Err(e)
+            }
         }
-        let state = match state {
-            Ok(state) => state,
-            Err(e) if e.is_unreachable() => return self.shim_lost(r),
-            Err(e) => return Err(e),
-        };
-        if state.status == TaskStatus::Stopped {
-            r.state = ContainerState::Exited;
-            r.exit_code = state.exit_status as i32;
-            r.finished_at = state.exited_at;
-            // The shim marks OOM kills in the bundle.
-            r.oom_killed = self.bundle(&r.id).join(OOM_FILE).exists();
-            self.save(&r)?;
-        }
-        Ok(r)
     }
 
     pub(super) async fn task_state(&self, r: &ContainerRecord) -> Result<TaskState> {
         let client = self.client(r).await?;
         client.state(&r.id).await.map_err(Error::task("task state"))
-    }
-
-    /// The pod's shim is gone: the container is reported exited with what its
-    /// bundle recorded (the shim writes the exit before anything else), or as
-    /// lost when nothing was recorded.
-    fn shim_lost(&self, mut r: ContainerRecord) -> Result<ContainerRecord> {
-        let bundle = self.bundle(&r.id);
-        let recorded = std::fs::read_to_string(bundle.join(EXIT_FILE))
-            .ok()
-            .and_then(|t| parse_exit_record(&t));
-        r.state = ContainerState::Exited;
-        r.oom_killed = bundle.join(OOM_FILE).exists();
-        match recorded {
-            Some((code, at)) => {
-                r.exit_code = code;
-                r.finished_at = at;
-            }
-            None => {
-                r.exit_code = 255;
-                r.finished_at = crio_api::time::now_nanos();
-                r.message = "the pod's shim is gone: the container's exit was not recorded".into();
-            }
-        }
-        tracing::warn!(container = %r.id, "shim unreachable: container reported exited");
-        self.save(&r)?;
-        Ok(r)
     }
 
     /// A running container, or FailedPrecondition naming its state.
@@ -151,11 +109,26 @@ impl Containers {
     }
 
     async fn stop_locked(&self, id: &str, timeout: i64) -> Result<()> {
-        if self.get(id).is_none() {
+        let Some(r) = self.get(id) else {
             return Ok(());
+        };
+        if r.orphaned {
+            return self.stop_orphan(&r.id).await;
         }
         // Up to date first: it may have exited, or its shim may be gone.
-        let r = self.refresh(id).await?;
+        let r = match self.refresh(&r.id).await {
+            Ok(r) => r,
+            // Its shim died, or the pod's shim does not know it: nobody
+            // monitors it any more.
+            Err(e) if e.is_unreachable() && !self.shim_alive(&r.pod_id) => {
+                return self.stop_orphan(&r.id).await;
+            }
+            Err(Error::Task {
+                source: TaskError::NotFound(_),
+                ..
+            }) => return self.stop_orphan(&r.id).await,
+            Err(e) => return Err(e),
+        };
         if r.state != ContainerState::Running {
             return Ok(());
         }
@@ -193,17 +166,53 @@ impl Containers {
         let _held = lock.lock().await;
         let Some(r) = self.get(id) else { return Ok(()) };
         self.stop_locked(&r.id, 0).await?;
-        let shim_alive = self.client(&r).await.is_ok() && r.message.is_empty();
-        if !shim_alive {
+        if r.orphaned || !self.shim_alive(&r.pod_id) {
             // The shim's `delete` action force-deletes what it left.
             self.shims.delete_action(&r.id, &self.bundle(&r.id)).await;
         } else if let Ok(client) = self.client(&r).await {
             match client.delete(&r.id, "").await {
-                Ok(()) | Err(TaskError::NotFound(_)) => {}
+                Ok(()) => {}
+                // Not this shim's (one that died ran it): forced down.
+                Err(TaskError::NotFound(_)) => {
+                    self.shims.delete_action(&r.id, &self.bundle(&r.id)).await;
+                }
                 Err(e) => return Err(Error::task("delete task")(e)),
             }
         }
         self.cleanup(&r.id);
+        Ok(())
+    }
+
+    /// Stops a container whose pod's shim died: its init, if it is still
+    /// the process that was started, gets SIGKILL (the runtime forces down
+    /// one whose pid is unknown); once it is gone, the container is
+    /// recorded exited with its monitor lost.
+    async fn stop_orphan(&self, id: &str) -> Result<()> {
+        let r = self.observe(id)?;
+        if r.state != ContainerState::Running {
+            return Ok(());
+        }
+        if r.pid == 0 {
+            // Its pid was never known: the runtime forces it down.
+            self.shims.delete_action(&r.id, &self.bundle(&r.id)).await;
+            self.record_lost(&r.id);
+            return Ok(());
+        }
+        if !init_gone(r.pid, r.pid_start) {
+            let pid = nix::unistd::Pid::from_raw(r.pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let deadline = tokio::time::Instant::now() + ORPHAN_KILL_WAIT;
+        while !init_gone(r.pid, r.pid_start) {
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Failed(format!(
+                    "container {id}: its process {} outlived SIGKILL for {ORPHAN_KILL_WAIT:?}",
+                    r.pid
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.record_lost(&r.id);
         Ok(())
     }
 }

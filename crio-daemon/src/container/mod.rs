@@ -5,23 +5,27 @@
 //!
 //! One file per operation: `store` (records, name reservation), `create`
 //! (checks, spec, task), `rootfs` (the overlay, behind a seam), `lifecycle`
-//! (start, stop, remove, state), `exec`, `infra` (the pod's infra
-//! container), `update` (resources, log, metrics), `recover` (loading and
-//! the orphan sweep), `events` (life-cycle events out, shim events in) and
-//! `exit` (an exit recorded from evidence).
+//! (start, stop, remove, state), `evidence` (what proves an exit),
+//! `monitor` (whether a pod's shim answers), `exec`, `infra` (the pod's
+//! infra container), `update` (resources, log, metrics), `recover` (loading
+//! and the orphan sweep) and `events` (life-cycle events out, shim events
+//! in).
 
 mod create;
 mod events;
+mod evidence;
 mod exec;
-mod exit;
 mod infra;
 mod lifecycle;
+mod monitor;
 mod recover;
 mod rootfs;
 mod store;
 #[cfg(test)]
 mod tests;
 mod update;
+#[cfg(test)]
+mod view_tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,7 +42,9 @@ use crate::records::Records;
 use crate::shim::PodShims;
 
 pub use events::{ContainerEvent, Subject};
+pub use evidence::SHIM_LOST;
 pub use exec::{Exec, ExecOptions};
+pub use monitor::SHIM_NOT_RESPONDING;
 pub use rootfs::{Overlays, Prepared, Rootfs, RootfsJob};
 
 /// A container's state as the daemon last knew it.
@@ -97,6 +103,18 @@ pub struct ContainerRecord {
     /// Its init's pid once started (0 before).
     #[serde(default)]
     pub pid: u32,
+    /// When its init started (`/proc/<pid>/stat`, clock ticks since boot;
+    /// 0: unknown): another process later given the same pid is not it.
+    #[serde(default)]
+    pub pid_start: u64,
+    /// The CRI reason of an exit the usual ones do not describe (its
+    /// monitor lost); empty otherwise.
+    #[serde(default)]
+    pub reason: String,
+    /// Its pod's shim died while it ran: no shim monitors it any more (a
+    /// new shim of the pod does not know it).
+    #[serde(default)]
+    pub orphaned: bool,
 }
 
 impl ContainerRecord {
@@ -130,6 +148,8 @@ pub struct Containers {
     records: Records<ContainerRecord>,
     /// Life-cycle events, for GetContainerEvents.
     events: events::Events,
+    /// Pods whose shim did not answer the last call made to it.
+    silent: monitor::Silent,
     host: crio_spec::Host,
     defaults: crio_spec::Defaults,
     /// `log_size_max`: the shim keeps each container's CRI log at or under
@@ -218,6 +238,7 @@ impl Containers {
             run_dir,
             events: events::publisher(&records, &with.pods),
             records: Records::new(records),
+            silent: Default::default(),
             host: host(config),
             defaults: defaults(config)?,
             log_size_max: config.runtime.log_size_max,

@@ -2,7 +2,7 @@
 //! container names while a create is under way.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -76,32 +76,27 @@ impl Containers {
 
     /// Writes a new record.
     pub(super) fn save_new(&self, r: &ContainerRecord) -> Result<()> {
-        self.write_record(r)?;
+        write_record(&self.records_dir, r)?;
         self.records.insert(&r.id, r.clone());
         self.announce_state(r);
         Ok(())
     }
 
-    /// Writes a changed record, announcing the step it reached (once);
-    /// NotFound when the container was removed meanwhile (it is not brought
-    /// back).
-    pub(super) fn save(&self, r: &ContainerRecord) -> Result<()> {
-        match self
+    /// Changes a container's record in memory (`f` says whether it changed
+    /// it), then on disk, off the index's lock; the record as changed, or
+    /// NotFound when the container was removed meanwhile.
+    pub(super) fn change(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerRecord) -> bool,
+    ) -> Result<ContainerRecord> {
+        let change = self
             .records
-            .update(&r.id, r.clone(), || self.write_record(r))?
-        {
-            true => {
-                self.announce_state(r);
-                Ok(())
-            }
-            false => Err(Error::not_found("container", &r.id)),
-        }
-    }
-
-    fn write_record(&self, r: &ContainerRecord) -> Result<()> {
-        let dir = self.records_dir.join(r.id.as_str());
-        let data = serde_json::to_vec_pretty(r).map_err(Error::internal)?;
-        crio_storage::atomic::write(&dir.join("record.json"), &data).map_err(Error::internal)
+            .update(id, f)
+            .ok_or_else(|| Error::not_found("container", id))?;
+        change.persist(|r| write_record(&self.records_dir, r))?;
+        self.announce_state(&change.record);
+        Ok(change.record)
     }
 
     /// Every container but infra containers.
@@ -168,4 +163,11 @@ impl Containers {
             self.announce(&r, crate::events::EventKind::Deleted);
         }
     }
+}
+
+/// Writes a container's record durably (temp file, fsync, rename).
+pub(super) fn write_record(records_dir: &Path, r: &ContainerRecord) -> Result<()> {
+    let dir = records_dir.join(r.id.as_str());
+    let data = serde_json::to_vec_pretty(r).map_err(Error::internal)?;
+    crio_storage::atomic::write(&dir.join("record.json"), &data).map_err(Error::internal)
 }

@@ -25,7 +25,6 @@ fn log_paths_stay_below_the_log_directory() {
 }
 
 use crio_api::Code;
-use crio_contract::bundle::{EXIT_FILE, OOM_FILE, exit_record};
 
 use super::ContainerState;
 use crate::shim::TaskError;
@@ -47,7 +46,10 @@ async fn create_start_stop_remove_call_the_shim_in_order() {
     assert!(w.bundle(&id).join("config.json").is_file());
     w.containers.start(&id).await.unwrap();
     let r = w.containers.get(&id).unwrap();
-    assert_eq!((r.state, r.pid), (ContainerState::Running, 4242));
+    assert_eq!(
+        (r.state, r.pid),
+        (ContainerState::Running, std::process::id())
+    );
     w.containers.stop(&id, 10).await.unwrap();
     let r = w.containers.get(&id).unwrap();
     assert_eq!((r.state, r.exit_code), (ContainerState::Exited, 143));
@@ -223,42 +225,6 @@ async fn a_start_that_fails_leaves_the_container_created() {
     w.containers.start(&id).await.unwrap();
     let e = w.containers.start(&id).await.unwrap_err();
     assert_eq!(code(e), Code::FailedPrecondition);
-}
-
-#[tokio::test]
-async fn the_exit_file_tells_the_exit_of_a_container_whose_shim_is_gone() {
-    let w = World::new();
-    let pod = w.pod("web").await;
-    let recorded = w.containers.create(&pod, w.container("a")).await.unwrap();
-    let lost = w.containers.create(&pod, w.container("b")).await.unwrap();
-    for id in [&recorded, &lost] {
-        w.containers.start(id).await.unwrap();
-    }
-    let bundle = w.bundle(&recorded);
-    std::fs::write(
-        bundle.join(EXIT_FILE),
-        exit_record(3, 1_700_000_000_000_000_000),
-    )
-    .unwrap();
-    std::fs::write(bundle.join(OOM_FILE), "").unwrap();
-    w.shims.go_away();
-    // ListContainers' refresh finds the exit file without asking a shim.
-    w.containers.refresh_ended().await;
-    let r = w.containers.get(&recorded).unwrap();
-    assert_eq!(r.state, ContainerState::Exited);
-    assert_eq!((r.exit_code, r.finished_at), (3, 1_700_000_000_000_000_000));
-    assert!(r.oom_killed && r.message.is_empty());
-    // No file: exited, with the reason said.
-    let r = w.containers.refresh(&lost).await.unwrap();
-    assert_eq!((r.state, r.exit_code), (ContainerState::Exited, 255));
-    assert!(r.message.contains("shim is gone"), "{}", r.message);
-    // Stopping it asks nothing more of the gone shim; removing it uses
-    // the shim binary's delete action.
-    let kills = w.shims.calls_of(&["kill"]).len();
-    w.containers.stop(&lost, 1).await.unwrap();
-    assert_eq!(w.shims.calls_of(&["kill"]).len(), kills);
-    w.containers.remove(&lost).await.unwrap();
-    assert!(w.shims.calls().contains(&format!("delete-action {lost}")));
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use crio_api::cri::{
 };
 
 use super::{Answer, State, container_id};
-use crate::container::{ContainerRecord, ContainerState, Containers};
+use crate::container::{ContainerRecord, ContainerState, Containers, SHIM_NOT_RESPONDING};
 
 fn state(r: &ContainerRecord) -> i32 {
     match r.state {
@@ -24,25 +24,29 @@ fn image(r: &ContainerRecord) -> Option<ImageSpec> {
     })
 }
 
-/// ContainerStatus, brought up to date with the shim first.
-pub async fn container_status(
+/// ContainerStatus, from the daemon's view brought up to date with the
+/// evidence on this node; never waits for the shim. A container whose
+/// pod's shim does not answer keeps its last known state, and the reason
+/// and message say so.
+pub fn container_status(
     st: &State,
     req: &ContainerStatusRequest,
 ) -> Answer<ContainerStatusResponse> {
-    let record = st
-        .containers
-        .refresh(container_id(&req.container_id)?)
-        .await?;
-    let verbose = match req.verbose {
-        true => Some(st.containers.verbose_info(&record).await),
-        false => None,
-    };
+    let mut record = st.containers.observe(container_id(&req.container_id)?)?;
+    if record.state != ContainerState::Exited
+        && let Some(trouble) = st.containers.shim_trouble(&record.pod_id)
+    {
+        record.reason = SHIM_NOT_RESPONDING.into();
+        record.message = trouble;
+    }
+    let verbose = req.verbose.then(|| st.containers.verbose_info(&record));
     Ok(status(&record, verbose))
 }
 
-/// ListContainers, with the containers that ended brought up to date.
-pub async fn list_containers(st: &State, req: &ListContainersRequest) -> ListContainersResponse {
-    st.containers.refresh_ended().await;
+/// ListContainers, with the containers whose exit was recorded in their
+/// bundle brought up to date.
+pub fn list_containers(st: &State, req: &ListContainersRequest) -> ListContainersResponse {
+    st.containers.observe_exit_files();
     list(&st.containers, req)
 }
 
@@ -53,6 +57,7 @@ pub(super) fn status(
     verbose: Option<(u32, serde_json::Value)>,
 ) -> ContainerStatusResponse {
     let reason = match (r.state, r.exit_code) {
+        _ if !r.reason.is_empty() => &r.reason,
         (ContainerState::Exited, _) if r.oom_killed => "OOMKilled",
         (ContainerState::Exited, 0) => "Completed",
         (ContainerState::Exited, _) => "Error",

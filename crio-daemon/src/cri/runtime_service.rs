@@ -133,18 +133,17 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<ListContainersRequest>,
     ) -> Rpc<ListContainersResponse> {
-        Ok(Response::new(
-            container_status::list_containers(&self.state, req.get_ref()).await,
-        ))
+        Ok(Response::new(container_status::list_containers(
+            &self.state,
+            req.get_ref(),
+        )))
     }
 
     async fn container_status(
         &self,
         req: Request<ContainerStatusRequest>,
     ) -> Rpc<ContainerStatusResponse> {
-        container_status::container_status(&self.state, req.get_ref())
-            .await
-            .map(Response::new)
+        container_status::container_status(&self.state, req.get_ref()).map(Response::new)
     }
 
     async fn update_container_resources(

@@ -5,6 +5,10 @@
 //! cgroup (the kubelet's cgroup parent) and network counters from the host
 //! side of its CNI link. CPU rates (`usage_nano_cores`) are computed against
 //! the previous sample of the same cgroup, as kubelet expects.
+//!
+//! The shims are asked all at once, each with a short deadline: a shim that
+//! does not answer leaves its containers' CPU and memory out (logged), and
+//! the call still answers with everything else.
 
 use crio_api::cri::{
     ContainerAttributes, ContainerStats, CpuUsage, FilesystemIdentifier, FilesystemUsage,
@@ -14,6 +18,7 @@ use crio_api::cri::{
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{Answer, State};
 use crate::container::{ContainerRecord, ContainerState};
@@ -93,9 +98,14 @@ async fn container_stats(st: &State, r: &ContainerRecord) -> ContainerStats {
         }),
         ..Default::default()
     };
-    if r.state == ContainerState::Running
-        && let Ok(m) = st.containers.metrics(r).await
-    {
+    let metrics = match r.state {
+        ContainerState::Running => Some(st.containers.metrics(r).await),
+        _ => None,
+    };
+    if let Some(Err(e)) = &metrics {
+        tracing::debug!(container = %r.id, "stats without CPU and memory: {e}");
+    }
+    if let Some(Ok(m)) = metrics {
         let total = m.cpu.usage.total;
         stats.cpu = cpu(&st.cpu_rates, &r.id, now, total);
         let s = crio_cgroups::Stats {
@@ -116,33 +126,60 @@ async fn container_stats(st: &State, r: &ContainerRecord) -> ContainerStats {
     stats
 }
 
+/// The statistics of `records`, their shims asked all at once (each has
+/// [`STATS_DEADLINE`](crate::container::STATS_DEADLINE) to answer), in the
+/// order given.
+async fn containers_stats(st: &Arc<State>, records: Vec<ContainerRecord>) -> Vec<ContainerStats> {
+    all_at_once(records.into_iter().map(|r| {
+        let st = st.clone();
+        async move { container_stats(&st, &r).await }
+    }))
+    .await
+}
+
+/// What `jobs` give, run all at once, in the order given (a job that
+/// failed is left out, logged).
+async fn all_at_once<T: Send + 'static>(
+    jobs: impl Iterator<Item = impl Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let mut running = tokio::task::JoinSet::new();
+    for (i, job) in jobs.enumerate() {
+        running.spawn(async move { (i, job.await) });
+    }
+    let mut done = Vec::new();
+    while let Some(joined) = running.join_next().await {
+        match joined {
+            Ok(d) => done.push(d),
+            Err(e) => tracing::warn!("stats: {e}"),
+        }
+    }
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, d)| d).collect()
+}
+
 /// ContainerStats.
-pub async fn one(st: &State, id: &str) -> Answer<ContainerStats> {
-    let r = st.containers.refresh(id).await?;
+pub async fn one(st: &Arc<State>, id: &str) -> Answer<ContainerStats> {
+    let r = st.containers.observe(id)?;
     Ok(container_stats(st, &r).await)
 }
 
 /// ListContainerStats: the containers matching the filter (ID prefix, pod,
 /// labels).
 pub async fn list(
-    st: &State,
+    st: &Arc<State>,
     id: &str,
     pod_id: &str,
     labels: &HashMap<String, String>,
 ) -> Answer<Vec<ContainerStats>> {
     st.containers.runnable()?;
-    let mut out = Vec::new();
-    for r in st.containers.list() {
+    st.containers.observe_exit_files();
+    let wanted = st.containers.filter_map(|r| {
         let matches = r.id.starts_with(id)
             && r.pod_id.starts_with(pod_id)
             && super::labels_match(labels, &r.config.labels);
-        if !matches {
-            continue;
-        }
-        if let Ok(r) = st.containers.refresh(&r.id).await {
-            out.push(container_stats(st, &r).await);
-        }
-    }
+        matches.then(|| r.clone())
+    });
+    let out = containers_stats(st, wanted).await;
     let records = st.containers.list();
     let pods = st.pods.list();
     st.cpu_rates
@@ -150,8 +187,8 @@ pub async fn list(
     Ok(out)
 }
 
-/// The statistics of a pod: its cgroup's, and its containers'.
-async fn pod_stats(st: &State, pod: &PodRecord) -> PodSandboxStats {
+/// The statistics of a pod: its cgroup's, and its running containers'.
+async fn pod_stats(st: &Arc<State>, pod: &PodRecord) -> PodSandboxStats {
     let now = crio_api::time::now_nanos();
     let parent = pod.cgroup_parent();
     let cgroup = (!parent.is_empty())
@@ -162,14 +199,11 @@ async fn pod_stats(st: &State, pod: &PodRecord) -> PodSandboxStats {
             )
         })
         .flatten();
-    let mut containers = Vec::new();
-    for r in st.containers.of_pod(&pod.id) {
-        if let Ok(r) = st.containers.refresh(&r.id).await
-            && r.state == ContainerState::Running
-        {
-            containers.push(container_stats(st, &r).await);
-        }
-    }
+    st.containers.observe_exit_files();
+    let running = st.containers.filter_map(|r| {
+        (r.pod_id == pod.id && r.state == ContainerState::Running).then(|| r.clone())
+    });
+    let containers = containers_stats(st, running).await;
     PodSandboxStats {
         attributes: Some(PodSandboxAttributes {
             id: pod.id.to_string(),
@@ -194,7 +228,7 @@ async fn pod_stats(st: &State, pod: &PodRecord) -> PodSandboxStats {
 }
 
 /// PodSandboxStats.
-pub async fn one_pod(st: &State, id: &str) -> Answer<PodSandboxStats> {
+pub async fn one_pod(st: &Arc<State>, id: &str) -> Answer<PodSandboxStats> {
     let pod = st
         .pods
         .get(id)
@@ -203,21 +237,23 @@ pub async fn one_pod(st: &State, id: &str) -> Answer<PodSandboxStats> {
     Ok(pod_stats(st, &pod).await)
 }
 
-/// ListPodSandboxStats: the pods matching the filter (ID prefix, labels).
+/// ListPodSandboxStats: the pods matching the filter (ID prefix, labels),
+/// all asked at once.
 pub async fn list_pods(
-    st: &State,
+    st: &Arc<State>,
     id: &str,
     labels: &HashMap<String, String>,
 ) -> Answer<Vec<PodSandboxStats>> {
     st.containers.runnable()?;
-    let mut stats = Vec::new();
-    for pod in st.pods.list() {
+    let wanted = st.pods.filter_map(|pod| {
         let matches = pod.id.starts_with(id) && super::labels_match(labels, &pod.config.labels);
-        if matches {
-            stats.push(pod_stats(st, &pod).await);
-        }
-    }
-    Ok(stats)
+        matches.then(|| pod.clone())
+    });
+    Ok(all_at_once(wanted.into_iter().map(|pod| {
+        let st = st.clone();
+        async move { pod_stats(&st, &pod).await }
+    }))
+    .await)
 }
 
 /// The pod's network counters, from the host side of its CNI link.

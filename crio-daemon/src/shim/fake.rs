@@ -21,6 +21,10 @@ struct Shared {
     fail: Option<(String, TaskError)>,
     /// Whether the shims are gone (every call unreachable).
     gone: bool,
+    /// Whether the shims are stopped (every call waits until woken).
+    hung: bool,
+    /// The pid a started process gets (0: this test process's, alive).
+    pid: u32,
 }
 
 /// Fake pod shims (and their task clients).
@@ -60,6 +64,29 @@ impl FakeShims {
     /// Makes every call unreachable from now on (the shim died).
     pub fn go_away(&self) {
         self.shared.lock().gone = true;
+    }
+
+    /// Makes every call wait, unanswered, until [`Self::wake`] (the shim
+    /// was stopped: it exists, it does not answer).
+    pub fn hang(&self) {
+        self.shared.lock().hung = true;
+    }
+
+    /// Lets the calls of a hung shim go on.
+    pub fn wake(&self) {
+        self.shared.lock().hung = false;
+    }
+
+    /// The pid processes started from now on get.
+    pub fn set_pid(&self, pid: u32) {
+        self.shared.lock().pid = pid;
+    }
+
+    /// Waits while the shims are hung.
+    async fn answer(&self) {
+        while self.shared.lock().hung {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Records `call`; the error it was told to fail with, if any.
@@ -112,17 +139,22 @@ fn created() -> TaskState {
 #[async_trait::async_trait]
 impl TaskClient for FakeShims {
     async fn create(&self, id: &str, _bundle: &Path, _terminal: bool) -> Result<(), TaskError> {
+        self.answer().await;
         self.record(format!("create {id}"))?;
         self.set(id.to_string(), created());
         Ok(())
     }
 
     async fn start(&self, id: &str, exec_id: &str) -> Result<u32, TaskError> {
+        self.answer().await;
         self.record(format!("start {}", Self::key(id, exec_id)))?;
         let key = Self::key(id, exec_id);
         let mut state = self.state_of(&key)?;
         state.status = TaskStatus::Running;
-        state.pid = 4242;
+        state.pid = match self.shared.lock().pid {
+            0 => std::process::id(),
+            pid => pid,
+        };
         self.set(key, state);
         Ok(state.pid)
     }
@@ -134,6 +166,7 @@ impl TaskClient for FakeShims {
         signal: u32,
         _all: bool,
     ) -> Result<(), TaskError> {
+        self.answer().await;
         let key = Self::key(id, exec_id);
         self.record(format!("kill {key} {signal}"))?;
         let mut state = self.state_of(&key)?;
@@ -145,12 +178,14 @@ impl TaskClient for FakeShims {
     }
 
     async fn wait(&self, id: &str, exec_id: &str, _: Option<Duration>) -> Result<u32, TaskError> {
+        self.answer().await;
         let key = Self::key(id, exec_id);
         self.record(format!("wait {key}"))?;
         Ok(self.state_of(&key)?.exit_status)
     }
 
     async fn delete(&self, id: &str, exec_id: &str) -> Result<(), TaskError> {
+        self.answer().await;
         let key = Self::key(id, exec_id);
         self.record(format!("delete {key}"))?;
         self.state_of(&key)?;
@@ -159,11 +194,13 @@ impl TaskClient for FakeShims {
     }
 
     async fn state(&self, id: &str) -> Result<TaskState, TaskError> {
+        self.answer().await;
         self.record(format!("state {id}"))?;
         self.state_of(id)
     }
 
     async fn exec(&self, p: ExecProcess) -> Result<(), TaskError> {
+        self.answer().await;
         let key = Self::key(&p.id, &p.exec_id);
         self.record(format!("exec {key}"))?;
         self.set(key, created());
@@ -174,11 +211,13 @@ impl TaskClient for FakeShims {
         &self,
         id: &str,
     ) -> Result<crio_api::task::cgroups::metrics::Metrics, TaskError> {
+        self.answer().await;
         self.record(format!("stats {id}"))?;
         Ok(Default::default())
     }
 
     async fn update(&self, id: &str, _resources: Vec<u8>) -> Result<(), TaskError> {
+        self.answer().await;
         self.record(format!("update {id}"))
     }
 }
@@ -190,6 +229,8 @@ impl PodShims for FakeShims {
     }
 
     async fn ensure(&self, id: &str, pod_dir: &Path, _cgroup: &str) -> Result<Task, ShimError> {
+        // A shim that died is replaced by a new one.
+        self.shared.lock().gone = false;
         self.record(format!("ensure {id}"))
             .map_err(|e| ShimError::Step {
                 what: "start shim".into(),
@@ -209,6 +250,10 @@ impl PodShims for FakeShims {
     }
 
     fn forget(&self, _id: &str) {}
+
+    fn alive(&self, _id: &str, _pod_dir: &Path) -> bool {
+        !self.shared.lock().gone
+    }
 
     async fn delete_action(&self, container_id: &str, _bundle: &Path) {
         self.shared

@@ -17,6 +17,7 @@ use tokio::io::AsyncReadExt;
 mod events;
 #[cfg(test)]
 pub mod fake;
+mod liveness;
 mod task_client;
 
 pub use events::ShimEvent;
@@ -91,6 +92,9 @@ pub trait PodShims: Send + Sync {
     async fn task(&self, id: &str, pod_dir: &Path) -> Result<Task, ShimError>;
     /// Drops the cached client of pod `id` (the next call reconnects).
     fn forget(&self, id: &str);
+    /// Whether pod `id`'s shim process still exists (false once it died),
+    /// told without a call: cheap, never blocks.
+    fn alive(&self, id: &str, pod_dir: &Path) -> bool;
     /// Force-deletes a container whose shim is gone.
     async fn delete_action(&self, container_id: &str, bundle: &Path);
     /// Asks pod `id`'s shim to exit and forgets it.
@@ -373,6 +377,11 @@ impl PodShims for Shims {
 
     async fn ensure(&self, id: &str, pod_dir: &Path, cgroup: &str) -> Result<Task, ShimError> {
         let binary = self.binary.as_deref().ok_or(ShimError::NoBinary)?;
+        if address_of(pod_dir).is_some() && !self.alive(id, pod_dir) {
+            // What is left of a shim that died goes; a new one starts.
+            tracing::warn!(pod = id, "the pod's shim died: starting a new one");
+            self.shutdown(id, pod_dir).await;
+        }
         if address_of(pod_dir).is_none() {
             let lock = self
                 .starting
@@ -394,6 +403,11 @@ impl PodShims for Shims {
 
     fn forget(&self, id: &str) {
         self.clients.lock().remove(id);
+    }
+
+    fn alive(&self, id: &str, pod_dir: &Path) -> bool {
+        let exited = self.exits.lock().get(id).is_some_and(|e| *e.borrow());
+        !exited && address_of(pod_dir).is_some_and(|a| liveness::accepts(&a))
     }
 
     /// Runs the shim binary's `delete` action: it force-deletes the
