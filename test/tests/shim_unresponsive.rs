@@ -22,10 +22,10 @@ use nix::unistd::Pid;
 
 const POD: i32 = NamespaceMode::Pod as i32;
 
-/// How long a shim stays stopped: longer than every deadline of the daemon
-/// (its longest, on ordinary shim calls, is 30 s), so that no deadline
-/// passing can turn into a reported exit.
-const STOPPED_FOR: Duration = Duration::from_secs(40);
+/// How long a shim stays stopped: the two minutes, four times the
+/// longest deadline of the daemon (30 s, on ordinary shim calls), so that no
+/// deadline passing can turn into a reported exit.
+const STOPPED_FOR: Duration = Duration::from_secs(120);
 
 /// The bound on a read: far above normal (under a millisecond), far below
 /// any shim call's deadline.
