@@ -96,7 +96,7 @@ impl Containers {
     }
 
     /// Brings running containers up to date from their exit files (a stat
-    /// each; for ListContainers, polled every second).
+    /// each; for the stats calls, which read the cgroups of running ones).
     pub fn observe_exit_files(&self) {
         for run in self.records.filter_map(Running::of) {
             self.check_evidence(&run, false);

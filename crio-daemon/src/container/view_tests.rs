@@ -87,7 +87,7 @@ async fn the_exit_file_and_exit_events_are_evidence() {
     .unwrap();
     std::fs::write(bundle.join(OOM_FILE), "").unwrap();
     w.shims.hang();
-    // ListContainers' check finds the exit file without asking a shim.
+    // The stats calls' check finds the exit file without asking a shim.
     w.containers.observe_exit_files();
     let r = w.containers.get(&id).unwrap();
     assert_eq!(r.state, ContainerState::Exited);

@@ -43,10 +43,10 @@ pub fn container_status(
     Ok(status(&record, verbose))
 }
 
-/// ListContainers, with the containers whose exit was recorded in their
-/// bundle brought up to date.
+/// ListContainers, from memory only: exits come from the shims' events,
+/// and the background watch reads the exit files every second for any
+/// event that was lost.
 pub fn list_containers(st: &State, req: &ListContainersRequest) -> ListContainersResponse {
-    st.containers.observe_exit_files();
     list(&st.containers, req)
 }
 
