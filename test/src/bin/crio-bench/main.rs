@@ -18,38 +18,47 @@ mod target;
 use anyhow::Result;
 use crio_test::Registry;
 use crio_test::containerd::Containerd;
-use crio_test::images::push_standard_images;
+use crio_test::images::{StandardImages, push_standard_images};
 use crio_test::pods::{PodWorld, bridge_conflist};
 use serde_json::{Value, json};
 
 use crate::report::{markdown, svg};
 use crate::target::Target;
 
+/// The command line: `--name value` options and `--flag`s.
+struct Args(Vec<String>);
+
+impl Args {
+    fn option(&self, name: &str) -> Option<&String> {
+        self.0
+            .iter()
+            .position(|a| a == name)
+            .and_then(|i| self.0.get(i + 1))
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.0.iter().any(|a| a == name)
+    }
+
+    /// `--only pods,throughput` measures those groups alone (all by default).
+    fn wanted(&self, group: &str) -> bool {
+        self.option("--only")
+            .is_none_or(|o| o.split(',').any(|g| g == group))
+    }
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let option = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-    };
+    let args = Args(std::env::args().skip(1).collect());
     // Render a saved run instead of measuring.
-    if let Some(saved) = option("--render") {
+    if let Some(saved) = args.option("--render") {
         let results: Value = serde_json::from_str(&std::fs::read_to_string(saved)?)?;
-        if let Some(path) = option("--svg") {
+        if let Some(path) = args.option("--svg") {
             std::fs::write(path, svg(&results))?;
         }
         print!("{}", markdown(&results));
         return Ok(());
     }
-    let smoke = args.iter().any(|a| a == "--smoke");
-    // `--only pods,throughput` measures those groups alone (all by default).
-    let only = option("--only").cloned();
-    let wanted = |group: &str| {
-        only.as_deref()
-            .is_none_or(|o| o.split(',').any(|g| g == group))
-    };
-    let (samples, many, files) = if smoke { (3, 5, 2) } else { (20, 100, 25) };
     let mut results = json!({
         "machine": {"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()},
     });
@@ -58,17 +67,7 @@ async fn main() -> Result<()> {
     // Images (and the reference's pause image) come from a registry of the bench's own.
     let registry = Registry::start()?;
     let standard = push_standard_images(&registry)?;
-    let mut targets = vec![Target::Crio(PodWorld::start_with_registry(&registry)?)];
-    if args.iter().any(|a| a == "--with-containerd") {
-        let pid = std::process::id();
-        let bridge = format!("ctrd{}", pid % 1_000_000);
-        let prefix = format!("10.{}.{}", 100 + (pid / 250) % 100, (pid + 125) % 250);
-        let conflist = bridge_conflist(&bridge, &prefix);
-        targets.push(Target::Containerd(
-            Containerd::start(&registry.host(), &standard.pause.reference, &conflist)?,
-            bridge,
-        ));
-    }
+    let targets = targets(&args, &registry, &standard)?;
     // What the reference cannot do here, said rather than skipped.
     let mut notes = Vec::new();
     if targets.len() > 1 {
@@ -83,65 +82,91 @@ async fn main() -> Result<()> {
     results["notes"] = json!(notes);
     for mut target in targets {
         let name = target.name();
-        results[name] = json!({});
-        if wanted("pods") {
-            eprintln!("measuring {name} pods...");
-            results[name]["pods"] = lifecycle::pods(&mut target, samples, many).await?;
-        }
-        if wanted("containers") {
-            eprintln!("measuring {name} containers...");
-            results[name]["containers"] =
-                lifecycle::containers(&target, &standard.busybox.reference, samples, many).await?;
-        }
-        if wanted("throughput") {
-            eprintln!("measuring {name} throughput...");
-            let (pods, mut concurrency) = if smoke {
-                (4, vec![1, 2])
-            } else {
-                (50, vec![1, 5, 10])
-            };
-            // `--clients 10` measures with that many clients alone.
-            if let Some(n) = option("--clients") {
-                concurrency = vec![n.parse()?];
-            }
-            results[name]["throughput"] =
-                lifecycle::throughput(&target, &standard.busybox.reference, pods, &concurrency)
-                    .await?;
-        }
-        if wanted("pleg") {
-            eprintln!("measuring {name} PLEG under churn...");
-            let scale = if smoke {
-                pleg::Scale {
-                    pods: 2,
-                    per_pod: 2,
-                    samples: 10,
-                }
-            } else {
-                pleg::Scale {
-                    pods: 30,
-                    per_pod: 10,
-                    samples: 500,
-                }
-            };
-            results[name]["pleg"] =
-                pleg::pleg(&target, &standard.busybox.reference, &scale).await?;
-        }
-        if wanted("images") {
-            eprintln!("measuring {name} pulls...");
-            results[name]["images"] =
-                images::images(&target, &registry, if smoke { 1 } else { 5 }, files).await?;
-        }
+        results[name] = measure(&mut target, &args, &registry, &standard).await?;
         // The daemon's log holds its per-step timings (debug level).
-        if let (Target::Crio(w), Some(path)) = (&target, option("--daemon-log")) {
+        if let (Target::Crio(w), Some(path)) = (&target, args.option("--daemon-log")) {
             std::fs::write(path, w.daemon.log())?;
         }
     }
     println!("{}", serde_json::to_string_pretty(&results)?);
-    if let Some(path) = option("--svg") {
+    if let Some(path) = args.option("--svg") {
         std::fs::write(path, svg(&results))?;
     }
-    if args.iter().any(|a| a == "--markdown") {
+    if args.flag("--markdown") {
         eprintln!("{}", markdown(&results));
     }
     Ok(())
+}
+
+/// crio-rs, and containerd with `--with-containerd`.
+fn targets(args: &Args, registry: &Registry, standard: &StandardImages) -> Result<Vec<Target>> {
+    let mut targets = vec![Target::Crio(PodWorld::start_with_registry(registry)?)];
+    if args.flag("--with-containerd") {
+        let pid = std::process::id();
+        let bridge = format!("ctrd{}", pid % 1_000_000);
+        let prefix = format!("10.{}.{}", 100 + (pid / 250) % 100, (pid + 125) % 250);
+        let conflist = bridge_conflist(&bridge, &prefix);
+        targets.push(Target::Containerd(
+            Containerd::start(&registry.host(), &standard.pause.reference, &conflist)?,
+            bridge,
+        ));
+    }
+    Ok(targets)
+}
+
+/// The groups `--only` names (all by default) measured on one target.
+async fn measure(
+    target: &mut Target,
+    args: &Args,
+    registry: &Registry,
+    standard: &StandardImages,
+) -> Result<Value> {
+    let name = target.name();
+    let smoke = args.flag("--smoke");
+    let (samples, many, files) = if smoke { (3, 5, 2) } else { (20, 100, 25) };
+    let busybox = &standard.busybox.reference;
+    let mut results = json!({});
+    if args.wanted("pods") {
+        eprintln!("measuring {name} pods...");
+        results["pods"] = lifecycle::pods(target, samples, many).await?;
+    }
+    if args.wanted("containers") {
+        eprintln!("measuring {name} containers...");
+        results["containers"] = lifecycle::containers(target, busybox, samples, many).await?;
+    }
+    if args.wanted("throughput") {
+        eprintln!("measuring {name} throughput...");
+        let (pods, mut concurrency) = if smoke {
+            (4, vec![1, 2])
+        } else {
+            (50, vec![1, 5, 10])
+        };
+        // `--clients 10` measures with that many clients alone.
+        if let Some(n) = args.option("--clients") {
+            concurrency = vec![n.parse()?];
+        }
+        results["throughput"] = lifecycle::throughput(target, busybox, pods, &concurrency).await?;
+    }
+    if args.wanted("pleg") {
+        eprintln!("measuring {name} PLEG under churn...");
+        let scale = match smoke {
+            true => pleg::Scale {
+                pods: 2,
+                per_pod: 2,
+                samples: 10,
+            },
+            false => pleg::Scale {
+                pods: 30,
+                per_pod: 10,
+                samples: 500,
+            },
+        };
+        results["pleg"] = pleg::pleg(target, busybox, &scale).await?;
+    }
+    if args.wanted("images") {
+        eprintln!("measuring {name} pulls...");
+        results["images"] =
+            images::images(target, registry, if smoke { 1 } else { 5 }, files).await?;
+    }
+    Ok(results)
 }
