@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod command;
 pub mod container;
 pub mod cri;
 pub mod daemon;

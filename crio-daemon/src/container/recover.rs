@@ -41,11 +41,13 @@ pub(super) fn sweep_orphans(
     let runtime = config.runtime.runtimes.get(&config.runtime.default_runtime);
     for id in ids(run_dir) {
         if let Some(h) = runtime {
-            let _ = std::process::Command::new(&h.runtime_path)
-                .arg("--root")
-                .arg(&h.runtime_root)
-                .args(["delete", "--force", &id])
-                .output();
+            let _ = crate::command::output_within(
+                std::process::Command::new(&h.runtime_path)
+                    .arg("--root")
+                    .arg(&h.runtime_root)
+                    .args(["delete", "--force", &id]),
+                crate::command::RUNTIME_DEADLINE,
+            );
         }
         let bundle = run_dir.join(&id);
         rootfs.release(&bundle.join("rootfs"));

@@ -67,16 +67,15 @@ pub fn status(
 }
 
 /// What a runtime handler can do, from `RUNTIME features` (asked once, at
-/// start): recursive read-only mounts when the runtime knows `rro` and the
+/// start, under a deadline): recursive read-only mounts when the runtime knows `rro` and the
 /// kernel has mount_setattr (5.12).
 pub fn handler_features(runtime_path: &std::path::Path) -> RuntimeHandlerFeatures {
-    let features = std::process::Command::new(runtime_path)
-        .arg("features")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    let features = crate::command::output_within(
+        std::process::Command::new(runtime_path).arg("features"),
+        crate::command::RUNTIME_DEADLINE,
+    )
+    .map(|out| String::from_utf8_lossy(&out).into_owned())
+    .unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     RuntimeHandlerFeatures {
         recursive_read_only_mounts: rro_supported(&features, &kernel),
