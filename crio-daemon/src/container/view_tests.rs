@@ -168,18 +168,7 @@ async fn a_process_gone_with_its_shim_is_exited_with_the_lost_monitor_named() {
     );
     w.shims.go_away();
     // Gone as soon as the kernel has made it a zombie.
-    let mut r = w.containers.observe(&id).unwrap();
-    for _ in 0..200 {
-        if r.state == ContainerState::Exited {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        r = w.containers.observe(&id).unwrap();
-    }
-    assert_eq!(
-        (r.state, r.reason.as_str()),
-        (ContainerState::Exited, SHIM_LOST)
-    );
+    assert_lost(&w, &id).await;
 }
 
 #[tokio::test]
@@ -204,20 +193,26 @@ async fn a_new_shim_of_the_pod_leaves_the_dead_ones_containers_to_proc() {
         "its process lives"
     );
     survivor.0.kill().unwrap();
-    let mut r = w.containers.observe(&id).unwrap();
+    assert_lost(&w, &id).await;
+    // Removed without asking the new shim about it.
+    w.containers.remove(&id).await.unwrap();
+    assert!(w.shims.calls().contains(&format!("delete-action {id}")));
+    assert!(!w.shims.calls().contains(&format!("delete {id}")));
+}
+
+/// Waits (a second at most) for container `id` to be observed exited, and
+/// checks it is reported with its monitor lost.
+async fn assert_lost(w: &World, id: &str) {
+    let mut r = w.containers.observe(id).unwrap();
     for _ in 0..200 {
         if r.state == ContainerState::Exited {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
-        r = w.containers.observe(&id).unwrap();
+        r = w.containers.observe(id).unwrap();
     }
     assert_eq!(
         (r.state, r.reason.as_str()),
         (ContainerState::Exited, SHIM_LOST)
     );
-    // Removed without asking the new shim about it.
-    w.containers.remove(&id).await.unwrap();
-    assert!(w.shims.calls().contains(&format!("delete-action {id}")));
-    assert!(!w.shims.calls().contains(&format!("delete {id}")));
 }
