@@ -144,7 +144,7 @@ mod tests {
             (&b"P"[..], Some(Protocol::Http1)),
             (&b""[..], None),
         ] {
-            let (mut client, server) = UnixStream::pair().unwrap();
+            let (mut client, mut server) = UnixStream::pair().unwrap();
             if sent == b"P" {
                 // A prefix of both: decided when the next byte comes.
                 client.write_all(b"P").await.unwrap();
@@ -164,7 +164,7 @@ mod tests {
             assert_eq!(sniff(&server).await.unwrap(), want, "{sent:?}");
             // Peeked, not read: the server still gets every byte.
             let mut rest = Vec::new();
-            tokio::io::AsyncReadExt::read_to_end(&mut &server, &mut rest)
+            tokio::io::AsyncReadExt::read_to_end(&mut server, &mut rest)
                 .await
                 .unwrap();
             assert_eq!(rest, sent);

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use crio_api::cri::{NamespaceMode, PodSandboxStatusRequest, VersionRequest};
+use crio_api::cri::{NamespaceMode, VersionRequest};
 use crio_test::bins::bin;
 use crio_test::containers::{
-    Setup, container, create, remove_pod, run_pod, setup, start_container, stop,
+    Setup, container, create, pod_status, remove_pod, run_pod, setup, start_container, stop,
 };
 use crio_test::pods::pod_config;
 
@@ -73,20 +73,7 @@ async fn crio_status_and_curl_read_the_status_api_beside_grpc() {
     let config = container("sleeper", &images.busybox.reference, &["sleep", "3600"]);
     let id = create(&mut client, &pod_id, config).await.unwrap();
     start_container(&mut client, id.clone()).await;
-    let pod_ip = client
-        .runtime
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod_id.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .network
-        .unwrap()
-        .ip;
+    let pod_ip = pod_status(&mut client, &pod_id).await.network.unwrap().ip;
     assert!(!pod_ip.is_empty());
 
     // info: the CLI and curl print the same JSON.

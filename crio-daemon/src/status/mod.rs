@@ -210,8 +210,10 @@ mod tests {
 
     #[test]
     fn info_names_the_storage_and_cgroup_driver() {
-        let mut config = crio_config::Config::default();
-        config.root = "/var/lib/x".into();
+        let mut config = crio_config::Config {
+            root: "/var/lib/x".into(),
+            ..Default::default()
+        };
         config.runtime.cgroup_manager = "cgroupfs".into();
         let v = serde_json::to_value(info(&config)).unwrap();
         assert_eq!(v["storage_driver"], "overlay");
