@@ -94,12 +94,48 @@ pub enum Command {
         #[arg(long)]
         port: u16,
     },
+    /// Ask a running daemon what it runs, over its socket's status API.
+    Status {
+        /// The daemon's socket (default: --listen, else crio.api.listen's
+        /// default).
+        #[arg(short = 's', long)]
+        socket: Option<PathBuf>,
+        /// What to ask.
+        #[command(subcommand)]
+        what: StatusCommand,
+    },
     /// Print version information.
     Version {
         /// As JSON.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The questions `crio status` asks.
+#[derive(Debug, Subcommand)]
+pub enum StatusCommand {
+    /// Storage driver and root, cgroup driver, default ID mappings (JSON).
+    Info,
+    /// The daemon's effective configuration (TOML).
+    Config,
+    /// One container: its pod, image, root, log path, pid, IPs (JSON).
+    Containers {
+        /// The container's ID or a unique prefix of it.
+        #[arg(short = 'i', long)]
+        id: String,
+    },
+}
+
+impl StatusCommand {
+    /// The status API path answering it.
+    pub fn path(&self) -> String {
+        match self {
+            StatusCommand::Info => "/info".into(),
+            StatusCommand::Config => "/config".into(),
+            StatusCommand::Containers { id } => format!("/containers/{id}"),
+        }
+    }
 }
 
 impl Cli {
@@ -221,6 +257,11 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Status { socket, what }) => {
+            let default = crio_config::Config::default().api.listen;
+            let socket = socket.as_ref().or(cli.listen.as_ref()).unwrap_or(&default);
+            crate::status::client::run(socket, &what.path())
+        }
         Some(Command::PortForward { netns, port }) => {
             crate::streaming::helper_main(netns.as_ref(), *port)
         }
@@ -299,6 +340,20 @@ mod tests {
             Some(Command::Config { default: false })
         ));
         assert_eq!(cli.root, Some(PathBuf::from("/r")));
+        let cli = Cli::parse_from([
+            "crio",
+            "status",
+            "--socket",
+            "/s",
+            "containers",
+            "--id",
+            "ab",
+        ]);
+        let Some(Command::Status { socket, what }) = cli.command else {
+            panic!("not status: {:?}", cli.command);
+        };
+        assert_eq!(socket, Some(PathBuf::from("/s")));
+        assert_eq!(what.path(), "/containers/ab");
         let cli = Cli::parse_from(["crio", "version", "--json"]);
         assert!(matches!(cli.command, Some(Command::Version { json: true })));
     }

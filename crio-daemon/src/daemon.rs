@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use crio_api::cri::image_service_server::ImageServiceServer;
 use crio_api::cri::runtime_service_server::RuntimeServiceServer;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::cli::Cli;
 use crate::cri::{self, State};
@@ -201,6 +202,14 @@ async fn run_server(
         usize::try_from(api.grpc_max_recv_msg_size).unwrap_or(usize::MAX),
     );
     let events = state.containers.clone();
+    let (grpc_tx, grpc_rx) = tokio::sync::mpsc::channel(64);
+    let status_state = state.clone();
+    let accept = tokio::spawn(crate::socket::accept_loop(
+        listener,
+        grpc_tx,
+        move |stream| crate::status::serve(status_state.clone(), stream),
+    ));
+    let incoming = ReceiverStream::new(grpc_rx).map(Ok::<_, std::io::Error>);
     let (runtime_api, image_api) = cri::services(state);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
@@ -215,7 +224,7 @@ async fn run_server(
                     .max_encoding_message_size(send_max)
                     .max_decoding_message_size(recv_max),
             )
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;
             }),
     );
@@ -235,6 +244,7 @@ async fn run_server(
             }
         }
     };
+    accept.abort();
     result.context("CRI server task")?.context("CRI server")?;
     Ok(())
 }

@@ -25,6 +25,7 @@ pub mod records;
 pub mod shim;
 pub mod shim_binary;
 pub mod socket;
+pub mod status;
 pub mod steps;
 pub mod streaming;
 #[cfg(test)]

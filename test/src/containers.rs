@@ -139,6 +139,21 @@ pub async fn status(client: &mut CriClient, id: &str) -> crio_api::cri::Containe
         .unwrap()
 }
 
+/// A pod's status.
+pub async fn pod_status(client: &mut CriClient, id: &str) -> crio_api::cri::PodSandboxStatus {
+    client
+        .runtime
+        .pod_sandbox_status(crio_api::cri::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
 /// Polls until the container has exited (20 s at most).
 pub async fn wait_exited(client: &mut CriClient, id: &str) -> crio_api::cri::ContainerStatus {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -194,7 +194,7 @@ impl Containers {
         let job = RootfsJob {
             lowers,
             store: self.records_dir.join(c.id.as_str()),
-            rootfs: self.bundle(c.id).join("rootfs"),
+            rootfs: self.rootfs_dir(c.id),
             image_volumes: self.defaults.image_volumes.clone(),
             image: c.image.clone(),
             volumes: crio_spec::image_volumes(c.image_config),
@@ -227,7 +227,7 @@ impl Containers {
         let mut host = self.host.clone();
         host.passwd = prepared.passwd.clone();
         host.group = prepared.group.clone();
-        let rootfs = self.bundle(id).join("rootfs");
+        let rootfs = self.rootfs_dir(id);
         let mut spec = crio_spec::build(&crio_spec::Input {
             id,
             config,

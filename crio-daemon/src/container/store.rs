@@ -144,6 +144,11 @@ impl Containers {
         self.run_dir.join(id.as_str())
     }
 
+    /// Where a container's root filesystem is mounted (in its bundle).
+    pub fn rootfs_dir(&self, id: &Id) -> PathBuf {
+        self.bundle(id).join("rootfs")
+    }
+
     /// The writable layer (the overlay's upper dir) of a container.
     pub fn upper_dir(&self, id: &Id) -> PathBuf {
         self.records_dir.join(id.as_str()).join("upper")
