@@ -42,7 +42,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(loaded)) {
+    match runtime.block_on(serve(loaded, Arc::new(cli))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -65,18 +65,29 @@ fn check_cgroup_manager(manager: &str, systemd_dir: &Path) -> Result<()> {
 
 /// Prepares the host side (runtime binaries, shim, directories), then serves
 /// the CRI until a stop signal arrives.
-async fn serve(loaded: crio_config::Loaded) -> Result<()> {
+async fn serve(loaded: crio_config::Loaded, cli: Arc<Cli>) -> Result<()> {
     let signals = stop_signals();
+    let hangups = crate::reload::hangups();
+    let started = loaded.config.clone();
     let config = prepare_host(loaded)?;
     let listen = config.api.listen.clone();
     let listener = crate::socket::bind(&listen).await?;
     let state = open_state(config).await?;
     let streaming = start_streaming(&state).await?;
     let _ = state.streaming.set(streaming);
-    tokio::spawn(reload_on_sighup(state.clone()));
+    if let Some(hup) = hangups {
+        tokio::spawn(crate::reload::on_sighup(hup, state.clone(), cli, started));
+    }
     let clean_shutdown_file = state.config.clean_shutdown_file.clone();
     tracing::info!(socket = %listen.display(), version = env!("CARGO_PKG_VERSION"), "crio-rs serving the CRI");
+    let notifier = crate::notify::Notifier::from_env().map(Arc::new);
+    if let Some(n) = &notifier {
+        tokio::spawn(announce_ready(listen.clone(), n.clone()));
+    }
     let result = run_server(state, listener, signals).await;
+    if let Some(n) = &notifier {
+        n.send("STOPPING=1");
+    }
     let _ = std::fs::remove_file(&listen);
     result?;
     mark_clean_stop(&clean_shutdown_file);
@@ -288,20 +299,18 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("create {}", dir.display()))
 }
 
-/// Re-reads what can change without a restart (registries.conf, the trust
-/// policy, the auth file) on every SIGHUP.
-async fn reload_on_sighup(state: Arc<State>) {
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot watch SIGHUP: reload needs a restart");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        match state.images.reload() {
-            Ok(()) => tracing::info!("SIGHUP: reloaded registries, policy and auth file"),
-            Err(e) => {
-                tracing::error!("SIGHUP: reload failed, keeping the previous configuration: {e:#}")
-            }
-        }
+/// Sends `READY=1` once the CRI socket accepts a connection (the server
+/// is already serving it), then keeps the watchdog fed when it is on.
+async fn announce_ready(listen: std::path::PathBuf, notifier: Arc<crate::notify::Notifier>) {
+    let connect = tokio::net::UnixStream::connect(&listen);
+    match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
+        Ok(Ok(_)) => notifier.send("READY=1"),
+        Ok(Err(e)) => return tracing::error!("{} does not answer: {e}", listen.display()),
+        Err(_) => return tracing::error!("{} does not answer within 10 s", listen.display()),
+    }
+    if let Some(interval) = crate::notify::watchdog_interval() {
+        tracing::info!(?interval, "systemd watchdog on");
+        notifier.watchdog(interval).await;
     }
 }
 

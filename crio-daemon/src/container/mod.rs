@@ -155,8 +155,9 @@ pub struct Containers {
     /// `log_size_max`: the shim keeps each container's CRI log at or under
     /// it (≤ 0: no limit).
     log_size_max: i64,
-    /// The pause image and its credentials, for infra containers.
-    image_config: crio_config::ImageConfig,
+    /// The pause image and its credentials, for infra containers (a
+    /// SIGHUP reload replaces it).
+    image_config: parking_lot::RwLock<crio_config::ImageConfig>,
     pods: Arc<Pods>,
     images: Arc<Images>,
     shims: Arc<dyn PodShims>,
@@ -242,7 +243,7 @@ impl Containers {
             host: host(config),
             defaults: defaults(config)?,
             log_size_max: config.runtime.log_size_max,
-            image_config: config.image.clone(),
+            image_config: parking_lot::RwLock::new(config.image.clone()),
             pods: with.pods,
             images: with.images,
             shims: with.shims,

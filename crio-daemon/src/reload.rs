@@ -1,0 +1,171 @@
+//! SIGHUP: re-reads the configuration files the daemon started with (the
+//! same `--config`, `--config-dir` and flags) and applies the options that
+//! can change without a restart, logging each change; a file that does not
+//! load keeps every old value.
+
+use std::sync::Arc;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::cli::Cli;
+use crate::cri::State;
+
+/// A reloadable option that changed: its dotted key, old and new value.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The dotted key, e.g. `crio.runtime.log_level`.
+    pub key: &'static str,
+    /// The value before the reload.
+    pub old: String,
+    /// The value after it.
+    pub new: String,
+}
+
+/// What a reload compares and applies, from one loaded configuration.
+#[derive(Debug, Clone, PartialEq)]
+struct Reloadable {
+    log_level: String,
+    image: crio_config::ImageConfig,
+}
+
+impl Reloadable {
+    fn of(config: &crio_config::Config) -> Self {
+        Self {
+            log_level: config.runtime.log_level.clone(),
+            image: config.image.clone(),
+        }
+    }
+
+    /// The reloadable keys whose values differ between `self` and `new`.
+    fn changes(&self, new: &Self) -> Vec<Change> {
+        let pairs = [
+            ("crio.runtime.log_level", &self.log_level, &new.log_level),
+            (
+                "crio.image.pause_image",
+                &self.image.pause_image,
+                &new.image.pause_image,
+            ),
+            (
+                "crio.image.pause_command",
+                &self.image.pause_command,
+                &new.image.pause_command,
+            ),
+        ];
+        let mut changes: Vec<Change> = pairs
+            .into_iter()
+            .filter(|(_, old, new)| old != new)
+            .map(|(key, old, new)| Change {
+                key,
+                old: old.clone(),
+                new: new.clone(),
+            })
+            .collect();
+        let (old_auth, new_auth) = (
+            &self.image.pause_image_auth_file,
+            &new.image.pause_image_auth_file,
+        );
+        if old_auth != new_auth {
+            changes.push(Change {
+                key: "crio.image.pause_image_auth_file",
+                old: old_auth.display().to_string(),
+                new: new_auth.display().to_string(),
+            });
+        }
+        changes
+    }
+}
+
+/// Loads the configuration again and checks the reloadable values; the
+/// error names the file and key at fault.
+fn load(cli: &Cli) -> Result<Reloadable, crio_config::ConfigError> {
+    let loaded = cli.load_config()?;
+    let pause = &loaded.config.image.pause_image;
+    if let Err(e) = crio_image::reference::Reference::parse(pause) {
+        return Err(crio_config::ConfigError {
+            source_name: loaded.origin("crio.image.pause_image").to_string(),
+            key: "crio.image.pause_image".into(),
+            reason: format!("{pause:?}: {e}"),
+        });
+    }
+    Ok(Reloadable::of(&loaded.config))
+}
+
+/// SIGHUP, caught from the moment this is called: the socket opens before
+/// the reload task runs, and an early SIGHUP must not kill the daemon.
+pub fn hangups() -> Option<Signal> {
+    match signal(SignalKind::hangup()) {
+        Ok(hup) => Some(hup),
+        Err(e) => {
+            tracing::warn!("cannot watch SIGHUP ({e}): reload needs a restart");
+            None
+        }
+    }
+}
+
+/// Reloads on every SIGHUP of `hup`; `started` is the configuration loaded
+/// at start (a SIGHUP before this runs waits in `hup`).
+pub async fn on_sighup(
+    mut hup: Signal,
+    state: Arc<State>,
+    cli: Arc<Cli>,
+    started: crio_config::Config,
+) {
+    let mut current = Reloadable::of(&started);
+    while hup.recv().await.is_some() {
+        match load(&cli) {
+            Ok(new) => {
+                apply(&state, &current, &new);
+                current = new;
+            }
+            Err(e) => {
+                tracing::error!("SIGHUP: reload refused, keeping the previous configuration: {e}")
+            }
+        }
+        match state.images.reload() {
+            Ok(()) => tracing::info!("SIGHUP: reloaded registries, policy and auth file"),
+            Err(e) => tracing::error!(
+                "SIGHUP: registries or policy reload failed, keeping the previous ones: {e:#}"
+            ),
+        }
+    }
+}
+
+/// Applies `new` over `old` and logs each changed key.
+fn apply(state: &State, old: &Reloadable, new: &Reloadable) {
+    let changes = old.changes(new);
+    if changes.is_empty() {
+        tracing::info!("SIGHUP: no reloadable option changed");
+        return;
+    }
+    if old.log_level != new.log_level {
+        if let Err(e) = crate::logging::set_level(&new.log_level) {
+            tracing::warn!("SIGHUP: log level not changed: {e}");
+        }
+    }
+    if old.image != new.image {
+        state.containers.set_image_config(new.image.clone());
+    }
+    for c in changes {
+        tracing::info!("SIGHUP: {}: {:?} -> {:?}", c.key, c.old, c.new);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changed_keys_are_listed() {
+        let config = crio_config::Config::default();
+        let old = Reloadable::of(&config);
+        assert!(old.changes(&old).is_empty());
+        let mut new = old.clone();
+        new.log_level = "debug".into();
+        new.image.pause_image = "registry.example/pause:9".into();
+        let changes = old.changes(&new);
+        let keys: Vec<_> = changes.iter().map(|c| c.key).collect();
+        assert_eq!(keys, ["crio.runtime.log_level", "crio.image.pause_image"]);
+        assert_eq!(changes[1].new, "registry.example/pause:9");
+        assert_eq!(changes[0].old, config.runtime.log_level);
+    }
+}
