@@ -84,10 +84,7 @@ async fn serve(loaded: crio_config::Loaded, cli: Arc<Cli>) -> Result<()> {
     if let Some(n) = &notifier {
         tokio::spawn(announce_ready(listen.clone(), n.clone()));
     }
-    let result = run_server(state, listener, signals).await;
-    if let Some(n) = &notifier {
-        n.send("STOPPING=1");
-    }
+    let result = run_server(state, listener, signals, notifier).await;
     let _ = std::fs::remove_file(&listen);
     result?;
     mark_clean_stop(&clean_shutdown_file);
@@ -205,6 +202,7 @@ async fn run_server(
     state: Arc<State>,
     listener: tokio::net::UnixListener,
     signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    notifier: Option<Arc<crate::notify::Notifier>>,
 ) -> Result<()> {
     let api = &state.config.api;
     let (send_max, recv_max) = (
@@ -233,6 +231,9 @@ async fn run_server(
     let result = tokio::select! {
         done = &mut server => done,
         () = stop_signal(signals) => {
+            if let Some(n) = &notifier {
+                n.send("STOPPING=1");
+            }
             // Event streams end, or they would hold the stop up.
             events.close_events();
             let _ = stop_tx.send(());

@@ -26,6 +26,8 @@ pub struct Change {
 struct Reloadable {
     log_level: String,
     image: crio_config::ImageConfig,
+    seccomp_profile: std::path::PathBuf,
+    apparmor_profile: String,
 }
 
 impl Reloadable {
@@ -33,6 +35,8 @@ impl Reloadable {
         Self {
             log_level: config.runtime.log_level.clone(),
             image: config.image.clone(),
+            seccomp_profile: config.runtime.seccomp_profile.clone(),
+            apparmor_profile: config.runtime.apparmor_profile.clone(),
         }
     }
 
@@ -50,6 +54,11 @@ impl Reloadable {
                 &self.image.pause_command,
                 &new.image.pause_command,
             ),
+            (
+                "crio.runtime.apparmor_profile",
+                &self.apparmor_profile,
+                &new.apparmor_profile,
+            ),
         ];
         let mut changes: Vec<Change> = pairs
             .into_iter()
@@ -60,34 +69,60 @@ impl Reloadable {
                 new: new.clone(),
             })
             .collect();
-        let (old_auth, new_auth) = (
-            &self.image.pause_image_auth_file,
-            &new.image.pause_image_auth_file,
-        );
-        if old_auth != new_auth {
-            changes.push(Change {
-                key: "crio.image.pause_image_auth_file",
-                old: old_auth.display().to_string(),
-                new: new_auth.display().to_string(),
-            });
-        }
+        let paths = [
+            (
+                "crio.image.pause_image_auth_file",
+                &self.image.pause_image_auth_file,
+                &new.image.pause_image_auth_file,
+            ),
+            (
+                "crio.runtime.seccomp_profile",
+                &self.seccomp_profile,
+                &new.seccomp_profile,
+            ),
+        ];
+        changes.extend(paths.into_iter().filter(|(_, old, new)| old != new).map(
+            |(key, old, new)| Change {
+                key,
+                old: old.display().to_string(),
+                new: new.display().to_string(),
+            },
+        ));
         changes
     }
 }
 
-/// Loads the configuration again and checks the reloadable values; the
-/// error names the file and key at fault.
-fn load(cli: &Cli) -> Result<Reloadable, crio_config::ConfigError> {
+/// A configuration loaded again, with the files it names read.
+struct Reloaded {
+    values: Reloadable,
+    seccomp: Option<crio_spec::seccomp::Profile>,
+}
+
+/// Loads the configuration again and checks the reloadable values (the
+/// pause image a reference, the seccomp profile a profile); the error names
+/// the file and key at fault.
+fn load(cli: &Cli) -> Result<Reloaded, crio_config::ConfigError> {
     let loaded = cli.load_config()?;
+    let refuse = |key: &str, reason: String| crio_config::ConfigError {
+        source_name: loaded.origin(key).to_string(),
+        key: key.into(),
+        reason,
+    };
     let pause = &loaded.config.image.pause_image;
     if let Err(e) = crio_image::reference::Reference::parse(pause) {
-        return Err(crio_config::ConfigError {
-            source_name: loaded.origin("crio.image.pause_image").to_string(),
-            key: "crio.image.pause_image".into(),
-            reason: format!("{pause:?}: {e}"),
-        });
+        return Err(refuse("crio.image.pause_image", format!("{pause:?}: {e}")));
     }
-    Ok(Reloadable::of(&loaded.config))
+    let profile = &loaded.config.runtime.seccomp_profile;
+    let seccomp = crio_spec::seccomp::Profile::configured(profile).map_err(|e| {
+        refuse(
+            "crio.runtime.seccomp_profile",
+            format!("{}: {e}", profile.display()),
+        )
+    })?;
+    Ok(Reloaded {
+        values: Reloadable::of(&loaded.config),
+        seccomp,
+    })
 }
 
 /// SIGHUP, caught from the moment this is called: the socket opens before
@@ -114,8 +149,11 @@ pub async fn on_sighup(
     while hup.recv().await.is_some() {
         match load(&cli) {
             Ok(new) => {
-                apply(&state, &current, &new);
-                current = new;
+                apply(&state, &current, &new.values);
+                state
+                    .containers
+                    .set_security_profiles(new.seccomp, new.values.apparmor_profile.clone());
+                current = new.values;
             }
             Err(e) => {
                 tracing::error!("SIGHUP: reload refused, keeping the previous configuration: {e}")
