@@ -68,10 +68,10 @@ pub fn watchdog_interval() -> Option<Duration> {
 }
 
 fn interval_from(usec: Option<&str>, pid: Option<&str>, own: u32) -> Option<Duration> {
-    if let Some(pid) = pid {
-        if pid.trim().parse::<u32>().ok()? != own {
-            return None;
-        }
+    if let Some(pid) = pid
+        && pid.trim().parse::<u32>().ok()? != own
+    {
+        return None;
     }
     let usec: u64 = usec?.trim().parse().ok().filter(|u| *u > 0)?;
     Some(Duration::from_micros(usec / 2))

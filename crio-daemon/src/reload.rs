@@ -175,10 +175,10 @@ fn apply(state: &State, old: &Reloadable, new: &Reloadable) {
         tracing::info!("SIGHUP: no reloadable option changed");
         return;
     }
-    if old.log_level != new.log_level {
-        if let Err(e) = crate::logging::set_level(&new.log_level) {
-            tracing::warn!("SIGHUP: log level not changed: {e}");
-        }
+    if old.log_level != new.log_level
+        && let Err(e) = crate::logging::set_level(&new.log_level)
+    {
+        tracing::warn!("SIGHUP: log level not changed: {e}");
     }
     if old.image != new.image {
         state.containers.set_image_config(new.image.clone());
