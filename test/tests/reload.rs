@@ -169,3 +169,52 @@ async fn sd_notify_ready_watchdog_and_stopping() {
     }
     assert!(stopping, "no STOPPING=1");
 }
+
+/// A container whose RuntimeDefault seccomp profile is the daemon's: runs
+/// `mkdir` and exits with its status.
+fn mkdir_container(name: &str, image: &str) -> crio_api::cri::ContainerConfig {
+    use crio_api::cri::{
+        LinuxContainerConfig, LinuxContainerSecurityContext, SecurityProfile,
+        security_profile::ProfileType,
+    };
+    let mut config = crio_test::containers::container(name, image, &["mkdir", "/tmp/d"]);
+    config.linux = Some(LinuxContainerConfig {
+        resources: None,
+        security_context: Some(LinuxContainerSecurityContext {
+            seccomp: Some(SecurityProfile {
+                profile_type: ProfileType::RuntimeDefault as i32,
+                localhost_ref: String::new(),
+            }),
+            ..Default::default()
+        }),
+    });
+    config
+}
+
+/// The exit code of a new `mkdir` container in `pod`.
+async fn mkdir_exit_code(s: &mut crio_test::containers::Setup, pod: &str, name: &str) -> i32 {
+    use crio_test::containers::{create, start_container, wait_exited};
+    let config = mkdir_container(name, &s.images.busybox.reference);
+    let id = create(&mut s.client, pod, config).await.unwrap();
+    start_container(&mut s.client, &id).await;
+    wait_exited(&mut s.client, &id).await.exit_code
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_a_new_seccomp_profile_to_new_containers() {
+    use crio_test::containers::{remove_pod, run_pod, setup};
+    let mut s = setup().await;
+    let pod = run_pod(&mut s.client, pod_config("seccomp", POD, POD)).await;
+    assert_eq!(mkdir_exit_code(&mut s, &pod, "before").await, 0);
+
+    let profile = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#;
+    let path = s.world.daemon.path("only-mkdir.json");
+    std::fs::write(&path, profile).unwrap();
+    let drop_in = format!("[crio.runtime]\nseccomp_profile = \"{}\"\n", path.display());
+    std::fs::write(s.world.daemon.path(DROP_IN), drop_in).unwrap();
+    hup_and_wait_for(&s.world.daemon, "crio.runtime.seccomp_profile: ");
+
+    assert_ne!(mkdir_exit_code(&mut s, &pod, "after").await, 0);
+    remove_pod(&mut s.client, &pod).await;
+}
