@@ -82,7 +82,7 @@ async fn serve(loaded: crio_config::Loaded, cli: Arc<Cli>) -> Result<()> {
     tracing::info!(socket = %listen.display(), version = env!("CARGO_PKG_VERSION"), "crio-rs serving the CRI");
     let notifier = crate::notify::Notifier::from_env().map(Arc::new);
     if let Some(n) = &notifier {
-        tokio::spawn(announce_ready(listen.clone(), n.clone()));
+        tokio::spawn(crate::notify::announce_ready(listen.clone(), n.clone()));
     }
     let result = run_server(state, listener, signals, notifier).await;
     let _ = std::fs::remove_file(&listen);
@@ -298,21 +298,6 @@ fn mark_clean_stop(file: &Path) {
 fn create_private_dir(dir: &Path) -> Result<()> {
     crio_storage::dirs::ensure(dir, crio_storage::dirs::TRAVERSABLE)
         .with_context(|| format!("create {}", dir.display()))
-}
-
-/// Sends `READY=1` once the CRI socket accepts a connection (the server
-/// is already serving it), then keeps the watchdog fed when it is on.
-async fn announce_ready(listen: std::path::PathBuf, notifier: Arc<crate::notify::Notifier>) {
-    let connect = tokio::net::UnixStream::connect(&listen);
-    match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
-        Ok(Ok(_)) => notifier.send("READY=1"),
-        Ok(Err(e)) => return tracing::error!("{} does not answer: {e}", listen.display()),
-        Err(_) => return tracing::error!("{} does not answer within 10 s", listen.display()),
-    }
-    if let Some(interval) = crate::notify::watchdog_interval() {
-        tracing::info!(?interval, "systemd watchdog on");
-        notifier.watchdog(interval).await;
-    }
 }
 
 /// SIGTERM and SIGINT, caught from the moment this is called (before the

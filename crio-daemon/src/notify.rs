@@ -4,6 +4,8 @@
 //! `$WATCHDOG_USEC`, `STOPPING=1` on a stop.
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A connection to the service manager's notification socket.
@@ -48,13 +50,59 @@ impl Notifier {
     }
 
     /// Sends `WATCHDOG=1` every `interval`, forever (run it as a task).
-    pub async fn watchdog(self: std::sync::Arc<Self>, interval: Duration) {
+    pub async fn watchdog(self: Arc<Self>, interval: Duration) {
         let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
             self.send("WATCHDOG=1");
         }
     }
+}
+
+/// Sends `READY=1` once the CRI socket answers (its gRPC server sends its
+/// HTTP/2 SETTINGS to a client's preface), then keeps the watchdog fed
+/// when it is on.
+pub async fn announce_ready(listen: PathBuf, notifier: Arc<Notifier>) {
+    let answered = tokio::time::timeout(READY_DEADLINE, http2_answers(&listen)).await;
+    match answered {
+        Ok(Ok(())) => notifier.send("READY=1"),
+        Ok(Err(e)) => return tracing::error!("{} does not answer: {e}", listen.display()),
+        Err(_) => {
+            return tracing::error!(
+                "{} does not answer within {READY_DEADLINE:?}",
+                listen.display()
+            );
+        }
+    }
+    if let Some(interval) = watchdog_interval() {
+        tracing::info!(?interval, "systemd watchdog on");
+        notifier.watchdog(interval).await;
+    }
+}
+
+/// How long the daemon waits for its own socket to answer before it gives
+/// up announcing readiness.
+const READY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends the HTTP/2 client preface and an empty SETTINGS frame to `socket`
+/// and reads the first frame of the answer, which must be SETTINGS.
+async fn http2_answers(socket: &Path) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // Length 0, type 4 (SETTINGS), no flags, stream 0.
+    const EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    let mut stream = tokio::net::UnixStream::connect(socket).await?;
+    stream.write_all(PREFACE).await?;
+    stream.write_all(&EMPTY_SETTINGS).await?;
+    let mut header = [0u8; 9];
+    stream.read_exact(&mut header).await?;
+    if header[3] != 4 {
+        return Err(std::io::Error::other(format!(
+            "the first frame is of type {}, not SETTINGS",
+            header[3]
+        )));
+    }
+    Ok(())
 }
 
 /// Half of `$WATCHDOG_USEC` when the watchdog is on for this process

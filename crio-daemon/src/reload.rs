@@ -147,7 +147,14 @@ pub async fn on_sighup(
 ) {
     let mut current = Reloadable::of(&started);
     while hup.recv().await.is_some() {
-        match load(&cli) {
+        // The files are read off the executor.
+        let (cli, images) = (cli.clone(), state.images.clone());
+        let read = tokio::task::spawn_blocking(move || (load(&cli), images.reload())).await;
+        let Ok((config, registries)) = read else {
+            tracing::error!("SIGHUP: the reload task failed; nothing changed");
+            continue;
+        };
+        match config {
             Ok(new) => {
                 apply(&state, &current, &new.values);
                 state
@@ -159,7 +166,7 @@ pub async fn on_sighup(
                 tracing::error!("SIGHUP: reload refused, keeping the previous configuration: {e}")
             }
         }
-        match state.images.reload() {
+        match registries {
             Ok(()) => tracing::info!("SIGHUP: reloaded registries, policy and auth file"),
             Err(e) => tracing::error!(
                 "SIGHUP: registries or policy reload failed, keeping the previous ones: {e:#}"
