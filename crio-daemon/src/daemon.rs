@@ -43,7 +43,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(loaded)) {
+    match runtime.block_on(serve(loaded, Arc::new(cli))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -66,18 +66,26 @@ fn check_cgroup_manager(manager: &str, systemd_dir: &Path) -> Result<()> {
 
 /// Prepares the host side (runtime binaries, shim, directories), then serves
 /// the CRI until a stop signal arrives.
-async fn serve(loaded: crio_config::Loaded) -> Result<()> {
+async fn serve(loaded: crio_config::Loaded, cli: Arc<Cli>) -> Result<()> {
     let signals = stop_signals();
+    let hangups = crate::reload::hangups();
+    let started = loaded.config.clone();
     let config = prepare_host(loaded)?;
     let listen = config.api.listen.clone();
     let listener = crate::socket::bind(&listen).await?;
     let state = open_state(config).await?;
     let streaming = start_streaming(&state).await?;
     let _ = state.streaming.set(streaming);
-    tokio::spawn(reload_on_sighup(state.clone()));
+    if let Some(hup) = hangups {
+        tokio::spawn(crate::reload::on_sighup(hup, state.clone(), cli, started));
+    }
     let clean_shutdown_file = state.config.clean_shutdown_file.clone();
     tracing::info!(socket = %listen.display(), version = env!("CARGO_PKG_VERSION"), "crio-rs serving the CRI");
-    let result = run_server(state, listener, signals).await;
+    let notifier = crate::notify::Notifier::from_env().map(Arc::new);
+    if let Some(n) = &notifier {
+        tokio::spawn(crate::notify::announce_ready(listen.clone(), n.clone()));
+    }
+    let result = run_server(state, listener, signals, notifier).await;
     let _ = std::fs::remove_file(&listen);
     result?;
     mark_clean_stop(&clean_shutdown_file);
@@ -195,6 +203,7 @@ async fn run_server(
     state: Arc<State>,
     listener: tokio::net::UnixListener,
     signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    notifier: Option<Arc<crate::notify::Notifier>>,
 ) -> Result<()> {
     let api = &state.config.api;
     let (send_max, recv_max) = (
@@ -231,6 +240,9 @@ async fn run_server(
     let result = tokio::select! {
         done = &mut server => done,
         () = stop_signal(signals) => {
+            if let Some(n) = &notifier {
+                n.send("STOPPING=1");
+            }
             // Event streams end, or they would hold the stop up.
             events.close_events();
             let _ = stop_tx.send(());
@@ -296,23 +308,6 @@ fn mark_clean_stop(file: &Path) {
 fn create_private_dir(dir: &Path) -> Result<()> {
     crio_storage::dirs::ensure(dir, crio_storage::dirs::TRAVERSABLE)
         .with_context(|| format!("create {}", dir.display()))
-}
-
-/// Re-reads what can change without a restart (registries.conf, the trust
-/// policy, the auth file) on every SIGHUP.
-async fn reload_on_sighup(state: Arc<State>) {
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot watch SIGHUP: reload needs a restart");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        match state.images.reload() {
-            Ok(()) => tracing::info!("SIGHUP: reloaded registries, policy and auth file"),
-            Err(e) => {
-                tracing::error!("SIGHUP: reload failed, keeping the previous configuration: {e:#}")
-            }
-        }
-    }
 }
 
 /// SIGTERM and SIGINT, caught from the moment this is called (before the

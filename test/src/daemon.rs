@@ -51,6 +51,7 @@ pub struct TestDaemon {
     child: Option<Child>,
     extra_args: Vec<String>,
     binary: Option<PathBuf>,
+    envs: Vec<(String, String)>,
 }
 
 impl TestDaemon {
@@ -69,6 +70,18 @@ impl TestDaemon {
     /// to the daemon's directory, content) into the daemon's directory;
     /// `{dir}` in `extra_toml` and in the contents stands for that directory.
     pub fn start_with_files(
+        extra_toml: &str,
+        args: &[&str],
+        files: &[(&str, &str)],
+    ) -> Result<Self> {
+        let mut daemon = Self::prepare_with_files(extra_toml, args, files)?;
+        daemon.spawn()?;
+        Ok(daemon)
+    }
+
+    /// Like [`TestDaemon::start_with_files`] without starting the daemon:
+    /// [`TestDaemon::spawn`] does (after [`TestDaemon::set_env`], say).
+    pub fn prepare_with_files(
         extra_toml: &str,
         args: &[&str],
         files: &[(&str, &str)],
@@ -104,14 +117,18 @@ impl TestDaemon {
             d = d.display(),
         );
         std::fs::write(d.join("crio.conf"), config)?;
-        let mut daemon = Self {
+        Ok(Self {
             dir,
             child: None,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             binary: None,
-        };
-        daemon.spawn()?;
-        Ok(daemon)
+            envs: Vec::new(),
+        })
+    }
+
+    /// Sets an environment variable of the daemon from the next `spawn` on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.envs.push((key.into(), value.into()));
     }
 
     /// Runs `binary` instead of the workspace's `crio` from the next
@@ -129,6 +146,7 @@ impl TestDaemon {
         let child = Command::new(self.binary.clone().unwrap_or_else(|| bin("crio")))
             .args(self.base_args())
             .args(&self.extra_args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -195,7 +195,7 @@ impl Containers {
             lowers,
             store: self.records_dir.join(c.id.as_str()),
             rootfs: self.rootfs_dir(c.id),
-            image_volumes: self.defaults.image_volumes.clone(),
+            image_volumes: self.defaults.read().image_volumes.clone(),
             image: c.image.clone(),
             volumes: crio_spec::image_volumes(c.image_config),
             config: c.request.clone(),
@@ -228,6 +228,7 @@ impl Containers {
         host.passwd = prepared.passwd.clone();
         host.group = prepared.group.clone();
         let rootfs = self.rootfs_dir(id);
+        let defaults = self.defaults.read().clone();
         let mut spec = crio_spec::build(&crio_spec::Input {
             id,
             config,
@@ -243,7 +244,7 @@ impl Containers {
                 pidns: self.pid_namespace(pod, config).await?,
                 cgroup_parent: pod.cgroup_parent(),
             },
-            defaults: &self.defaults,
+            defaults: &defaults,
             host: &host,
         })
         .map_err(|e| match e {

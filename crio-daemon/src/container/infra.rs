@@ -19,7 +19,7 @@ impl Containers {
         if self.infra_of(&pod.id).is_some() {
             return Ok(());
         }
-        let image = &self.image_config;
+        let image = &self.image_config();
         let pause = match self.images.find(&image.pause_image) {
             Some(found) => found,
             None => self
@@ -34,6 +34,17 @@ impl Containers {
         let config = infra_config(pod, pause.id.as_str(), &image.pause_command);
         let id = self.create_as(&pod.id, config, true).await?;
         self.start(&id).await
+    }
+
+    /// The pause image settings infra containers start with now.
+    pub fn image_config(&self) -> crio_config::ImageConfig {
+        self.image_config.read().clone()
+    }
+
+    /// Replaces the pause image settings (a SIGHUP reload); pods already
+    /// running keep their infra container.
+    pub fn set_image_config(&self, config: crio_config::ImageConfig) {
+        *self.image_config.write() = config;
     }
 }
 

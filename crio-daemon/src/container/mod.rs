@@ -151,12 +151,15 @@ pub struct Containers {
     /// Pods whose shim did not answer the last call made to it.
     silent: monitor::Silent,
     host: crio_spec::Host,
-    defaults: crio_spec::Defaults,
+    /// The spec defaults (a SIGHUP reload replaces the seccomp and
+    /// AppArmor profiles).
+    defaults: parking_lot::RwLock<Arc<crio_spec::Defaults>>,
     /// `log_size_max`: the shim keeps each container's CRI log at or under
     /// it (≤ 0: no limit).
     log_size_max: i64,
-    /// The pause image and its credentials, for infra containers.
-    image_config: crio_config::ImageConfig,
+    /// The pause image and its credentials, for infra containers (a
+    /// SIGHUP reload replaces it).
+    image_config: parking_lot::RwLock<crio_config::ImageConfig>,
     pods: Arc<Pods>,
     images: Arc<Images>,
     shims: Arc<dyn PodShims>,
@@ -221,6 +224,22 @@ fn defaults(config: &crio_config::Config) -> anyhow::Result<crio_spec::Defaults>
 }
 
 impl Containers {
+    /// Replaces the default seccomp profile (`None`: runc's own default
+    /// set) and AppArmor profile of containers created from now on.
+    pub fn set_security_profiles(
+        &self,
+        seccomp: Option<crio_spec::seccomp::Profile>,
+        apparmor: String,
+    ) {
+        let mut defaults = self.defaults.write();
+        let mut new = crio_spec::Defaults::clone(&defaults);
+        new.seccomp_default = seccomp;
+        new.apparmor_profile = apparmor;
+        *defaults = Arc::new(new);
+    }
+}
+
+impl Containers {
     /// Loads the records under `root/containers` and removes what a crash
     /// left of containers without one.
     pub fn open(config: &crio_config::Config, with: Collaborators) -> anyhow::Result<Self> {
@@ -240,9 +259,9 @@ impl Containers {
             records: Records::new(records),
             silent: Default::default(),
             host: host(config),
-            defaults: defaults(config)?,
+            defaults: parking_lot::RwLock::new(Arc::new(defaults(config)?)),
             log_size_max: config.runtime.log_size_max,
-            image_config: config.image.clone(),
+            image_config: parking_lot::RwLock::new(config.image.clone()),
             pods: with.pods,
             images: with.images,
             shims: with.shims,
