@@ -220,6 +220,12 @@ impl TaskClient for FakeShims {
         self.answer().await;
         self.record(format!("update {id}"))
     }
+
+    async fn pause(&self, id: &str, paused: bool) -> Result<(), TaskError> {
+        self.answer().await;
+        let verb = if paused { "pause" } else { "resume" };
+        self.record(format!("{verb} {id}"))
+    }
 }
 
 #[async_trait::async_trait]
