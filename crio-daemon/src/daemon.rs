@@ -194,6 +194,7 @@ async fn open_state(config: crio_config::Config) -> Result<Arc<State>> {
         sandboxes,
         cpu_rates: Default::default(),
         streaming: Default::default(),
+        reloaded: Default::default(),
     }))
 }
 

@@ -33,8 +33,10 @@ pub use runtime_service::RuntimeApi;
 
 /// What every CRI handler can reach.
 pub struct State {
-    /// The effective configuration (runtime paths resolved).
+    /// The configuration the daemon started with (runtime paths resolved).
     pub config: Config,
+    /// The configuration as the last SIGHUP left it (`None`: as started).
+    pub reloaded: parking_lot::Mutex<Option<Config>>,
     /// Images and their storage.
     pub images: Arc<crate::images::Images>,
     /// Pod sandboxes.
@@ -49,6 +51,17 @@ pub struct State {
     pub streaming: std::sync::OnceLock<crio_streaming::Server>,
     /// Previous CPU samples, for CPU rates in stats.
     pub cpu_rates: stats::CpuRates,
+}
+
+impl State {
+    /// The effective configuration: the started one with the values the
+    /// last SIGHUP reloaded.
+    pub fn effective_config(&self) -> Config {
+        self.reloaded
+            .lock()
+            .clone()
+            .unwrap_or_else(|| self.config.clone())
+    }
 }
 
 /// Both CRI services over one shared state.

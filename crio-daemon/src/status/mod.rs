@@ -161,7 +161,7 @@ async fn answer(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
         "/config" => reply(
             StatusCode::OK,
             "application/toml",
-            crio_config::render(&state.config),
+            crio_config::render(&state.effective_config()),
         ),
         _ => {
             let id = id_of("/containers/").unwrap_or_default();
