@@ -243,9 +243,9 @@ impl RuntimeService for RuntimeApi {
 
     async fn checkpoint_container(
         &self,
-        _req: Request<CheckpointContainerRequest>,
+        req: Request<CheckpointContainerRequest>,
     ) -> Rpc<CheckpointContainerResponse> {
-        Err(unimplemented("CheckpointContainer"))
+        container_lifecycle::checkpoint(&self.state, req.get_ref()).map(Response::new)
     }
 
     type GetContainerEventsStream = container_events::EventStream;
