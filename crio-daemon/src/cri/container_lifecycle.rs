@@ -1,9 +1,9 @@
 //! CreateContainer, StartContainer, StopContainer, RemoveContainer.
 
 use crio_api::cri::{
-    CheckpointContainerRequest, CheckpointContainerResponse, CreateContainerRequest, CreateContainerResponse, RemoveContainerRequest,
-    RemoveContainerResponse, StartContainerRequest, StartContainerResponse, StopContainerRequest,
-    StopContainerResponse,
+    CheckpointContainerRequest, CheckpointContainerResponse, CreateContainerRequest,
+    CreateContainerResponse, RemoveContainerRequest, RemoveContainerResponse,
+    StartContainerRequest, StartContainerResponse, StopContainerRequest, StopContainerResponse,
 };
 use std::sync::Arc;
 

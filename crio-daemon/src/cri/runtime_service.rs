@@ -236,7 +236,7 @@ impl RuntimeService for RuntimeApi {
     async fn status(&self, req: Request<StatusRequest>) -> Rpc<StatusResponse> {
         Ok(Response::new(runtime_status::status(
             &self.state.config,
-            &self.state.handler_features,
+            &self.state.handlers,
             req.get_ref(),
         )))
     }
