@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use crio_api::client::CriClient;
 use crio_api::cri::{
-    CheckpointContainerRequest, ContainerConfig, ExecSyncRequest, Int64Value, LinuxContainerConfig,
-    LinuxContainerSecurityContext, ListPodSandboxRequest, NamespaceMode, RunPodSandboxRequest,
-    SecurityProfile, StatusRequest, security_profile::ProfileType,
+    CheckpointContainerRequest, ContainerConfig, Int64Value, LinuxContainerConfig,
+    LinuxContainerSecurityContext, NamespaceMode, RunPodSandboxRequest, SecurityProfile,
+    StatusRequest, security_profile::ProfileType,
 };
 use crio_test::containers::{
-    container, create, pod_status, remove_pod, run_pod, setup_with_files, start_container,
+    container, create, exec_sh, list_pods, pod_status, remove_pod, run_pod, setup_with_files,
+    start_container,
 };
 use crio_test::pods::{PodWorld, pod_config, privileged_pod_config};
 use tonic::Code;
@@ -141,23 +142,10 @@ async fn start(client: &mut CriClient, pod: &str, config: ContainerConfig) -> St
     id
 }
 
+/// `sh -c script` in container `id`: its exit code and stdout.
 async fn exec(client: &mut CriClient, id: &str, script: &str) -> (i32, String) {
-    let r = client
-        .runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: id.into(),
-            cmd: vec!["sh".into(), "-c".into(), script.into()],
-            timeout: 20,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&r.stdout),
-        String::from_utf8_lossy(&r.stderr)
-    );
-    (r.exit_code, text.trim().to_string())
+    let (code, stdout, _) = exec_sh(client, id, script).await;
+    (code, stdout)
 }
 
 /// Pids of processes whose executable is `exe` and whose command line
@@ -389,13 +377,7 @@ async fn status_reports_handlers_and_unusable_ones_are_refused() {
             err.message()
         );
     }
-    let pods = client
-        .runtime
-        .list_pod_sandbox(ListPodSandboxRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let pods = list_pods(&mut client).await;
     assert!(pods.is_empty(), "{pods:?}");
     assert_eq!(traces(&world), before, "a refused pod leaves nothing");
 }

@@ -14,6 +14,17 @@ use tokio::io::AsyncReadExt;
 use super::{NAMESPACE, ShimError, Shims, shim_cgroup, step};
 use crate::handlers::Handler;
 
+/// One start of a pod's shim: what `run_server` and `start_action` share.
+struct Launch<'a> {
+    handler: &'a Handler,
+    binary: &'a Path,
+    /// The pod's ID.
+    id: &'a str,
+    pod_dir: &'a Path,
+    /// The pod's cgroup parent.
+    cgroup: &'a str,
+}
+
 impl Shims {
     /// The shim binary of `handler` as a command run in `dir`, with the
     /// environment every shim gets: the events endpoint, the sockets'
@@ -60,6 +71,13 @@ impl Shims {
         let short: String = id.chars().take(32).collect();
         let socket = |suffix: &str| format!("unix://{}/{short}{suffix}", self.socket_dir.display());
         let address_file = pod_dir.join(pod::SHIM_ADDRESS_FILE);
+        let launch = Launch {
+            handler,
+            binary,
+            id,
+            pod_dir,
+            cgroup,
+        };
         let started = match handler.kind {
             RuntimeType::Oci => {
                 // Recorded before the shim exists, so a daemon that dies
@@ -67,22 +85,12 @@ impl Shims {
                 // after a restart.
                 let address = socket(".sock");
                 std::fs::write(&address_file, &address).map_err(step("write shim address"))?;
-                self.run_server(
-                    handler,
-                    binary,
-                    id,
-                    pod_dir,
-                    cgroup,
-                    [&address, &socket(".v3.sock")],
-                )
-                .await
-                .map(|()| address)
+                self.run_server(&launch, [&address, &socket(".v3.sock")])
+                    .await
+                    .map(|()| address)
             }
             // Such a shim writes its `address` file before it answers.
-            RuntimeType::Vm => match self
-                .start_action(handler, binary, id, pod_dir, cgroup)
-                .await
-            {
+            RuntimeType::Vm => match self.start_action(&launch).await {
                 Ok(address) => std::fs::write(&address_file, &address)
                     .map(|()| address)
                     .map_err(step("write shim address")),
@@ -120,20 +128,17 @@ impl Shims {
     /// then. The daemon stays its parent (and reaps it) until it exits.
     async fn run_server(
         &self,
-        handler: &Handler,
-        binary: &Path,
-        id: &str,
-        pod_dir: &Path,
-        cgroup: &str,
+        launch: &Launch<'_>,
         [served, framework_socket]: [&str; 2],
     ) -> Result<(), ShimError> {
-        let (log, log_path) = Self::open_log(pod_dir)?;
+        let Launch { id, binary, .. } = *launch;
+        let (log, log_path) = Self::open_log(launch.pod_dir)?;
         let events = self.events.display().to_string();
         let mut child = self
-            .command(handler, binary, pod_dir)
+            .command(launch.handler, binary, launch.pod_dir)
             .args(["-namespace", NAMESPACE, "-id", id, "-address", &events])
             .args(["-socket", framework_socket])
-            .env(env::SHIM_CGROUP, shim_cgroup(cgroup))
+            .env(env::SHIM_CGROUP, shim_cgroup(launch.cgroup))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -180,17 +185,11 @@ impl Shims {
     /// starts the pod's shim server (which outlives it, no child of the
     /// daemon) and prints the address it serves on, plain or as
     /// containerd 2's JSON.
-    async fn start_action(
-        &self,
-        handler: &Handler,
-        binary: &Path,
-        id: &str,
-        pod_dir: &Path,
-        cgroup: &str,
-    ) -> Result<String, ShimError> {
-        let (log, log_path) = Self::open_log(pod_dir)?;
+    async fn start_action(&self, launch: &Launch<'_>) -> Result<String, ShimError> {
+        let Launch { id, binary, .. } = *launch;
+        let (log, log_path) = Self::open_log(launch.pod_dir)?;
         let events = self.events.display().to_string();
-        let mut cmd = self.command(handler, binary, pod_dir);
+        let mut cmd = self.command(launch.handler, binary, launch.pod_dir);
         cmd.args([
             "-namespace",
             NAMESPACE,
@@ -200,7 +199,7 @@ impl Shims {
             &events,
             "start",
         ])
-        .env(env::SHIM_CGROUP, shim_cgroup(cgroup))
+        .env(env::SHIM_CGROUP, shim_cgroup(launch.cgroup))
         .stdout(Stdio::piped())
         .stderr(log)
         .kill_on_drop(true);
