@@ -45,8 +45,9 @@ pub struct State {
     pub containers: Arc<crate::container::Containers>,
     /// Pods with their containers (run, stop, remove).
     pub sandboxes: Arc<crate::pod::Sandboxes>,
-    /// What each runtime handler can do (asked at start).
-    pub handler_features: std::collections::HashMap<String, crio_api::cri::RuntimeHandlerFeatures>,
+    /// The runtime handlers: what each can do, or why it cannot run pods
+    /// (probed at start).
+    pub handlers: Arc<crate::handlers::Handlers>,
     /// The streaming server (exec, attach, port-forward), once started.
     pub streaming: std::sync::OnceLock<crio_streaming::Server>,
     /// Previous CPU samples, for CPU rates in stats.
