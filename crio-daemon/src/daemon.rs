@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::cli::Cli;
 use crate::cri::{self, State};
-use crate::handlers::{Handlers, Locator};
+use crate::handlers::Handlers;
 use crate::pod::{Pods, Sandboxes};
 use crate::shim::{PodShims, ShimConfig, Shims};
 
@@ -128,17 +128,8 @@ async fn probe_handlers(
     config: &crio_config::Config,
     missing: BTreeMap<String, String>,
 ) -> Result<Arc<Handlers>> {
-    let own_exe = std::env::current_exe().ok();
-    let path_env = std::env::var("PATH").unwrap_or_default();
-    let locator = Locator {
-        own_exe: own_exe.as_deref(),
-        path_env: &path_env,
-    };
-    let handlers = Handlers::configured(config, &missing, &locator);
-    let host = crate::handlers::Host {
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(),
-    };
-    let probed = tokio::task::spawn_blocking(move || handlers.probe(&host))
+    let config = config.clone();
+    let probed = tokio::task::spawn_blocking(move || crate::handlers::probed(&config, &missing))
         .await
         .context("probe the runtime handlers")?;
     Ok(Arc::new(probed))

@@ -73,11 +73,12 @@ pub struct Locator<'a> {
     pub path_env: &'a str,
 }
 
-/// Every configured handler, by name, and which one is the default.
-#[derive(Debug, Clone)]
+/// Every configured handler, by name, and which one is the default; a
+/// SIGHUP may add handlers (see [`Handlers::add_new`]).
+#[derive(Debug)]
 pub struct Handlers {
     default: String,
-    by_name: BTreeMap<String, Handler>,
+    by_name: parking_lot::RwLock<BTreeMap<String, Handler>>,
 }
 
 impl Handlers {
@@ -124,14 +125,14 @@ impl Handlers {
             .collect();
         Self {
             default: config.runtime.default_runtime.clone(),
-            by_name,
+            by_name: parking_lot::RwLock::new(by_name),
         }
     }
 
     /// Runs the probes on every handler still usable (blocking: runtimes
     /// run, each under a deadline) and logs each that cannot run pods.
-    pub fn probe(mut self, host: &Host) -> Self {
-        for handler in self.by_name.values_mut() {
+    pub fn probe(self, host: &Host) -> Self {
+        for handler in self.by_name.write().values_mut() {
             if handler.unusable.is_none() {
                 handler.unusable = PROBES.iter().find_map(|p| p(handler, host).err());
             }
@@ -143,31 +144,52 @@ impl Handlers {
     }
 
     /// The handler a pod asking for `name` runs under ("" is the default).
-    pub fn resolve(&self, name: &str) -> Result<&Handler, HandlerError> {
+    pub fn resolve(&self, name: &str) -> Result<Handler, HandlerError> {
         let handler = self
             .get(name)
             .ok_or_else(|| HandlerError::Unknown(name.into()))?;
-        match &handler.unusable {
+        match handler.unusable {
             None => Ok(handler),
             Some(reason) => Err(HandlerError::Unusable {
-                name: handler.name.clone(),
-                reason: reason.clone(),
+                name: handler.name,
+                reason,
             }),
         }
     }
 
     /// The handler named `name` ("" is the default), usable or not.
-    pub fn get(&self, name: &str) -> Option<&Handler> {
-        self.by_name.get(if name.is_empty() {
+    pub fn get(&self, name: &str) -> Option<Handler> {
+        let name = if name.is_empty() {
             self.default.as_str()
         } else {
             name
-        })
+        };
+        self.by_name.read().get(name).cloned()
     }
 
     /// Whether any handler has a shim binary.
     pub fn any_shim(&self) -> bool {
-        self.by_name.values().any(|h| h.shim.is_some())
+        self.by_name.read().values().any(|h| h.shim.is_some())
+    }
+
+    /// Adds the handlers of `reloaded` (probed) that are not configured
+    /// yet and returns their names; the handlers already here stay as they
+    /// are (pods run under them), as does the default.
+    pub fn add_new(&self, reloaded: Handlers) -> Vec<String> {
+        let mut by_name = self.by_name.write();
+        let mut added = Vec::new();
+        for (name, handler) in reloaded.by_name.into_inner() {
+            if !by_name.contains_key(&name) {
+                by_name.insert(name.clone(), handler);
+                added.push(name);
+            }
+        }
+        added
+    }
+
+    /// The names of the handlers configured now.
+    pub fn names(&self) -> Vec<String> {
+        self.by_name.read().keys().cloned().collect()
     }
 
     /// Status's `runtime_handlers`: the default under the empty name (the
@@ -177,10 +199,11 @@ impl Handlers {
             name: name.to_string(),
             features: Some(h.features),
         };
-        let usable = || self.by_name.values().filter(|h| h.unusable.is_none());
+        let by_name = self.by_name.read();
+        let usable = || by_name.values().filter(|h| h.unusable.is_none());
         self.get("")
             .filter(|h| h.unusable.is_none())
-            .map(|h| entry("", h))
+            .map(|h| entry("", &h))
             .into_iter()
             .chain(usable().map(|h| entry(&h.name, h)))
             .collect()
@@ -191,6 +214,7 @@ impl Handlers {
     pub fn report(&self) -> serde_json::Value {
         let handlers: serde_json::Map<_, _> = self
             .by_name
+            .read()
             .values()
             .map(|h| {
                 let value = serde_json::json!({
@@ -208,6 +232,23 @@ impl Handlers {
             .collect();
         serde_json::json!({ "default": self.default, "handlers": handlers })
     }
+}
+
+/// The handlers of `config` (runtime paths resolved, those of `missing`
+/// unusable for the reason given), each probed; blocking (runtimes run),
+/// so called off the executor. Their shims are looked for beside the
+/// daemon's executable and on its PATH.
+pub fn probed(config: &Config, missing: &BTreeMap<String, String>) -> Handlers {
+    let own_exe = std::env::current_exe().ok();
+    let path_env = std::env::var("PATH").unwrap_or_default();
+    let locator = Locator {
+        own_exe: own_exe.as_deref(),
+        path_env: &path_env,
+    };
+    let host = Host {
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(),
+    };
+    Handlers::configured(config, missing, &locator).probe(&host)
 }
 
 /// The binary started for each pod must exist.
@@ -351,5 +392,35 @@ mod tests {
         let report = h.report();
         assert_eq!(report["handlers"]["broken"]["usable"], false);
         assert_eq!(report["default"], "good");
+    }
+
+    #[test]
+    fn a_reload_adds_new_handlers_and_keeps_the_old_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let h = handlers(tmp.path());
+        let mut config = Config::default();
+        config.runtime.default_runtime = "other".into();
+        let runtimes = &mut config.runtime.runtimes;
+        runtimes.clear();
+        for name in ["good", "new"] {
+            runtimes.insert(
+                name.into(),
+                crio_config::RuntimeHandler {
+                    runtime_path: tmp.path().join("elsewhere"),
+                    monitor_path: tmp.path().join("shim"),
+                    ..Default::default()
+                },
+            );
+        }
+        let locator = Locator {
+            own_exe: None,
+            path_env: "",
+        };
+        let reloaded = Handlers::configured(&config, &Default::default(), &locator);
+        assert_eq!(h.add_new(reloaded), ["new"]);
+        assert_eq!(h.resolve("new").unwrap().name, "new");
+        assert_eq!(h.resolve("good").unwrap().runtime, tmp.path().join("good"));
+        assert_eq!(h.resolve("").unwrap().name, "good", "the default stays");
+        assert_eq!(h.names(), ["broken", "gone", "good", "new", "vm"]);
     }
 }

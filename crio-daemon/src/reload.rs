@@ -3,12 +3,14 @@
 //! can change without a restart, logging each change; a file that does not
 //! load keeps every old value.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::Cli;
 use crate::cri::State;
+use crate::handlers::Handlers;
 
 /// A reloadable option that changed: its dotted key, old and new value.
 #[derive(Debug, PartialEq, Eq)]
@@ -104,13 +106,17 @@ impl Reloadable {
 struct Reloaded {
     values: Reloadable,
     seccomp: Option<crio_spec::seccomp::Profile>,
+    /// Its runtimes table (paths resolved).
+    runtimes: BTreeMap<String, crio_config::RuntimeHandler>,
+    /// Its handlers the daemon does not know yet, probed.
+    added: Handlers,
 }
 
 /// Loads the configuration again and checks the reloadable values (the
 /// pause image a reference, the seccomp profile a profile); the error names
 /// the file and key at fault.
-fn load(cli: &Cli) -> Result<Reloaded, crio_config::ConfigError> {
-    let loaded = cli.load_config()?;
+fn load(cli: &Cli, known: &[String]) -> Result<Reloaded, crio_config::ConfigError> {
+    let mut loaded = cli.load_config()?;
     let refuse = |key: &str, reason: String| crio_config::ConfigError {
         source_name: loaded.origin(key).to_string(),
         key: key.into(),
@@ -127,9 +133,20 @@ fn load(cli: &Cli) -> Result<Reloaded, crio_config::ConfigError> {
             format!("{}: {e}", profile.display()),
         )
     })?;
+    let path_env = std::env::var("PATH").unwrap_or_default();
+    let platform = crio_config::host_platform();
+    let missing =
+        crio_config::resolve_runtimes(&mut loaded.config, &loaded.origins, &path_env, &platform)?;
+    let mut new_only = loaded.config.clone();
+    new_only
+        .runtime
+        .runtimes
+        .retain(|name, _| !known.contains(name));
     Ok(Reloaded {
         values: Reloadable::of(&loaded.config),
         seccomp,
+        added: crate::handlers::probed(&new_only, &missing),
+        runtimes: loaded.config.runtime.runtimes,
     })
 }
 
@@ -155,9 +172,10 @@ pub async fn on_sighup(
 ) {
     let mut current = Reloadable::of(&started);
     while hup.recv().await.is_some() {
-        // The files are read off the executor.
+        // The files are read and new runtimes probed off the executor.
         let (cli, images) = (cli.clone(), state.images.clone());
-        let read = tokio::task::spawn_blocking(move || (load(&cli), images.reload())).await;
+        let known = state.handlers.names();
+        let read = tokio::task::spawn_blocking(move || (load(&cli, &known), images.reload())).await;
         let Ok((config, registries)) = read else {
             tracing::error!("SIGHUP: the reload task failed; nothing changed");
             continue;
@@ -170,6 +188,7 @@ pub async fn on_sighup(
                     .set_security_profiles(new.seccomp, new.values.apparmor_profile.clone());
                 let mut effective = state.effective_config();
                 new.values.apply_to(&mut effective);
+                add_handlers(&state, &mut effective, new.added, new.runtimes);
                 *state.reloaded.lock() = Some(effective);
                 current = new.values;
             }
@@ -182,6 +201,34 @@ pub async fn on_sighup(
             Err(e) => tracing::error!(
                 "SIGHUP: registries or policy reload failed, keeping the previous ones: {e:#}"
             ),
+        }
+    }
+}
+
+/// Adds the handlers of `added` to the daemon's and to `effective`'s
+/// runtimes table (`runtimes` is the reloaded one); a handler changed or
+/// removed in the files is logged: that takes a restart.
+fn add_handlers(
+    state: &State,
+    effective: &mut crio_config::Config,
+    added: Handlers,
+    mut runtimes: BTreeMap<String, crio_config::RuntimeHandler>,
+) {
+    for (name, running) in &effective.runtime.runtimes {
+        match runtimes.remove(name) {
+            None => tracing::warn!(
+                "SIGHUP: runtime handler {name:?} was removed from the files: it stays until a restart"
+            ),
+            Some(new) if &new != running => tracing::warn!(
+                "SIGHUP: runtime handler {name:?} changed in the files: the change takes a restart"
+            ),
+            Some(_) => {}
+        }
+    }
+    for name in state.handlers.add_new(added) {
+        tracing::info!("SIGHUP: crio.runtime.runtimes.{name}: runtime handler added");
+        if let Some(config) = runtimes.remove(&name) {
+            effective.runtime.runtimes.insert(name, config);
         }
     }
 }

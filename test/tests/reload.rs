@@ -45,11 +45,20 @@ async fn run_shared_pid_pod(
     client: &mut crio_api::client::CriClient,
     name: &str,
 ) -> Result<String, tonic::Status> {
+    run_pod_with(client, name, "").await
+}
+
+/// Runs a pod with a pause container under runtime handler `handler`.
+async fn run_pod_with(
+    client: &mut crio_api::client::CriClient,
+    name: &str,
+    handler: &str,
+) -> Result<String, tonic::Status> {
     client
         .runtime
         .run_pod_sandbox(RunPodSandboxRequest {
             config: Some(shared_pid_pod(name)),
-            runtime_handler: String::new(),
+            runtime_handler: handler.into(),
         })
         .await
         .map(|r| r.into_inner().pod_sandbox_id)
@@ -140,6 +149,61 @@ async fn a_broken_file_on_sighup_keeps_the_old_values() {
         "{}",
         world.daemon.log()
     );
+    crio_test::containers::remove_pod(&mut client, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_adds_a_runtime_handler() {
+    let registry = Registry::start().unwrap();
+    let images = push_standard_images(&registry).unwrap();
+    let first = drop_in("info", &images.pause.reference);
+    let world = PodWorld::start_with_registry_files(&registry, "", &[(DROP_IN, &first)]).unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    let err = run_pod_with(&mut client, "early", "extra")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+
+    // A drop-in adds handler `extra`: runc with a root of its own.
+    let runc = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v runc"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let root = world.daemon.path("extra-root");
+    let extra = format!(
+        "[crio.runtime.runtimes.extra]\nruntime_path = \"{}\"\nruntime_root = \"{}\"\n",
+        runc.trim(),
+        root.display()
+    );
+    std::fs::write(world.daemon.path("conf.d/70-extra.conf"), extra).unwrap();
+    hup_and_wait_for(
+        &world.daemon,
+        "crio.runtime.runtimes.extra: runtime handler added",
+    );
+
+    let status = client
+        .runtime
+        .status(crio_api::cri::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = status
+        .runtime_handlers
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
+    assert!(names.contains(&"extra"), "{names:?}");
+    let config = effective_config(&world.daemon);
+    assert!(config.contains("[crio.runtime.runtimes.extra]"), "{config}");
+
+    // A pod asking for it runs, its pause container in the handler's root.
+    let id = run_pod_with(&mut client, "late", "extra").await.unwrap();
+    let states: Vec<_> = std::fs::read_dir(&root).unwrap().collect();
+    assert!(!states.is_empty(), "no runtime state under {root:?}");
     crio_test::containers::remove_pod(&mut client, &id).await;
 }
 

@@ -299,16 +299,9 @@ impl Containers {
         };
         let spec_annotations = spec.annotations_mut().get_or_insert_with(Default::default);
         // The handler's defaults, where the request set none.
-        for (key, value) in self
-            .pods
-            .handler_of(pod)
-            .map(|h| &h.default_annotations)
-            .into_iter()
-            .flatten()
-        {
-            spec_annotations
-                .entry(key.clone())
-                .or_insert_with(|| value.clone());
+        let handler_defaults = self.pods.handler_of(pod).map(|h| h.default_annotations);
+        for (key, value) in handler_defaults.into_iter().flatten() {
+            spec_annotations.entry(key).or_insert(value);
         }
         spec_annotations.insert(annotations::LOG_PATH.into(), log_path.clone());
         if !log_path.is_empty() {

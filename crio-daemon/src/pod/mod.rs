@@ -185,7 +185,7 @@ impl Pods {
 
     /// The runtime handler pod `pod` runs under (None: no longer
     /// configured).
-    pub fn handler_of(&self, pod: &PodRecord) -> Option<&Handler> {
+    pub fn handler_of(&self, pod: &PodRecord) -> Option<Handler> {
         self.handlers.get(&pod.runtime_handler)
     }
 

@@ -286,7 +286,7 @@ impl PodShims for Shims {
                 .clone();
             let _held = lock.lock().await;
             if address_of(pod_dir).is_none() {
-                self.spawn(handler, id, pod_dir, cgroup).await?;
+                self.spawn(&handler, id, pod_dir, cgroup).await?;
             }
         }
         self.task(id, pod_dir).await
@@ -312,7 +312,7 @@ impl PodShims for Shims {
             return;
         };
         let Some(binary) = &handler.shim else { return };
-        let mut cmd = self.command(handler, binary, bundle);
+        let mut cmd = self.command(&handler, binary, bundle);
         cmd.args([
             "-namespace",
             NAMESPACE,
