@@ -174,6 +174,10 @@ async fn open_state(config: crio_config::Config) -> Result<Arc<State>> {
         shims,
         config.runtime.drop_infra_ctr,
     );
+    let userns_host = crate::userns::probe_host(&config.root, &config.runroot);
+    if let Err(e) = &userns_host {
+        tracing::warn!("user namespaces are not available: {e}");
+    }
     let handler_features = config
         .runtime
         .runtimes
@@ -181,7 +185,7 @@ async fn open_state(config: crio_config::Config) -> Result<Arc<State>> {
         .map(|(name, h)| {
             (
                 name.clone(),
-                crate::cri::runtime_status::handler_features(&h.runtime_path),
+                crate::cri::runtime_status::handler_features(&h.runtime_path, userns_host.is_ok()),
             )
         })
         .collect();

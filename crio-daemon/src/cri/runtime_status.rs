@@ -68,8 +68,13 @@ pub fn status(
 
 /// What a runtime handler can do, from `RUNTIME features` (asked once, at
 /// start, under a deadline): recursive read-only mounts when the runtime knows `rro` and the
-/// kernel has mount_setattr (5.12).
-pub fn handler_features(runtime_path: &std::path::Path) -> RuntimeHandlerFeatures {
+/// kernel has mount_setattr (5.12); user namespaces when the runtime can
+/// join one and `userns_host` (the daemon's idmapped mounts work here, see
+/// `crate::userns::probe_host`).
+pub fn handler_features(
+    runtime_path: &std::path::Path,
+    userns_host: bool,
+) -> RuntimeHandlerFeatures {
     let features = crate::command::output_within(
         std::process::Command::new(runtime_path).arg("features"),
         crate::command::RUNTIME_DEADLINE,
@@ -79,7 +84,7 @@ pub fn handler_features(runtime_path: &std::path::Path) -> RuntimeHandlerFeature
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     RuntimeHandlerFeatures {
         recursive_read_only_mounts: rro_supported(&features, &kernel),
-        user_namespaces: false,
+        user_namespaces: userns_host && crate::userns::runtime_supports(&features),
     }
 }
 

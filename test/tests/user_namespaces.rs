@@ -1,0 +1,248 @@
+//! User namespaces (`userns_options`, Kubernetes `hostUsers: false`): a POD
+//! mode pod's containers run mapped, their rootfs, volumes and pod files
+//! idmapped (nothing chowned), the shapes the CRI rules out refused, the
+//! runtime handler reporting the feature, and no mount left behind.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use crio_api::client::CriClient;
+use crio_api::cri::{
+    ExecSyncRequest, IdMapping, LinuxContainerConfig, LinuxContainerSecurityContext, Mount,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, StatusRequest, UserNamespace,
+};
+use crio_test::containers::{container, create, remove_pod, run_pod, setup, try_run_pod};
+use crio_test::pods::pod_config;
+use tonic::Code;
+
+const POD: i32 = NamespaceMode::Pod as i32;
+const BASE: u32 = 100_000;
+const LENGTH: u32 = 65_536;
+
+fn mapping(host_id: u32, container_id: u32) -> IdMapping {
+    IdMapping {
+        host_id,
+        container_id,
+        length: LENGTH,
+    }
+}
+
+fn userns(mode: NamespaceMode, uids: Vec<IdMapping>, gids: Vec<IdMapping>) -> UserNamespace {
+    UserNamespace {
+        mode: mode as i32,
+        uids,
+        gids,
+    }
+}
+
+fn pod_mode() -> UserNamespace {
+    userns(
+        NamespaceMode::Pod,
+        vec![mapping(BASE, 0)],
+        vec![mapping(BASE, 0)],
+    )
+}
+
+/// A pod with its own network and IPC namespaces and `user` as its user
+/// namespace options.
+fn userns_pod(name: &str, user: UserNamespace) -> PodSandboxConfig {
+    let mut pod = pod_config(name, POD, POD);
+    let ns = pod
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+        .expect("pod_config has namespace options");
+    ns.userns_options = Some(user);
+    pod
+}
+
+async fn exec(client: &mut CriClient, id: &str, script: &str) -> String {
+    let r = client
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: 20,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.exit_code, 0, "{script}: {stderr}");
+    String::from_utf8_lossy(&r.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_mode_pod_runs_mapped_on_idmapped_mounts() {
+    let mut s = setup().await;
+    let status = s
+        .client
+        .runtime
+        .status(StatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let runc = status
+        .runtime_handlers
+        .iter()
+        .find(|h| h.name == "runc")
+        .expect("runc is listed");
+    assert!(
+        runc.features.as_ref().is_some_and(|f| f.user_namespaces),
+        "runc reports user namespaces on this host: {status:?}"
+    );
+
+    // An emptyDir-style volume: a directory of the host's root, with a
+    // file of the host's root in it.
+    let volume = s.world.daemon.path("emptydir");
+    std::fs::create_dir_all(&volume).unwrap();
+    std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(volume.join("from-host"), "host").unwrap();
+
+    let pod_id = run_pod(&mut s.client, userns_pod("mapped", pod_mode())).await;
+    let mut config = container("app", &s.images.busybox.reference, &["sleep", "1000"]);
+    config.mounts = vec![Mount {
+        container_path: "/data".into(),
+        host_path: volume.display().to_string(),
+        ..Default::default()
+    }];
+    let id = create(&mut s.client, &pod_id, config).await.unwrap();
+    crio_test::containers::start_container(&mut s.client, id.clone()).await;
+    let c = &mut s.client;
+
+    let uid_map: Vec<String> = exec(c, &id, "cat /proc/self/uid_map")
+        .await
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(uid_map, ["0", "100000", "65536"]);
+    let gid_map = exec(c, &id, "cat /proc/self/gid_map").await;
+    assert_eq!(gid_map.split_whitespace().collect::<Vec<_>>(), uid_map);
+    assert_eq!(exec(c, &id, "id -u; id -g").await, "0\n0");
+
+    // The mapped root writes its rootfs, the volume and the pod's files.
+    exec(
+        c,
+        &id,
+        "echo made > /made-here && echo made > /data/made-here && \
+         echo '10.0.0.9 extra' >> /etc/hosts && echo extra > /dev/shm/made-here",
+    )
+    .await;
+    // Through the idmapped mounts the host's root owns what it owns; what
+    // no idmapped mount covers is nobody's.
+    assert_eq!(
+        exec(c, &id, "stat -c %u:%g /data/from-host /etc/hosts /bin/sh").await,
+        "0:0\n0:0\n0:0"
+    );
+    assert_eq!(
+        exec(c, &id, "stat -c %u:%g /proc/sys/kernel/ostype").await,
+        "65534:65534"
+    );
+
+    // On the host, what it made is owned by the mapped IDs (base + 0): in
+    // its writable layer, and seen through its idmapped volume; the
+    // volume's own files keep their owners (nothing was chowned).
+    let bundle = s.world.daemon.path("run/containers").join(&id);
+    let upper = s
+        .world
+        .daemon
+        .path("root/containers")
+        .join(&id)
+        .join("upper");
+    for seen in [
+        upper.join("made-here"),
+        bundle.join("rootfs/made-here"),
+        bundle.join("idmapped/mount-0/made-here"),
+    ] {
+        let m = std::fs::metadata(&seen).unwrap();
+        assert_eq!((m.uid(), m.gid()), (BASE, BASE), "{}", seen.display());
+    }
+    let on_disk = std::fs::metadata(volume.join("made-here")).unwrap();
+    assert_eq!((on_disk.uid(), on_disk.gid()), (0, 0));
+    assert_eq!(std::fs::metadata(&volume).unwrap().uid(), 0);
+    let hosts = s.world.daemon.path("run/pods").join(&pod_id).join("hosts");
+    assert!(
+        std::fs::read_to_string(hosts)
+            .unwrap()
+            .contains("10.0.0.9 extra")
+    );
+
+    remove_pod(&mut s.client, &pod_id).await;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for gone in [&pod_id, &id] {
+        assert!(
+            !mounts.lines().any(|l| l.contains(gone.as_str())),
+            "a mount of {gone} is left:\n{mounts}"
+        );
+    }
+    let ns = s.world.daemon.path("ns/userns").join(&pod_id);
+    assert!(!ns.exists(), "the user namespace is still pinned");
+    assert!(volume.join("made-here").exists(), "the volume is untouched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shapes_the_cri_rules_out_are_refused_naming_the_field() {
+    let mut s = setup().await;
+    let field = "config.linux.security_context.namespace_options.userns_options";
+    let cases = [
+        (
+            userns(
+                NamespaceMode::Pod,
+                vec![mapping(BASE, 0), mapping(BASE + LENGTH, LENGTH)],
+                vec![mapping(BASE, 0), mapping(BASE + LENGTH, LENGTH)],
+            ),
+            format!("{field}.uids"),
+        ),
+        (
+            userns(
+                NamespaceMode::Pod,
+                vec![mapping(BASE, 1)],
+                vec![mapping(BASE, 1)],
+            ),
+            format!("{field}.uids[0].container_id"),
+        ),
+        (
+            userns(NamespaceMode::Container, vec![], vec![]),
+            format!("{field}.mode"),
+        ),
+        (
+            userns(NamespaceMode::Target, vec![], vec![]),
+            format!("{field}.mode"),
+        ),
+        (
+            userns(
+                NamespaceMode::Pod,
+                vec![mapping(BASE, 0)],
+                vec![mapping(BASE * 3, 0)],
+            ),
+            format!("{field}.gids"),
+        ),
+    ];
+    for (i, (shape, named)) in cases.into_iter().enumerate() {
+        let err = try_run_pod(&mut s.client, userns_pod(&format!("bad-{i}"), shape))
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(&named), "{named}: {err:?}");
+    }
+
+    // A container cannot leave its pod's user namespace.
+    let pod_id = run_pod(&mut s.client, pod_config("plain", POD, POD)).await;
+    let mut config = container("app", &s.images.busybox.reference, &["true"]);
+    config.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                userns_options: Some(userns(NamespaceMode::Container, vec![], vec![])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let err = create(&mut s.client, &pod_id, config)
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains(&format!("{field}.mode")), "{err:?}");
+    remove_pod(&mut s.client, &pod_id).await;
+}
