@@ -246,3 +246,93 @@ async fn the_shapes_the_cri_rules_out_are_refused_naming_the_field() {
     assert!(err.message().contains(&format!("{field}.mode")), "{err:?}");
     remove_pod(&mut s.client, &pod_id).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_infra_process_and_image_volumes_are_in_the_user_namespace() {
+    let registry = crio_test::Registry::start().unwrap();
+    let images = crio_test::images::push_standard_images(&registry).unwrap();
+    let world = crio_test::pods::PodWorld::start_with_registry_and(
+        &registry,
+        &format!("pause_image = \"{}\"\n", images.pause.reference),
+    )
+    .unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    crio_test::cri::pull(&mut client, &images.volume.reference)
+        .await
+        .unwrap();
+    let mut pod = userns_pod("shared-pid", pod_mode());
+    let ns = pod
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+        .unwrap();
+    ns.pid = POD;
+    let pod_id = run_pod(&mut client, pod).await;
+    // As the kubelet asks: the pod's PID namespace and user namespace.
+    let mut config = container("app", &images.volume.reference, &["sleep", "1000"]);
+    config.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                pid: POD,
+                userns_options: Some(pod_mode()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = create(&mut client, &pod_id, config).await.unwrap();
+    crio_test::containers::start_container(&mut client, id.clone()).await;
+    // PID 1 is the pod's infra process, mapped as the container.
+    let infra = exec(
+        &mut client,
+        &id,
+        "cat /proc/1/cmdline; echo; cat /proc/1/uid_map",
+    )
+    .await;
+    assert!(infra.lines().next().unwrap().contains("/pause"), "{infra}");
+    assert_eq!(
+        infra
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    // The image's VOLUME is the mapped root's.
+    assert_eq!(
+        exec(
+            &mut client,
+            &id,
+            "touch /data/made-here && stat -c %u /data /data/made-here"
+        )
+        .await,
+        "0\n0"
+    );
+
+    // A volume on a filesystem that cannot be idmapped (sysfs) is refused,
+    // naming the mount, and leaves nothing mounted.
+    let mut config = container("sysfs", &images.volume.reference, &["true"]);
+    config.mounts = vec![Mount {
+        container_path: "/host-sys".into(),
+        host_path: "/sys/kernel".into(),
+        readonly: true,
+        ..Default::default()
+    }];
+    let err = create(&mut client, &pod_id, config)
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("config.mounts[0]"), "{err:?}");
+
+    remove_pod(&mut client, &pod_id).await;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let ours = world.daemon.path("").display().to_string();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&ours)
+            && (l.contains("/containers/") || l.contains("/pods/") || l.contains("/userns"))),
+        "mounts of ours are left:\n{mounts}"
+    );
+}
