@@ -79,7 +79,7 @@ fn requested_map(ns: &NamespaceOption, field: &str) -> Result<Option<IdMap>> {
 
 fn pod_mode_map(user: &UserNamespace, field: &str) -> Result<IdMap> {
     let one = |list: &[IdMapping], name: &str| match list {
-        [m] => Ok(m.clone()),
+        [m] => Ok(*m),
         _ => Err(Error::field(
             &format!("{field}.{name}"),
             format!("exactly one mapping is supported, got {}", list.len()),
