@@ -199,3 +199,30 @@ pub async fn remove_pod(client: &mut CriClient, id: &str) {
         .await
         .unwrap();
 }
+
+/// Runs `sh -c SCRIPT` in container `id`: its exit code, stdout and
+/// stderr, trimmed.
+pub async fn sh(client: &mut CriClient, id: &str, script: &str) -> (i32, String, String) {
+    let r = client
+        .runtime
+        .exec_sync(crio_api::cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: 20,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (
+        r.exit_code,
+        String::from_utf8_lossy(&r.stdout).trim().to_string(),
+        String::from_utf8_lossy(&r.stderr).trim().to_string(),
+    )
+}
+
+/// The stdout of [`sh`], which must succeed.
+pub async fn sh_out(client: &mut CriClient, id: &str, script: &str) -> String {
+    let (code, stdout, stderr) = sh(client, id, script).await;
+    assert_eq!(code, 0, "{script}: {stderr}");
+    stdout
+}

@@ -5,12 +5,13 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use crio_api::client::CriClient;
 use crio_api::cri::{
-    ExecSyncRequest, IdMapping, LinuxContainerConfig, LinuxContainerSecurityContext, Mount,
-    NamespaceMode, NamespaceOption, PodSandboxConfig, StatusRequest, UserNamespace,
+    IdMapping, LinuxContainerConfig, LinuxContainerSecurityContext, Mount, NamespaceMode,
+    NamespaceOption, PodSandboxConfig, StatusRequest, UserNamespace,
 };
-use crio_test::containers::{container, create, remove_pod, run_pod, setup, try_run_pod};
+use crio_test::containers::{
+    container, create, remove_pod, run_pod, setup, sh_out as exec, try_run_pod,
+};
 use crio_test::pods::pod_config;
 use tonic::Code;
 
@@ -54,22 +55,6 @@ fn userns_pod(name: &str, user: UserNamespace) -> PodSandboxConfig {
         .expect("pod_config has namespace options");
     ns.userns_options = Some(user);
     pod
-}
-
-async fn exec(client: &mut CriClient, id: &str, script: &str) -> String {
-    let r = client
-        .runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: id.into(),
-            cmd: vec!["sh".into(), "-c".into(), script.into()],
-            timeout: 20,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let stderr = String::from_utf8_lossy(&r.stderr);
-    assert_eq!(r.exit_code, 0, "{script}: {stderr}");
-    String::from_utf8_lossy(&r.stdout).trim().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]

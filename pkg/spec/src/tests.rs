@@ -710,17 +710,7 @@ fn seccomp_profile_from_the_config_is_runtime_default() {
         config: &c,
         image: &img,
         rootfs: Path::new("/rootfs"),
-        pod: Pod {
-            config: &pod,
-            files_dir: PathBuf::from("/run/pods/p1"),
-            shm: None,
-            netns: None,
-            ipcns: None,
-            utsns: None,
-            pidns: None,
-            cgroup_parent: String::new(),
-            userns: None,
-        },
+        pod: hostless_pod(&pod),
         defaults: &d,
         host: &host(),
     })
@@ -783,19 +773,13 @@ fn a_pod_user_namespace_is_joined_with_its_map() {
         image: &img,
         rootfs: Path::new("/rootfs"),
         pod: Pod {
-            config: &pod,
-            files_dir: PathBuf::from("/run/pods/p1"),
-            shm: None,
             netns: Some("/var/run/netns/p1".into()),
-            ipcns: None,
-            utsns: None,
-            pidns: None,
-            cgroup_parent: String::new(),
             userns: Some(crate::UserNs {
                 path: "/var/run/userns/p1".into(),
                 host_id: 100_000,
                 length: 65_536,
             }),
+            ..hostless_pod(&pod)
         },
         defaults: &d,
         host: &host(),
@@ -819,5 +803,20 @@ fn a_pod_user_namespace_is_joined_with_its_map() {
             (m.container_id(), m.host_id(), m.size()),
             (0, 100_000, 65_536)
         );
+    }
+}
+
+/// A pod of `config` with no namespace, /dev/shm or cgroup parent of its own.
+fn hostless_pod(config: &PodSandboxConfig) -> Pod<'_> {
+    Pod {
+        config,
+        files_dir: PathBuf::from("/run/pods/p1"),
+        shm: None,
+        netns: None,
+        ipcns: None,
+        utsns: None,
+        pidns: None,
+        cgroup_parent: String::new(),
+        userns: None,
     }
 }
