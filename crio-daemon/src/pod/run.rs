@@ -227,7 +227,12 @@ impl Pods {
         if kinds.contains(&Kind::User) {
             let pinned =
                 netns::pin_path(&self.config.runtime.namespaces_dir, Kind::User, &record.id);
-            crate::userns::idmap_pod_files(dir, record.shm.as_deref(), &pinned)?;
+            let (dir, shm) = (dir.to_path_buf(), record.shm.clone());
+            tokio::task::spawn_blocking(move || {
+                crate::userns::idmap_pod_files(&dir, shm.as_deref(), &pinned)
+            })
+            .await
+            .map_err(Error::internal)??;
         }
         steps.mark("files");
         tracing::debug!(pod = %record.id, steps = %steps.summary(), "pod built");
