@@ -321,3 +321,30 @@ async fn the_infra_process_and_image_volumes_are_in_the_user_namespace() {
         "mounts of ours are left:\n{mounts}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bind_image_volumes_are_the_mapped_roots() {
+    let registry = crio_test::Registry::start().unwrap();
+    let images = crio_test::images::push_standard_images(&registry).unwrap();
+    let world =
+        crio_test::pods::PodWorld::start_with_registry_and(&registry, "image_volumes = \"bind\"\n")
+            .unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+    crio_test::cri::pull(&mut client, &images.volume.reference)
+        .await
+        .unwrap();
+    let pod_id = run_pod(&mut client, userns_pod("bind-volume", pod_mode())).await;
+    let config = container("app", &images.volume.reference, &["sleep", "1000"]);
+    let id = create(&mut client, &pod_id, config).await.unwrap();
+    crio_test::containers::start_container(&mut client, id.clone()).await;
+    assert_eq!(
+        exec(
+            &mut client,
+            &id,
+            "touch /data/made-here && stat -c %u /data /data/made-here"
+        )
+        .await,
+        "0\n0"
+    );
+    remove_pod(&mut client, &pod_id).await;
+}

@@ -112,9 +112,7 @@ impl RootfsJob {
             .map_err(|e| Error::Internal(format!("mount rootfs: {e}")))?;
         let tree = crio_saferoot::Tree::open(&self.rootfs, crio_saferoot::Scope::InRoot)
             .map_err(|e| Error::Internal(format!("open rootfs: {e}")))?;
-        let mapped = idmapper.as_ref().map(|i| i.as_mapped_root());
-        self.add_image_volumes(&tree)?;
-        drop(mapped);
+        self.add_image_volumes(&tree, idmapper.as_ref())?;
         let image_file = |path: &str| {
             crio_spec::user::read_image_file(&tree, path, MAX_USER_DB)
                 .map_err(|e| Error::Precondition(format!("image {}: {e}", self.image.id)))
@@ -135,7 +133,11 @@ impl RootfsJob {
     /// rootfs (the writable layer), "bind" mounts a fresh directory of the
     /// container's there, "ignore" does neither; a path the request mounts
     /// itself is left to that mount.
-    fn add_image_volumes(&mut self, tree: &crio_saferoot::Tree) -> Result<()> {
+    fn add_image_volumes(
+        &mut self,
+        tree: &crio_saferoot::Tree,
+        idmapper: Option<&crate::userns::Idmapper>,
+    ) -> Result<()> {
         for (i, volume) in self.volumes.iter().enumerate() {
             if self
                 .config
@@ -147,6 +149,8 @@ impl RootfsJob {
             }
             match self.image_volumes.as_str() {
                 "mkdir" => {
+                    // In a user namespace, the directories are its root's.
+                    let _mapped = idmapper.map(|i| i.as_mapped_root());
                     tree.mkdir_all(
                         Path::new(volume),
                         nix::sys::stat::Mode::from_bits_truncate(0o755),
