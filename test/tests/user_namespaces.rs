@@ -348,3 +348,33 @@ async fn bind_image_volumes_are_the_mapped_roots() {
     );
     remove_pod(&mut client, &pod_id).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_daemon_keeps_and_then_removes_a_user_namespaced_pod() {
+    let mut s = setup().await;
+    let pod_id = run_pod(&mut s.client, userns_pod("restart", pod_mode())).await;
+    let config = container("app", &s.images.busybox.reference, &["sleep", "1000"]);
+    let id = create(&mut s.client, &pod_id, config).await.unwrap();
+    crio_test::containers::start_container(&mut s.client, id.clone()).await;
+
+    s.world
+        .daemon
+        .signal_and_wait(nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    s.world.daemon.spawn().unwrap();
+    let mut client = s.world.daemon.client().await.unwrap();
+    let uid_map = exec(&mut client, &id, "cat /proc/self/uid_map").await;
+    assert_eq!(
+        uid_map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+
+    remove_pod(&mut client, &pod_id).await;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for gone in [&pod_id, &id] {
+        assert!(
+            !mounts.lines().any(|l| l.contains(gone.as_str())),
+            "a mount of {gone} is left:\n{mounts}"
+        );
+    }
+}
