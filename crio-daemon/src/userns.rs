@@ -184,17 +184,25 @@ pub fn exposed_rootfs(bundle: &Path) -> PathBuf {
     runroot.join(EXPOSED).join(id).join("rootfs")
 }
 
-/// Binds `rootfs` at [`exposed_rootfs`], each directory on the way
-/// searchable (mode 0711), none listable by others.
-fn expose_rootfs(rootfs: &Path, bundle: &Path) -> Result<()> {
+/// Binds `rootfs` at [`exposed_rootfs`]: `RUNROOT/userns` searchable
+/// (0711), the container's directory searchable by root and the mapped
+/// group `gid` alone (0710), so no local user reaches the rootfs (whose
+/// set-uid files are the mapped root's).
+fn expose_rootfs(rootfs: &Path, bundle: &Path, gid: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let target = exposed_rootfs(bundle);
     let dir = target.parent().unwrap_or(&target);
-    for d in [dir.parent().unwrap_or(dir), dir] {
-        crio_storage::dirs::ensure(d, crio_storage::dirs::TRAVERSABLE)
-            .map_err(|e| Error::Internal(format!("create {}: {e}", d.display())))?;
-    }
-    reachable(dir).map_err(Error::Precondition)?;
-    std::fs::create_dir_all(&target).map_err(Error::internal)?;
+    let exposed = dir.parent().unwrap_or(dir);
+    crio_storage::dirs::ensure(exposed, crio_storage::dirs::TRAVERSABLE)
+        .map_err(|e| Error::Internal(format!("create {}: {e}", exposed.display())))?;
+    reachable(exposed).map_err(Error::Precondition)?;
+    crio_storage::dirs::ensure(dir, crio_storage::dirs::PRIVATE)
+        .and_then(|()| {
+            nix::unistd::chown(dir, None, Some(nix::unistd::Gid::from_raw(gid)))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710))?;
+            std::fs::create_dir_all(&target)
+        })
+        .map_err(|e| Error::Internal(format!("create {}: {e}", target.display())))?;
     nix::mount::mount(
         Some(rootfs),
         &target,
@@ -308,7 +316,8 @@ impl Idmapper {
             let target = self.copy(&format!("mount-{i}"), &source, &what, true)?;
             m.host_path = target.display().to_string();
         }
-        expose_rootfs(rootfs, self.copies.parent().unwrap_or(&self.copies))
+        let bundle = self.copies.parent().unwrap_or(&self.copies);
+        expose_rootfs(rootfs, bundle, self.host_id)
     }
 }
 

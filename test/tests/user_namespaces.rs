@@ -145,6 +145,12 @@ async fn a_pod_mode_pod_runs_mapped_on_idmapped_mounts() {
     let on_disk = std::fs::metadata(volume.join("made-here")).unwrap();
     assert_eq!((on_disk.uid(), on_disk.gid()), (0, 0));
     assert_eq!(std::fs::metadata(&volume).unwrap().uid(), 0);
+    // The rootfs is reachable by path for the mapped group alone.
+    let exposed = s.world.daemon.path("run/userns").join(&id);
+    let m = std::fs::metadata(&exposed).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o710, 0, BASE));
+    let m = std::fs::metadata(s.world.daemon.path("run/userns")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o711);
     let hosts = s.world.daemon.path("run/pods").join(&pod_id).join("hosts");
     assert!(
         std::fs::read_to_string(hosts)
