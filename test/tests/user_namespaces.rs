@@ -84,7 +84,13 @@ async fn a_pod_mode_pod_runs_mapped_on_idmapped_mounts() {
     std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(volume.join("from-host"), "host").unwrap();
 
-    let pod_id = run_pod(&mut s.client, userns_pod("mapped", pod_mode())).await;
+    let mut pod = userns_pod("mapped", pod_mode());
+    pod.linux.as_mut().unwrap().sysctls = [(
+        "net.ipv4.ip_unprivileged_port_start".to_string(),
+        "1000".to_string(),
+    )]
+    .into();
+    let pod_id = run_pod(&mut s.client, pod).await;
     let mut config = container("app", &s.images.busybox.reference, &["sleep", "1000"]);
     config.mounts = vec![Mount {
         container_path: "/data".into(),
@@ -104,6 +110,17 @@ async fn a_pod_mode_pod_runs_mapped_on_idmapped_mounts() {
     let gid_map = exec(c, &id, "cat /proc/self/gid_map").await;
     assert_eq!(gid_map.split_whitespace().collect::<Vec<_>>(), uid_map);
     assert_eq!(exec(c, &id, "id -u; id -g").await, "0\n0");
+    // The pod's namespaces are its user namespace's: sysctls and hostname
+    // are set there.
+    assert_eq!(
+        exec(
+            c,
+            &id,
+            "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; hostname"
+        )
+        .await,
+        "1000\nmapped"
+    );
 
     // The mapped root writes its rootfs, the volume and the pod's files.
     exec(
