@@ -5,6 +5,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
+use crio_api::client::CriClient;
 use crio_api::cri::{
     IdMapping, LinuxContainerConfig, LinuxContainerSecurityContext, Mount, NamespaceMode,
     NamespaceOption, PodSandboxConfig, StatusRequest, UserNamespace,
@@ -55,6 +56,24 @@ fn userns_pod(name: &str, user: UserNamespace) -> PodSandboxConfig {
         .expect("pod_config has namespace options");
     ns.userns_options = Some(user);
     pod
+}
+
+/// The image's VOLUME `/data` in container `id` is its root's, and its
+/// root writes there.
+async fn assert_data_is_roots(client: &mut CriClient, id: &str) {
+    let script = "touch /data/made-here && stat -c %u /data /data/made-here";
+    assert_eq!(exec(client, id, script).await, "0\n0");
+}
+
+/// No mount point names any of `ids`.
+fn assert_no_mount_of(ids: &[&str]) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for gone in ids {
+        assert!(
+            !mounts.lines().any(|l| l.contains(gone)),
+            "a mount of {gone} is left:\n{mounts}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -176,13 +195,7 @@ async fn a_pod_mode_pod_runs_mapped_on_idmapped_mounts() {
     );
 
     remove_pod(&mut s.client, &pod_id).await;
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    for gone in [&pod_id, &id] {
-        assert!(
-            !mounts.lines().any(|l| l.contains(gone.as_str())),
-            "a mount of {gone} is left:\n{mounts}"
-        );
-    }
+    assert_no_mount_of(&[&pod_id, &id]);
     let ns = s.world.daemon.path("ns/userns").join(&pod_id);
     assert!(!ns.exists(), "the user namespace is still pinned");
     assert!(volume.join("made-here").exists(), "the volume is untouched");
@@ -310,15 +323,7 @@ async fn the_infra_process_and_image_volumes_are_in_the_user_namespace() {
         ["0", "100000", "65536"]
     );
     // The image's VOLUME is the mapped root's.
-    assert_eq!(
-        exec(
-            &mut client,
-            &id,
-            "touch /data/made-here && stat -c %u /data /data/made-here"
-        )
-        .await,
-        "0\n0"
-    );
+    assert_data_is_roots(&mut client, &id).await;
 
     // A volume on a filesystem that cannot be idmapped (sysfs) is refused,
     // naming the mount, and leaves nothing mounted.
@@ -360,15 +365,7 @@ async fn bind_image_volumes_are_the_mapped_roots() {
     let config = container("app", &images.volume.reference, &["sleep", "1000"]);
     let id = create(&mut client, &pod_id, config).await.unwrap();
     crio_test::containers::start_container(&mut client, id.clone()).await;
-    assert_eq!(
-        exec(
-            &mut client,
-            &id,
-            "touch /data/made-here && stat -c %u /data /data/made-here"
-        )
-        .await,
-        "0\n0"
-    );
+    assert_data_is_roots(&mut client, &id).await;
     remove_pod(&mut client, &pod_id).await;
 }
 
@@ -393,11 +390,5 @@ async fn a_restarted_daemon_keeps_and_then_removes_a_user_namespaced_pod() {
     );
 
     remove_pod(&mut client, &pod_id).await;
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    for gone in [&pod_id, &id] {
-        assert!(
-            !mounts.lines().any(|l| l.contains(gone.as_str())),
-            "a mount of {gone} is left:\n{mounts}"
-        );
-    }
+    assert_no_mount_of(&[&pod_id, &id]);
 }
