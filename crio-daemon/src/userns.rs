@@ -41,6 +41,22 @@ pub fn pod_map(config: &PodSandboxConfig) -> Result<Option<IdMap>> {
     Ok(Some(map))
 }
 
+/// Refuses a pod in a user namespace whose runtime handler cannot run it
+/// here (its `user_namespaces` feature was not probed true at start).
+pub fn check_handler(
+    config: &PodSandboxConfig,
+    handler: &str,
+    features: Option<&crio_api::cri::RuntimeHandlerFeatures>,
+) -> Result<()> {
+    if pod_map(config)?.is_some() && !features.is_some_and(|f| f.user_namespaces) {
+        return Err(Error::Precondition(format!(
+            "{FIELD}.userns_options: runtime handler {handler:?} cannot run pods in a user \
+             namespace on this host (the daemon's start-up log says why)"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses a container whose `userns_options` differ from its pod's: its
 /// containers share the pod's user namespace, as its other namespaces.
 pub fn check_container(ns: Option<&NamespaceOption>, pod: Option<IdMap>) -> Result<()> {
@@ -548,6 +564,23 @@ mod tests {
         assert!(check_container(Some(&same), Some(map)).is_ok());
         assert!(check_container(None, Some(map)).is_ok());
         assert!(check_container(Some(&same), None).is_err());
+    }
+
+    #[test]
+    fn a_handler_without_the_feature_is_refused() {
+        use crio_api::cri::RuntimeHandlerFeatures;
+        let ok = user(NamespaceMode::Pod, vec![mapping(0)], vec![mapping(0)]);
+        let config = pod(ok, NamespaceMode::Pod);
+        let able = RuntimeHandlerFeatures {
+            user_namespaces: true,
+            ..Default::default()
+        };
+        assert!(check_handler(&config, "runc", Some(&able)).is_ok());
+        let unable = RuntimeHandlerFeatures::default();
+        let refused = check_handler(&config, "crun", Some(&unable));
+        assert!(matches!(refused, Err(Error::Precondition(m)) if m.contains("\"crun\"")));
+        assert!(check_handler(&config, "none", None).is_err());
+        assert!(check_handler(&PodSandboxConfig::default(), "crun", None).is_ok());
     }
 
     #[test]

@@ -8,10 +8,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use crio_api::client::CriClient;
 use crio_api::cri::{
     IdMapping, LinuxContainerConfig, LinuxContainerSecurityContext, Mount, NamespaceMode,
-    NamespaceOption, PodSandboxConfig, StatusRequest, UserNamespace,
+    NamespaceOption, PodSandboxConfig, RunPodSandboxRequest, StatusRequest, UserNamespace,
 };
 use crio_test::containers::{
-    container, create, remove_pod, run_pod, setup, sh_out as exec, try_run_pod,
+    container, create, remove_pod, run_pod, setup, setup_with_files, sh_out as exec, try_run_pod,
 };
 use crio_test::pods::pod_config;
 use tonic::Code;
@@ -203,7 +203,12 @@ async fn a_pod_mode_pod_runs_mapped_on_idmapped_mounts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_shapes_the_cri_rules_out_are_refused_naming_the_field() {
-    let mut s = setup().await;
+    // A handler whose runtime answers no `features`.
+    let mut s = setup_with_files(&[(
+        "conf.d/50-mute.conf",
+        "[crio.runtime.runtimes.mute]\nruntime_path = \"/bin/false\"\n",
+    )])
+    .await;
     let field = "config.linux.security_context.namespace_options.userns_options";
     let cases = [
         (
@@ -246,6 +251,19 @@ async fn the_shapes_the_cri_rules_out_are_refused_naming_the_field() {
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
         assert!(err.message().contains(&named), "{named}: {err:?}");
     }
+
+    // A handler that cannot do it here is refused, named.
+    let err = s
+        .client
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(userns_pod("mute", pod_mode())),
+            runtime_handler: "mute".into(),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("\"mute\""), "{err:?}");
 
     // A container cannot leave its pod's user namespace.
     let pod_id = run_pod(&mut s.client, pod_config("plain", POD, POD)).await;

@@ -12,6 +12,11 @@ pub async fn run(st: &State, req: RunPodSandboxRequest) -> Answer<RunPodSandboxR
     let config = req
         .config
         .ok_or_else(|| crio_api::status::invalid_field("config", "is required"))?;
+    let handler = match req.runtime_handler.as_str() {
+        "" => st.config.runtime.default_runtime.as_str(),
+        named => named,
+    };
+    crate::userns::check_handler(&config, handler, st.handler_features.get(handler))?;
     let id = st.sandboxes.run(config, req.runtime_handler).await?;
     Ok(RunPodSandboxResponse { pod_sandbox_id: id })
 }
