@@ -298,13 +298,11 @@ impl Idmapper {
         for (i, layer) in lowers.iter().enumerate() {
             copies.push(self.copy(&format!("layer-{i}"), layer, "an image layer", false)?);
         }
-        let id = Some(self.host_id);
-        nix::unistd::chown(
-            &upper,
-            id.map(nix::unistd::Uid::from_raw),
-            id.map(nix::unistd::Gid::from_raw),
-        )
-        .map_err(|e| {
+        let (uid, gid) = (
+            nix::unistd::Uid::from_raw(self.host_id),
+            nix::unistd::Gid::from_raw(self.host_id),
+        );
+        nix::unistd::chown(&upper, Some(uid), Some(gid)).map_err(|e| {
             Error::Internal(format!("give {} to the mapped root: {e}", upper.display()))
         })?;
         Ok(Overlay {
