@@ -56,6 +56,9 @@ pub enum HandlerError {
 pub struct Host {
     /// The kernel release (`6.1.0-18-amd64`).
     pub kernel: String,
+    /// Whether the daemon can make user namespaces and idmapped mounts
+    /// here (see `crate::userns::probe_host`).
+    pub userns: bool,
 }
 
 /// A probe: fills in a feature of `handler`, or says why it cannot run
@@ -245,8 +248,13 @@ pub fn probed(config: &Config, missing: &BTreeMap<String, String>) -> Handlers {
         own_exe: own_exe.as_deref(),
         path_env: &path_env,
     };
+    let userns = crate::userns::probe_host(&config.root, &config.runroot);
+    if let Err(e) = &userns {
+        tracing::warn!("user namespaces are not available: {e}");
+    }
     let host = Host {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(),
+        userns: userns.is_ok(),
     };
     Handlers::configured(config, missing, &locator).probe(&host)
 }
@@ -264,7 +272,8 @@ fn shim_found(handler: &mut Handler, _host: &Host) -> Result<(), String> {
 
 /// `RUNTIME features` must answer with JSON (crun 1.8 has no such command
 /// and fails on this kind of host): recursive read-only mounts when it
-/// lists `rro` and the kernel has mount_setattr (5.12). A `vm` handler's
+/// lists `rro` and the kernel has mount_setattr (5.12), user namespaces
+/// when it lists them and the host can idmap. A `vm` handler's
 /// binary is a shim v2, which has no such command.
 fn runtime_features(handler: &mut Handler, host: &Host) -> Result<(), String> {
     if handler.kind == RuntimeType::Vm {
@@ -282,6 +291,7 @@ fn runtime_features(handler: &mut Handler, host: &Host) -> Result<(), String> {
         )
     })?;
     handler.features.recursive_read_only_mounts = rro_supported(&features, &host.kernel);
+    handler.features.user_namespaces = host.userns && crate::userns::runtime_supports(&features);
     Ok(())
 }
 
@@ -356,6 +366,7 @@ mod tests {
         };
         Handlers::configured(&config, &missing, &locator).probe(&Host {
             kernel: "6.1.0".into(),
+            userns: true,
         })
     }
 

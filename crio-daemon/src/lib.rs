@@ -33,4 +33,5 @@ pub mod steps;
 pub mod streaming;
 #[cfg(test)]
 mod testing;
+pub mod userns;
 pub mod version;

@@ -476,11 +476,27 @@ async fn runtime_error(log: &Path) -> String {
         .await
         .ok()
         .and_then(|text| {
-            text.lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            let entries: Vec<serde_json::Value> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let message = |level: &str| {
+                entries
+                    .iter()
+                    .filter(|v| v["level"] == level)
+                    .find_map(|v| v["msg"].as_str().map(String::from))
+            };
+            let last_error = entries
+                .iter()
+                .rev()
                 .filter(|v| v["level"] == "error")
-                .filter_map(|v| v["msg"].as_str().map(String::from))
-                .next_back()
+                .find_map(|v| v["msg"].as_str().map(String::from));
+            // runc's C part (nsexec) says why it failed at level fatal;
+            // the Go part's error after it only says that it did.
+            match (message("fatal"), last_error) {
+                (Some(fatal), Some(error)) => Some(format!("{error}: {fatal}")),
+                (fatal, error) => error.or(fatal),
+            }
         })
         .unwrap_or_else(|| "the runtime failed without a message".into())
 }

@@ -227,3 +227,10 @@ pub async fn remove_pod(client: &mut CriClient, id: &str) {
         .await
         .unwrap();
 }
+
+/// The stdout of [`exec_sh`], which must succeed.
+pub async fn sh_out(client: &mut CriClient, id: &str, script: &str) -> String {
+    let (code, stdout, stderr) = exec_sh(client, id, script).await;
+    assert_eq!(code, 0, "{script}: {stderr}");
+    stdout
+}

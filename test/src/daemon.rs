@@ -88,6 +88,9 @@ impl TestDaemon {
     ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("crio-test-").tempdir()?;
         let d = dir.path();
+        // Searchable as a node's /run and /var/lib are: a user namespace's
+        // mapped root reaches its rootfs below.
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
         let here = d.display().to_string();
         for (rel, content) in files {
             let path = d.join(rel);

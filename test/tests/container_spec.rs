@@ -13,17 +13,12 @@ use crio_api::cri::{
 };
 use crio_test::containers::{
     Setup, container, create, exec_sh as exec, remove_pod, run_pod, setup, setup_with_files,
+    sh_out as out,
 };
 use crio_test::pods::{pod_config, privileged_pod_config, test_cgroup_parent};
 use tonic::Code;
 
 const POD: i32 = NamespaceMode::Pod as i32;
-
-async fn out(client: &mut CriClient, id: &str, script: &str) -> String {
-    let (code, stdout, stderr) = exec(client, id, script).await;
-    assert_eq!(code, 0, "{script}: {stderr}");
-    stdout
-}
 
 /// Makes `dir` a mount point of its own (a bind mount onto itself) with the
 /// given propagation (cleaned up with the daemon's directory).

@@ -28,6 +28,7 @@ fn request(
             .filter_map(|s| s.split_once('='))
             .map(|(k, v)| (k.into(), v.into()))
             .collect(),
+        user: None,
     }
 }
 

@@ -70,6 +70,14 @@ impl Containers {
             return Err(Error::field("config.metadata.name", "must not be empty"));
         }
         check_log_path(&config.log_path)?;
+        crate::userns::check_container(
+            config
+                .linux
+                .as_ref()
+                .and_then(|l| l.security_context.as_ref())
+                .and_then(|s| s.namespace_options.as_ref()),
+            crate::userns::pod_map(&pod.config)?,
+        )?;
         let pmd = pod.metadata();
         let name = format!(
             "k8s_{}_{}_{}_{}_{}",
@@ -204,6 +212,7 @@ impl Containers {
             image: c.image.clone(),
             volumes: crio_spec::image_volumes(c.image_config),
             config: c.request.clone(),
+            userns: crate::userns::of_pod(c.pod, &self.pods.namespaces_dir()),
         };
         let usage = self.images.usage().clone();
         let measured = c.id.to_string();
@@ -239,8 +248,16 @@ impl Containers {
         }
         host.passwd = prepared.passwd.clone();
         host.group = prepared.group.clone();
-        let rootfs = self.rootfs_dir(id);
+        let mut rootfs = self.rootfs_dir(id);
         let defaults = self.defaults.read().clone();
+        let userns = crate::userns::of_pod(pod, ns_dir);
+        let mut files_dir = pod_dir;
+        // The mapped root sees its pod's files idmapped, and reaches its
+        // rootfs where it is exposed to it.
+        if userns.is_some() {
+            files_dir = crate::userns::pod_files_dir(&files_dir);
+            rootfs = crate::userns::exposed_rootfs(&self.bundle(id));
+        }
         let mut spec = crio_spec::build(&crio_spec::Input {
             id,
             config,
@@ -248,13 +265,14 @@ impl Containers {
             rootfs: &rootfs,
             pod: crio_spec::Pod {
                 config: &pod.config,
-                files_dir: pod_dir,
+                files_dir,
                 shm: pod.shm.clone(),
                 netns: pin(crio_network::netns::Kind::Net),
                 ipcns: pin(crio_network::netns::Kind::Ipc),
                 utsns: pin(crio_network::netns::Kind::Uts),
                 pidns: self.pid_namespace(pod, config).await?,
                 cgroup_parent: pod.cgroup_parent(),
+                userns,
             },
             defaults: &defaults,
             host: &host,

@@ -30,6 +30,9 @@ pub struct RootfsJob {
     pub volumes: Vec<String>,
     /// The request.
     pub config: ContainerConfig,
+    /// The pod's user namespace: the rootfs and the request's bind mounts
+    /// are idmapped through it.
+    pub userns: Option<crio_spec::UserNs>,
 }
 
 /// What [`RootfsJob`] found and made.
@@ -60,6 +63,9 @@ impl Rootfs for Overlays {
 
     fn release(&self, rootfs: &Path) {
         let _ = unmount(rootfs);
+        if let Some(bundle) = rootfs.parent() {
+            crate::userns::release_container(bundle);
+        }
     }
 }
 
@@ -89,22 +95,36 @@ impl RootfsJob {
     fn run(mut self) -> Result<Prepared> {
         self.make_dirs()?;
         let (upper, work) = (self.store.join("upper"), self.store.join("work"));
-        Overlay {
-            lowers: std::mem::take(&mut self.lowers),
-            upper: Some((upper, work)),
-        }
-        .mount(&self.rootfs)
-        .map_err(|e| Error::Internal(format!("mount rootfs: {e}")))?;
+        let lowers = std::mem::take(&mut self.lowers);
+        let idmapper = match &self.userns {
+            Some(u) => Some(crate::userns::Idmapper::new(&self.rootfs, u)?),
+            None => None,
+        };
+        let overlay = match &idmapper {
+            Some(i) => i.overlay(&lowers, upper, work)?,
+            None => Overlay {
+                lowers,
+                upper: Some((upper, work)),
+            },
+        };
+        overlay
+            .mount(&self.rootfs)
+            .map_err(|e| Error::Internal(format!("mount rootfs: {e}")))?;
         let tree = crio_saferoot::Tree::open(&self.rootfs, crio_saferoot::Scope::InRoot)
             .map_err(|e| Error::Internal(format!("open rootfs: {e}")))?;
-        self.add_image_volumes(&tree)?;
+        self.add_image_volumes(&tree, idmapper.as_ref())?;
         let image_file = |path: &str| {
             crio_spec::user::read_image_file(&tree, path, MAX_USER_DB)
                 .map_err(|e| Error::Precondition(format!("image {}: {e}", self.image.id)))
         };
+        let (passwd, group) = (image_file("/etc/passwd")?, image_file("/etc/group")?);
+        drop(tree);
+        if let Some(i) = &idmapper {
+            i.finish(&mut self.config, &self.rootfs)?;
+        }
         Ok(Prepared {
-            passwd: image_file("/etc/passwd")?,
-            group: image_file("/etc/group")?,
+            passwd,
+            group,
             config: self.config,
         })
     }
@@ -113,7 +133,11 @@ impl RootfsJob {
     /// rootfs (the writable layer), "bind" mounts a fresh directory of the
     /// container's there, "ignore" does neither; a path the request mounts
     /// itself is left to that mount.
-    fn add_image_volumes(&mut self, tree: &crio_saferoot::Tree) -> Result<()> {
+    fn add_image_volumes(
+        &mut self,
+        tree: &crio_saferoot::Tree,
+        idmapper: Option<&crate::userns::Idmapper>,
+    ) -> Result<()> {
         for (i, volume) in self.volumes.iter().enumerate() {
             if self
                 .config
@@ -125,6 +149,8 @@ impl RootfsJob {
             }
             match self.image_volumes.as_str() {
                 "mkdir" => {
+                    // In a user namespace, the directories are its root's.
+                    let _mapped = idmapper.map(|i| i.as_mapped_root());
                     tree.mkdir_all(
                         Path::new(volume),
                         nix::sys::stat::Mode::from_bits_truncate(0o755),

@@ -12,6 +12,10 @@ pub async fn run(st: &State, req: RunPodSandboxRequest) -> Answer<RunPodSandboxR
     let config = req
         .config
         .ok_or_else(|| crio_api::status::invalid_field("config", "is required"))?;
+    // An unknown handler is refused by the pods, naming it.
+    if let Some(handler) = st.handlers.get(&req.runtime_handler) {
+        crate::userns::check_handler(&config, &handler.name, Some(&handler.features))?;
+    }
     let id = st.sandboxes.run(config, req.runtime_handler).await?;
     Ok(RunPodSandboxResponse { pod_sandbox_id: id })
 }

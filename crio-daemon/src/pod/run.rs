@@ -41,6 +41,7 @@ impl Pods {
             }
         }
         self.handlers.resolve(&handler)?;
+        crate::userns::pod_map(&config)?;
         let mut done = self.reserve(pod_name(&md), config, handler)?;
         let outcome = done
             .wait_for(Option::is_some)
@@ -125,6 +126,9 @@ impl Pods {
             kinds.push(Kind::Ipc);
             record.shm = Some(self.run_dir(id).join("shm"));
         }
+        if crate::userns::pod_map(&record.config)?.is_some() {
+            kinds.push(Kind::User);
+        }
         record.namespaces = kinds.iter().map(|k| k.name().to_string()).collect();
         self.save_pending(&record)?;
         match self.build(&mut record).await {
@@ -202,6 +206,7 @@ impl Pods {
                 id: record.id.to_string(),
                 hostname: (!host_net).then(|| hostname.clone()),
                 sysctls,
+                user: crate::userns::pod_map(&record.config)?,
             })
             .await
             .map_err(|e| Error::Internal(format!("pod {}: {e}", record.id)))?;
@@ -214,6 +219,16 @@ impl Pods {
         write_files(record, dir, &hostname, host_net)?;
         if let Some(shm) = &record.shm {
             mount_shm(shm, &record.id)?;
+        }
+        if kinds.contains(&Kind::User) {
+            let pinned =
+                netns::pin_path(&self.config.runtime.namespaces_dir, Kind::User, &record.id);
+            let (dir, shm) = (dir.to_path_buf(), record.shm.clone());
+            tokio::task::spawn_blocking(move || {
+                crate::userns::idmap_pod_files(&dir, shm.as_deref(), &pinned)
+            })
+            .await
+            .map_err(Error::internal)??;
         }
         steps.mark("files");
         tracing::debug!(pod = %record.id, steps = %steps.summary(), "pod built");

@@ -14,6 +14,7 @@ impl Pods {
         if let Some(shm) = &record.shm {
             let _ = crio_storage::mount::unmount(shm);
         }
+        crate::userns::release_pod_files(&self.run_dir(&record.id));
         if let Some(e) = netns::unpin(
             &self.config.runtime.namespaces_dir,
             &record.id,
@@ -70,6 +71,7 @@ impl Pods {
             return Err(Error::Internal(format!("pod {}: {e}", record.id)));
         }
         let dir = self.run_dir(&record.id);
+        crate::userns::release_pod_files(&dir);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
                 .map_err(|e| Error::Internal(format!("remove {}: {e}", dir.display())))?;

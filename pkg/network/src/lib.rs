@@ -7,6 +7,7 @@ mod conf;
 pub mod netns;
 mod run;
 pub mod stats;
+pub mod userns;
 
 pub use conf::{
     ConfProblem, NetworkConf, NetworkError, PluginRef, SUPPORTED_VERSIONS, load_network,

@@ -9,7 +9,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sched::{CloneFlags, unshare};
+use nix::sched::{CloneFlags, setns, unshare};
+
+use crate::userns::{Holder, IdMap};
 
 /// A namespace kind a pod gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +22,9 @@ pub enum Kind {
     Ipc,
     /// Hostname.
     Uts,
+    /// User and group IDs: made with the others, which it then owns (see
+    /// [`crate::userns`]).
+    User,
 }
 
 impl Kind {
@@ -29,15 +34,17 @@ impl Kind {
             Kind::Net => "netns",
             Kind::Ipc => "ipcns",
             Kind::Uts => "utsns",
+            Kind::User => "userns",
         }
     }
 
-    /// `net`, `ipc` or `uts`: the name under /proc/PID/ns.
+    /// `net`, `ipc`, `uts` or `user`: the name under /proc/PID/ns.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Net => "net",
             Kind::Ipc => "ipc",
             Kind::Uts => "uts",
+            Kind::User => "user",
         }
     }
 
@@ -46,15 +53,17 @@ impl Kind {
             Kind::Net => CloneFlags::CLONE_NEWNET,
             Kind::Ipc => CloneFlags::CLONE_NEWIPC,
             Kind::Uts => CloneFlags::CLONE_NEWUTS,
+            Kind::User => CloneFlags::CLONE_NEWUSER,
         }
     }
 
-    /// Parses `net`, `ipc` or `uts`.
+    /// Parses `net`, `ipc`, `uts` or `user`.
     pub fn parse(text: &str) -> Option<Kind> {
         match text {
             "net" => Some(Kind::Net),
             "ipc" => Some(Kind::Ipc),
             "uts" => Some(Kind::Uts),
+            "user" => Some(Kind::User),
             _ => None,
         }
     }
@@ -78,6 +87,8 @@ pub struct PinRequest {
     pub hostname: Option<String>,
     /// Namespaced sysctls, `key=value`, applied inside.
     pub sysctls: Vec<(String, String)>,
+    /// The ID map of the user namespace, when `kinds` has [`Kind::User`].
+    pub user: Option<IdMap>,
 }
 
 /// Why pinning failed; each names the step.
@@ -105,11 +116,23 @@ pub fn pin(req: &PinRequest) -> Result<(), PinError> {
         .name("pin-namespaces".into())
         .spawn(move || {
             let mut flags = CloneFlags::empty();
-            for k in &req.kinds {
+            for k in req.kinds.iter().filter(|k| **k != Kind::User) {
                 flags |= k.flag();
             }
-            unshare(flags).map_err(step("unshare"))?;
-            let result = configure_and_pin(&req);
+            let holder = match (req.kinds.contains(&Kind::User), req.user) {
+                (false, _) => {
+                    unshare(flags).map_err(step("unshare"))?;
+                    None
+                }
+                (true, Some(map)) => Some(enter_owned(map, flags, &req.kinds)?),
+                (true, None) => {
+                    return Err(PinError {
+                        step: "user namespace".into(),
+                        source: io::Error::other("no ID map"),
+                    });
+                }
+            };
+            let result = configure_and_pin(&req, holder.as_ref());
             if result.is_err() {
                 unpin(&req.namespaces_dir, &req.id, &req.kinds);
             }
@@ -175,7 +198,20 @@ fn loopback_up() -> Result<(), PinError> {
     }
 }
 
-fn configure_and_pin(req: &PinRequest) -> Result<(), PinError> {
+/// A new user namespace mapped by `map` owning new namespaces of `flags`,
+/// which the calling thread enters (a thread may enter these, not a user
+/// namespace).
+fn enter_owned(map: IdMap, flags: CloneFlags, kinds: &[Kind]) -> Result<Holder, PinError> {
+    let holder = Holder::spawn(map, flags).map_err(step("create the user namespace"))?;
+    for kind in kinds.iter().filter(|k| **k != Kind::User) {
+        let path = holder.ns_path(kind.name());
+        let ns = std::fs::File::open(&path).map_err(step(format!("open {}", path.display())))?;
+        setns(ns, kind.flag()).map_err(step(format!("enter {}", path.display())))?;
+    }
+    Ok(holder)
+}
+
+fn configure_and_pin(req: &PinRequest, holder: Option<&Holder>) -> Result<(), PinError> {
     if req.kinds.contains(&Kind::Uts)
         && let Some(h) = &req.hostname
     {
@@ -193,7 +229,10 @@ fn configure_and_pin(req: &PinRequest) -> Result<(), PinError> {
         let dir = target.parent().unwrap_or(&req.namespaces_dir);
         std::fs::create_dir_all(dir).map_err(step(format!("create {}", dir.display())))?;
         std::fs::File::create(&target).map_err(step(format!("create {}", target.display())))?;
-        let source = format!("/proc/thread-self/ns/{}", kind.name());
+        let source = match (kind, holder) {
+            (Kind::User, Some(h)) => h.ns_path("user").display().to_string(),
+            _ => format!("/proc/thread-self/ns/{}", kind.name()),
+        };
         mount(
             Some(source.as_str()),
             &target,

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use crio_api::cri::{LinuxContainerSecurityContext, NamespaceMode, security_profile::ProfileType};
 
 use crate::oci::{
-    Linux, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxSeccomp, OCI_VERSION, Root, Spec,
+    Linux, LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxSeccomp,
+    OCI_VERSION, Root, Spec,
 };
 use crate::{
     Defaults, Input, MASKED_PATHS, READONLY_PATHS, SpecError, capabilities, invalid, lsm, mounts,
@@ -126,13 +127,25 @@ fn linux(
         .set_readonly_paths(nonempty(readonly))
         .set_mount_label(selinux.map(|(_, mount)| mount))
         .set_net_devices(None)
-        .set_uid_mappings(None)
-        .set_gid_mappings(None)
+        .set_uid_mappings(id_mappings(input))
+        .set_gid_mappings(id_mappings(input))
         .set_intel_rdt(None)
         .set_memory_policy(None)
         .set_personality(None)
         .set_time_offsets(None);
     Ok(linux)
+}
+
+/// The ID map of the pod's user namespace, which the runtime joins (it
+/// also needs the map to know the host IDs of the container's root).
+fn id_mappings(input: &Input) -> Option<Vec<LinuxIdMapping>> {
+    let u = input.pod.userns.as_ref()?;
+    let map = oci_spec::runtime::LinuxIdMappingBuilder::default()
+        .container_id(0u32)
+        .host_id(u.host_id)
+        .size(u.length)
+        .build();
+    map.ok().map(|m| vec![m])
 }
 
 /// The request's paths, or `defaults` when it gives none.
@@ -158,6 +171,9 @@ fn namespaces(
     sc: &LinuxContainerSecurityContext,
 ) -> Result<Vec<LinuxNamespace>, SpecError> {
     let mut namespaces = vec![namespace(LinuxNamespaceType::Mount, None)];
+    if let Some(user) = &input.pod.userns {
+        namespaces.push(namespace(LinuxNamespaceType::User, Some(&user.path)));
+    }
     for (kind, path) in [
         (LinuxNamespaceType::Network, &input.pod.netns),
         (LinuxNamespaceType::Ipc, &input.pod.ipcns),

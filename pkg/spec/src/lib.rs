@@ -117,6 +117,20 @@ pub struct Pod<'a> {
     pub pidns: Option<PathBuf>,
     /// Cgroup parent.
     pub cgroup_parent: String,
+    /// The pod's user namespace (None: the host's).
+    pub userns: Option<UserNs>,
+}
+
+/// A pod's pinned user namespace and its one ID map (the same for UIDs and
+/// GIDs, from container ID 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserNs {
+    /// Where it is pinned.
+    pub path: PathBuf,
+    /// The host ID of container ID 0.
+    pub host_id: u32,
+    /// How many IDs are mapped.
+    pub length: u32,
 }
 
 /// Everything a spec is made from.

@@ -7,9 +7,9 @@
 
 pub use oci_spec::runtime::{
     Capability, Linux, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceCgroup,
-    LinuxDeviceType, LinuxHugepageLimit, LinuxMemory, LinuxNamespace, LinuxNamespaceType,
-    LinuxPids, LinuxResources, LinuxSeccomp, Mount, PosixRlimit, PosixRlimitType, Process, Root,
-    Spec, User,
+    LinuxDeviceType, LinuxHugepageLimit, LinuxIdMapping, LinuxMemory, LinuxNamespace,
+    LinuxNamespaceType, LinuxPids, LinuxResources, LinuxSeccomp, Mount, PosixRlimit,
+    PosixRlimitType, Process, Root, Spec, User,
 };
 
 /// The OCI runtime spec version written.

@@ -141,6 +141,7 @@ fn build_in(pod: &PodSandboxConfig, config: &ContainerConfig, h: &Host) -> Resul
             utsns: Some("/var/run/utsns/p1".into()),
             pidns: None,
             cgroup_parent: "/kubepods/pod1".into(),
+            userns: None,
         },
         defaults: &d,
         host: h,
@@ -747,16 +748,7 @@ fn seccomp_profile_from_the_config_is_runtime_default() {
         config: &c,
         image: &img,
         rootfs: Path::new("/rootfs"),
-        pod: Pod {
-            config: &pod,
-            files_dir: PathBuf::from("/run/pods/p1"),
-            shm: None,
-            netns: None,
-            ipcns: None,
-            utsns: None,
-            pidns: None,
-            cgroup_parent: String::new(),
-        },
+        pod: hostless_pod(&pod),
         defaults: &d,
         host: &host(),
     })
@@ -804,5 +796,65 @@ fn config_json_is_what_runc_got_before() {
             sorted_capabilities(serde_json::to_value(&spec).unwrap()),
             sorted_capabilities(golden)
         );
+    }
+}
+
+#[test]
+fn a_pod_user_namespace_is_joined_with_its_map() {
+    let d = defaults();
+    let img = image();
+    let pod = PodSandboxConfig::default();
+    let c = ContainerConfig::default();
+    let spec = build(&Input {
+        id: "c1",
+        config: &c,
+        image: &img,
+        rootfs: Path::new("/rootfs"),
+        pod: Pod {
+            netns: Some("/var/run/netns/p1".into()),
+            userns: Some(crate::UserNs {
+                path: "/var/run/userns/p1".into(),
+                host_id: 100_000,
+                length: 65_536,
+            }),
+            ..hostless_pod(&pod)
+        },
+        defaults: &d,
+        host: &host(),
+    })
+    .unwrap();
+    let linux = spec.linux().as_ref().unwrap();
+    let user = linux
+        .namespaces()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|n| n.typ() == crate::oci::LinuxNamespaceType::User)
+        .expect("a user namespace");
+    assert_eq!(
+        user.path().as_deref(),
+        Some(Path::new("/var/run/userns/p1"))
+    );
+    for maps in [linux.uid_mappings(), linux.gid_mappings()] {
+        let m = &maps.as_ref().unwrap()[0];
+        assert_eq!(
+            (m.container_id(), m.host_id(), m.size()),
+            (0, 100_000, 65_536)
+        );
+    }
+}
+
+/// A pod of `config` with no namespace, /dev/shm or cgroup parent of its own.
+fn hostless_pod(config: &PodSandboxConfig) -> Pod<'_> {
+    Pod {
+        config,
+        files_dir: PathBuf::from("/run/pods/p1"),
+        shm: None,
+        netns: None,
+        ipcns: None,
+        utsns: None,
+        pidns: None,
+        cgroup_parent: String::new(),
+        userns: None,
     }
 }

@@ -6,6 +6,7 @@
 pub mod atomic;
 pub mod digest;
 pub mod dirs;
+pub mod idmap;
 pub mod images;
 pub mod layers;
 pub mod mount;
