@@ -20,6 +20,7 @@ PACKAGES=(
   curl
   psmisc
   util-linux
+  prometheus
 )
 
 missing=()

@@ -19,6 +19,7 @@ pub mod events;
 pub mod ids;
 pub mod images;
 pub mod logging;
+pub mod metrics;
 pub mod namespaces;
 pub mod notify;
 pub mod pod;

@@ -13,6 +13,7 @@ mod image_list;
 mod image_pull;
 mod image_remove;
 mod image_service;
+mod pod_metrics;
 mod runtime_config;
 mod runtime_service;
 pub mod runtime_status;

@@ -139,7 +139,7 @@ async fn containers_stats(st: &Arc<State>, records: Vec<ContainerRecord>) -> Vec
 
 /// What `jobs` give, run all at once, in the order given (a job that
 /// failed is left out, logged).
-async fn all_at_once<T: Send + 'static>(
+pub(super) async fn all_at_once<T: Send + 'static>(
     jobs: impl Iterator<Item = impl Future<Output = T> + Send + 'static>,
 ) -> Vec<T> {
     let mut running = tokio::task::JoinSet::new();
