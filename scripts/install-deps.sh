@@ -21,6 +21,7 @@ PACKAGES=(
   psmisc
   util-linux
   prometheus
+  openssl
 )
 
 missing=()
