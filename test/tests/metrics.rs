@@ -11,11 +11,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crio_api::cri::{
-    LinuxContainerConfig, LinuxContainerResources, ListMetricDescriptorsRequest,
-    ListPodSandboxMetricsRequest, NamespaceMode, PodSandboxMetrics,
+    ListMetricDescriptorsRequest, ListPodSandboxMetricsRequest, NamespaceMode, PodSandboxMetrics,
 };
 use crio_test::containers::{
-    Setup, container, create, remove_pod, run_pod, setup_with_files, start_container, wait_exited,
+    Setup, container, create, memory_hog, remove_pod, run_pod, setup_with_files, start_container,
+    wait_exited,
 };
 use crio_test::pods::pod_config;
 
@@ -131,18 +131,7 @@ async fn counters_move_with_a_pod_a_failed_pull_and_an_oom_kill() {
     assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
 
     let pod_id = run_pod(&mut client, pod_config("hungry", POD, POD)).await;
-    let mut config = container(
-        "hungry",
-        &images.busybox.reference,
-        &["dd", "if=/dev/zero", "of=/dev/null", "bs=96M", "count=1"],
-    );
-    config.linux = Some(LinuxContainerConfig {
-        resources: Some(LinuxContainerResources {
-            memory_limit_in_bytes: 32 << 20,
-            ..Default::default()
-        }),
-        security_context: None,
-    });
+    let config = memory_hog("hungry", &images.busybox.reference);
     let id = create(&mut client, &pod_id, config).await.unwrap();
     start_container(&mut client, id.clone()).await;
     let s = wait_exited(&mut client, &id).await;

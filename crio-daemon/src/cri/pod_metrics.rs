@@ -10,7 +10,7 @@ use crio_api::cri::{ListMetricDescriptorsResponse, ListPodSandboxMetricsResponse
 
 use super::{Answer, State};
 use crate::container::{ContainerRecord, ContainerState};
-use crate::metrics::pod::{self, ContainerSample, Interface, PodSample, Usage};
+use crate::metrics::pod::{self, ContainerSample, Interface, PodSample};
 use crate::pod::PodRecord;
 
 /// ListMetricDescriptors.
@@ -60,19 +60,7 @@ async fn sample(st: &State, p: &PodRecord) -> PodSample {
 async fn container(st: &State, r: &ContainerRecord) -> ContainerSample {
     let usage = match r.state {
         ContainerState::Running => match st.containers.metrics(r).await {
-            Ok(m) => Some(Usage {
-                cpu_ns: (m.cpu.usage.total, m.cpu.usage.user, m.cpu.usage.kernel),
-                memory_usage: m.memory.usage.usage,
-                memory_working_set: m
-                    .memory
-                    .usage
-                    .usage
-                    .saturating_sub(m.memory.total_inactive_file),
-                memory_rss: m.memory.total_rss,
-                memory_limit: m.memory.usage.limit,
-                processes: m.pids.current,
-                pids_limit: m.pids.limit,
-            }),
+            Ok(m) => Some(super::stats::cgroup_stats(&m)),
             Err(e) => {
                 tracing::debug!(container = %r.id, "metrics without CPU and memory: {e}");
                 None

@@ -164,25 +164,6 @@ pub fn descriptors(groups: &[String]) -> Vec<MetricDescriptor> {
         .collect()
 }
 
-/// A container's CPU and memory, from its cgroup.
-#[derive(Debug, Clone, Default)]
-pub struct Usage {
-    /// CPU time in nanoseconds: total, user, system.
-    pub cpu_ns: (u64, u64, u64),
-    /// Memory in use, page cache included.
-    pub memory_usage: u64,
-    /// Usage minus inactive file pages.
-    pub memory_working_set: u64,
-    /// Anonymous memory.
-    pub memory_rss: u64,
-    /// The memory limit (0: none).
-    pub memory_limit: u64,
-    /// Processes in the cgroup.
-    pub processes: u64,
-    /// The pids limit (0: none).
-    pub pids_limit: u64,
-}
-
 /// One container as its metrics see it.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerSample {
@@ -192,8 +173,8 @@ pub struct ContainerSample {
     pub image: String,
     /// The CRI name (metadata.name).
     pub name: String,
-    /// Its cgroup's usage, when it runs and its shim answered.
-    pub usage: Option<Usage>,
+    /// Its cgroup's statistics, when it runs and its shim answered.
+    pub usage: Option<crio_cgroups::Stats>,
     /// Its writable layer's bytes, as last measured.
     pub fs_usage_bytes: Option<u64>,
     /// 1 when it was OOM-killed.
@@ -281,7 +262,7 @@ fn container_metrics(
     };
     out.add("container_last_seen", &[], (now as u64) / SECOND, Gauge);
     if let Some(u) = &c.usage {
-        let (total, user, system) = u.cpu_ns;
+        let (total, user, system) = (u.cpu_usage_ns, u.cpu_user_ns, u.cpu_system_ns);
         out.add(
             "container_cpu_user_seconds_total",
             &[],
@@ -308,7 +289,7 @@ fn container_metrics(
             u.memory_working_set,
             Gauge,
         );
-        out.add("container_processes", &[], u.processes, Gauge);
+        out.add("container_processes", &[], u.pids, Gauge);
         out.add("container_threads_max", &[], u.pids_limit, Gauge);
         out.add(
             "container_spec_memory_limit_bytes",
@@ -412,8 +393,10 @@ mod tests {
                 id: "c1".into(),
                 image: "busybox".into(),
                 name: "app".into(),
-                usage: Some(Usage {
-                    cpu_ns: (2_500_000_000, 2_000_000_000, 500_000_000),
+                usage: Some(crio_cgroups::Stats {
+                    cpu_usage_ns: 2_500_000_000,
+                    cpu_user_ns: 2_000_000_000,
+                    cpu_system_ns: 500_000_000,
                     memory_usage: 4096,
                     ..Default::default()
                 }),
