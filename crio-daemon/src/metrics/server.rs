@@ -14,7 +14,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// How long a client has to finish its TLS handshake.
+/// How long a client has to finish its TLS handshake, or to send a
+/// request's headers.
 const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Binds the configured addresses and serves the process's metrics on
@@ -86,9 +87,11 @@ async fn serve_tls(tls: &Reloading, stream: tokio::net::TcpStream) {
 /// Serves HTTP/1.1 on one connection until the client closes it.
 async fn serve_connection(stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) {
     let service =
-        hyper::service::service_fn(|req| async move { Ok::<_, Infallible>(answer(&req)) });
+        hyper::service::service_fn(|req| async move { Ok::<_, Infallible>(answer(&req).await) });
     let io = hyper_util::rt::TokioIo::new(stream);
     if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_DEADLINE)
         .serve_connection(io, service)
         .await
     {
@@ -96,10 +99,16 @@ async fn serve_connection(stream: impl AsyncRead + AsyncWrite + Unpin + Send + '
     }
 }
 
-/// `GET /metrics`: the exposition; anything else is refused.
-fn answer(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// `GET /metrics`: the exposition (read off the executor: it reads
+/// `/proc`); anything else is refused.
+async fn answer(req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => (StatusCode::OK, super::global().render()),
+        (&Method::GET, "/metrics") => {
+            match tokio::task::spawn_blocking(|| super::global().render()).await {
+                Ok(text) => (StatusCode::OK, text),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            }
+        }
         (_, "/metrics") => (StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into()),
         _ => (StatusCode::NOT_FOUND, "metrics are at /metrics\n".into()),
     };
