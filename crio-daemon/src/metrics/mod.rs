@@ -111,17 +111,27 @@ fn opts(name: &str, help: &str) -> Opts {
     Opts::new(format!("crio_{name}"), help).subsystem(SUBSYSTEM)
 }
 
+// The names are constants, checked by the unit tests: `expect` cannot fire.
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::with_opts(opts(name, help)).expect("a valid metric name")
+}
+
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(opts(name, help), labels).expect("a valid metric name")
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    GaugeVec::new(opts(name, help), labels).expect("a valid metric name")
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
+    HistogramOpts::from(opts(name, help)).buckets(buckets.to_vec())
 }
 
 impl Metrics {
     /// Metrics exposing the collectors named (empty: all).
     pub fn new(collectors: &[String]) -> Self {
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let o = opts(name, help);
-            HistogramOpts::from(o).buckets(buckets)
-        };
         let m = Self {
             registry: Registry::new(),
             operations: counter_vec(
@@ -134,19 +144,16 @@ impl Metrics {
                 "Cumulative number of CRI-O operation errors by operation type.",
                 &["operation"],
             ),
-            operations_latency: GaugeVec::new(
-                opts(
-                    "operations_latency_seconds",
-                    "Latency in seconds of individual CRI calls for CRI-O operations. Broken down by operation type.",
-                ),
+            operations_latency: gauge_vec(
+                "operations_latency_seconds",
+                "Latency in seconds of individual CRI calls for CRI-O operations. Broken down by operation type.",
                 &["operation"],
-            )
-            .expect("a valid metric name"),
+            ),
             operations_latency_total: HistogramVec::new(
                 histogram(
                     "operations_latency_seconds_total",
                     "Latency in seconds of CRI-O operations. Broken down by operation type.",
-                    prometheus::DEFAULT_BUCKETS.to_vec(),
+                    prometheus::DEFAULT_BUCKETS,
                 ),
                 &["operation"],
             )
@@ -154,7 +161,7 @@ impl Metrics {
             pulls_layer_size: Histogram::with_opts(histogram(
                 "image_pulls_layer_size",
                 "Bytes transferred by CRI-O image pulls per layer",
-                SIZE_BUCKETS.to_vec(),
+                &SIZE_BUCKETS,
             ))
             .expect("a valid metric name"),
             pulls_bytes: counter_vec(
@@ -172,21 +179,19 @@ impl Metrics {
                 "Cumulative number of CRI-O image pull failures by error.",
                 &["error"],
             ),
-            pulls_successes: IntCounter::with_opts(opts(
+            pulls_successes: counter(
                 "image_pulls_success_total",
                 "Cumulative number of CRI-O image pull successes.",
-            ))
-            .expect("a valid metric name"),
+            ),
             layer_reuse: counter_vec(
                 "image_layer_reuse_total",
                 "Reused (not pulled) local image layer count by name",
                 &["name"],
             ),
-            ooms: IntCounter::with_opts(opts(
+            ooms: counter(
                 "containers_oom_total",
                 "Amount of containers killed because they ran out of memory (OOM)",
-            ))
-            .expect("a valid metric name"),
+            ),
             ooms_by_name: counter_vec(
                 "containers_oom_count_total",
                 "Amount of containers killed because they ran out of memory (OOM) by their name",
@@ -202,19 +207,15 @@ impl Metrics {
                 "Amount of containers whose monitor process has exited by their name",
                 &["name"],
             ),
-            events_dropped: IntCounter::with_opts(opts(
+            events_dropped: counter(
                 "containers_events_dropped_total",
                 "Amount of container events dropped",
-            ))
-            .expect("a valid metric name"),
-            default_runtime: GaugeVec::new(
-                opts(
-                    "default_runtime",
-                    "Default container runtime configured. Value is always 1.",
-                ),
+            ),
+            default_runtime: gauge_vec(
+                "default_runtime",
+                "Default container runtime configured. Value is always 1.",
                 &["runtime"],
-            )
-            .expect("a valid metric name"),
+            ),
         };
         let _ = m.registry.register(Box::new(process::Process::new()));
         m.expose(collectors);
