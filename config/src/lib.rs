@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use load::{Loaded, Origins, Warning, load, load_from_tables};
 pub use render::render;
-pub use validate::{KNOWN_CAPABILITIES, find_on_path, parse_ulimit, resolve_runtimes, validate};
+pub use validate::{
+    KNOWN_CAPABILITIES, find_on_path, host_platform, parse_ulimit, resolve_runtimes, validate,
+};
 
 /// Default location of the main configuration file.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/crio/crio.conf";
@@ -231,19 +233,24 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// `[crio.runtime.runtimes.NAME]`: one OCI runtime handler.
+/// `[crio.runtime.runtimes.NAME]`: one runtime handler (a Kubernetes
+/// RuntimeClass's handler), as in CRI-O.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct RuntimeHandler {
-    /// Runtime binary; "" means the handler's name looked up on PATH.
+    /// `oci`: the OCI runtime binary our shim runs; `vm`: the containerd
+    /// shim v2 binary started for each pod. "" means the handler's name
+    /// looked up on PATH.
     pub runtime_path: PathBuf,
-    /// `oci` (the only type crio-rs runs).
+    /// `oci` (our shim runs the OCI runtime) or `vm` (`runtime_path` is a
+    /// containerd shim v2, started the shim v2 way); "" is `oci`.
     pub runtime_type: String,
     /// The runtime's `--root` state directory.
     pub runtime_root: PathBuf,
     /// Runtime configuration file passed to VM runtimes ("" = none).
     pub runtime_config_path: PathBuf,
-    /// The pod shim binary ("" = next to the daemon, then PATH).
+    /// The pod shim binary of an `oci` handler ("" = next to the daemon,
+    /// then PATH).
     pub monitor_path: PathBuf,
     /// Cgroup the pod shims of this handler run in ("" = the pod's).
     pub monitor_cgroup: String,
@@ -253,9 +260,33 @@ pub struct RuntimeHandler {
     pub privileged_without_host_devices: bool,
     /// Annotations this handler may act on.
     pub allowed_annotations: Vec<String>,
+    /// Annotations added to every container of this handler that does not
+    /// set them itself.
+    pub default_annotations: BTreeMap<String, String>,
+    /// Runtime binary per platform (`os/arch`, Go names: `linux/amd64`),
+    /// used instead of `runtime_path` on that platform.
+    pub platform_runtime_paths: BTreeMap<String, PathBuf>,
+}
+
+/// The handler kinds `runtime_type` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeType {
+    /// The OCI runtime runs from crio-rs's pod shim.
+    Oci,
+    /// `runtime_path` is a containerd shim v2 run for each pod.
+    Vm,
 }
 
 impl RuntimeHandler {
+    /// Its kind (validated: anything but `vm` is `oci`).
+    pub fn kind(&self) -> RuntimeType {
+        if self.runtime_type == "vm" {
+            RuntimeType::Vm
+        } else {
+            RuntimeType::Oci
+        }
+    }
+
     fn named(name: &str) -> Self {
         Self {
             runtime_type: "oci".into(),

@@ -140,9 +140,12 @@ const DOCS: &[(&str, &str)] = &[
     ("crio.runtime.runtimes.*", "A runtime handler."),
     (
         "crio.runtime.runtimes.*.runtime_path",
-        "Runtime binary (\"\" = the handler's name on PATH).",
+        "Runtime binary, or the shim v2 binary of a vm handler (\"\" = the handler's name on PATH).",
     ),
-    ("crio.runtime.runtimes.*.runtime_type", "oci"),
+    (
+        "crio.runtime.runtimes.*.runtime_type",
+        "oci (crio-rs's shim runs runtime_path) or vm (runtime_path is a containerd shim v2, one per pod).",
+    ),
     (
         "crio.runtime.runtimes.*.runtime_root",
         "The runtime's --root directory.",
@@ -170,6 +173,14 @@ const DOCS: &[(&str, &str)] = &[
     (
         "crio.runtime.runtimes.*.allowed_annotations",
         "Annotations this handler may act on.",
+    ),
+    (
+        "crio.runtime.runtimes.*.default_annotations",
+        "Annotations added to this handler's containers unless they set them.",
+    ),
+    (
+        "crio.runtime.runtimes.*.platform_runtime_paths",
+        "Runtime binary per platform (\"linux/amd64\" = path), used instead of runtime_path there.",
     ),
     ("crio.image", "Pulling and trusting images."),
     (

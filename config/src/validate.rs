@@ -1,6 +1,7 @@
 //! Validation: values that cannot work are refused at start-up, naming the
 //! source and the key, rather than at the first pod.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::load::{Origins, origin_of};
@@ -279,7 +280,27 @@ impl Checker<'_> {
         )?;
         for (name, handler) in &rt.runtimes {
             let key = |k: &str| format!("crio.runtime.runtimes.{name}.{k}");
-            c.one_of(&key("runtime_type"), &handler.runtime_type, &["oci", ""])?;
+            c.one_of(
+                &key("runtime_type"),
+                &handler.runtime_type,
+                &["oci", "vm", ""],
+            )?;
+            for (platform, path) in &handler.platform_runtime_paths {
+                let key = key(&format!("platform_runtime_paths.{platform}"));
+                c.check(
+                    platform.split_once('/').is_some_and(|(os, arch)| {
+                        !os.is_empty() && !arch.is_empty() && !arch.contains('/')
+                    }),
+                    &key,
+                    || format!("{platform:?} is not a platform of the form os/arch"),
+                )?;
+                c.absolute(&key, path, false)?;
+            }
+            for name in handler.default_annotations.keys() {
+                c.check(!name.is_empty(), &key("default_annotations"), || {
+                    "an annotation name must not be empty".into()
+                })?;
+            }
             c.absolute(&key("runtime_path"), &handler.runtime_path, true)?;
             c.absolute(&key("runtime_root"), &handler.runtime_root, true)?;
             c.absolute(&key("monitor_path"), &handler.monitor_path, true)?;
@@ -394,52 +415,60 @@ pub fn parse_ulimit(text: &str) -> Option<(String, i64, i64)> {
     Some((name, soft, hard))
 }
 
-/// Finds each runtime handler's binary (its `runtime_path`, or its name on
-/// `path_env`) and fills `runtime_path`. The default handler's binary must
-/// exist; other handlers whose binary is missing are dropped, and the
-/// returned messages say which.
+/// The host's platform as `platform_runtime_paths` names it (Go's names,
+/// as CRI-O: `linux/amd64`, `linux/arm64`).
+pub fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    format!("{}/{arch}", std::env::consts::OS)
+}
+
+/// Finds each runtime handler's binary (the `platform_runtime_paths` entry
+/// of `platform`, else its `runtime_path`, else its name on `path_env`) and
+/// fills `runtime_path`. The default handler's binary must exist; the other
+/// handlers whose binary is missing stay configured and are returned with
+/// the reason, so pods asking for them are refused saying why.
 pub fn resolve_runtimes(
     config: &mut Config,
     origins: &Origins,
     path_env: &str,
-) -> Result<Vec<String>, ConfigError> {
+    platform: &str,
+) -> Result<BTreeMap<String, String>, ConfigError> {
     let c = Checker { origins };
-    let mut dropped = Vec::new();
-    let mut removed = Vec::new();
+    let mut missing = BTreeMap::new();
     for (name, handler) in config.runtime.runtimes.iter_mut() {
+        if let Some(path) = handler.platform_runtime_paths.get(platform) {
+            handler.runtime_path = path.clone();
+        }
         let found = if handler.runtime_path.as_os_str().is_empty() {
             find_on_path(name, path_env)
         } else {
             is_executable(&handler.runtime_path).then(|| handler.runtime_path.clone())
         };
+        let what = || {
+            if handler.runtime_path.as_os_str().is_empty() {
+                format!("{name:?} not found on PATH")
+            } else {
+                format!("{:?} is not an executable file", handler.runtime_path)
+            }
+        };
         match found {
             Some(path) => handler.runtime_path = path,
             None if *name == config.runtime.default_runtime => {
                 let key = format!("crio.runtime.runtimes.{name}.runtime_path");
-                let what = if handler.runtime_path.as_os_str().is_empty() {
-                    format!("{name:?} not found on PATH")
-                } else {
-                    format!("{:?} is not an executable file", handler.runtime_path)
-                };
-                return Err(c.fail(&key, format!("default runtime binary missing: {what}")));
+                return Err(c.fail(&key, format!("default runtime binary missing: {}", what())));
             }
             None => {
-                removed.push(name.clone());
-                dropped.push(format!(
-                    "runtime handler {name:?} dropped: its binary is missing ({})",
-                    if handler.runtime_path.as_os_str().is_empty() {
-                        format!("{name:?} not on PATH")
-                    } else {
-                        handler.runtime_path.display().to_string()
-                    }
-                ));
+                missing.insert(name.clone(), format!("runtime binary missing: {}", what()));
             }
         }
     }
-    for name in removed {
-        config.runtime.runtimes.remove(&name);
-    }
-    Ok(dropped)
+    Ok(missing)
 }
 
 /// `name` on a colon-separated search path.
@@ -520,9 +549,19 @@ mod tests {
                 "not among",
             ),
             (
-                "[crio.runtime.runtimes.x]\nruntime_type = \"vm\"",
+                "[crio.runtime.runtimes.x]\nruntime_type = \"kvm\"",
                 "crio.runtime.runtimes.x.runtime_type",
-                "not one of",
+                "oci, vm",
+            ),
+            (
+                "[crio.runtime.runtimes.x.platform_runtime_paths]\n\"amd64\" = \"/bin/x\"",
+                "crio.runtime.runtimes.x.platform_runtime_paths.amd64",
+                "os/arch",
+            ),
+            (
+                "[crio.runtime.runtimes.x.platform_runtime_paths]\n\"linux/amd64\" = \"x\"",
+                "crio.runtime.runtimes.x.platform_runtime_paths.linux/amd64",
+                "absolute",
             ),
             (
                 "[crio.runtime.runtimes.x]\nruntime_path = \"bin/x\"",
@@ -649,15 +688,25 @@ mod tests {
         let path_env = format!("/nonexistent:{}", dir.path().display());
 
         let mut config = Config::default();
-        let dropped = resolve_runtimes(&mut config, &Origins::new(), &path_env).unwrap();
+        let missing = resolve_runtimes(&mut config, &Origins::new(), &path_env, "linux/x").unwrap();
         assert_eq!(config.runtime.runtimes["runc"].runtime_path, runc);
-        assert!(!config.runtime.runtimes.contains_key("crun"));
-        assert_eq!(dropped.len(), 1);
-        assert!(dropped[0].contains("\"crun\""), "{dropped:?}");
+        assert!(config.runtime.runtimes.contains_key("crun"), "kept");
+        assert_eq!(missing.len(), 1);
+        assert!(missing["crun"].contains("not found on PATH"), "{missing:?}");
+
+        // The platform's own path wins over runtime_path.
+        let mut config = Config::default();
+        let crun = config.runtime.runtimes.get_mut("crun").unwrap();
+        crun.platform_runtime_paths
+            .insert("linux/x".into(), runc.clone());
+        crun.runtime_path = dir.path().join("nope");
+        let missing = resolve_runtimes(&mut config, &Origins::new(), &path_env, "linux/x").unwrap();
+        assert!(missing.is_empty(), "{missing:?}");
+        assert_eq!(config.runtime.runtimes["crun"].runtime_path, runc);
 
         let mut config = Config::default();
         config.runtime.default_runtime = "crun".into();
-        let err = resolve_runtimes(&mut config, &Origins::new(), &path_env).unwrap_err();
+        let err = resolve_runtimes(&mut config, &Origins::new(), &path_env, "linux/x").unwrap_err();
         assert_eq!(err.key, "crio.runtime.runtimes.crun.runtime_path");
         assert!(err.reason.contains("not found on PATH"), "{err}");
 
@@ -673,7 +722,7 @@ mod tests {
             "crio.runtime.runtimes.runc.runtime_path".into(),
             "x.conf".into(),
         );
-        let err = resolve_runtimes(&mut config, &origins, &path_env).unwrap_err();
+        let err = resolve_runtimes(&mut config, &origins, &path_env, "linux/x").unwrap_err();
         assert_eq!(err.source_name, "x.conf");
         assert!(err.reason.contains("not an executable file"), "{err}");
     }

@@ -12,32 +12,49 @@ pub const RUNTIME_DEADLINE: Duration = Duration::from_secs(10);
 /// `deadline`; None when it cannot start, fails, or is still running at the
 /// deadline (it is then killed and reaped).
 pub fn output_within(cmd: &mut Command, deadline: Duration) -> Option<Vec<u8>> {
+    run_within(cmd, deadline).ok()
+}
+
+/// Like [`output_within`], with why it failed: it could not start, its
+/// exit status and the start of its error output, or the deadline.
+pub fn run_within(cmd: &mut Command, deadline: Duration) -> Result<Vec<u8>, String> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .ok()?;
-    let mut stdout = child.stdout.take()?;
+        .map_err(|e| format!("cannot run it: {e}"))?;
     // Read beside the wait, so a full pipe cannot stall the child.
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.read_to_end(&mut out);
-        out
-    });
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut out);
+            }
+            out
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
     let end = Instant::now() + deadline;
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
-                let out = reader.join().ok()?;
-                return status.success().then_some(out);
+                let out = stdout.join().unwrap_or_default();
+                let err = stderr.join().unwrap_or_default();
+                if status.success() {
+                    return Ok(out);
+                }
+                let text = String::from_utf8_lossy(if err.is_empty() { &out } else { &err });
+                let text: String = text.trim().chars().take(200).collect();
+                return Err(format!("{status}: {text}"));
             }
             Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(5)),
             _ => {
                 tracing::warn!(command = ?cmd, "killed at its deadline of {deadline:?}");
                 let _ = child.kill();
                 let _ = child.wait();
-                return None;
+                return Err(format!("killed at its deadline of {deadline:?}"));
             }
         }
     }
@@ -56,6 +73,12 @@ mod tests {
             RUNTIME_DEADLINE,
         );
         assert_eq!(failed, None);
+        let why = run_within(
+            Command::new("sh").args(["-c", "echo why >&2; exit 3"]),
+            RUNTIME_DEADLINE,
+        )
+        .unwrap_err();
+        assert!(why.contains("3") && why.ends_with("why"), "{why}");
         assert_eq!(
             output_within(&mut Command::new("/nonexistent"), RUNTIME_DEADLINE),
             None

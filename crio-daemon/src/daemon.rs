@@ -1,6 +1,7 @@
 //! Start-up and serving: configuration, directories, the CRI socket, and a
 //! graceful stop on SIGTERM/SIGINT that never touches containers.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::cli::Cli;
 use crate::cri::{self, State};
+use crate::handlers::{Handlers, Locator};
 use crate::pod::{Pods, Sandboxes};
 use crate::shim::{PodShims, ShimConfig, Shims};
 
@@ -70,11 +72,11 @@ async fn serve(loaded: crio_config::Loaded, cli: Arc<Cli>) -> Result<()> {
     let signals = stop_signals();
     let hangups = crate::reload::hangups();
     let started = loaded.config.clone();
-    let config = prepare_host(loaded)?;
+    let (config, missing) = prepare_host(loaded)?;
     let listen = config.api.listen.clone();
     let listener = crate::socket::bind(&listen).await?;
     start_metrics(&config).await?;
-    let state = open_state(config).await?;
+    let state = open_state(config, missing).await?;
     let streaming = start_streaming(&state).await?;
     let _ = state.streaming.set(streaming);
     if let Some(hup) = hangups {
@@ -94,25 +96,17 @@ async fn serve(loaded: crio_config::Loaded, cli: Arc<Cli>) -> Result<()> {
     Ok(())
 }
 
-/// The effective configuration (runtime and shim paths resolved, checked),
-/// the security modules logged, the directories made, the start marked.
-fn prepare_host(loaded: crio_config::Loaded) -> Result<crio_config::Config> {
+/// The effective configuration (runtime paths resolved, checked) with the
+/// handlers whose runtime binary is missing (and why), the security modules
+/// logged, the directories made, the start marked.
+fn prepare_host(
+    loaded: crio_config::Loaded,
+) -> Result<(crio_config::Config, BTreeMap<String, String>)> {
     let mut config = loaded.config;
     let path_env = std::env::var("PATH").unwrap_or_default();
-    for note in crio_config::resolve_runtimes(&mut config, &loaded.origins, &path_env)? {
-        tracing::warn!("{note}");
-    }
-    let own_exe = std::env::current_exe().ok();
-    for (name, handler) in config.runtime.runtimes.iter_mut() {
-        match crate::shim_binary::locate(&handler.monitor_path, own_exe.as_deref(), &path_env) {
-            Some(path) => handler.monitor_path = path,
-            None => tracing::warn!(
-                handler = %name,
-                "pod shim {} not found (monitor_path, beside crio, PATH): pods of this handler cannot start",
-                crate::shim_binary::SHIM_NAME
-            ),
-        }
-    }
+    let platform = crio_config::host_platform();
+    let missing =
+        crio_config::resolve_runtimes(&mut config, &loaded.origins, &path_env, &platform)?;
     check_cgroup_manager(
         &config.runtime.cgroup_manager,
         Path::new("/run/systemd/system"),
@@ -126,19 +120,35 @@ fn prepare_host(loaded: crio_config::Loaded) -> Result<crio_config::Config> {
         create_private_dir(dir)?;
     }
     mark_start(&config);
-    Ok(config)
+    Ok((config, missing))
 }
 
-/// The shims of the default runtime handler (none can start when its shim
-/// binary was not found).
-async fn start_shims(config: &crio_config::Config) -> Result<Arc<Shims>> {
-    let handler = config.runtime.runtimes.get(&config.runtime.default_runtime);
+/// The runtime handlers, each probed (off the executor: runtimes run)
+/// and those of `missing` unusable for the reason given.
+async fn probe_handlers(
+    config: &crio_config::Config,
+    missing: BTreeMap<String, String>,
+) -> Result<Arc<Handlers>> {
+    let own_exe = std::env::current_exe().ok();
+    let path_env = std::env::var("PATH").unwrap_or_default();
+    let locator = Locator {
+        own_exe: own_exe.as_deref(),
+        path_env: &path_env,
+    };
+    let handlers = Handlers::configured(config, &missing, &locator);
+    let host = crate::handlers::Host {
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(),
+    };
+    let probed = tokio::task::spawn_blocking(move || handlers.probe(&host))
+        .await
+        .context("probe the runtime handlers")?;
+    Ok(Arc::new(probed))
+}
+
+/// The pods' shims, each of its pod's runtime handler.
+async fn start_shims(config: &crio_config::Config, handlers: Arc<Handlers>) -> Result<Arc<Shims>> {
     let shim = ShimConfig {
-        binary: handler
-            .map(|h| h.monitor_path.clone())
-            .filter(|p| p.is_file()),
-        runtime: handler.map(|h| h.runtime_path.clone()).unwrap_or_default(),
-        runtime_root: handler.map(|h| h.runtime_root.clone()).unwrap_or_default(),
+        handlers,
         systemd_cgroup: config.runtime.cgroup_manager == "systemd",
         start_timeout: crate::shim::START_TIMEOUT,
     };
@@ -148,12 +158,17 @@ async fn start_shims(config: &crio_config::Config) -> Result<Arc<Shims>> {
 /// Opens the stores and wires the daemon's parts together: shims first,
 /// then pods (which start shims), images, containers (which run in pods'
 /// shims), and the pod operations over both.
-async fn open_state(config: crio_config::Config) -> Result<Arc<State>> {
+async fn open_state(
+    config: crio_config::Config,
+    missing: BTreeMap<String, String>,
+) -> Result<Arc<State>> {
     let images = Arc::new(crate::images::Images::open(&config).context("image store")?);
-    let started = start_shims(&config).await?;
+    let handlers = probe_handlers(&config, missing).await?;
+    let started = start_shims(&config, handlers.clone()).await?;
     let shim_events = started.take_events();
     let shims: Arc<dyn PodShims> = started;
-    let pods = Arc::new(Pods::open(&config, shims.clone()).context("pod records")?);
+    let pods =
+        Arc::new(Pods::open(&config, shims.clone(), handlers.clone()).context("pod records")?);
     pods.recover_pending().await;
     let checked = pods.clone();
     tokio::spawn(async move { checked.check_networks().await });
@@ -175,19 +190,8 @@ async fn open_state(config: crio_config::Config) -> Result<Arc<State>> {
         shims,
         config.runtime.drop_infra_ctr,
     );
-    let handler_features = config
-        .runtime
-        .runtimes
-        .iter()
-        .map(|(name, h)| {
-            (
-                name.clone(),
-                crate::cri::runtime_status::handler_features(&h.runtime_path),
-            )
-        })
-        .collect();
     Ok(Arc::new(State {
-        handler_features,
+        handlers,
         config,
         images,
         pods,
@@ -195,6 +199,7 @@ async fn open_state(config: crio_config::Config) -> Result<Arc<State>> {
         sandboxes,
         cpu_rates: Default::default(),
         streaming: Default::default(),
+        reloaded: Default::default(),
     }))
 }
 

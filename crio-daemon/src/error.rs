@@ -49,6 +49,9 @@ pub enum Error {
     /// The pod's shim cannot be started or reached.
     #[error(transparent)]
     Shim(#[from] ShimError),
+    /// The runtime handler a pod asks for cannot run it.
+    #[error(transparent)]
+    Handler(#[from] crate::handlers::HandlerError),
     /// The pod's shim did not start while its pod was made.
     #[error("pod shim: {0}")]
     PodShim(ShimError),

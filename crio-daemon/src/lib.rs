@@ -16,6 +16,7 @@ pub mod cri;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod handlers;
 pub mod ids;
 pub mod images;
 pub mod logging;

@@ -40,6 +40,14 @@ impl Reloadable {
         }
     }
 
+    /// Writes these values over `config`'s.
+    fn apply_to(&self, config: &mut crio_config::Config) {
+        config.runtime.log_level = self.log_level.clone();
+        config.image = self.image.clone();
+        config.runtime.seccomp_profile = self.seccomp_profile.clone();
+        config.runtime.apparmor_profile = self.apparmor_profile.clone();
+    }
+
     /// The reloadable keys whose values differ between `self` and `new`.
     fn changes(&self, new: &Self) -> Vec<Change> {
         let pairs = [
@@ -160,6 +168,9 @@ pub async fn on_sighup(
                 state
                     .containers
                     .set_security_profiles(new.seccomp, new.values.apparmor_profile.clone());
+                let mut effective = state.effective_config();
+                new.values.apply_to(&mut effective);
+                *state.reloaded.lock() = Some(effective);
                 current = new.values;
             }
             Err(e) => {

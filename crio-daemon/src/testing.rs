@@ -95,7 +95,14 @@ impl World {
         let config = config(dir.path());
         let shims = FakeShims::new(&dir.path().join("shims"));
         let rootfs = Arc::new(FakeRootfs::default());
-        let pods = Arc::new(Pods::open(&config, Arc::new(shims.clone())).unwrap());
+        let locator = crate::handlers::Locator {
+            own_exe: None,
+            path_env: "",
+        };
+        let handlers =
+            crate::handlers::Handlers::configured(&config, &Default::default(), &locator);
+        let pods =
+            Arc::new(Pods::open(&config, Arc::new(shims.clone()), Arc::new(handlers)).unwrap());
         let images = Arc::new(Images::open(&config).unwrap());
         let image = images
             .store()

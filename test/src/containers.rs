@@ -142,6 +142,34 @@ pub async fn list_containers(client: &mut CriClient) -> Vec<crio_api::cri::Conta
         .containers
 }
 
+/// Every pod the daemon lists.
+pub async fn list_pods(client: &mut CriClient) -> Vec<crio_api::cri::PodSandbox> {
+    client
+        .runtime
+        .list_pod_sandbox(crio_api::cri::ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+}
+
+/// Runs `sh -c script` in container `id`: its exit code, stdout and
+/// stderr (trimmed).
+pub async fn exec_sh(client: &mut CriClient, id: &str, script: &str) -> (i32, String, String) {
+    let r = client
+        .runtime
+        .exec_sync(crio_api::cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: 20,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    (r.exit_code, text(&r.stdout), text(&r.stderr))
+}
+
 /// A container's status.
 pub async fn status(client: &mut CriClient, id: &str) -> crio_api::cri::ContainerStatus {
     client

@@ -7,35 +7,17 @@ use std::path::Path;
 
 use crio_api::client::CriClient;
 use crio_api::cri::{
-    Capability, ContainerConfig, ExecSyncRequest, Int64Value, KeyValue, LinuxContainerConfig,
+    Capability, ContainerConfig, Int64Value, KeyValue, LinuxContainerConfig,
     LinuxContainerResources, LinuxContainerSecurityContext, Mount, NamespaceMode, SecurityProfile,
     security_profile::ProfileType,
 };
 use crio_test::containers::{
-    Setup, container, create, remove_pod, run_pod, setup, setup_with_files,
+    Setup, container, create, exec_sh as exec, remove_pod, run_pod, setup, setup_with_files,
 };
 use crio_test::pods::{pod_config, privileged_pod_config, test_cgroup_parent};
 use tonic::Code;
 
 const POD: i32 = NamespaceMode::Pod as i32;
-
-async fn exec(client: &mut CriClient, id: &str, script: &str) -> (i32, String, String) {
-    let r = client
-        .runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: id.into(),
-            cmd: vec!["sh".into(), "-c".into(), script.into()],
-            timeout: 20,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    (
-        r.exit_code,
-        String::from_utf8_lossy(&r.stdout).trim().to_string(),
-        String::from_utf8_lossy(&r.stderr).trim().to_string(),
-    )
-}
 
 async fn out(client: &mut CriClient, id: &str, script: &str) -> String {
     let (code, stdout, stderr) = exec(client, id, script).await;

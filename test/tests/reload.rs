@@ -55,6 +55,18 @@ async fn run_shared_pid_pod(
         .map(|r| r.into_inner().pod_sandbox_id)
 }
 
+/// The daemon's `/config` answer, through `crio status config`.
+fn effective_config(daemon: &TestDaemon) -> String {
+    let out = std::process::Command::new(crio_test::bins::bin("crio"))
+        .args(["status", "--socket"])
+        .arg(daemon.socket())
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "crio status config: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_applies_a_new_log_level_and_pause_image() {
     let registry = Registry::start().unwrap();
@@ -88,6 +100,13 @@ async fn sighup_applies_a_new_log_level_and_pause_image() {
         )),
         "{log}"
     );
+
+    // The status API's /config shows the reloaded values.
+    let config = effective_config(&world.daemon);
+    let lines: Vec<&str> = config.lines().collect();
+    let want = format!("pause_image = \"{}\"", images.pause.reference);
+    assert!(lines.contains(&want.as_str()), "{want} in {config}");
+    assert!(lines.contains(&"log_level = \"debug\""), "{config}");
 
     // After: a new pod's infra container runs the new pause image, and the
     // pod's start is logged at debug.

@@ -147,6 +147,27 @@ async fn crio_status_and_curl_read_the_status_api_beside_grpc() {
     let (_, code) = curl(&socket, "/nowhere").await;
     assert_eq!(code, "404");
 
+    // pause/unpause: runc sees the container frozen, then running again;
+    // unpausing a running container fails, as in CRI-O.
+    let runc_status = || {
+        let out = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(world.daemon.path("runc"))
+            .args(["state", &id])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "runc state: {out:?}");
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        state["status"].as_str().unwrap().to_string()
+    };
+    assert_eq!(curl(&socket, &format!("/pause/{id}")).await.1, "200");
+    assert_eq!(runc_status(), "paused");
+    assert_eq!(curl(&socket, &format!("/unpause/{id}")).await.1, "200");
+    assert_eq!(runc_status(), "running");
+    let (body, code) = curl(&socket, &format!("/unpause/{id}")).await;
+    assert_eq!(code, "500", "{body}");
+    assert_eq!(curl(&socket, "/pause/0123456789ab").await.1, "404");
+
     // gRPC on the same socket: the open client and a new one both answer.
     let mut fresh = world.daemon.client().await.unwrap();
     for c in [&mut client, &mut fresh] {

@@ -181,7 +181,12 @@ impl Containers {
         }
         let client = self
             .shims
-            .ensure(&pod.id, &self.pods.run_dir(&pod.id), &pod.cgroup_parent())
+            .ensure(
+                &pod.id,
+                &self.pods.run_dir(&pod.id),
+                &pod.cgroup_parent(),
+                &pod.runtime_handler,
+            )
             .await?;
         steps.mark("shim");
         client
@@ -236,6 +241,13 @@ impl Containers {
         };
         let config = &prepared.config;
         let mut host = self.host.clone();
+        if self
+            .pods
+            .handler_of(pod)
+            .is_some_and(|h| h.privileged_without_host_devices)
+        {
+            host.devices.clear();
+        }
         host.passwd = prepared.passwd.clone();
         host.group = prepared.group.clone();
         let rootfs = self.rootfs_dir(id);
@@ -280,7 +292,8 @@ impl Containers {
         })
     }
 
-    /// The annotations the shim reads (log, stdio); the log path.
+    /// The annotations: the handler's `default_annotations` and those the
+    /// shim reads (log, stdio); the log path.
     fn annotate(
         &self,
         spec: &mut crio_spec::oci::Spec,
@@ -296,6 +309,18 @@ impl Containers {
                 .to_string()
         };
         let spec_annotations = spec.annotations_mut().get_or_insert_with(Default::default);
+        // The handler's defaults, where the request set none.
+        for (key, value) in self
+            .pods
+            .handler_of(pod)
+            .map(|h| &h.default_annotations)
+            .into_iter()
+            .flatten()
+        {
+            spec_annotations
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
+        }
         spec_annotations.insert(annotations::LOG_PATH.into(), log_path.clone());
         if !log_path.is_empty() {
             // The shim resolves the log path below it, following no symlink.

@@ -26,6 +26,15 @@ impl Containers {
             .await?)
     }
 
+    /// Force-deletes container `r` with its pod's shim binary.
+    async fn delete_action(&self, r: &ContainerRecord) {
+        let handler = self.pods.get(&r.pod_id).map(|p| p.runtime_handler);
+        let handler = handler.unwrap_or_default();
+        self.shims
+            .delete_action(&r.id, &self.bundle(&r.id), &handler)
+            .await;
+    }
+
     /// StartContainer.
     pub async fn start(&self, id: &str) -> Result<()> {
         self.shims.check()?;
@@ -168,13 +177,13 @@ impl Containers {
         self.stop_locked(&r.id, 0).await?;
         if r.orphaned || !self.shim_alive(&r.pod_id) {
             // The shim's `delete` action force-deletes what it left.
-            self.shims.delete_action(&r.id, &self.bundle(&r.id)).await;
+            self.delete_action(&r).await;
         } else if let Ok(client) = self.client(&r).await {
             match client.delete(&r.id, "").await {
                 Ok(()) => {}
                 // Not this shim's (one that died ran it): forced down.
                 Err(TaskError::NotFound(_)) => {
-                    self.shims.delete_action(&r.id, &self.bundle(&r.id)).await;
+                    self.delete_action(&r).await;
                 }
                 Err(e) => return Err(Error::task("delete task")(e)),
             }
@@ -195,7 +204,7 @@ impl Containers {
         }
         if r.pid == 0 {
             // Its pid was never known: the runtime forces it down.
-            self.shims.delete_action(&r.id, &self.bundle(&r.id)).await;
+            self.delete_action(&r).await;
             self.record_lost(&r.id);
             return Ok(());
         }

@@ -6,11 +6,12 @@
 //! One file per operation: `store` (records, name reservation), `create`
 //! (checks, spec, task), `rootfs` (the overlay, behind a seam), `lifecycle`
 //! (start, stop, remove, state), `evidence` (what proves an exit),
-//! `monitor` (whether a pod's shim answers), `exec`, `infra` (the pod's
-//! infra container), `update` (resources, log, metrics), `recover` (loading
-//! and the orphan sweep) and `events` (life-cycle events out, shim events
-//! in).
+//! `monitor` (whether a pod's shim answers), `exec`, `checkpoint`
+//! (refused), `infra` (the pod's infra container), `update` (resources,
+//! log, metrics), `recover` (loading and the orphan sweep) and `events`
+//! (life-cycle events out, shim events in).
 
+mod checkpoint;
 mod create;
 mod events;
 mod evidence;

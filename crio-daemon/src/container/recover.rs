@@ -38,9 +38,15 @@ pub(super) fn sweep_orphans(
             .filter(|id| !records.contains_key(id))
             .collect()
     };
-    let runtime = config.runtime.runtimes.get(&config.runtime.default_runtime);
+    // Which handler ran it is in no record: each OCI runtime forgets it.
+    let runtimes: Vec<_> = config
+        .runtime
+        .runtimes
+        .values()
+        .filter(|h| h.kind() == crio_config::RuntimeType::Oci && h.runtime_path.is_file())
+        .collect();
     for id in ids(run_dir) {
-        if let Some(h) = runtime {
+        for h in &runtimes {
             let _ = crate::command::output_within(
                 std::process::Command::new(&h.runtime_path)
                     .arg("--root")

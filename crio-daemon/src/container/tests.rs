@@ -251,6 +251,20 @@ async fn exec_sync_creates_starts_waits_and_deletes() {
     assert_eq!(words, ["exec", "start", "wait", "delete"]);
 }
 
+#[tokio::test]
+async fn only_a_running_container_is_paused_and_resumed_through_its_shim() {
+    let w = World::new();
+    let pod = w.pod("web").await;
+    let id = w.containers.create(&pod, w.container("app")).await.unwrap();
+    let e = w.containers.set_paused(&id, true).await.unwrap_err();
+    assert_eq!(code(e), Code::FailedPrecondition, "not running yet");
+    w.containers.start(&id).await.unwrap();
+    w.containers.set_paused(&id, true).await.unwrap();
+    w.containers.set_paused(&id, false).await.unwrap();
+    let calls = w.shims.calls_of(&["pause", "resume"]);
+    assert_eq!(calls, [format!("pause {id}"), format!("resume {id}")]);
+}
+
 /// Waits until `done` holds; fails the test after five seconds.
 async fn eventually(done: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

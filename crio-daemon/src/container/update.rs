@@ -42,6 +42,19 @@ impl Containers {
         .map(drop)
     }
 
+    /// Freezes (`paused`) or thaws a running container through its shim
+    /// (the status API's `/pause/{id}` and `/unpause/{id}`).
+    pub async fn set_paused(&self, id: &str, paused: bool) -> Result<()> {
+        self.shims.check()?;
+        let r = self.running(id).await?;
+        let what = if paused { "pause" } else { "unpause" };
+        self.client(&r)
+            .await?
+            .pause(&r.id, paused)
+            .await
+            .map_err(Error::task(what))
+    }
+
     /// ReopenContainerLog: the shim opens the log file at its path again.
     pub async fn reopen_log(&self, id: &str) -> Result<()> {
         self.shims.check()?;

@@ -1,9 +1,9 @@
 //! CreateContainer, StartContainer, StopContainer, RemoveContainer.
 
 use crio_api::cri::{
-    CreateContainerRequest, CreateContainerResponse, RemoveContainerRequest,
-    RemoveContainerResponse, StartContainerRequest, StartContainerResponse, StopContainerRequest,
-    StopContainerResponse,
+    CheckpointContainerRequest, CheckpointContainerResponse, CreateContainerRequest,
+    CreateContainerResponse, RemoveContainerRequest, RemoveContainerResponse,
+    StartContainerRequest, StartContainerResponse, StopContainerRequest, StopContainerResponse,
 };
 use std::sync::Arc;
 
@@ -48,4 +48,15 @@ pub async fn remove(st: &State, req: &RemoveContainerRequest) -> Answer<RemoveCo
         .remove(container_id(&req.container_id)?)
         .await?;
     Ok(RemoveContainerResponse {})
+}
+
+/// CheckpointContainer: FailedPrecondition naming what the host lacks.
+pub fn checkpoint(
+    st: &State,
+    req: &CheckpointContainerRequest,
+) -> Answer<CheckpointContainerResponse> {
+    let path_env = std::env::var("PATH").unwrap_or_default();
+    st.containers
+        .checkpoint(container_id(&req.container_id)?, &path_env)?;
+    Ok(CheckpointContainerResponse {})
 }

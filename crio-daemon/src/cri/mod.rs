@@ -2,8 +2,7 @@
 //! (`runtime_service`, `image_service`) dispatch each RPC to the module of
 //! its family, which checks the request, calls the daemon's core
 //! (`pod`, `container`, `images`) and maps its errors to gRPC status codes
-//! (`status`). RPCs whose issue has not landed answer `Unimplemented` with a
-//! message naming the RPC.
+//! (`status`).
 
 mod container_events;
 mod container_lifecycle;
@@ -34,8 +33,10 @@ pub use runtime_service::RuntimeApi;
 
 /// What every CRI handler can reach.
 pub struct State {
-    /// The effective configuration (runtime paths resolved).
+    /// The configuration the daemon started with (runtime paths resolved).
     pub config: Config,
+    /// The configuration as the last SIGHUP left it (`None`: as started).
+    pub reloaded: parking_lot::Mutex<Option<Config>>,
     /// Images and their storage.
     pub images: Arc<crate::images::Images>,
     /// Pod sandboxes.
@@ -44,12 +45,24 @@ pub struct State {
     pub containers: Arc<crate::container::Containers>,
     /// Pods with their containers (run, stop, remove).
     pub sandboxes: Arc<crate::pod::Sandboxes>,
-    /// What each runtime handler can do (asked at start).
-    pub handler_features: std::collections::HashMap<String, crio_api::cri::RuntimeHandlerFeatures>,
+    /// The runtime handlers: what each can do, or why it cannot run pods
+    /// (probed at start).
+    pub handlers: Arc<crate::handlers::Handlers>,
     /// The streaming server (exec, attach, port-forward), once started.
     pub streaming: std::sync::OnceLock<crio_streaming::Server>,
     /// Previous CPU samples, for CPU rates in stats.
     pub cpu_rates: stats::CpuRates,
+}
+
+impl State {
+    /// The effective configuration: the started one with the values the
+    /// last SIGHUP reloaded.
+    pub fn effective_config(&self) -> Config {
+        self.reloaded
+            .lock()
+            .clone()
+            .unwrap_or_else(|| self.config.clone())
+    }
 }
 
 /// Both CRI services over one shared state.

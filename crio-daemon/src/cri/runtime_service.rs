@@ -21,7 +21,6 @@ use crio_api::cri::{
     UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
     runtime_service_server::RuntimeService,
 };
-use crio_api::status::unimplemented;
 use tonic::{Request, Response};
 
 use super::{
@@ -236,16 +235,16 @@ impl RuntimeService for RuntimeApi {
     async fn status(&self, req: Request<StatusRequest>) -> Rpc<StatusResponse> {
         Ok(Response::new(runtime_status::status(
             &self.state.config,
-            &self.state.handler_features,
+            &self.state.handlers,
             req.get_ref(),
         )))
     }
 
     async fn checkpoint_container(
         &self,
-        _req: Request<CheckpointContainerRequest>,
+        req: Request<CheckpointContainerRequest>,
     ) -> Rpc<CheckpointContainerResponse> {
-        Err(unimplemented("CheckpointContainer"))
+        container_lifecycle::checkpoint(&self.state, req.get_ref()).map(Response::new)
     }
 
     type GetContainerEventsStream = container_events::EventStream;

@@ -1,24 +1,22 @@
-//! Status: RuntimeReady and NetworkReady conditions, runtime handlers, and
-//! (verbose) the effective configuration.
+//! Status: RuntimeReady and NetworkReady conditions, runtime handlers (the
+//! default also under the empty name), and (verbose) the effective
+//! configuration and every handler with why it cannot run pods, if so.
 
 use std::collections::HashMap;
 
 use crio_api::cri::{
-    RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
-    StatusRequest, StatusResponse,
+    RuntimeCondition, RuntimeFeatures, RuntimeStatus, StatusRequest, StatusResponse,
 };
 use crio_config::Config;
+
+use crate::handlers::Handlers;
 
 /// Reason given while no usable CNI configuration exists.
 pub const NETWORK_NOT_READY: &str = "NetworkPluginNotReady";
 
 /// Builds the Status answer. The CNI directory is read on every call, so a
 /// configuration that appears or changes is seen without a restart.
-pub fn status(
-    config: &Config,
-    handlers: &HashMap<String, RuntimeHandlerFeatures>,
-    req: &StatusRequest,
-) -> StatusResponse {
+pub fn status(config: &Config, handlers: &Handlers, req: &StatusRequest) -> StatusResponse {
     let net = &config.network;
     let network =
         crio_network::load_network(&net.network_dir, &net.cni_default_network, &net.plugin_dirs);
@@ -40,6 +38,7 @@ pub fn status(
         if let Ok(conf) = &network {
             info.insert("cniconfig".to_string(), conf.list.to_string());
         }
+        info.insert("runtimeHandlers".to_string(), handlers.report().to_string());
         let lsm = crate::container::host_lsm(config);
         info.insert(
             "security".to_string(),
@@ -51,58 +50,11 @@ pub fn status(
             conditions: vec![condition("RuntimeReady", true, "", ""), network_condition],
         }),
         info,
-        runtime_handlers: config
-            .runtime
-            .runtimes
-            .keys()
-            .map(|name| RuntimeHandler {
-                name: name.clone(),
-                features: Some(handlers.get(name).cloned().unwrap_or_default()),
-            })
-            .collect(),
+        runtime_handlers: handlers.status_entries(),
         features: Some(RuntimeFeatures {
             supplemental_groups_policy: true,
         }),
     }
-}
-
-/// What a runtime handler can do, from `RUNTIME features` (asked once, at
-/// start, under a deadline): recursive read-only mounts when the runtime knows `rro` and the
-/// kernel has mount_setattr (5.12).
-pub fn handler_features(runtime_path: &std::path::Path) -> RuntimeHandlerFeatures {
-    let features = crate::command::output_within(
-        std::process::Command::new(runtime_path).arg("features"),
-        crate::command::RUNTIME_DEADLINE,
-    )
-    .map(|out| String::from_utf8_lossy(&out).into_owned())
-    .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    RuntimeHandlerFeatures {
-        recursive_read_only_mounts: rro_supported(&features, &kernel),
-        user_namespaces: false,
-    }
-}
-
-/// Whether `features` (the runtime's JSON) lists the `rro` mount option and
-/// `kernel` (a release like `6.1.0-18-amd64`) is 5.12 or later.
-fn rro_supported(features: &str, kernel: &str) -> bool {
-    let listed = serde_json::from_str::<serde_json::Value>(features).is_ok_and(|f| {
-        f["mountOptions"]
-            .as_array()
-            .is_some_and(|o| o.iter().any(|x| x == "rro"))
-    });
-    let mut parts = kernel.trim().split(|c: char| !c.is_ascii_digit());
-    let version = (
-        parts
-            .next()
-            .and_then(|p| p.parse::<u32>().ok())
-            .unwrap_or(0),
-        parts
-            .next()
-            .and_then(|p| p.parse::<u32>().ok())
-            .unwrap_or(0),
-    );
-    listed && version >= (5, 12)
 }
 
 fn condition(kind: &str, status: bool, reason: &str, message: &str) -> RuntimeCondition {
@@ -116,19 +68,6 @@ fn condition(kind: &str, status: bool, reason: &str, message: &str) -> RuntimeCo
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn rro_needs_the_runtime_and_the_kernel() {
-        let with = r#"{"mountOptions": ["ro", "rro"]}"#;
-        assert!(super::rro_supported(with, "6.18.44-fc\n"));
-        assert!(super::rro_supported(with, "5.12.0"));
-        assert!(!super::rro_supported(with, "5.11.9"));
-        assert!(!super::rro_supported(
-            r#"{"mountOptions": ["ro"]}"#,
-            "6.1.0"
-        ));
-        assert!(!super::rro_supported("", "6.1.0"));
-    }
-
     use super::*;
 
     #[test]
@@ -137,8 +76,14 @@ mod tests {
         let mut config = Config::default();
         config.network.network_dir = tmp.path().join("net.d");
         config.network.plugin_dirs = vec![tmp.path().to_path_buf()];
+        let missing = [("crun".to_string(), "runtime binary missing".to_string())].into();
+        let locator = crate::handlers::Locator {
+            own_exe: None,
+            path_env: "",
+        };
+        let handlers = Handlers::configured(&config, &missing, &locator);
         let network = |c: &Config| {
-            status(c, &HashMap::new(), &StatusRequest { verbose: true })
+            status(c, &handlers, &StatusRequest { verbose: true })
                 .status
                 .unwrap()
                 .conditions[1]
@@ -161,9 +106,19 @@ mod tests {
         )
         .unwrap();
         assert!(network(&config).status);
-        let full = status(&config, &HashMap::new(), &StatusRequest { verbose: true });
+        let full = status(&config, &handlers, &StatusRequest { verbose: true });
         assert!(full.info["cniconfig"].contains("loopback"));
         assert!(full.info["config"].contains("\"cgroup_manager\":\"cgroupfs\""));
-        assert_eq!(full.runtime_handlers.len(), 2);
+        let names: Vec<_> = full
+            .runtime_handlers
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect();
+        assert_eq!(names, ["", "runc"], "the default twice, crun not usable");
+        assert!(
+            full.info["runtimeHandlers"].contains("runtime binary missing"),
+            "{}",
+            full.info["runtimeHandlers"]
+        );
     }
 }

@@ -6,6 +6,7 @@ use crio_network::cni::CniError;
 use tonic::Status;
 
 use crate::error::Error;
+use crate::handlers::HandlerError;
 use crate::shim::{ShimError, TaskError};
 
 /// The gRPC code of an error.
@@ -21,6 +22,12 @@ fn code(e: &Error) -> Code {
             TaskError::Unreachable(_) => Code::Unavailable,
         },
         Error::Shim(ShimError::NoBinary) => Code::FailedPrecondition,
+        Error::Handler(e)
+        | Error::Shim(ShimError::Handler(e))
+        | Error::PodShim(ShimError::Handler(e)) => match e {
+            HandlerError::Unknown(_) => Code::InvalidArgument,
+            HandlerError::Unusable { .. } => Code::FailedPrecondition,
+        },
         Error::PodShim(ShimError::StartTimeout { .. }) => Code::DeadlineExceeded,
         Error::Shim(_) | Error::PodShim(_) => Code::Unavailable,
         Error::Network(e) => match **e {
@@ -99,6 +106,19 @@ mod tests {
                 })),
                 Code::DeadlineExceeded,
                 "pod network: CNI plugin \"hang\" (/etc/cni/net.d/10-hang.conflist) ADD timed out after 2s: killed",
+            ),
+            (
+                Error::Handler(HandlerError::Unusable {
+                    name: "crun".into(),
+                    reason: "`crun features` failed".into(),
+                }),
+                Code::FailedPrecondition,
+                "runtime_handler \"crun\" cannot run pods: `crun features` failed",
+            ),
+            (
+                Error::Handler(HandlerError::Unknown("kata".into())),
+                Code::InvalidArgument,
+                "runtime_handler \"kata\": no such runtime handler is configured",
             ),
             (
                 Error::Shim(ShimError::NoBinary),

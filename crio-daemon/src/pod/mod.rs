@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::handlers::{Handler, Handlers};
 use crate::ids::Id;
 use crate::records::{Locks, Records};
 use crate::shim::PodShims;
@@ -126,6 +127,8 @@ pub struct Pods {
     pod_cidrs: Mutex<Vec<String>>,
     /// The pod shims: a pod's is started while its network is made.
     shims: Arc<dyn PodShims>,
+    /// The runtime handlers pods may ask for.
+    handlers: Arc<Handlers>,
 }
 
 /// A fresh 64-hex-digit ID.
@@ -150,8 +153,12 @@ pub fn pod_name(md: &PodSandboxMetadata) -> String {
 
 impl Pods {
     /// Loads the pod records under `root/pods` and reserves their names;
-    /// new pods get their shims from `shims`.
-    pub fn open(config: &Config, shims: Arc<dyn PodShims>) -> anyhow::Result<Self> {
+    /// new pods get their shims from `shims`, of one of `handlers`.
+    pub fn open(
+        config: &Config,
+        shims: Arc<dyn PodShims>,
+        handlers: Arc<Handlers>,
+    ) -> anyhow::Result<Self> {
         let records_dir = config.root.join("pods");
         let pending_dir = config.root.join("pods-pending");
         let run_dir = config.runroot.join("pods");
@@ -172,7 +179,14 @@ impl Pods {
             locks: Locks::default(),
             pod_cidrs: Mutex::default(),
             shims,
+            handlers,
         })
+    }
+
+    /// The runtime handler pod `pod` runs under (None: no longer
+    /// configured).
+    pub fn handler_of(&self, pod: &PodRecord) -> Option<&Handler> {
+        self.handlers.get(&pod.runtime_handler)
     }
 
     /// Where pod namespaces are pinned.

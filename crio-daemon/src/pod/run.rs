@@ -40,12 +40,7 @@ impl Pods {
                 ));
             }
         }
-        if !handler.is_empty() && !self.config.runtime.runtimes.contains_key(&handler) {
-            return Err(Error::field(
-                "runtime_handler",
-                format!("no runtime handler {handler:?} is configured"),
-            ));
-        }
+        self.handlers.resolve(&handler)?;
         let mut done = self.reserve(pod_name(&md), config, handler)?;
         let outcome = done
             .wait_for(Option::is_some)
@@ -174,13 +169,14 @@ impl Pods {
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
         let (id, cgroup) = (record.id.clone(), record.cgroup_parent());
+        let handler = record.runtime_handler.clone();
         // The shim starts while the namespaces and network are made: the
         // pod's first CreateContainer finds it ready.
         let shim = async {
             let started = std::time::Instant::now();
             if self.shims.check().is_ok() {
                 self.shims
-                    .ensure(&id, &dir, &cgroup)
+                    .ensure(&id, &dir, &cgroup, &handler)
                     .await
                     .map_err(Error::PodShim)?;
             }

@@ -220,6 +220,12 @@ impl TaskClient for FakeShims {
         self.answer().await;
         self.record(format!("update {id}"))
     }
+
+    async fn pause(&self, id: &str, paused: bool) -> Result<(), TaskError> {
+        self.answer().await;
+        let verb = if paused { "pause" } else { "resume" };
+        self.record(format!("{verb} {id}"))
+    }
 }
 
 #[async_trait::async_trait]
@@ -228,7 +234,13 @@ impl PodShims for FakeShims {
         Ok(())
     }
 
-    async fn ensure(&self, id: &str, pod_dir: &Path, _cgroup: &str) -> Result<Task, ShimError> {
+    async fn ensure(
+        &self,
+        id: &str,
+        pod_dir: &Path,
+        _cgroup: &str,
+        _handler: &str,
+    ) -> Result<Task, ShimError> {
         // A shim that died is replaced by a new one.
         self.shared.lock().gone = false;
         self.record(format!("ensure {id}"))
@@ -255,7 +267,7 @@ impl PodShims for FakeShims {
         !self.shared.lock().gone
     }
 
-    async fn delete_action(&self, container_id: &str, _bundle: &Path) {
+    async fn delete_action(&self, container_id: &str, _bundle: &Path, _handler: &str) {
         self.shared
             .lock()
             .calls

@@ -5,19 +5,20 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crio_api::task::{self, ttrpc};
-use crio_contract::{env, pod};
+use crio_contract::pod;
 use parking_lot::Mutex;
-use tokio::io::AsyncReadExt;
+
+use crate::handlers::{HandlerError, Handlers};
 
 mod events;
 #[cfg(test)]
 pub mod fake;
 mod liveness;
+mod start;
 mod task_client;
 
 pub use events::ShimEvent;
@@ -61,6 +62,9 @@ pub enum ShimError {
         /// The deadline it missed.
         timeout: Duration,
     },
+    /// The pod's runtime handler cannot run it.
+    #[error(transparent)]
+    Handler(#[from] HandlerError),
     /// The shim exited without serving.
     #[error("shim start failed ({status}): {log}")]
     StartFailed {
@@ -85,9 +89,16 @@ fn step(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ShimError {
 pub trait PodShims: Send + Sync {
     /// Whether shims can be started at all (a shim binary was found).
     fn check(&self) -> Result<(), ShimError>;
-    /// The task client of pod `id`, starting its shim if it has none yet,
-    /// in `cgroup` (the pod's cgroup parent).
-    async fn ensure(&self, id: &str, pod_dir: &Path, cgroup: &str) -> Result<Task, ShimError>;
+    /// The task client of pod `id`, starting its shim if it has none yet:
+    /// the one of runtime handler `handler` ("" is the default), in
+    /// `cgroup` (the pod's cgroup parent).
+    async fn ensure(
+        &self,
+        id: &str,
+        pod_dir: &Path,
+        cgroup: &str,
+        handler: &str,
+    ) -> Result<Task, ShimError>;
     /// The task client of pod `id`, whose files are in `pod_dir`.
     async fn task(&self, id: &str, pod_dir: &Path) -> Result<Task, ShimError>;
     /// Drops the cached client of pod `id` (the next call reconnects).
@@ -95,8 +106,9 @@ pub trait PodShims: Send + Sync {
     /// Whether pod `id`'s shim process still exists (false once it died),
     /// told without a call: cheap, never blocks.
     fn alive(&self, id: &str, pod_dir: &Path) -> bool;
-    /// Force-deletes a container whose shim is gone.
-    async fn delete_action(&self, container_id: &str, bundle: &Path);
+    /// Force-deletes a container whose shim is gone, with the shim binary
+    /// of its pod's runtime handler `handler`.
+    async fn delete_action(&self, container_id: &str, bundle: &Path, handler: &str);
     /// Asks pod `id`'s shim to exit and forgets it.
     async fn shutdown(&self, id: &str, pod_dir: &Path);
     /// The directory of the shims' sockets (attach sockets among them).
@@ -145,10 +157,8 @@ pub const NAMESPACE: &str = "crio";
 
 /// Starts and finds pod shims.
 pub struct Shims {
-    /// None when no shim binary was found: no pod can get a shim.
-    binary: Option<PathBuf>,
-    runtime: PathBuf,
-    runtime_root: PathBuf,
+    /// The runtime handlers: each pod's shim is its handler's.
+    handlers: Arc<Handlers>,
     systemd_cgroup: bool,
     start_timeout: Duration,
     socket_dir: PathBuf,
@@ -173,29 +183,25 @@ fn ttrpc_err(what: impl Into<String>) -> impl FnOnce(ttrpc::Error) -> ShimError 
     }
 }
 
-/// What a pod's shim is started with.
+/// What pods' shims are started with.
 pub struct ShimConfig {
-    /// The shim binary (None: not found, no shim can start).
-    pub binary: Option<PathBuf>,
-    /// The OCI runtime.
-    pub runtime: PathBuf,
-    /// Its state directory.
-    pub runtime_root: PathBuf,
-    /// Its systemd cgroup driver.
+    /// The runtime handlers: shim binary, OCI runtime and root of each.
+    pub handlers: Arc<Handlers>,
+    /// Their systemd cgroup driver.
     pub systemd_cgroup: bool,
     /// How long a shim may take to serve ([`START_TIMEOUT`]).
     pub start_timeout: Duration,
 }
 
 impl Shims {
-    /// Serves the events endpoint under `runroot` and prepares to start
-    /// the shim binary (when there is one) with the configured runtime.
+    /// Serves the events endpoint under `runroot` (when any handler has a
+    /// shim binary) and prepares to start each handler's shims.
     pub async fn start(config: ShimConfig, runroot: &Path) -> Result<Self, ShimError> {
         let socket_dir = runroot.join("shims");
         let events = runroot.join("events.sock");
         let mut server = None;
         let (queue, events_queue) = tokio::sync::mpsc::channel(events::QUEUE);
-        if config.binary.is_some() {
+        if config.handlers.any_shim() {
             crio_storage::dirs::ensure(&socket_dir, crio_storage::dirs::PRIVATE)
                 .map_err(step("create shims dir"))?;
             let _ = std::fs::remove_file(&events);
@@ -211,9 +217,7 @@ impl Shims {
             server = Some(events_server);
         }
         Ok(Self {
-            binary: config.binary,
-            runtime: config.runtime,
-            runtime_root: config.runtime_root,
+            handlers: config.handlers,
             systemd_cgroup: config.systemd_cgroup,
             start_timeout: config.start_timeout,
             socket_dir,
@@ -249,134 +253,25 @@ impl Shims {
         self.clients.lock().insert(id.to_string(), task.clone());
         Ok(task)
     }
-
-    /// Starts pod `id`'s shim server directly (what the binary's `start`
-    /// action would do, without that extra process): its sockets are
-    /// `<socket_dir>/<id[:32]>.sock` (the task API) and `.v3.sock` (the
-    /// framework's), as `start` names them; it is ready once it closes its
-    /// stdout. The daemon stays its parent (and reaps it) until it exits.
-    async fn spawn(
-        &self,
-        binary: &Path,
-        id: &str,
-        pod_dir: &Path,
-        cgroup: &str,
-    ) -> Result<String, ShimError> {
-        let short: String = id.chars().take(32).collect();
-        let socket = |suffix: &str| format!("unix://{}/{short}{suffix}", self.socket_dir.display());
-        // Recorded before the shim exists, so a daemon that dies while it
-        // starts finds it again (or finds nothing there) after a restart.
-        let address = socket(".sock");
-        let address_file = pod_dir.join(pod::SHIM_ADDRESS_FILE);
-        std::fs::write(&address_file, &address).map_err(step("write shim address"))?;
-        let started = self
-            .run_server(binary, id, pod_dir, cgroup, [&address, &socket(".v3.sock")])
-            .await;
-        if let Err(e) = &started {
-            let _ = std::fs::remove_file(&address_file);
-            // A shim killed at its start deadline may have bound them.
-            for suffix in [".sock", ".v3.sock"] {
-                let _ = std::fs::remove_file(socket(suffix).trim_start_matches("unix://"));
-            }
-            tracing::warn!(pod = id, "{e}");
-        }
-        started.map(|()| address)
-    }
-
-    /// Runs the server of pod `id` on `[task API socket, framework socket]`
-    /// and waits until it serves.
-    async fn run_server(
-        &self,
-        binary: &Path,
-        id: &str,
-        pod_dir: &Path,
-        cgroup: &str,
-        [served, framework_socket]: [&str; 2],
-    ) -> Result<(), ShimError> {
-        // The shim's messages (it has no other log) go to the pod's directory.
-        let log_path = pod_dir.join("shim.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(step(format!("open {}", log_path.display())))?;
-        let mut child = tokio::process::Command::new(binary)
-            .args([
-                "-namespace",
-                NAMESPACE,
-                "-id",
-                id,
-                "-address",
-                &self.events.display().to_string(),
-                "-socket",
-                framework_socket,
-            ])
-            .current_dir(pod_dir)
-            .env("TTRPC_ADDRESS", &self.events)
-            .env(env::SHIM_SOCKET_DIR, &self.socket_dir)
-            .env(env::RUNTIME, &self.runtime)
-            .env(env::RUNTIME_ROOT, &self.runtime_root)
-            .env(env::SHIM_CGROUP, shim_cgroup(cgroup))
-            // One malloc arena: the shim's few threads need no more, and
-            // each extra arena is memory the pod pays for.
-            .env("MALLOC_ARENA_MAX", "1")
-            .env(
-                env::SYSTEMD_CGROUP,
-                if self.systemd_cgroup { "1" } else { "0" },
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .map_err(step(format!("start shim {}", binary.display())))?;
-        let stdout = child.stdout.take();
-        let ready = async {
-            if let Some(mut out) = stdout {
-                let _ = out.read_to_end(&mut Vec::new()).await;
-            }
-        };
-        if tokio::time::timeout(self.start_timeout, ready)
-            .await
-            .is_err()
-        {
-            let _ = child.start_kill();
-            // SIGKILLed: the wait is short.
-            let _ = child.wait().await;
-            return Err(ShimError::StartTimeout {
-                pod: id.to_string(),
-                timeout: self.start_timeout,
-            });
-        }
-        if Path::new(served.trim_start_matches("unix://")).exists() {
-            let (exited, exit) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                let _ = child.wait().await;
-                let _ = exited.send(true);
-            });
-            self.exits.lock().insert(id.to_string(), exit);
-            return Ok(());
-        }
-        // It exited without serving: its status and log say why.
-        let status = child.wait().await.map_err(step("wait for the shim"))?;
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        Err(ShimError::StartFailed {
-            status: status.to_string(),
-            log: log.trim().to_string(),
-        })
-    }
 }
 
 #[async_trait::async_trait]
 impl PodShims for Shims {
     fn check(&self) -> Result<(), ShimError> {
-        match self.binary {
-            Some(_) => Ok(()),
-            None => Err(ShimError::NoBinary),
+        match self.handlers.any_shim() {
+            true => Ok(()),
+            false => Err(ShimError::NoBinary),
         }
     }
 
-    async fn ensure(&self, id: &str, pod_dir: &Path, cgroup: &str) -> Result<Task, ShimError> {
-        let binary = self.binary.as_deref().ok_or(ShimError::NoBinary)?;
+    async fn ensure(
+        &self,
+        id: &str,
+        pod_dir: &Path,
+        cgroup: &str,
+        handler: &str,
+    ) -> Result<Task, ShimError> {
+        let handler = self.handlers.resolve(handler)?;
         if address_of(pod_dir).is_some() && !self.alive(id, pod_dir) {
             // What is left of a shim that died goes; a new one starts.
             tracing::warn!(pod = id, "the pod's shim died: starting a new one");
@@ -391,7 +286,7 @@ impl PodShims for Shims {
                 .clone();
             let _held = lock.lock().await;
             if address_of(pod_dir).is_none() {
-                self.spawn(binary, id, pod_dir, cgroup).await?;
+                self.spawn(handler, id, pod_dir, cgroup).await?;
             }
         }
         self.task(id, pod_dir).await
@@ -410,11 +305,14 @@ impl PodShims for Shims {
         !exited && address_of(pod_dir).is_some_and(|a| liveness::accepts(&a))
     }
 
-    /// Runs the shim binary's `delete` action: it force-deletes the
-    /// container in the runtime.
-    async fn delete_action(&self, container_id: &str, bundle: &Path) {
-        let Some(binary) = &self.binary else { return };
-        let mut cmd = tokio::process::Command::new(binary);
+    /// Runs the `delete` action of the pod's shim binary: it force-deletes
+    /// the container in the runtime.
+    async fn delete_action(&self, container_id: &str, bundle: &Path, handler: &str) {
+        let Some(handler) = self.handlers.get(handler) else {
+            return;
+        };
+        let Some(binary) = &handler.shim else { return };
+        let mut cmd = self.command(handler, binary, bundle);
         cmd.args([
             "-namespace",
             NAMESPACE,
@@ -424,10 +322,6 @@ impl PodShims for Shims {
             &bundle.display().to_string(),
             "delete",
         ])
-        .current_dir(bundle)
-        .env(env::RUNTIME, &self.runtime)
-        .env(env::RUNTIME_ROOT, &self.runtime_root)
-        .stdin(Stdio::null())
         .kill_on_drop(true);
         match tokio::time::timeout(DELETE_ACTION_TIMEOUT, cmd.output()).await {
             Ok(Ok(_)) => {}
@@ -458,12 +352,23 @@ impl PodShims for Shims {
                 .shutdown(ttrpc::context::with_timeout(2_000_000_000), &req)
                 .await;
             let exit = self.exits.lock().remove(id);
-            if let Some(mut exit) = exit {
-                let exited =
-                    tokio::time::timeout(Duration::from_secs(2), exit.wait_for(|e| *e)).await;
-                if exited.is_err() {
-                    tracing::warn!(pod = id, "shim still running 2 s after its shutdown");
+            let gone = async {
+                match exit {
+                    Some(mut exit) => drop(exit.wait_for(|e| *e).await),
+                    // Not the daemon's child (started by a `start` action,
+                    // or before a restart): gone once its socket refuses.
+                    None => {
+                        while liveness::accepts(&address) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
                 }
+            };
+            if tokio::time::timeout(Duration::from_secs(2), gone)
+                .await
+                .is_err()
+            {
+                tracing::warn!(pod = id, "shim still running 2 s after its shutdown");
             }
             self.clients.lock().remove(id);
         }
@@ -500,10 +405,18 @@ mod tests {
         );
         std::fs::write(&binary, script).unwrap();
         std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut config = crio_config::Config::default();
+        config.runtime.runtimes.retain(|name, _| name == "runc");
+        let runc = config.runtime.runtimes.get_mut("runc").unwrap();
+        runc.monitor_path = binary;
+        runc.runtime_root = tmp.path().join("runc");
+        let locator = crate::handlers::Locator {
+            own_exe: None,
+            path_env: "",
+        };
+        let handlers = Handlers::configured(&config, &Default::default(), &locator);
         let config = ShimConfig {
-            binary: Some(binary),
-            runtime: "runc".into(),
-            runtime_root: tmp.path().join("runc"),
+            handlers: Arc::new(handlers),
             systemd_cgroup: false,
             start_timeout: Duration::from_millis(300),
         };
@@ -511,7 +424,7 @@ mod tests {
         let pod_dir = tmp.path().join("pod");
         std::fs::create_dir(&pod_dir).unwrap();
         let started = std::time::Instant::now();
-        let err = shims.ensure("pod1", &pod_dir, "").await.err().unwrap();
+        let err = shims.ensure("pod1", &pod_dir, "", "").await.err().unwrap();
         assert!(matches!(err, ShimError::StartTimeout { .. }), "{err}");
         assert!(err.to_string().contains("pod1"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));

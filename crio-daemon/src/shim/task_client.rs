@@ -109,6 +109,8 @@ pub trait TaskClient: Send + Sync {
     async fn stats(&self, id: &str) -> Result<task::cgroups::metrics::Metrics, TaskError>;
     /// Applies new OCI `LinuxResources` (JSON) to a container.
     async fn update(&self, id: &str, resources: Vec<u8>) -> Result<(), TaskError>;
+    /// Freezes (`paused`) or thaws a container's processes.
+    async fn pause(&self, id: &str, paused: bool) -> Result<(), TaskError>;
 }
 
 /// A task client over the shim's ttrpc socket.
@@ -245,6 +247,24 @@ impl TaskClient for TtrpcTask {
             ..Default::default()
         };
         self.0.update(ctx(Some(CALL_TIMEOUT)), &req).await?;
+        Ok(())
+    }
+
+    async fn pause(&self, id: &str, paused: bool) -> Result<(), TaskError> {
+        let limit = ctx(Some(CALL_TIMEOUT));
+        if paused {
+            let req = task::PauseRequest {
+                id: id.to_string(),
+                ..Default::default()
+            };
+            self.0.pause(limit, &req).await?;
+        } else {
+            let req = task::ResumeRequest {
+                id: id.to_string(),
+                ..Default::default()
+            };
+            self.0.resume(limit, &req).await?;
+        }
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! The status API CRI-O serves over HTTP/1.1 on the CRI socket, beside
-//! gRPC: `/info`, `/config` and `/containers/{id}` (see the README), and
-//! the client behind `crio status`.
+//! gRPC: `/info`, `/config`, `/containers/{id}`, `/pause/{id}` and
+//! `/unpause/{id}` (see the README), and the client behind `crio status`.
 
 pub mod client;
 
@@ -132,8 +132,11 @@ pub async fn serve(state: Arc<State>, stream: UnixStream) {
 /// Routes one request.
 async fn answer(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    let id_of = |prefix: &str| path.strip_prefix(prefix).map(str::to_string);
     let known = path == "/info" || path == "/config" || path.starts_with("/containers/");
-    if !known {
+    let pause = id_of("/pause/").map(|id| (id, true));
+    let pause = pause.or_else(|| id_of("/unpause/").map(|id| (id, false)));
+    if !known && pause.is_none() {
         return reply(
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -147,26 +150,25 @@ async fn answer(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
             format!("{path} answers GET only\n"),
         );
     }
+    if let Some((id, paused)) = pause {
+        return match state.containers.set_paused(&id, paused).await {
+            Ok(()) => reply(StatusCode::OK, "text/plain", "OK\n".into()),
+            Err(e) => failure(e),
+        };
+    }
     match path.as_str() {
         "/info" => json(&info(&state.config)),
         "/config" => reply(
             StatusCode::OK,
             "application/toml",
-            crio_config::render(&state.config),
+            crio_config::render(&state.effective_config()),
         ),
         _ => {
-            let id = path.trim_start_matches("/containers/").to_string();
+            let id = id_of("/containers/").unwrap_or_default();
             let found = tokio::task::spawn_blocking(move || container_info(&state, &id)).await;
             match found {
                 Ok(Ok(info)) => json(&info),
-                Ok(Err(e @ Error::NotFound { .. })) => {
-                    reply(StatusCode::NOT_FOUND, "text/plain", format!("{e}\n"))
-                }
-                Ok(Err(e)) => reply(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain",
-                    format!("{e}\n"),
-                ),
+                Ok(Err(e)) => failure(e),
                 Err(e) => reply(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "text/plain",
@@ -175,6 +177,16 @@ async fn answer(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
             }
         }
     }
+}
+
+/// The answer to a request that failed with `e`: 404 for an unknown
+/// container, 500 (as CRI-O answers) for anything else.
+fn failure(e: Error) -> Response<Full<Bytes>> {
+    let status = match e {
+        Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    reply(status, "text/plain", format!("{e}\n"))
 }
 
 /// A 200 answer of `value` as indented JSON.

@@ -204,7 +204,9 @@ fn cgroups_path(input: &Input) -> String {
 }
 
 /// The OCI seccomp filter the request asks for, resolved for the
-/// container's capabilities `caps`: none unless a profile is named.
+/// container's capabilities `caps`: none unless a profile is named, and
+/// none for a privileged container whatever it names (as CRI-O and
+/// containerd do).
 fn seccomp_for(
     sc: &LinuxContainerSecurityContext,
     defaults: &Defaults,
@@ -213,6 +215,7 @@ fn seccomp_for(
     let field = "config.linux.security_context.seccomp.localhost_ref";
     let platform = seccomp::Platform::host();
     match &sc.seccomp {
+        _ if sc.privileged => Ok(None),
         None => Ok(None),
         Some(p) if p.profile_type == ProfileType::Unconfined as i32 => Ok(None),
         Some(p) if p.profile_type == ProfileType::RuntimeDefault as i32 => {

@@ -85,6 +85,12 @@ pub fn process_user(
         .as_ref()
         .and_then(|l| l.security_context.clone())
         .unwrap_or_default();
+    if sc.run_as_group.is_some() && sc.run_as_username.is_empty() && sc.run_as_user.is_none() {
+        return Err(invalid(
+            "config.linux.security_context.run_as_group",
+            "is set without run_as_user or run_as_username",
+        ));
+    }
     let image_user = image::user(image);
     let spec = if !sc.run_as_username.is_empty() {
         sc.run_as_username.clone()

@@ -261,6 +261,44 @@ fn run_as_user_group_and_strict_groups() {
 }
 
 #[test]
+fn run_as_group_needs_a_user() {
+    let err = build_with(&with_sc(LinuxContainerSecurityContext {
+        run_as_group: Some(Int64Value { value: 5 }),
+        ..Default::default()
+    }))
+    .unwrap_err();
+    assert!(matches!(err, SpecError::Invalid { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("config.linux.security_context.run_as_group"),
+        "{err}"
+    );
+    let spec = build_with(&with_sc(LinuxContainerSecurityContext {
+        run_as_username: "tester".into(),
+        run_as_group: Some(Int64Value { value: 5 }),
+        ..Default::default()
+    }))
+    .unwrap();
+    assert_eq!(process(&spec).user().gid(), 5);
+}
+
+#[test]
+fn privileged_containers_run_unconfined_whatever_profile_they_name() {
+    for profile_type in [0, 2] {
+        let spec = build_with(&with_sc(LinuxContainerSecurityContext {
+            privileged: true,
+            seccomp: Some(SecurityProfile {
+                profile_type,
+                localhost_ref: "/nonexistent/profile.json".into(),
+            }),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert!(linux(&spec).seccomp().is_none(), "type {profile_type}");
+    }
+}
+
+#[test]
 fn capabilities_add_drop_all_and_the_bounding_set() {
     let caps = |add: &[&str], drop: &[&str], privileged: bool| {
         let c = with_sc(LinuxContainerSecurityContext {
