@@ -304,5 +304,6 @@ async fn a_retry_of_a_create_under_way_counts_its_stage_as_stalled() {
     w.shims.wake();
     let (first, retry) = (first.await.unwrap().unwrap(), retry.await.unwrap().unwrap());
     assert_eq!(first, retry);
-    assert_eq!(stalled(), before + 1);
+    // (The metrics are the process's: another test's retry may count too.)
+    assert!(stalled() > before);
 }
