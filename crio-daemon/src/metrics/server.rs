@@ -18,9 +18,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// request's headers.
 const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long the endpoint rests after a failed accept (out of descriptors).
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Binds the configured addresses and serves the process's metrics on
 /// them in the background; an address that cannot be bound is the error.
-pub async fn serve(config: &MetricsConfig) -> Result<std::net::SocketAddr> {
+pub async fn serve(config: &MetricsConfig) -> Result<()> {
     let tls = (!config.metrics_cert.as_os_str().is_empty()
         && !config.metrics_key.as_os_str().is_empty())
     .then(|| {
@@ -52,7 +55,10 @@ pub async fn serve(config: &MetricsConfig) -> Result<std::net::SocketAddr> {
                         }
                     });
                 }
-                Err(e) => tracing::warn!("metrics endpoint: accept: {e}"),
+                Err(e) => {
+                    tracing::warn!("metrics endpoint: accept: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
             }
         }
     });
@@ -69,7 +75,7 @@ pub async fn serve(config: &MetricsConfig) -> Result<std::net::SocketAddr> {
             }
         });
     }
-    Ok(local)
+    Ok(())
 }
 
 async fn serve_tls(tls: &Reloading, stream: tokio::net::TcpStream) {
