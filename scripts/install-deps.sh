@@ -20,6 +20,8 @@ PACKAGES=(
   curl
   psmisc
   util-linux
+  prometheus
+  openssl
 )
 
 missing=()
@@ -37,6 +39,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   chmod +x /usr/sbin/policy-rc.d
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's prometheus (installed for promtool) would serve on 9090, crio's
+# default metrics port, from the next boot on: masked, as `systemctl mask`
+# does (with or without systemd running), and off in the SysV runlevels.
+if [ -e /lib/systemd/system/prometheus.service ] && [ ! -e /etc/systemd/system/prometheus.service ]; then
+  ln -s /dev/null /etc/systemd/system/prometheus.service
+fi
+if [ -x /etc/init.d/prometheus ] && ls /etc/rc[2-5].d/S*prometheus >/dev/null 2>&1; then
+  update-rc.d prometheus disable >/dev/null 2>&1
 fi
 
 # rust-toolchain.toml pins the toolchain by version. The machines have exactly

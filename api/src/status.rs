@@ -12,14 +12,6 @@ pub fn not_found(kind: &str, id: &str) -> Status {
     Status::new(Code::NotFound, format!("{kind} \"{id}\" not found"))
 }
 
-/// `Unimplemented` for an RPC this build does not serve yet.
-pub fn unimplemented(rpc: &str) -> Status {
-    Status::new(
-        Code::Unimplemented,
-        format!("{rpc} is not implemented by this crio-rs build yet"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,6 +24,5 @@ mod tests {
         let s = not_found("pod sandbox", "abc");
         assert_eq!(s.code(), Code::NotFound);
         assert!(s.message().contains("\"abc\""));
-        assert_eq!(unimplemented("Attach").code(), Code::Unimplemented);
     }
 }

@@ -435,4 +435,12 @@ pub struct StatsConfig {
     pub stats_collection_period: u64,
     /// Seconds between background collections of all stats (0 = on demand).
     pub collection_period: u64,
+    /// Groups of ListPodSandboxMetrics (CRI-O's names: `cpu`, `memory`,
+    /// `network`, … or `all` alone); empty: only `container_last_seen`.
+    pub included_pod_metrics: Vec<String>,
 }
+
+/// CRI-O's groups of pod metrics (`included_pod_metrics`).
+pub const POD_METRICS_GROUPS: &[&str] = &[
+    "cpu", "disk", "diskIO", "hugetlb", "memory", "network", "oom", "process", "spec", "pressure",
+];

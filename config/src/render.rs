@@ -283,6 +283,10 @@ const DOCS: &[(&str, &str)] = &[
         "crio.stats.collection_period",
         "Seconds between background collections of all stats.",
     ),
+    (
+        "crio.stats.included_pod_metrics",
+        "Groups of ListPodSandboxMetrics (cpu, disk, memory, network, oom, process, ... or all).",
+    ),
 ];
 
 fn doc(path: &str) -> Option<&'static str> {

@@ -147,6 +147,7 @@ pub fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
         "crio.metrics.metrics_port",
         || "must be between 1 and 65535".into(),
     )?;
+    c.pod_metrics(&config.stats.included_pod_metrics)?;
     c.check(
         config.tracing.tracing_sampling_rate_per_million <= 1_000_000,
         "crio.tracing.tracing_sampling_rate_per_million",
@@ -160,6 +161,24 @@ pub fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigError> {
 }
 
 impl Checker<'_> {
+    /// `[crio.stats] included_pod_metrics`: CRI-O's group names, or `all`
+    /// alone.
+    fn pod_metrics(&self, groups: &[String]) -> Result<(), ConfigError> {
+        let key = "crio.stats.included_pod_metrics";
+        if let [only] = groups
+            && only == "all"
+        {
+            return Ok(());
+        }
+        for group in groups {
+            self.check(group != "all", key, || {
+                "\"all\" must be the only element".into()
+            })?;
+            self.one_of(key, group, crate::POD_METRICS_GROUPS)?;
+        }
+        Ok(())
+    }
+
     /// `[crio]`.
     fn crio(&self, config: &Config) -> Result<(), ConfigError> {
         let c = self;
@@ -618,6 +637,16 @@ mod tests {
                 "[crio.metrics]\nmetrics_port = 0",
                 "crio.metrics.metrics_port",
                 "65535",
+            ),
+            (
+                "[crio.stats]\nincluded_pod_metrics = [\"cpu\", \"gpu\"]",
+                "crio.stats.included_pod_metrics",
+                "not one of",
+            ),
+            (
+                "[crio.stats]\nincluded_pod_metrics = [\"all\", \"cpu\"]",
+                "crio.stats.included_pod_metrics",
+                "only element",
             ),
             (
                 "[crio.tracing]\ntracing_sampling_rate_per_million = 2000000",

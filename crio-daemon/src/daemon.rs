@@ -75,6 +75,7 @@ async fn serve(loaded: crio_config::Loaded, cli: Arc<Cli>) -> Result<()> {
     let (config, missing) = prepare_host(loaded)?;
     let listen = config.api.listen.clone();
     let listener = crate::socket::bind(&listen).await?;
+    start_metrics(&config).await?;
     let state = open_state(config, missing).await?;
     let streaming = start_streaming(&state).await?;
     let _ = state.streaming.set(streaming);
@@ -219,6 +220,7 @@ async fn run_server(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(crate::metrics::OperationsLayer)
             .add_service(
                 RuntimeServiceServer::new(runtime_api)
                     .max_encoding_message_size(send_max)
@@ -332,6 +334,20 @@ async fn stop_signal(signals: Option<(tokio::signal::unix::Signal, tokio::signal
         _ = int.recv() => "SIGINT",
     };
     tracing::info!("{name} received: finishing in-flight calls");
+}
+
+/// The process's metrics with the configured collectors, served when
+/// `enable_metrics` is set.
+async fn start_metrics(config: &crio_config::Config) -> Result<()> {
+    let metrics = &config.metrics;
+    for name in crate::metrics::init(&metrics.metrics_collectors) {
+        tracing::warn!("crio.metrics.metrics_collectors: {name:?} is no collector: ignored");
+    }
+    crate::metrics::global().set_default_runtime(&config.runtime.default_runtime);
+    if metrics.enable_metrics {
+        crate::metrics::serve(metrics).await?;
+    }
+    Ok(())
 }
 
 /// `stream_idle_timeout`: empty is CRI-O's default, never "forever".

@@ -201,6 +201,9 @@ impl Images {
                         .map(|a| a.lookup(&r.registry, &r.repository))
                         .unwrap_or(Credentials::Anonymous)
                 };
+                let metrics = crate::metrics::global();
+                let on_layer =
+                    |event: crio_image::pull::LayerEvent<'_>| metrics.observe_layer(event);
                 let opts = PullOptions {
                     registries: &trust.registries,
                     policy: trust.policy.as_ref(),
@@ -209,10 +212,11 @@ impl Images {
                     progress_timeout: timeout,
                     cancel,
                     pinned,
+                    on_layer: Some(&on_layer),
                 };
-                let pulled = puller
-                    .pull(&task_name, &opts)
-                    .map_err(|e| Error::Pull(Arc::new(e)));
+                let pulled = puller.pull(&task_name, &opts);
+                metrics.observe_pull(pulled.as_ref().map(drop));
+                let pulled = pulled.map_err(|e| Error::Pull(Arc::new(e)));
                 // ImageFsInfo counts the new layers once the pull is done.
                 usage.refresh_layers();
                 pulled

@@ -20,6 +20,7 @@ pub mod handlers;
 pub mod ids;
 pub mod images;
 pub mod logging;
+pub mod metrics;
 pub mod namespaces;
 pub mod notify;
 pub mod pod;

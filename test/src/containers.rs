@@ -31,6 +31,24 @@ pub fn container(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
     }
 }
 
+/// A container from `image` that reads 96 MiB at once under a 32 MiB
+/// memory limit: the OOM killer ends it.
+pub fn memory_hog(name: &str, image: &str) -> ContainerConfig {
+    let mut config = container(
+        name,
+        image,
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=96M", "count=1"],
+    );
+    config.linux = Some(crio_api::cri::LinuxContainerConfig {
+        resources: Some(crio_api::cri::LinuxContainerResources {
+            memory_limit_in_bytes: 32 << 20,
+            ..Default::default()
+        }),
+        security_context: None,
+    });
+    config
+}
+
 /// A registry with the standard images, a daemon on its own network that
 /// has pulled busybox, and a client.
 pub struct Setup {

@@ -408,7 +408,6 @@ async fn a_container_that_exits_while_the_daemon_is_down_keeps_its_exit_code() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_container_over_its_memory_limit_is_oom_killed() {
-    use crio_api::cri::{LinuxContainerConfig, LinuxContainerResources};
     let Setup {
         world: _world,
         mut client,
@@ -416,18 +415,7 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
         _registry,
     } = setup().await;
     let pod_id = run_pod(&mut client, pod_config("hungry", POD, POD)).await;
-    let mut config = container(
-        "hungry",
-        &images.busybox.reference,
-        &["dd", "if=/dev/zero", "of=/dev/null", "bs=96M", "count=1"],
-    );
-    config.linux = Some(LinuxContainerConfig {
-        resources: Some(LinuxContainerResources {
-            memory_limit_in_bytes: 32 << 20,
-            ..Default::default()
-        }),
-        security_context: None,
-    });
+    let config = crio_test::containers::memory_hog("hungry", &images.busybox.reference);
     let id = create(&mut client, &pod_id, config).await.unwrap();
     crio_test::containers::start_container(&mut client, id.clone()).await;
     let s = wait_exited(&mut client, &id).await;

@@ -28,6 +28,8 @@ struct Creation<'a> {
     /// The image as the request names it.
     image_name: &'a str,
     infra: bool,
+    /// Where the create is, for its retries.
+    stage: &'a crate::steps::Stage,
 }
 
 /// The OCI spec of a container, written to its bundle, and what its
@@ -83,7 +85,9 @@ impl Containers {
             "k8s_{}_{}_{}_{}_{}",
             md.name, pmd.name, pmd.namespace, pmd.uid, md.attempt
         );
-        let (tx, _reserved) = match self.reserve(&name, crate::records::canonical(&config))? {
+        let (tx, _reserved, stage) = match self
+            .reserve(&name, crate::records::canonical(&config))?
+        {
             Reservation::Exists(id) => return Ok(id),
             // A retry of a create still under way (kubelet gave up
             // waiting): the same container when it is done.
@@ -96,9 +100,11 @@ impl Containers {
                 return outcome
                     .unwrap_or_else(|| Err(Error::Aborted("container creation stopped".into())));
             }
-            Reservation::Mine(tx, reserved) => (tx, reserved),
+            Reservation::Mine(tx, reserved, stage) => (tx, reserved, stage),
         };
-        let result = self.create_reserved(&pod, &name, &config, infra).await;
+        let result = self
+            .create_reserved(&pod, &name, &config, infra, &stage)
+            .await;
         let _ = tx.send(Some(result.clone()));
         result
     }
@@ -109,6 +115,7 @@ impl Containers {
         name: &str,
         config: &ContainerConfig,
         infra: bool,
+        stage: &crate::steps::Stage,
     ) -> Result<String> {
         let image_name = config
             .image
@@ -132,6 +139,7 @@ impl Containers {
             image_config: &image_config,
             image_name: &image_name,
             infra,
+            stage,
         };
         let result = self.build(&creation).await;
         if let Err(e) = &result {
@@ -144,8 +152,10 @@ impl Containers {
     /// The steps of a create; `cleanup` undoes them when one fails.
     async fn build(&self, c: &Creation<'_>) -> Result<()> {
         let mut steps = crate::steps::Steps::default();
+        c.stage.set("container storage creation");
         let prepared = self.prepare_rootfs(c).await?;
         steps.mark("rootfs");
+        c.stage.set("container spec configuration");
         let written = self.write_spec(c, prepared).await?;
         let record = ContainerRecord {
             id: c.id.clone(),
@@ -171,6 +181,7 @@ impl Containers {
             orphaned: false,
         };
         steps.mark("spec");
+        c.stage.set("container runtime creation");
         let pod = c.pod;
         // A new shim for a pod whose shim died does not know its containers.
         if !self.shim_alive(&pod.id) {

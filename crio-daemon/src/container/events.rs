@@ -138,7 +138,13 @@ impl Containers {
         let Some(r) = self.get(id) else { return };
         let lock = self.locks.of(&r.id);
         let _held = lock.lock().await;
-        let marked = self.change(&r.id, |r| !std::mem::replace(&mut r.oom_killed, true));
+        let marked = self.change(&r.id, |r| {
+            let first = !std::mem::replace(&mut r.oom_killed, true);
+            if first {
+                crate::metrics::global().container_oom(&r.name);
+            }
+            first
+        });
         if let Err(e) = marked {
             tracing::warn!(container = %r.id, "record the OOM kill: {e}");
         }

@@ -33,6 +33,9 @@ impl Containers {
                 0 => crio_api::time::now_nanos(),
                 at => at,
             };
+            if oom && !r.oom_killed {
+                crate::metrics::global().container_oom(&r.name);
+            }
             r.oom_killed |= oom;
         });
     }
@@ -45,6 +48,7 @@ impl Containers {
             "its process and its shim are gone: exit not recorded"
         );
         self.record_end(id, |r| {
+            crate::metrics::global().monitor_stopped(&r.name);
             r.exit_code = UNRECORDED_EXIT;
             r.finished_at = crio_api::time::now_nanos();
             r.reason = SHIM_LOST.into();

@@ -189,6 +189,7 @@ impl Containers {
             }
         }
         self.cleanup(&r.id);
+        crate::metrics::global().container_removed(&r.name);
         Ok(())
     }
 

@@ -14,8 +14,10 @@ use crate::ids::Id;
 /// Outcome of a CreateContainer, shared with its retries.
 pub(super) type CreateOutcome = Option<Result<String>>;
 
-/// Names being created: the request (canonical JSON) and its outcome to come.
-pub(super) type Pending = Mutex<HashMap<String, (String, watch::Receiver<CreateOutcome>)>>;
+/// Names being created: the request (canonical JSON), its outcome to come
+/// and the stage it is at.
+pub(super) type Pending =
+    Mutex<HashMap<String, (String, watch::Receiver<CreateOutcome>, crate::steps::Stage)>>;
 
 /// Frees a name reserved for a create when the create ends, however it ends.
 pub(super) struct Reserved<'a>(&'a Pending, String);
@@ -32,8 +34,13 @@ pub(super) enum Reservation<'a> {
     Exists(String),
     /// The same request is being created: its outcome to come.
     InFlight(watch::Receiver<CreateOutcome>),
-    /// Reserved for this create: send the outcome, keep the guard till done.
-    Mine(watch::Sender<CreateOutcome>, Reserved<'a>),
+    /// Reserved for this create: send the outcome, keep the guard till
+    /// done, move the stage on.
+    Mine(
+        watch::Sender<CreateOutcome>,
+        Reserved<'a>,
+        crate::steps::Stage,
+    ),
 }
 
 impl Containers {
@@ -59,16 +66,21 @@ impl Containers {
             )));
         }
         match pending.get(name) {
-            Some((config, done)) if *config == wanted => Ok(Reservation::InFlight(done.clone())),
+            Some((config, done, stage)) if *config == wanted => {
+                stage.stalled();
+                Ok(Reservation::InFlight(done.clone()))
+            }
             Some(_) => Err(Error::AlreadyExists(format!(
                 "container name {name:?} is reserved by a CreateContainer in progress"
             ))),
             None => {
                 let (tx, rx) = watch::channel(None);
-                pending.insert(name.to_string(), (wanted, rx));
+                let stage = crate::steps::Stage::new("container creating");
+                pending.insert(name.to_string(), (wanted, rx, stage.clone()));
                 Ok(Reservation::Mine(
                     tx,
                     Reserved(&self.pending, name.to_string()),
+                    stage,
                 ))
             }
         }

@@ -264,3 +264,46 @@ async fn only_a_running_container_is_paused_and_resumed_through_its_shim() {
     let calls = w.shims.calls_of(&["pause", "resume"]);
     assert_eq!(calls, [format!("pause {id}"), format!("resume {id}")]);
 }
+
+/// Waits until `done` holds; fails the test after five seconds.
+async fn eventually(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never happened");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_retry_of_a_create_under_way_counts_its_stage_as_stalled() {
+    let w = World::new();
+    let pod = w.pod("web").await;
+    let series =
+        "container_runtime_crio_resources_stalled_at_stage{stage=\"container runtime creation\"}";
+    let stalled = || {
+        let text = crate::metrics::global().render();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = stalled();
+    let ensured = || w.shims.calls_of(&["ensure"]).len();
+    let shims_asked = ensured();
+    w.shims.hang();
+    let first = tokio::spawn({
+        let (containers, pod, config) = (w.containers.clone(), pod.clone(), w.container("app"));
+        async move { containers.create(&pod, config).await }
+    });
+    // The create is at its shim's call, which hangs.
+    eventually(|| ensured() > shims_asked).await;
+    let retry = tokio::spawn({
+        let (containers, pod, config) = (w.containers.clone(), pod.clone(), w.container("app"));
+        async move { containers.create(&pod, config).await }
+    });
+    eventually(|| stalled() > before).await;
+    w.shims.wake();
+    let (first, retry) = (first.await.unwrap().unwrap(), retry.await.unwrap().unwrap());
+    assert_eq!(first, retry);
+    // (The metrics are the process's: another test's retry may count too.)
+    assert!(stalled() > before);
+}

@@ -36,6 +36,7 @@ pub fn subscribe(st: Arc<State>) -> EventStream {
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "a container events client fell behind: dropped");
+                    crate::metrics::global().events_dropped(missed);
                     let e = Error::Aborted(format!(
                         "container events: this client fell {missed} events behind; reconnect and list"
                     ));

@@ -2,8 +2,7 @@
 //! (`runtime_service`, `image_service`) dispatch each RPC to the module of
 //! its family, which checks the request, calls the daemon's core
 //! (`pod`, `container`, `images`) and maps its errors to gRPC status codes
-//! (`status`). RPCs whose issue has not landed answer `Unimplemented` with a
-//! message naming the RPC.
+//! (`status`).
 
 mod container_events;
 mod container_lifecycle;
@@ -13,6 +12,7 @@ mod image_list;
 mod image_pull;
 mod image_remove;
 mod image_service;
+mod pod_metrics;
 mod runtime_config;
 mod runtime_service;
 pub mod runtime_status;

@@ -21,13 +21,12 @@ use crio_api::cri::{
     UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
     runtime_service_server::RuntimeService,
 };
-use crio_api::status::unimplemented;
 use tonic::{Request, Response};
 
 use super::{
     Rpc, State, container_events, container_id, container_lifecycle, container_status,
-    container_update, pod_id, runtime_config, runtime_status, runtime_version, sandbox_lifecycle,
-    sandbox_status, stats, streaming,
+    container_update, pod_id, pod_metrics, runtime_config, runtime_status, runtime_version,
+    sandbox_lifecycle, sandbox_status, stats, streaming,
 };
 
 /// Serves the CRI RuntimeService.
@@ -263,14 +262,14 @@ impl RuntimeService for RuntimeApi {
         &self,
         _req: Request<ListMetricDescriptorsRequest>,
     ) -> Rpc<ListMetricDescriptorsResponse> {
-        Err(unimplemented("ListMetricDescriptors"))
+        Ok(Response::new(pod_metrics::descriptors(&self.state)))
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _req: Request<ListPodSandboxMetricsRequest>,
     ) -> Rpc<ListPodSandboxMetricsResponse> {
-        Err(unimplemented("ListPodSandboxMetrics"))
+        pod_metrics::list(&self.state).await.map(Response::new)
     }
 
     async fn runtime_config(

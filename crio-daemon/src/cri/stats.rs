@@ -106,24 +106,32 @@ async fn container_stats(st: &State, r: &ContainerRecord) -> ContainerStats {
         tracing::debug!(container = %r.id, "stats without CPU and memory: {e}");
     }
     if let Some(Ok(m)) = metrics {
-        let total = m.cpu.usage.total;
-        stats.cpu = cpu(&st.cpu_rates, &r.id, now, total);
-        let s = crio_cgroups::Stats {
-            memory_usage: m.memory.usage.usage,
-            memory_working_set: m
-                .memory
-                .usage
-                .usage
-                .saturating_sub(m.memory.total_inactive_file),
-            memory_rss: m.memory.total_rss,
-            memory_limit: m.memory.usage.limit,
-            page_faults: m.memory.pg_fault,
-            major_page_faults: m.memory.pg_maj_fault,
-            ..Default::default()
-        };
+        let s = cgroup_stats(&m);
+        stats.cpu = cpu(&st.cpu_rates, &r.id, now, s.cpu_usage_ns);
         stats.memory = memory(now, &s);
     }
     stats
+}
+
+/// A container's cgroup statistics as its shim answered them.
+pub(super) fn cgroup_stats(m: &crio_api::task::cgroups::metrics::Metrics) -> crio_cgroups::Stats {
+    crio_cgroups::Stats {
+        cpu_usage_ns: m.cpu.usage.total,
+        cpu_user_ns: m.cpu.usage.user,
+        cpu_system_ns: m.cpu.usage.kernel,
+        memory_usage: m.memory.usage.usage,
+        memory_working_set: m
+            .memory
+            .usage
+            .usage
+            .saturating_sub(m.memory.total_inactive_file),
+        memory_rss: m.memory.total_rss,
+        memory_limit: m.memory.usage.limit,
+        page_faults: m.memory.pg_fault,
+        major_page_faults: m.memory.pg_maj_fault,
+        pids: m.pids.current,
+        pids_limit: m.pids.limit,
+    }
 }
 
 /// The statistics of `records`, their shims asked all at once (each has
@@ -139,7 +147,7 @@ async fn containers_stats(st: &Arc<State>, records: Vec<ContainerRecord>) -> Vec
 
 /// What `jobs` give, run all at once, in the order given (a job that
 /// failed is left out, logged).
-async fn all_at_once<T: Send + 'static>(
+pub(super) async fn all_at_once<T: Send + 'static>(
     jobs: impl Iterator<Item = impl Future<Output = T> + Send + 'static>,
 ) -> Vec<T> {
     let mut running = tokio::task::JoinSet::new();

@@ -45,6 +45,7 @@ pub(super) fn load(records_dir: &Path, run_dir: &Path) -> anyhow::Result<Loaded>
                 id: r.id.clone(),
                 config: crate::records::canonical(&r.config),
                 done: rx,
+                stage: crate::steps::Stage::new("sandbox ready"),
             },
         );
         records.insert(r.id.to_string(), r);

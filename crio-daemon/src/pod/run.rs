@@ -62,7 +62,12 @@ impl Pods {
         let wanted = crate::records::canonical(&config);
         let mut reservations = self.reservations.lock();
         match reservations.get(&name) {
-            Some(r) if r.config == wanted => Ok(r.done.clone()),
+            Some(r) if r.config == wanted => {
+                if r.done.borrow().is_none() {
+                    r.stage.stalled();
+                }
+                Ok(r.done.clone())
+            }
             Some(r) => Err(Error::AlreadyExists(format!(
                 "pod sandbox name {name:?} is reserved by {}",
                 r.id
@@ -70,17 +75,19 @@ impl Pods {
             None => {
                 let id = Id::random();
                 let (tx, rx) = watch::channel(None);
+                let stage = crate::steps::Stage::new("sandbox creating");
                 reservations.insert(
                     name.clone(),
                     Reservation {
                         id: id.clone(),
                         config: wanted,
                         done: rx.clone(),
+                        stage: stage.clone(),
                     },
                 );
                 let pods = self.clone();
                 tokio::spawn(async move {
-                    let outcome = pods.create(&id, &name, config, handler).await;
+                    let outcome = pods.create(&id, &name, config, handler, &stage).await;
                     if outcome.is_err() {
                         pods.reservations.lock().remove(&name);
                     }
@@ -97,6 +104,7 @@ impl Pods {
         name: &str,
         config: PodSandboxConfig,
         handler: String,
+        stage: &crate::steps::Stage,
     ) -> Result<()> {
         let lock = self.locks.of(id);
         let _held = lock.lock().await;
@@ -131,7 +139,7 @@ impl Pods {
         }
         record.namespaces = kinds.iter().map(|k| k.name().to_string()).collect();
         self.save_pending(&record)?;
-        match self.build(&mut record).await {
+        match self.build(&mut record, stage).await {
             Ok(()) => {
                 self.save(&record)?;
                 let _ = std::fs::remove_file(self.pending_file(id));
@@ -160,7 +168,7 @@ impl Pods {
 
     /// The steps of RunPodSandbox; `record` says what exists so far, for
     /// the rollback.
-    async fn build(&self, record: &mut PodRecord) -> Result<()> {
+    async fn build(&self, record: &mut PodRecord, stage: &crate::steps::Stage) -> Result<()> {
         let dir = self.run_dir(&record.id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
@@ -178,14 +186,24 @@ impl Pods {
             }
             Ok::<_, Error>(started.elapsed())
         };
-        let (shim, rest) = tokio::join!(shim, self.build_in(record, &dir));
+        let rest = async {
+            let built = self.build_in(record, &dir, stage).await;
+            stage.set("sandbox container runtime creation");
+            built
+        };
+        let (shim, rest) = tokio::join!(shim, rest);
         let shim_ms = shim?.as_secs_f64() * 1e3;
         tracing::debug!(pod = %id, shim_ms, "pod shim started");
         rest
     }
 
     /// The steps of RunPodSandbox but the shim, in the pod's directory.
-    async fn build_in(&self, record: &mut PodRecord, dir: &Path) -> Result<()> {
+    async fn build_in(
+        &self,
+        record: &mut PodRecord,
+        dir: &Path,
+        stage: &crate::steps::Stage,
+    ) -> Result<()> {
         let mut steps = crate::steps::Steps::default();
         let kinds = record.kinds();
         let host_net = !kinds.contains(&Kind::Net);
@@ -199,6 +217,7 @@ impl Pods {
             record.metadata().name.chars().take(63).collect()
         };
         let sysctls = self.sysctls(record, &kinds)?;
+        stage.set("sandbox namespace creation");
         if !kinds.is_empty() {
             crate::namespaces::pin(PinRequest {
                 kinds: kinds.clone(),
@@ -212,10 +231,12 @@ impl Pods {
             .map_err(|e| Error::Internal(format!("pod {}: {e}", record.id)))?;
         }
         steps.mark("namespaces");
+        stage.set("sandbox network creation");
         if !host_net {
             self.add_network(record).await?;
         }
         steps.mark("network");
+        stage.set("sandbox shm creation");
         write_files(record, dir, &hostname, host_net)?;
         if let Some(shm) = &record.shm {
             mount_shm(shm, &record.id)?;

@@ -16,6 +16,8 @@ pub(super) struct Reservation {
     pub(super) id: Id,
     pub(super) config: String,
     pub(super) done: watch::Receiver<RunOutcome>,
+    /// Where the creation is, for a retry that finds it under way.
+    pub(super) stage: crate::steps::Stage,
 }
 
 impl Pods {

@@ -85,10 +85,49 @@ pub struct PullOptions<'a> {
     pub cancel: Arc<AtomicBool>,
     /// Keep the image from removal (the pause image).
     pub pinned: bool,
+    /// Told of each layer as it is downloaded or found in the store (the
+    /// daemon's metrics).
+    pub on_layer: Option<&'a (dyn Fn(LayerEvent<'_>) + Sync)>,
+}
+
+/// What a pull did with one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerEvent<'a> {
+    /// Downloaded: the blob's media type and size in the manifest (0 when
+    /// unknown), and the bytes read from the registry.
+    Fetched {
+        /// Media type in the manifest ("" for schema 1).
+        media_type: &'a str,
+        /// Size in the manifest.
+        size: u64,
+        /// Bytes read.
+        bytes: u64,
+    },
+    /// Already in the layer store: not downloaded.
+    Reused {
+        /// The blob's digest.
+        digest: &'a str,
+        /// Its size in the manifest.
+        size: u64,
+    },
+}
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 /// The outcome of finding the manifest: where it came from and what it is.
-struct Found {
+struct Found<'a> {
     /// The name the user's input resolved to (tags recorded under it).
     name: Reference,
     endpoint: Endpoint,
@@ -96,6 +135,8 @@ struct Found {
     repo: String,
     top_digest: String,
     manifest: Manifest,
+    /// The request's [`PullOptions::on_layer`].
+    on_layer: Option<&'a (dyn Fn(LayerEvent<'_>) + Sync)>,
 }
 
 impl Puller {
@@ -206,12 +247,12 @@ impl Puller {
 
     /// Tries each candidate name and each of its endpoints (mirrors first)
     /// until one serves the manifest; resolves an index to this platform.
-    fn find_manifest(
+    fn find_manifest<'a>(
         &self,
         client: &Client,
         name: &str,
-        opts: &PullOptions,
-    ) -> Result<Found, PullError> {
+        opts: &PullOptions<'a>,
+    ) -> Result<Found<'a>, PullError> {
         let candidates = opts
             .registries
             .resolve(name)
@@ -251,6 +292,7 @@ impl Puller {
                             repo,
                             top_digest,
                             manifest,
+                            on_layer: opts.on_layer,
                         });
                     }
                     // A registry or mirror that wants other credentials
@@ -313,7 +355,7 @@ impl Puller {
         &self,
         client: &Client,
         policy: &Policy,
-        found: &Found,
+        found: &Found<'_>,
     ) -> Result<(), PullError> {
         let signatures = if policy.needs_signatures(&found.name) {
             self.signatures(client, found)?
@@ -329,7 +371,7 @@ impl Puller {
     fn signatures(
         &self,
         client: &Client,
-        found: &Found,
+        found: &Found<'_>,
     ) -> Result<Vec<SigstoreSignature>, PullError> {
         let tag = signature_tag(&found.top_digest);
         let body = match client.manifest(&found.endpoint, &found.repo, &tag, manifest::OCI_MANIFEST)
@@ -371,7 +413,7 @@ impl Puller {
     fn fetch_layers(
         &self,
         client: &Client,
-        found: &Found,
+        found: &Found<'_>,
         descs: &[Descriptor],
         diff_ids: &[Digest],
         chains: &[Digest],
@@ -411,7 +453,7 @@ impl Puller {
     fn fetch_layer(
         &self,
         client: &Client,
-        found: &Found,
+        found: &Found<'_>,
         desc: &Descriptor,
         parent: Option<&Digest>,
         diff_id: &Digest,
@@ -420,6 +462,12 @@ impl Puller {
         let lock = self.layer_lock(chain);
         let _held = lock.lock();
         if self.layers.get(chain).is_some() {
+            if let Some(tell) = found.on_layer {
+                tell(LayerEvent::Reused {
+                    digest: desc.digest.as_str(),
+                    size: known_size(desc),
+                });
+            }
             return Ok(());
         }
         let info = self.unpack_blob(client, found, desc, parent, Some(diff_id))?;
@@ -436,7 +484,7 @@ impl Puller {
     fn schema1_layers(
         &self,
         client: &Client,
-        found: &Found,
+        found: &Found<'_>,
         descs: &[Descriptor],
     ) -> Result<Vec<crio_storage::LayerInfo>, PullError> {
         let mut out: Vec<crio_storage::LayerInfo> = Vec::new();
@@ -451,13 +499,13 @@ impl Puller {
     fn unpack_blob(
         &self,
         client: &Client,
-        found: &Found,
+        found: &Found<'_>,
         desc: &Descriptor,
         parent: Option<&Digest>,
         diff_id: Option<&Digest>,
     ) -> Result<crio_storage::LayerInfo, PullError> {
         let what = format!("{}: layer {}", found.name, desc.digest);
-        let mut blob = client
+        let blob = client
             .blob(
                 &found.endpoint,
                 &found.repo,
@@ -465,6 +513,10 @@ impl Puller {
                 Some(desc.size).filter(|s| *s != UNKNOWN_SIZE),
             )
             .map_err(|e| client_error(&found.name, e))?;
+        let mut blob = Counted {
+            inner: blob,
+            bytes: 0,
+        };
         let mut buffered = BufReader::with_capacity(256 << 10, &mut blob);
         let result = {
             let decoder = decompressor(&mut buffered)
@@ -475,7 +527,24 @@ impl Puller {
         // Read to the end so the blob's size and digest are checked.
         io::copy(&mut buffered, &mut io::sink())
             .map_err(|e| client_error(&found.name, read_error(e, &what)))?;
+        drop(buffered);
+        if let Some(tell) = found.on_layer {
+            tell(LayerEvent::Fetched {
+                media_type: &desc.media_type,
+                size: known_size(desc),
+                bytes: blob.bytes,
+            });
+        }
         Ok(info)
+    }
+}
+
+/// A blob's size in its manifest, 0 when the manifest does not say.
+fn known_size(desc: &Descriptor) -> u64 {
+    if desc.size == UNKNOWN_SIZE {
+        0
+    } else {
+        desc.size
     }
 }
 
@@ -648,6 +717,7 @@ mod tests {
             progress_timeout: Some(Duration::from_secs(10)),
             cancel: Arc::default(),
             pinned: false,
+            on_layer: None,
         };
         world().puller.pull(name, &opts).unwrap_err()
     }
