@@ -652,8 +652,18 @@ async fn a_shared_pid_namespace_gets_an_infra_process_and_only_then() {
     let infra = runc_containers(&dir);
     assert_eq!(infra.len(), 1, "{infra:?}");
     let (infra_id, infra_pid) = infra[0].clone();
-    let cmdline = std::fs::read(format!("/proc/{infra_pid}/cmdline")).unwrap();
-    assert!(String::from_utf8_lossy(&cmdline).contains("/pause"));
+    // `runc start` returns once the init is told to go: it execs the pause
+    // binary a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let cmdline = std::fs::read(format!("/proc/{infra_pid}/cmdline")).unwrap();
+        let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+        if cmdline.contains("/pause") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{cmdline:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let listed = client
         .image
         .list_images(ListImagesRequest::default())
