@@ -30,6 +30,7 @@ pub mod socket;
 pub mod status;
 pub mod steps;
 pub mod streaming;
+pub mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod version;

@@ -150,6 +150,7 @@ pub struct Shims {
     runtime: PathBuf,
     runtime_root: PathBuf,
     systemd_cgroup: bool,
+    log_format: &'static str,
     start_timeout: Duration,
     socket_dir: PathBuf,
     events: PathBuf,
@@ -183,6 +184,8 @@ pub struct ShimConfig {
     pub runtime_root: PathBuf,
     /// Its systemd cgroup driver.
     pub systemd_cgroup: bool,
+    /// The shim's log format ("text" or "json"), as the daemon's.
+    pub log_format: &'static str,
     /// How long a shim may take to serve ([`START_TIMEOUT`]).
     pub start_timeout: Duration,
 }
@@ -215,6 +218,7 @@ impl Shims {
             runtime: config.runtime,
             runtime_root: config.runtime_root,
             systemd_cgroup: config.systemd_cgroup,
+            log_format: config.log_format,
             start_timeout: config.start_timeout,
             socket_dir,
             events,
@@ -317,6 +321,7 @@ impl Shims {
             .env(env::RUNTIME, &self.runtime)
             .env(env::RUNTIME_ROOT, &self.runtime_root)
             .env(env::SHIM_CGROUP, shim_cgroup(cgroup))
+            .env(env::LOG_FORMAT, self.log_format)
             // One malloc arena: the shim's few threads need no more, and
             // each extra arena is memory the pod pays for.
             .env("MALLOC_ARENA_MAX", "1")
@@ -505,6 +510,7 @@ mod tests {
             runtime: "runc".into(),
             runtime_root: tmp.path().join("runc"),
             systemd_cgroup: false,
+            log_format: "text",
             start_timeout: Duration::from_millis(300),
         };
         let shims = Shims::start(config, &tmp.path().join("run")).await.unwrap();
