@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crio_api::cri::ContainerConfig;
 use crio_contract::annotations;
+use tracing::Instrument;
 
 use super::store::Reservation;
 use super::{ContainerRecord, ContainerState, Containers, RootfsJob};
@@ -136,9 +137,10 @@ impl Containers {
     /// The steps of a create; `cleanup` undoes them when one fails.
     async fn build(&self, c: &Creation<'_>) -> Result<()> {
         let mut steps = crate::steps::Steps::default();
-        let prepared = self.prepare_rootfs(c).await?;
+        let step = crate::telemetry::step;
+        let prepared = self.prepare_rootfs(c).instrument(step("rootfs")).await?;
         steps.mark("rootfs");
-        let written = self.write_spec(c, prepared).await?;
+        let written = self.write_spec(c, prepared).instrument(step("spec")).await?;
         let record = ContainerRecord {
             id: c.id.clone(),
             pod_id: c.pod.id.clone(),
@@ -171,10 +173,12 @@ impl Containers {
         let client = self
             .shims
             .ensure(&pod.id, &self.pods.run_dir(&pod.id), &pod.cgroup_parent())
+            .instrument(step("shim"))
             .await?;
         steps.mark("shim");
         client
             .create(c.id, &self.bundle(c.id), written.tty)
+            .instrument(step("task create"))
             .await
             .map_err(Error::task("create task"))?;
         steps.mark("task");

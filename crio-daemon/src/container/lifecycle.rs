@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::evidence::{self, init_gone};
 use super::{ContainerRecord, ContainerState, Containers};
 use crate::error::{Error, Result};
@@ -42,6 +44,7 @@ impl Containers {
         let started_at = crio_api::time::now_nanos();
         let pid = client
             .start(&r.id, "")
+            .instrument(crate::telemetry::step("task start"))
             .await
             .map_err(Error::task("start task"));
         self.note(&r.pod_id, &pid);

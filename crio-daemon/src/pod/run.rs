@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crio_api::cri::{NamespaceMode, PodSandboxConfig};
 use crio_network::netns::{self, Kind, PinRequest};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::store::Reservation;
 use super::{PodRecord, PodState, Pods, files, namespace_options, pod_name};
@@ -177,7 +178,8 @@ impl Pods {
                     .map_err(Error::PodShim)?;
             }
             Ok::<_, Error>(started.elapsed())
-        };
+        }
+        .instrument(crate::telemetry::step("shim start"));
         let (shim, rest) = tokio::join!(shim, self.build_in(record, &dir));
         let shim_ms = shim?.as_secs_f64() * 1e3;
         tracing::debug!(pod = %id, shim_ms, "pod shim started");
@@ -207,18 +209,23 @@ impl Pods {
                 hostname: (!host_net).then(|| hostname.clone()),
                 sysctls,
             })
+            .instrument(crate::telemetry::step("namespaces"))
             .await
             .map_err(|e| Error::Internal(format!("pod {}: {e}", record.id)))?;
         }
         steps.mark("namespaces");
         if !host_net {
-            self.add_network(record).await?;
+            self.add_network(record)
+                .instrument(crate::telemetry::step("network"))
+                .await?;
         }
         steps.mark("network");
+        let files = crate::telemetry::step("files").entered();
         write_files(record, dir, &hostname, host_net)?;
         if let Some(shm) = &record.shm {
             mount_shm(shm, &record.id)?;
         }
+        drop(files);
         steps.mark("files");
         tracing::debug!(pod = %record.id, steps = %steps.summary(), "pod built");
         Ok(())

@@ -111,6 +111,12 @@ where
     ))
 }
 
+/// A span for one step of a call (`rootfs`, `spec`…), child of the
+/// current span; it costs nothing unless tracing or debug logs want it.
+pub fn step(name: &str) -> tracing::Span {
+    tracing::debug_span!("step", otel.name = name)
+}
+
 /// Whether spans are exported.
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Acquire)

@@ -121,8 +121,26 @@ fn plugin_config(
     Value::Object(obj)
 }
 
-/// Runs plugin `index` of `conf` for `command`: its output on success.
+/// Runs plugin `index` of `conf` for `command` under a span of its own
+/// (`CNI ADD bridge`): its output on success.
 async fn exec(
+    conf: &NetworkConf,
+    index: usize,
+    command: &'static str,
+    config: &Value,
+    att: &Attachment,
+    plugins: &Plugins<'_>,
+) -> Result<Option<Value>, CniError> {
+    use tracing::Instrument;
+    let kind = &conf.plugins[index].kind;
+    let span = tracing::debug_span!("cni", otel.name = %format!("CNI {command} {kind}"));
+    run_plugin(conf, index, command, config, att, plugins)
+        .instrument(span)
+        .await
+}
+
+/// Runs plugin `index` of `conf` for `command`: its output on success.
+async fn run_plugin(
     conf: &NetworkConf,
     index: usize,
     command: &'static str,
