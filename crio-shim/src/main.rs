@@ -20,6 +20,7 @@ mod runtime;
 mod service;
 mod shim;
 mod tasks;
+mod trace;
 #[cfg(test)]
 mod tests;
 
