@@ -31,7 +31,11 @@ pub fn filter_for(level: &str) -> &'static str {
 impl LogFormat {
     /// The format named by `crio.runtime.log_format` ("text" or "json").
     pub fn named(name: &str) -> Self {
-        if name == "json" { LogFormat::Json } else { LogFormat::Text }
+        if name == "json" {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        }
     }
 
     /// Its name, as the shims get it.
@@ -68,7 +72,11 @@ pub fn init(
     };
     let layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> =
         std::iter::once(output).chain(extra).collect();
-    if tracing_subscriber::registry().with(layers).try_init().is_ok() {
+    if tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .is_ok()
+    {
         let _ = FILTER.set(handle);
     }
 }

@@ -12,6 +12,7 @@ mod events;
 mod exec;
 mod io;
 mod log;
+mod messages;
 mod metrics;
 mod mount;
 mod oom;
@@ -20,9 +21,9 @@ mod runtime;
 mod service;
 mod shim;
 mod tasks;
-mod trace;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

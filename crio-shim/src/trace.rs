@@ -206,13 +206,18 @@ mod tests {
             sampled: true,
         };
         let recorder = Arc::new(Recorder {
-            span: TraceParent { span_id: 9, ..parent },
+            span: TraceParent {
+                span_id: 9,
+                ..parent
+            },
             done: Mutex::default(),
         });
         let failed: Result<(), String> = CURRENT
             .scope(
                 recorder.clone(),
-                step(|| "runc create".into(), async { Err("exit status 1".into()) }),
+                step(|| "runc create".into(), async {
+                    Err("exit status 1".into())
+                }),
             )
             .await;
         assert!(failed.is_err());

@@ -140,7 +140,10 @@ impl Containers {
         let step = crate::telemetry::step;
         let prepared = self.prepare_rootfs(c).instrument(step("rootfs")).await?;
         steps.mark("rootfs");
-        let written = self.write_spec(c, prepared).instrument(step("spec")).await?;
+        let written = self
+            .write_spec(c, prepared)
+            .instrument(step("spec"))
+            .await?;
         let record = ContainerRecord {
             id: c.id.clone(),
             pod_id: c.pod.id.clone(),

@@ -163,7 +163,10 @@ impl Extractor for HeaderExtractor<'_> {
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(tonic::codegen::http::HeaderName::as_str).collect()
+        self.0
+            .keys()
+            .map(tonic::codegen::http::HeaderName::as_str)
+            .collect()
     }
 }
 
