@@ -90,7 +90,8 @@ impl Pods {
                         pods.reservations.lock().remove(&name);
                     }
                     let _ = tx.send(Some(outcome.map(|()| id.to_string())));
-                });
+                }
+                .in_current_span());
                 Ok(rx)
             }
         }
