@@ -185,7 +185,7 @@ impl Containers {
             .await
             .map_err(Error::task("create task"))?;
         steps.mark("task");
-        self.save_new(&record)?;
+        step("record").in_scope(|| self.save_new(&record))?;
         steps.mark("record");
         tracing::debug!(container = %c.id, steps = %steps.summary(), "container created");
         Ok(())

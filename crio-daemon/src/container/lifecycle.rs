@@ -51,6 +51,7 @@ impl Containers {
         let pid = pid?;
         let pid_start = evidence::start_time(pid);
         // An exit recorded meanwhile (its event came first) stays.
+        let _record = crate::telemetry::step("record").entered();
         self.change(&r.id, |r| {
             r.pid = pid;
             r.pid_start = pid_start;
