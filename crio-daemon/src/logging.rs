@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -63,6 +64,10 @@ pub fn init(
     let levels =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter_for(level)));
     let (levels, handle) = reload::Layer::new(levels);
+    // The RPC and step spans are for traces: log lines keep their shape.
+    let levels = levels.and(filter_fn(|meta| {
+        !(meta.is_span() && meta.target().starts_with("crio_"))
+    }));
     let output = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(Matching(filter.map(Arc::new)));

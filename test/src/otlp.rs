@@ -145,7 +145,10 @@ impl Receiver {
                     .iter()
                     .map(|s| {
                         let (trace, parent) = (s.trace_id(), s.parent_id());
-                        format!("{}:{} trace {trace} parent {parent}", s.service, s.span.name)
+                        format!(
+                            "{}:{} trace {trace} parent {parent}",
+                            s.service, s.span.name
+                        )
                     })
                     .collect();
                 anyhow::bail!("spans received in {limit:?}: {names:?}");

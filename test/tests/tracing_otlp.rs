@@ -150,7 +150,13 @@ async fn one_pod_start_is_one_trace_from_the_callers_span_down_to_runc() {
 
     // The daemon's steps, under their RPC.
     let run = named(&trace, "RunPodSandbox");
-    for step in ["namespaces", "network", "CNI ADD bridge", "shim start", "files"] {
+    for step in [
+        "namespaces",
+        "network",
+        "CNI ADD bridge",
+        "shim start",
+        "files",
+    ] {
         assert!(descends(&trace, named(&trace, step), run), "{step}");
     }
     let create = named(&trace, "CreateContainer");
@@ -168,7 +174,11 @@ async fn one_pod_start_is_one_trace_from_the_callers_span_down_to_runc() {
     assert!(descends(&trace, runc_create, named(&trace, "task create")));
     let runc_start = named(&trace, "runc start");
     assert_eq!(runc_start.service, "containerd-shim-crio-v2");
-    assert!(descends(&trace, runc_start, named(&trace, "StartContainer")));
+    assert!(descends(
+        &trace,
+        runc_start,
+        named(&trace, "StartContainer")
+    ));
     for s in &trace {
         assert!(s.span.start_time_unix_nano <= s.span.end_time_unix_nano);
     }

@@ -84,14 +84,16 @@ impl Pods {
                     },
                 );
                 let pods = self.clone();
-                tokio::spawn(async move {
-                    let outcome = pods.create(&id, &name, config, handler).await;
-                    if outcome.is_err() {
-                        pods.reservations.lock().remove(&name);
+                tokio::spawn(
+                    async move {
+                        let outcome = pods.create(&id, &name, config, handler).await;
+                        if outcome.is_err() {
+                            pods.reservations.lock().remove(&name);
+                        }
+                        let _ = tx.send(Some(outcome.map(|()| id.to_string())));
                     }
-                    let _ = tx.send(Some(outcome.map(|()| id.to_string())));
-                }
-                .in_current_span());
+                    .in_current_span(),
+                );
                 Ok(rx)
             }
         }

@@ -60,7 +60,7 @@ impl Sandboxes {
             };
             tokio::spawn(tracing::Instrument::in_current_span(infra))
                 .await
-            .map_err(|e| Error::Internal(format!("infra container: {e}")))??;
+                .map_err(|e| Error::Internal(format!("infra container: {e}")))??;
         }
         self.announce(&id, EventKind::Started);
         Ok(id)

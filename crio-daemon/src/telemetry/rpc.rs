@@ -72,7 +72,8 @@ where
         let answer = self.inner.call(req).instrument(span.clone());
         Box::pin(async move {
             let result = answer.await;
-            let ms = started.elapsed().as_secs_f64() * 1e3;
+            // Milliseconds to the microsecond.
+            let ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
             match &result {
                 Ok(resp) => match tonic::Status::from_header_map(resp.headers())
                     .filter(|s| s.code() != tonic::Code::Ok)
