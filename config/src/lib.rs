@@ -389,8 +389,9 @@ pub struct TracingConfig {
     pub enable_tracing: bool,
     /// OTLP gRPC endpoint, `host:port` (plain HTTP/2, no TLS).
     pub tracing_endpoint: String,
-    /// Traces sampled per million (of those the caller's `traceparent`
-    /// does not decide).
+    /// Traces sampled per million: 0 samples none, even those the caller
+    /// sampled; otherwise the caller's `traceparent` decides, and traces
+    /// begun here are sampled at this rate.
     pub tracing_sampling_rate_per_million: u32,
 }
 

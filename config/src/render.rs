@@ -269,7 +269,7 @@ const DOCS: &[(&str, &str)] = &[
     ),
     (
         "crio.tracing.tracing_sampling_rate_per_million",
-        "Traces sampled per million when the caller's traceparent does not decide.",
+        "Traces sampled per million; 0 samples none, even the caller's.",
     ),
     ("crio.stats", "Stats collection."),
     (
