@@ -85,6 +85,13 @@ fn names(spans: &[Received]) -> Vec<String> {
         .collect()
 }
 
+/// Whether a span named `name` descends from `ancestor`.
+fn has_under(spans: &[Received], name: &str, ancestor: &Received) -> bool {
+    spans
+        .iter()
+        .any(|s| s.span.name == name && descends(spans, s, ancestor))
+}
+
 /// Whether `child` descends from `ancestor` through spans of the trace.
 fn descends(spans: &[Received], child: &Received, ancestor: &Received) -> bool {
     let by_id: HashMap<String, &Received> = spans.iter().map(|s| (s.span_id(), s)).collect();
@@ -154,14 +161,18 @@ async fn one_pod_start_is_one_trace_from_the_callers_span_down_to_runc() {
         "namespaces",
         "network",
         "CNI ADD bridge",
-        "shim start",
+        "pod shim",
         "files",
     ] {
-        assert!(descends(&trace, named(&trace, step), run), "{step}");
+        assert!(has_under(&trace, step, run), "{step}: {:#?}", names(&trace));
     }
     let create = named(&trace, "CreateContainer");
-    for step in ["rootfs", "spec", "task create"] {
-        assert!(descends(&trace, named(&trace, step), create), "{step}");
+    for step in ["rootfs", "spec", "pod shim", "task create", "record"] {
+        assert!(
+            has_under(&trace, step, create),
+            "{step}: {:#?}",
+            names(&trace)
+        );
     }
 
     // The shim's spans, exported under its own service, below the call
@@ -183,7 +194,18 @@ async fn one_pod_start_is_one_trace_from_the_callers_span_down_to_runc() {
         assert!(s.span.start_time_unix_nano <= s.span.end_time_unix_nano);
     }
 
+    // The container's exit, reported by the shim under the start's trace.
     remove_pod(&mut setup.client, &pod).await;
+    let all = receiver
+        .wait_for(Duration::from_secs(30), |spans| {
+            ours(spans).iter().any(|s| s.span.name == "exit reported")
+        })
+        .await
+        .unwrap();
+    let trace = ours(&all);
+    let exit = named(&trace, "exit reported");
+    assert_eq!(exit.service, "containerd-shim-crio-v2");
+    assert!(descends(&trace, exit, named(&trace, "StartContainer")));
 }
 
 /// The span with ID `id`.

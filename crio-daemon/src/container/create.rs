@@ -176,7 +176,7 @@ impl Containers {
         let client = self
             .shims
             .ensure(&pod.id, &self.pods.run_dir(&pod.id), &pod.cgroup_parent())
-            .instrument(step("shim"))
+            .instrument(step("pod shim"))
             .await?;
         steps.mark("shim");
         client

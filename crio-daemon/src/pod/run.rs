@@ -182,7 +182,7 @@ impl Pods {
             }
             Ok::<_, Error>(started.elapsed())
         }
-        .instrument(crate::telemetry::step("shim start"));
+        .instrument(crate::telemetry::step("pod shim"));
         let (shim, rest) = tokio::join!(shim, self.build_in(record, &dir));
         let shim_ms = shim?.as_secs_f64() * 1e3;
         tracing::debug!(pod = %id, shim_ms, "pod shim started");
