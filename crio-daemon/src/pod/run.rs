@@ -135,10 +135,11 @@ impl Pods {
             record.shm = Some(self.run_dir(id).join("shm"));
         }
         record.namespaces = kinds.iter().map(|k| k.name().to_string()).collect();
-        self.save_pending(&record)?;
+        let step = crate::telemetry::step;
+        step("pending record").in_scope(|| self.save_pending(&record))?;
         match self.build(&mut record).await {
             Ok(()) => {
-                self.save(&record)?;
+                step("record").in_scope(|| self.save(&record))?;
                 let _ = std::fs::remove_file(self.pending_file(id));
                 tracing::info!(pod = %id, name, ips = ?record.ips, elapsed_ms = started.elapsed().as_millis() as u64, "pod ready");
                 Ok(())
