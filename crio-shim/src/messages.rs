@@ -19,16 +19,34 @@ fn now() -> String {
 fn format_line(json: bool, time: &str, message: &str) -> String {
     const TARGET: &str = "containerd_shim_crio_v2";
     if json {
-        let line = serde_json::json!({
-            "timestamp": time,
-            "level": "WARN",
-            "fields": { "message": message },
-            "target": TARGET,
-        });
-        format!("{line}\n")
+        format!(
+            "{{\"timestamp\":{},\"level\":\"WARN\",\"fields\":{{\"message\":{}}},\"target\":\"{TARGET}\"}}\n",
+            json_string(time),
+            json_string(message)
+        )
     } else {
         format!("{time}  WARN {TARGET}: {message}\n")
     }
+}
+
+/// `text` as a JSON string. By hand: serde_json's serializer would add to
+/// the shim's text, and so to every pod's memory, for a few warnings.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
@@ -43,8 +61,8 @@ mod tests {
             format!("{t}  WARN containerd_shim_crio_v2: full\n")
         );
         let json: serde_json::Value =
-            serde_json::from_str(format_line(true, t, "a \"b\"").trim()).unwrap();
-        assert_eq!(json["fields"]["message"], "a \"b\"");
+            serde_json::from_str(format_line(true, t, "a \"b\"\\\n\u{1}é").trim()).unwrap();
+        assert_eq!(json["fields"]["message"], "a \"b\"\\\n\u{1}é");
         assert_eq!(json["level"], "WARN");
         assert_eq!(json["timestamp"], t);
     }
