@@ -26,9 +26,45 @@ tokio::task_local! {
 
 /// The spans of one traced task call.
 pub struct Recorder {
+    /// The caller's span.
+    parent: TraceParent,
     /// The call's own span, parent of the runtime commands' spans.
     span: TraceParent,
+    start: i64,
     done: Mutex<Vec<SpanRecord>>,
+}
+
+impl Recorder {
+    /// A recorder for a call under `parent`, begun now.
+    fn begin(parent: TraceParent) -> Arc<Self> {
+        Arc::new(Self {
+            parent,
+            span: TraceParent {
+                span_id: new_span_id(),
+                ..parent
+            },
+            start: now_nanos(),
+            done: Mutex::default(),
+        })
+    }
+
+    /// Ends the call's span and sends it with those under it. Not generic:
+    /// one copy in the shim's text, whatever the call.
+    async fn finish(&self, events: &Events, name: &str, id: &str, error: Option<String>) {
+        let mut call = record(&self.parent, format!("shim {name}"), self.start, error);
+        call.span_id = self.span.span_id;
+        call.attributes
+            .push(("container.id".to_string(), id.to_string()));
+        let mut spans = std::mem::take(&mut *self.done.lock());
+        spans.push(call);
+        events.spans(&spans).await;
+    }
+
+    /// Records runtime command `name`, begun at `start`, under the call.
+    fn add_step(&self, name: String, start: i64, error: Option<String>) {
+        let span = record(&self.span, name, start, error);
+        self.done.lock().push(span);
+    }
 }
 
 /// The sampled trace context of a task call, if the daemon sent one.
@@ -69,55 +105,37 @@ pub fn record(parent: &TraceParent, name: String, start: i64, error: Option<Stri
 /// Serves task call `name` for container `id` under the caller's trace
 /// context, if any: a span for the call, the runtime's spans under it,
 /// all sent to the daemon when it ends.
-pub async fn call<T, E: std::fmt::Display>(
+pub async fn call<T>(
     ctx: &TtrpcContext,
     events: &Events,
     name: &str,
     id: &str,
-    work: impl Future<Output = Result<T, E>>,
-) -> Result<T, E> {
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
     let Some(parent) = parent_of(ctx) else {
         return work.await;
     };
-    let start = now_nanos();
-    let span = TraceParent {
-        span_id: new_span_id(),
-        ..parent
-    };
-    let recorder = Arc::new(Recorder {
-        span,
-        done: Mutex::default(),
-    });
+    let recorder = Recorder::begin(parent);
     let result = CURRENT.scope(recorder.clone(), work).await;
-    let mut call = record(
-        &parent,
-        format!("shim {name}"),
-        start,
-        result.as_ref().err().map(ToString::to_string),
-    );
-    call.span_id = span.span_id;
-    call.attributes
-        .push(("container.id".to_string(), id.to_string()));
-    let mut spans = std::mem::take(&mut *recorder.done.lock());
-    spans.push(call);
-    events.spans(&spans).await;
+    let error = result.as_ref().err().map(ToString::to_string);
+    recorder.finish(events, name, id, error).await;
     result
 }
 
-/// Runs runtime command `name` as a child span of the task call being
-/// served (when it is traced).
-pub async fn step<T, E: std::fmt::Display>(
-    name: impl FnOnce() -> String,
-    work: impl Future<Output = Result<T, E>>,
-) -> Result<T, E> {
+/// Runs command `command` of `runtime` as a child span of the task call
+/// being served (when it is traced).
+pub async fn step<T>(
+    runtime: &str,
+    command: &str,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
     let Ok(recorder) = CURRENT.try_with(Arc::clone) else {
         return work.await;
     };
     let start = now_nanos();
     let result = work.await;
     let error = result.as_ref().err().map(ToString::to_string);
-    let span = record(&recorder.span, name(), start, error);
-    recorder.done.lock().push(span);
+    recorder.add_step(format!("{runtime} {command}"), start, error);
     result
 }
 
@@ -133,11 +151,6 @@ impl<R> Traced<R> {
     pub fn new(inner: R, name: String) -> Self {
         Self { inner, name }
     }
-
-    fn span(&self, command: &str) -> impl FnOnce() -> String {
-        let name = format!("{} {command}", self.name);
-        move || name
-    }
 }
 
 #[async_trait::async_trait]
@@ -147,24 +160,24 @@ impl<R: Runtime> Runtime for Traced<R> {
     }
 
     async fn create(&self, args: &CreateArgs<'_>, stdio: Stdio) -> Result<()> {
-        step(self.span("create"), self.inner.create(args, stdio)).await
+        step(&self.name, "create", self.inner.create(args, stdio)).await
     }
 
     async fn start(&self, id: &str, exited: watch::Receiver<Option<Exit>>) -> Result<()> {
-        step(self.span("start"), self.inner.start(id, exited)).await
+        step(&self.name, "start", self.inner.start(id, exited)).await
     }
 
     async fn exec(&self, id: &str, process: &Path, pid_file: &Path, stdio: Stdio) -> Result<()> {
         let run = self.inner.exec(id, process, pid_file, stdio);
-        step(self.span("exec"), run).await
+        step(&self.name, "exec", run).await
     }
 
     async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<()> {
-        step(self.span("kill"), self.inner.kill(id, signal, all)).await
+        step(&self.name, "kill", self.inner.kill(id, signal, all)).await
     }
 
     async fn delete(&self, id: &str) -> Result<()> {
-        step(self.span("delete"), self.inner.delete(id)).await
+        step(&self.name, "delete", self.inner.delete(id)).await
     }
 
     async fn ps(&self, id: &str) -> Result<Option<Vec<u32>>> {
@@ -173,11 +186,11 @@ impl<R: Runtime> Runtime for Traced<R> {
 
     async fn pause(&self, id: &str, paused: bool) -> Result<()> {
         let command = if paused { "pause" } else { "resume" };
-        step(self.span(command), self.inner.pause(id, paused)).await
+        step(&self.name, command, self.inner.pause(id, paused)).await
     }
 
     async fn update(&self, id: &str, resources: &Path) -> Result<()> {
-        step(self.span("update"), self.inner.update(id, resources)).await
+        step(&self.name, "update", self.inner.update(id, resources)).await
     }
 }
 
@@ -194,8 +207,8 @@ mod tests {
 
     #[tokio::test]
     async fn steps_outside_a_traced_call_record_nothing() {
-        let out: Result<u8, String> = step(|| unreachable!("not named"), async { Ok(7) }).await;
-        assert_eq!(out, Ok(7));
+        let out = step("runc", "create", async { Ok(7) }).await;
+        assert_eq!(out.unwrap(), 7);
     }
 
     #[tokio::test]
@@ -205,29 +218,19 @@ mod tests {
             span_id: 6,
             sampled: true,
         };
-        let recorder = Arc::new(Recorder {
-            span: TraceParent {
-                span_id: 9,
-                ..parent
-            },
-            done: Mutex::default(),
-        });
-        let failed: Result<(), String> = CURRENT
-            .scope(
-                recorder.clone(),
-                step(|| "runc create".into(), async {
-                    Err("exit status 1".into())
-                }),
-            )
+        let recorder = Recorder::begin(parent);
+        let failing = async { Err::<(), _>(crate::error::ShimError::NoTerminal) };
+        let failed = CURRENT
+            .scope(recorder.clone(), step("runc", "create", failing))
             .await;
         assert!(failed.is_err());
         let done = recorder.done.lock();
         assert_eq!(done.len(), 1);
-        assert_eq!((done[0].trace_id, done[0].parent_span_id), (5, 9));
+        assert_eq!(done[0].trace_id, 5);
+        assert_eq!(done[0].parent_span_id, recorder.span.span_id);
+        assert_ne!(recorder.span.span_id, 6);
         assert_eq!(done[0].name, "runc create");
-        assert_eq!(
-            done[0].attributes,
-            [(ERROR_ATTRIBUTE.to_string(), "exit status 1".to_string())]
-        );
+        let error = crate::error::ShimError::NoTerminal.to_string();
+        assert_eq!(done[0].attributes, [(ERROR_ATTRIBUTE.to_string(), error)]);
     }
 }
