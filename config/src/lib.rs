@@ -158,6 +158,11 @@ pub struct RuntimeConfig {
     pub default_runtime: String,
     /// Log level of the daemon: trace, debug, info, warn, error (fatal and panic map to error).
     pub log_level: String,
+    /// Only log lines whose message matches this regular expression
+    /// ("" = all), as CRI-O's `log_filter`.
+    pub log_filter: String,
+    /// Format of the daemon's and the shims' logs: "text" or "json".
+    pub log_format: String,
     /// `cgroupfs` or `systemd`.
     pub cgroup_manager: String,
     /// Capabilities a non-privileged container gets unless it drops them.
@@ -201,6 +206,8 @@ impl Default for RuntimeConfig {
         Self {
             default_runtime: "runc".into(),
             log_level: "info".into(),
+            log_filter: String::new(),
+            log_format: "text".into(),
             cgroup_manager: "cgroupfs".into(),
             default_capabilities: [
                 "CHOWN",
@@ -411,9 +418,11 @@ impl Default for MetricsConfig {
 pub struct TracingConfig {
     /// Export trace spans over OTLP.
     pub enable_tracing: bool,
-    /// OTLP gRPC endpoint, `host:port`.
+    /// OTLP gRPC endpoint, `host:port` (plain HTTP/2, no TLS).
     pub tracing_endpoint: String,
-    /// Sampled spans per million.
+    /// Traces sampled per million: 0 samples none, even those the caller
+    /// sampled; otherwise the caller's `traceparent` decides, and traces
+    /// begun here are sampled at this rate.
     pub tracing_sampling_rate_per_million: u32,
 }
 
@@ -421,7 +430,7 @@ impl Default for TracingConfig {
     fn default() -> Self {
         Self {
             enable_tracing: false,
-            tracing_endpoint: "127.0.0.1:4317".into(),
+            tracing_endpoint: "0.0.0.0:4317".into(),
             tracing_sampling_rate_per_million: 0,
         }
     }

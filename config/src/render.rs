@@ -85,6 +85,14 @@ const DOCS: &[(&str, &str)] = &[
         "crio.runtime.log_level",
         "trace, debug, info, warn or error.",
     ),
+    (
+        "crio.runtime.log_filter",
+        "Only log lines matching this regular expression (\"\" = all).",
+    ),
+    (
+        "crio.runtime.log_format",
+        "text or json, for the daemon and its shims.",
+    ),
     ("crio.runtime.cgroup_manager", "cgroupfs or systemd."),
     (
         "crio.runtime.default_capabilities",
@@ -272,7 +280,7 @@ const DOCS: &[(&str, &str)] = &[
     ),
     (
         "crio.tracing.tracing_sampling_rate_per_million",
-        "Sampled spans per million.",
+        "Traces sampled per million; 0 samples none, even the caller's.",
     ),
     ("crio.stats", "Stats collection."),
     (

@@ -261,6 +261,12 @@ impl Checker<'_> {
                 "trace", "debug", "info", "warn", "warning", "error", "fatal", "panic",
             ],
         )?;
+        c.one_of("crio.runtime.log_format", &rt.log_format, &["text", "json"])?;
+        c.check(
+            regex::Regex::new(&rt.log_filter).is_ok(),
+            "crio.runtime.log_filter",
+            || format!("{:?} is not a regular expression", rt.log_filter),
+        )?;
         c.one_of(
             "crio.runtime.cgroup_manager",
             &rt.cgroup_manager,
@@ -532,6 +538,16 @@ mod tests {
                 "[crio.api]\ngrpc_max_send_msg_size = 10",
                 "crio.api.grpc_max_send_msg_size",
                 "outside",
+            ),
+            (
+                "[crio.runtime]\nlog_format = \"xml\"",
+                "crio.runtime.log_format",
+                "not one of",
+            ),
+            (
+                "[crio.runtime]\nlog_filter = \"(unclosed\"",
+                "crio.runtime.log_filter",
+                "regular expression",
             ),
             (
                 "[crio.runtime]\nlog_level = \"loud\"",

@@ -30,9 +30,9 @@ pub struct Cli {
     /// Log level: trace, debug, info, warn, error, fatal, panic.
     #[arg(short = 'l', long, global = true)]
     pub log_level: Option<String>,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    /// Log format (crio.runtime.log_format).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
     /// Runtime handler used when a pod names none.
     #[arg(long, global = true)]
     pub default_runtime: Option<String>,
@@ -172,6 +172,9 @@ impl Cli {
         }
         if let Some(v) = &self.log_level {
             set("crio.runtime", "log_level", Value::String(v.clone()));
+        }
+        if let Some(v) = self.log_format {
+            set("crio.runtime", "log_format", Value::String(v.name().into()));
         }
         if let Some(v) = &self.default_runtime {
             set("crio.runtime", "default_runtime", Value::String(v.clone()));

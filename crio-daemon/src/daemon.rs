@@ -31,27 +31,53 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    crate::logging::init(&loaded.config.runtime.log_level, cli.log_format);
-    for w in &loaded.warnings {
-        tracing::warn!("{w}");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
+            eprintln!("crio: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(loaded, Arc::new(cli))) {
+    if let Err(e) = init_logs(&runtime, &loaded.config) {
+        eprintln!("crio: {e}");
+        return ExitCode::FAILURE;
+    }
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let result = runtime.block_on(serve(loaded, Arc::new(cli)));
+    crate::telemetry::shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The log (`log_level`, `log_format`, `log_filter`) and, when enabled,
+/// the OpenTelemetry layer, whose gRPC channel needs the runtime.
+fn init_logs(runtime: &tokio::runtime::Runtime, config: &crio_config::Config) -> Result<()> {
+    let rt = &config.runtime;
+    let filter = (!rt.log_filter.is_empty())
+        .then(|| regex::Regex::new(&rt.log_filter))
+        .transpose()
+        .context("crio.runtime.log_filter")?;
+    let _entered = runtime.enter();
+    let otel = crate::telemetry::layer(&config.tracing)
+        .map_err(anyhow::Error::msg)
+        .context("crio.tracing")?;
+    crate::logging::init(
+        &rt.log_level,
+        crate::logging::LogFormat::named(&rt.log_format),
+        filter,
+        otel,
+    );
+    Ok(())
 }
 
 /// The systemd cgroup driver needs systemd as init (`systemd_dir` is
@@ -141,6 +167,7 @@ async fn start_shims(config: &crio_config::Config, handlers: Arc<Handlers>) -> R
     let shim = ShimConfig {
         handlers,
         systemd_cgroup: config.runtime.cgroup_manager == "systemd",
+        log_format: crate::logging::LogFormat::named(&config.runtime.log_format).name(),
         start_timeout: crate::shim::START_TIMEOUT,
     };
     Ok(Arc::new(Shims::start(shim, &config.runroot).await?))
@@ -220,7 +247,7 @@ async fn run_server(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
         tonic::transport::Server::builder()
-            .layer(crate::metrics::OperationsLayer)
+            .layer(crate::telemetry::RpcLayer)
             .add_service(
                 RuntimeServiceServer::new(runtime_api)
                     .max_encoding_message_size(send_max)

@@ -189,11 +189,14 @@ impl Images {
         let timeout = self.progress_timeout;
         let in_flight = self.in_flight.clone();
         let usage = self.usage.clone();
+        // Under the span of the caller that began it; its layers are children.
+        let span = tracing::debug_span!("step", otel.name = "image pull", image = %name);
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             let cancel = interest.cancel.clone();
             let task_name = name.clone();
             let outcome = tokio::task::spawn_blocking(move || {
+                let _pulling = span.enter();
                 let lookup = |r: &Reference| {
                     trust
                         .auth

@@ -32,6 +32,7 @@ pub mod socket;
 pub mod status;
 pub mod steps;
 pub mod streaming;
+pub mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod userns;

@@ -1,7 +1,10 @@
-//! Daemon logs on stderr through tracing-subscriber, as text or JSON.
+//! Daemon logs on stderr through tracing-subscriber, as text or JSON, only
+//! the lines matching `log_filter` when it is set.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
@@ -26,28 +29,96 @@ pub fn filter_for(level: &str) -> &'static str {
     }
 }
 
+impl LogFormat {
+    /// The format named by `crio.runtime.log_format` ("text" or "json").
+    pub fn named(name: &str) -> Self {
+        if name == "json" {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        }
+    }
+
+    /// Its name, as the shims get it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 /// The handle that swaps the level filter on a reload.
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
-/// Installs the global subscriber; `RUST_LOG` refines the level when set.
-pub fn init(level: &str, format: LogFormat) {
-    let filter =
+/// The `log_filter` lines must match (None: every line); a reload swaps it.
+static LINE_FILTER: parking_lot::RwLock<Option<Arc<regex::Regex>>> = parking_lot::RwLock::new(None);
+
+/// Installs the global subscriber: the log on stderr in `format`, at
+/// `level` (`RUST_LOG` refines it when set), only lines matching `filter`
+/// when it is not empty; and `extra` (the OpenTelemetry layer), which
+/// filters for itself.
+pub fn init(
+    level: &str,
+    format: LogFormat,
+    filter: Option<regex::Regex>,
+    extra: Option<Box<dyn Layer<Registry> + Send + Sync>>,
+) {
+    let levels =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter_for(level)));
-    let (filter, handle) = reload::Layer::new(filter);
+    let (levels, handle) = reload::Layer::new(levels);
+    // The RPC and step spans are for traces: log lines keep their shape.
+    let levels = levels.and(filter_fn(|meta| {
+        !(meta.is_span() && meta.target().starts_with("crio_"))
+    }));
     let output = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(Matching);
+    *LINE_FILTER.write() = filter.map(Arc::new);
     let output = match format {
-        LogFormat::Text => output.boxed(),
-        LogFormat::Json => output.json().boxed(),
+        LogFormat::Text => output.with_filter(levels).boxed(),
+        LogFormat::Json => output.json().with_filter(levels).boxed(),
     };
+    let layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> =
+        std::iter::once(output).chain(extra).collect();
     if tracing_subscriber::registry()
-        .with(filter)
-        .with(output)
+        .with(layers)
         .try_init()
         .is_ok()
     {
         let _ = FILTER.set(handle);
+    }
+}
+
+/// Stderr, but only the lines that match [`LINE_FILTER`].
+#[derive(Clone, Copy)]
+struct Matching;
+
+impl<'a> MakeWriter<'a> for Matching {
+    type Writer = MatchingLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        MatchingLine(LINE_FILTER.read().clone())
+    }
+}
+
+/// One formatted line on its way to stderr.
+struct MatchingLine(Option<Arc<regex::Regex>>);
+
+impl std::io::Write for MatchingLine {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let keep = self
+            .0
+            .as_ref()
+            .is_none_or(|re| re.is_match(&String::from_utf8_lossy(line)));
+        if keep {
+            std::io::stderr().write_all(line)?;
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -66,6 +137,17 @@ pub fn set_level(level: &str) -> Result<(), String> {
     handle
         .reload(EnvFilter::new(filter_for(level)))
         .map_err(|e| e.to_string())
+}
+
+/// Sets the `log_filter` of the running daemon (a SIGHUP reload): a
+/// regular expression the lines must match, "" for every line.
+pub fn set_filter(pattern: &str) -> Result<(), regex::Error> {
+    let filter = match pattern {
+        "" => None,
+        p => Some(Arc::new(regex::Regex::new(p)?)),
+    };
+    *LINE_FILTER.write() = filter;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq)]
 struct Reloadable {
     log_level: String,
+    log_filter: String,
     image: crio_config::ImageConfig,
     seccomp_profile: std::path::PathBuf,
     apparmor_profile: String,
@@ -36,6 +37,7 @@ impl Reloadable {
     fn of(config: &crio_config::Config) -> Self {
         Self {
             log_level: config.runtime.log_level.clone(),
+            log_filter: config.runtime.log_filter.clone(),
             image: config.image.clone(),
             seccomp_profile: config.runtime.seccomp_profile.clone(),
             apparmor_profile: config.runtime.apparmor_profile.clone(),
@@ -45,6 +47,7 @@ impl Reloadable {
     /// Writes these values over `config`'s.
     fn apply_to(&self, config: &mut crio_config::Config) {
         config.runtime.log_level = self.log_level.clone();
+        config.runtime.log_filter = self.log_filter.clone();
         config.image = self.image.clone();
         config.runtime.seccomp_profile = self.seccomp_profile.clone();
         config.runtime.apparmor_profile = self.apparmor_profile.clone();
@@ -54,6 +57,7 @@ impl Reloadable {
     fn changes(&self, new: &Self) -> Vec<Change> {
         let pairs = [
             ("crio.runtime.log_level", &self.log_level, &new.log_level),
+            ("crio.runtime.log_filter", &self.log_filter, &new.log_filter),
             (
                 "crio.image.pause_image",
                 &self.image.pause_image,
@@ -244,6 +248,11 @@ fn apply(state: &State, old: &Reloadable, new: &Reloadable) {
         && let Err(e) = crate::logging::set_level(&new.log_level)
     {
         tracing::warn!("SIGHUP: log level not changed: {e}");
+    }
+    if old.log_filter != new.log_filter
+        && let Err(e) = crate::logging::set_filter(&new.log_filter)
+    {
+        tracing::warn!("SIGHUP: log filter not changed: {e}");
     }
     if old.image != new.image {
         state.containers.set_image_config(new.image.clone());

@@ -205,7 +205,7 @@ impl Tasks {
                 tasks.oom_killed(&id, &container.bundle).await;
             }
             if let Err(e) = record_exit(container.bundle.clone(), exit).await {
-                eprintln!("record exit of {id}: {e}");
+                crate::messages::warn(format_args!("record exit of {id}: {e}"));
             }
             *container.status.lock() = api::Status::STOPPED;
             let _ = exit_tx.send(Some(exit));

@@ -2,6 +2,7 @@
 //! to the daemon's event endpoint (`TTRPC_ADDRESS`). Without a listener an
 //! event is dropped: the bundle's exit and oom files are the record.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +18,9 @@ use containerd_shim::protos::shim::events::ForwardRequest;
 use containerd_shim::protos::shim_async::EventsClient;
 use containerd_shim::protos::topics;
 use containerd_shim::protos::ttrpc;
+
+use crio_contract::trace::{SPANS_TOPIC, SPANS_TYPE, SpanRecord, TraceParent};
+use parking_lot::Mutex;
 
 use crate::runtime::Exit;
 
@@ -67,12 +71,19 @@ impl EventSink for Daemon {
 pub struct Events {
     namespace: String,
     sink: Arc<dyn EventSink>,
+    /// The trace context each traced container was started under: its
+    /// exit and OOM kills are reported there.
+    traced: Mutex<HashMap<String, TraceParent>>,
 }
 
 impl Events {
     /// Events of `namespace` delivered to `sink`.
     pub fn new(namespace: String, sink: Arc<dyn EventSink>) -> Self {
-        Self { namespace, sink }
+        Self {
+            namespace,
+            sink,
+            traced: Mutex::default(),
+        }
     }
 
     /// Publishes `event` (protobuf type `containerd.events.<kind>`) on
@@ -82,8 +93,14 @@ impl Events {
         let Ok(value) = event.write_to_bytes_dyn() else {
             return;
         };
+        self.publish_packed(topic, format!("containerd.events.{kind}"), value)
+            .await;
+    }
+
+    /// Publishes a payload of type `type_url` on `topic`.
+    async fn publish_packed(&self, topic: &str, type_url: String, value: Vec<u8>) {
         let mut any = Any::new();
-        any.type_url = format!("containerd.events.{kind}");
+        any.type_url = type_url;
         any.value = value;
         let mut envelope = Envelope::new();
         envelope.timestamp = timestamp(now_nanos());
@@ -120,15 +137,42 @@ impl Events {
         };
         self.publish(topics::TASK_EXIT_EVENT_TOPIC, "TaskExit", &event)
             .await;
+        let parent = self.traced.lock().remove(id);
+        if let Some(parent) = parent {
+            // From the reaping to the report, exit file written on the way.
+            let span = crate::trace::record(&parent, "exit reported".into(), exit.1, None);
+            self.spans(&[span]).await;
+        }
     }
 
     /// A process of the container was OOM-killed.
     pub async fn oom(&self, id: &str) {
+        let start = now_nanos();
         let event = TaskOOM {
             container_id: id.to_string(),
             ..Default::default()
         };
         self.publish(topics::TASK_OOM_EVENT_TOPIC, "TaskOOM", &event)
+            .await;
+        let parent = self.traced.lock().get(id).copied();
+        if let Some(parent) = parent {
+            let span = crate::trace::record(&parent, "oom reported".into(), start, None);
+            self.spans(&[span]).await;
+        }
+    }
+
+    /// Reports the exit and OOM kills of container `id` under `parent`.
+    pub fn follow(&self, id: &str, parent: TraceParent) {
+        self.traced.lock().insert(id.to_string(), parent);
+    }
+
+    /// Sends finished spans to the daemon, which exports them.
+    pub async fn spans(&self, spans: &[SpanRecord]) {
+        if spans.is_empty() {
+            return;
+        }
+        let payload = crio_contract::trace::encode_spans(spans);
+        self.publish_packed(SPANS_TOPIC, SPANS_TYPE.to_string(), payload)
             .await;
     }
 

@@ -111,7 +111,10 @@ impl Sink {
             *room -= keep as u64;
             if keep < chunk.len() && !self.full {
                 self.full = true;
-                eprintln!("{}: full, the rest of the output is discarded", self.path);
+                crate::messages::warn(format_args!(
+                    "{}: full, the rest of the output is discarded",
+                    self.path
+                ));
             }
         }
         if keep > 0 {

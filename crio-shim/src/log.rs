@@ -60,7 +60,9 @@ impl Output {
         {
             match self.file.set_len(0) {
                 Ok(()) => self.size = 0,
-                Err(e) => eprintln!("empty the log file at its size limit: {e}"),
+                Err(e) => {
+                    crate::messages::warn(format_args!("empty the log file at its size limit: {e}"))
+                }
             }
         }
         match self.file.write_all(line) {

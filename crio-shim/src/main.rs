@@ -12,6 +12,7 @@ mod events;
 mod exec;
 mod io;
 mod log;
+mod messages;
 mod metrics;
 mod mount;
 mod oom;
@@ -22,6 +23,7 @@ mod shim;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

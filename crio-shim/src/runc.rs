@@ -87,6 +87,14 @@ impl Runc {
         }
     }
 
+    /// The runtime binary's file name (`runc`), which names its spans.
+    pub fn name(&self) -> String {
+        self.binary
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "runtime".into())
+    }
+
     /// Runs `runtime --root ROOT ARGS…`; with `stdio`, the command's stdio
     /// is those descriptors (they become the container's). With `deadline`,
     /// a command still running then is killed and the run fails with

@@ -73,8 +73,10 @@ impl TaskService {
     /// and publishing its events to the daemon's endpoint (`TTRPC_ADDRESS`).
     pub fn new(namespace: String, exit: Arc<ExitSignal>) -> Self {
         let events = Events::new(namespace, Arc::new(Daemon::default()));
+        let runc = Runc::from_env();
+        let name = runc.name();
         let tasks = Tasks::new(
-            Arc::new(Runc::from_env()),
+            Arc::new(crate::trace::Traced::new(runc, name)),
             crate::shim::socket_dir(),
             events,
         );
@@ -85,16 +87,32 @@ impl TaskService {
     pub fn with_tasks(tasks: Arc<Tasks>, exit: Arc<ExitSignal>) -> Self {
         Self { tasks, exit }
     }
+
+    /// Runs operation `name` on container `id`, traced when the caller
+    /// sent a sampled trace context; its error as a ttrpc status.
+    async fn traced<T>(
+        &self,
+        ctx: &TtrpcContext,
+        name: &str,
+        id: &str,
+        work: impl std::future::Future<Output = Result<T, ShimError>>,
+    ) -> TtrpcResult<T> {
+        crate::trace::call(ctx, &self.tasks.events, name, id, work)
+            .await
+            .map_err(status)
+    }
 }
 
 #[async_trait]
 impl Task for TaskService {
     async fn create(
         &self,
-        _ctx: &TtrpcContext,
+        ctx: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
-        let pid = self.tasks.create(req).await.map_err(status)?;
+        let id = req.id.clone();
+        let created = self.tasks.create(req);
+        let pid = self.traced(ctx, "create", &id, created).await?;
         Ok(api::CreateTaskResponse {
             pid,
             ..Default::default()
@@ -103,25 +121,32 @@ impl Task for TaskService {
 
     async fn exec(
         &self,
-        _ctx: &TtrpcContext,
+        ctx: &TtrpcContext,
         req: api::ExecProcessRequest,
     ) -> TtrpcResult<api::Empty> {
-        self.tasks.exec(&req).await.map_err(status)?;
+        self.traced(ctx, "exec", &req.id, self.tasks.exec(&req))
+            .await?;
         Ok(api::Empty::default())
     }
 
     async fn start(
         &self,
-        _ctx: &TtrpcContext,
+        ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
         let pid = if req.exec_id.is_empty() {
-            self.tasks.start(&req.id).await
+            if let Some(parent) = crate::trace::parent_of(ctx) {
+                // Its exit and OOM kills are reported under this trace.
+                self.tasks.events.follow(&req.id, parent);
+            }
+            self.traced(ctx, "start", &req.id, self.tasks.start(&req.id))
+                .await
         } else {
-            self.tasks.start_exec(&req.id, &req.exec_id).await
+            let started = self.tasks.start_exec(&req.id, &req.exec_id);
+            self.traced(ctx, "start exec", &req.id, started).await
         };
         Ok(api::StartResponse {
-            pid: pid.map_err(status)?,
+            pid: pid?,
             ..Default::default()
         })
     }
@@ -145,13 +170,15 @@ impl Task for TaskService {
         })
     }
 
-    async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
-        if req.exec_id.is_empty() {
-            self.tasks.kill(&req.id, req.signal, req.all).await
-        } else {
-            self.tasks.kill_exec(&req.id, &req.exec_id, req.signal)
-        }
-        .map_err(status)?;
+    async fn kill(&self, ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
+        let killed = async {
+            if req.exec_id.is_empty() {
+                self.tasks.kill(&req.id, req.signal, req.all).await
+            } else {
+                self.tasks.kill_exec(&req.id, &req.exec_id, req.signal)
+            }
+        };
+        self.traced(ctx, "kill", &req.id, killed).await?;
         Ok(api::Empty::default())
     }
 
@@ -174,16 +201,19 @@ impl Task for TaskService {
 
     async fn delete(
         &self,
-        _ctx: &TtrpcContext,
+        ctx: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
-        if req.exec_id.is_empty() {
-            self.tasks.delete(&req.id).await
-        } else {
-            self.tasks.delete_exec(&req.id, &req.exec_id).await
-        }
-        .map(deleted)
-        .map_err(status)
+        let deleting = async {
+            if req.exec_id.is_empty() {
+                self.tasks.delete(&req.id).await
+            } else {
+                self.tasks.delete_exec(&req.id, &req.exec_id).await
+            }
+        };
+        self.traced(ctx, "delete", &req.id, deleting)
+            .await
+            .map(deleted)
     }
 
     async fn pids(

@@ -89,7 +89,10 @@ impl containerd_shim::asynchronous::Shim for Shim {
             if let Some(cgroup) = std::env::var_os(crio_contract::env::SHIM_CGROUP) {
                 let root = std::path::Path::new("/sys/fs/cgroup");
                 if let Err(e) = crio_cgroups::join(root, cgroup.as_ref(), std::process::id()) {
-                    eprintln!("join cgroup {}: {e}", cgroup.to_string_lossy());
+                    crate::messages::warn(format_args!(
+                        "join cgroup {}: {e}",
+                        cgroup.to_string_lossy()
+                    ));
                 }
             }
         }
@@ -177,7 +180,7 @@ impl containerd_shim::asynchronous::Shim for Shim {
         if let Some(base) = self.socket.strip_suffix(FRAMEWORK_SUFFIX) {
             match serve_both_versions(&format!("{base}.sock"), &service).await {
                 Ok(server) => *self.server.lock().await = Some(server),
-                Err(e) => eprintln!("serve the task API: {e}"),
+                Err(e) => crate::messages::warn(format_args!("serve the task API: {e}")),
             }
         }
         service

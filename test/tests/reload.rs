@@ -207,6 +207,47 @@ async fn sighup_adds_a_runtime_handler() {
     crio_test::containers::remove_pod(&mut client, &id).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_a_new_log_filter() {
+    let registry = Registry::start().unwrap();
+    let images = push_standard_images(&registry).unwrap();
+    let first = drop_in("debug", &images.pause.reference);
+    let world = PodWorld::start_with_registry_files(&registry, "", &[(DROP_IN, &first)]).unwrap();
+    let mut client = world.daemon.client().await.unwrap();
+
+    // Only lines naming Version (or the reload) are logged from now on.
+    let filtered = first.replace(
+        "log_level = \"debug\"\n",
+        "log_level = \"debug\"\nlog_filter = \"Version|SIGHUP\"\n",
+    );
+    std::fs::write(world.daemon.path(DROP_IN), filtered).unwrap();
+    hup_and_wait_for(&world.daemon, "SIGHUP: reloaded registries");
+    let before = world.daemon.log().len();
+    let list = crio_api::cri::ListPodSandboxRequest::default();
+    client.runtime.list_pod_sandbox(list).await.unwrap();
+    client
+        .runtime
+        .version(VersionRequest::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let log = world.daemon.log();
+        if log[before..].contains("rpc=Version") {
+            break log[before..].to_string();
+        }
+        assert!(Instant::now() < deadline, "no Version line in {log}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!after.contains("ListPodSandbox"), "{after}");
+    assert!(
+        after
+            .lines()
+            .all(|l| l.contains("Version") || l.contains("SIGHUP")),
+        "{after}"
+    );
+}
+
 /// The next datagram on `socket`, within `timeout`.
 fn next_message(socket: &UnixDatagram, timeout: Duration) -> Option<String> {
     socket.set_read_timeout(Some(timeout)).unwrap();

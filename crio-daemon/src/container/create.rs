@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crio_api::cri::ContainerConfig;
 use crio_contract::annotations;
+use tracing::Instrument;
 
 use super::store::Reservation;
 use super::{ContainerRecord, ContainerState, Containers, RootfsJob};
@@ -152,11 +153,15 @@ impl Containers {
     /// The steps of a create; `cleanup` undoes them when one fails.
     async fn build(&self, c: &Creation<'_>) -> Result<()> {
         let mut steps = crate::steps::Steps::default();
+        let step = crate::telemetry::step;
         c.stage.set("container storage creation");
-        let prepared = self.prepare_rootfs(c).await?;
+        let prepared = self.prepare_rootfs(c).instrument(step("rootfs")).await?;
         steps.mark("rootfs");
         c.stage.set("container spec configuration");
-        let written = self.write_spec(c, prepared).await?;
+        let written = self
+            .write_spec(c, prepared)
+            .instrument(step("spec"))
+            .await?;
         let record = ContainerRecord {
             id: c.id.clone(),
             pod_id: c.pod.id.clone(),
@@ -195,14 +200,16 @@ impl Containers {
                 &pod.cgroup_parent(),
                 &pod.runtime_handler,
             )
+            .instrument(step("pod shim"))
             .await?;
         steps.mark("shim");
         client
             .create(c.id, &self.bundle(c.id), written.tty)
+            .instrument(step("task create"))
             .await
             .map_err(Error::task("create task"))?;
         steps.mark("task");
-        self.save_new(&record)?;
+        step("record").in_scope(|| self.save_new(&record))?;
         steps.mark("record");
         tracing::debug!(container = %c.id, steps = %steps.summary(), "container created");
         Ok(())

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::evidence::{self, init_gone};
 use super::{ContainerRecord, ContainerState, Containers};
 use crate::error::{Error, Result};
@@ -51,12 +53,14 @@ impl Containers {
         let started_at = crio_api::time::now_nanos();
         let pid = client
             .start(&r.id, "")
+            .instrument(crate::telemetry::step("task start"))
             .await
             .map_err(Error::task("start task"));
         self.note(&r.pod_id, &pid);
         let pid = pid?;
         let pid_start = evidence::start_time(pid);
         // An exit recorded meanwhile (its event came first) stays.
+        let _record = crate::telemetry::step("record").entered();
         self.change(&r.id, |r| {
             r.pid = pid;
             r.pid_start = pid_start;

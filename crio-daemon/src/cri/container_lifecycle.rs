@@ -20,7 +20,8 @@ pub async fn create(
         .config
         .ok_or_else(|| crio_api::status::invalid_field("config", "is required"))?;
     let containers = st.containers.clone();
-    let id = tokio::spawn(async move { containers.create(&req.pod_sandbox_id, config).await })
+    let creating = async move { containers.create(&req.pod_sandbox_id, config).await };
+    let id = tokio::spawn(tracing::Instrument::in_current_span(creating))
         .await
         .map_err(|e| tonic::Status::internal(format!("CreateContainer: {e}")))??;
     Ok(CreateContainerResponse { container_id: id })

@@ -6,9 +6,8 @@
 //!
 //! Also here: ListMetricDescriptors and ListPodSandboxMetrics values
 //! (`pod`), the daemon's process metrics (`process`), the endpoint
-//! (`server`) and the per-RPC layer (`layer`).
+//! (`server`); each RPC is counted by `crate::telemetry`'s per-RPC layer.
 
-mod layer;
 pub mod pod;
 mod process;
 mod server;
@@ -21,7 +20,6 @@ use prometheus::{
     GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
 };
 
-pub use layer::OperationsLayer;
 pub use server::serve;
 
 /// CRI-O's subsystem: every family's name starts with it.

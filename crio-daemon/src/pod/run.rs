@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crio_api::cri::{NamespaceMode, PodSandboxConfig};
 use crio_network::netns::{self, Kind, PinRequest};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::store::Reservation;
 use super::{PodRecord, PodState, Pods, files, namespace_options, pod_name};
@@ -86,13 +87,16 @@ impl Pods {
                     },
                 );
                 let pods = self.clone();
-                tokio::spawn(async move {
-                    let outcome = pods.create(&id, &name, config, handler, &stage).await;
-                    if outcome.is_err() {
-                        pods.reservations.lock().remove(&name);
+                tokio::spawn(
+                    async move {
+                        let outcome = pods.create(&id, &name, config, handler, &stage).await;
+                        if outcome.is_err() {
+                            pods.reservations.lock().remove(&name);
+                        }
+                        let _ = tx.send(Some(outcome.map(|()| id.to_string())));
                     }
-                    let _ = tx.send(Some(outcome.map(|()| id.to_string())));
-                });
+                    .in_current_span(),
+                );
                 Ok(rx)
             }
         }
@@ -138,10 +142,11 @@ impl Pods {
             kinds.push(Kind::User);
         }
         record.namespaces = kinds.iter().map(|k| k.name().to_string()).collect();
-        self.save_pending(&record)?;
+        let step = crate::telemetry::step;
+        step("pending record").in_scope(|| self.save_pending(&record))?;
         match self.build(&mut record, stage).await {
             Ok(()) => {
-                self.save(&record)?;
+                step("record").in_scope(|| self.save(&record))?;
                 let _ = std::fs::remove_file(self.pending_file(id));
                 tracing::info!(pod = %id, name, ips = ?record.ips, elapsed_ms = started.elapsed().as_millis() as u64, "pod ready");
                 Ok(())
@@ -185,7 +190,8 @@ impl Pods {
                     .map_err(Error::PodShim)?;
             }
             Ok::<_, Error>(started.elapsed())
-        };
+        }
+        .instrument(crate::telemetry::step("pod shim"));
         let rest = async {
             let built = self.build_in(record, &dir, stage).await;
             stage.set("sandbox container runtime creation");
@@ -227,20 +233,25 @@ impl Pods {
                 sysctls,
                 user: crate::userns::pod_map(&record.config)?,
             })
+            .instrument(crate::telemetry::step("namespaces"))
             .await
             .map_err(|e| Error::Internal(format!("pod {}: {e}", record.id)))?;
         }
         steps.mark("namespaces");
         stage.set("sandbox network creation");
         if !host_net {
-            self.add_network(record).await?;
+            self.add_network(record)
+                .instrument(crate::telemetry::step("network"))
+                .await?;
         }
         steps.mark("network");
         stage.set("sandbox shm creation");
+        let files = crate::telemetry::step("files").entered();
         write_files(record, dir, &hostname, host_net)?;
         if let Some(shm) = &record.shm {
             mount_shm(shm, &record.id)?;
         }
+        drop(files);
         if kinds.contains(&Kind::User) {
             let pinned =
                 netns::pin_path(&self.config.runtime.namespaces_dir, Kind::User, &record.id);

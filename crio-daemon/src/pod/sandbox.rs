@@ -51,15 +51,16 @@ impl Sandboxes {
             self.shims.check()?;
             // In a task of its own: a kubelet giving up does not cut it short.
             let this = self.clone();
-            tokio::spawn(async move {
+            let infra = async move {
                 let result = this.containers.run_infra(&pod).await;
                 if result.is_err() {
                     this.remove(&pod.id).await?;
                 }
                 result
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("infra container: {e}")))??;
+            };
+            tokio::spawn(tracing::Instrument::in_current_span(infra))
+                .await
+                .map_err(|e| Error::Internal(format!("infra container: {e}")))??;
         }
         self.announce(&id, EventKind::Started);
         Ok(id)

@@ -80,10 +80,14 @@ impl Events for Endpoint {
                 // Closed only when the daemon stops.
                 let _ = self.0.send(event).await;
             }
-            None => {
-                let topic = req.envelope.as_ref().map(|e| e.topic.as_str());
-                tracing::debug!(topic, "shim event");
-            }
+            None => match req.envelope.as_ref() {
+                Some(e) if e.topic == crio_contract::trace::SPANS_TOPIC => {
+                    if let Some(spans) = e.event.as_ref() {
+                        crate::telemetry::export_shim_spans(&spans.value);
+                    }
+                }
+                other => tracing::debug!(topic = other.map(|e| e.topic.as_str()), "shim event"),
+            },
         }
         Ok(task::Empty::default())
     }

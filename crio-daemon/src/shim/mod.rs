@@ -160,6 +160,7 @@ pub struct Shims {
     /// The runtime handlers: each pod's shim is its handler's.
     handlers: Arc<Handlers>,
     systemd_cgroup: bool,
+    log_format: &'static str,
     start_timeout: Duration,
     socket_dir: PathBuf,
     events: PathBuf,
@@ -189,6 +190,8 @@ pub struct ShimConfig {
     pub handlers: Arc<Handlers>,
     /// Their systemd cgroup driver.
     pub systemd_cgroup: bool,
+    /// The shim's log format ("text" or "json"), as the daemon's.
+    pub log_format: &'static str,
     /// How long a shim may take to serve ([`START_TIMEOUT`]).
     pub start_timeout: Duration,
 }
@@ -219,6 +222,7 @@ impl Shims {
         Ok(Self {
             handlers: config.handlers,
             systemd_cgroup: config.systemd_cgroup,
+            log_format: config.log_format,
             start_timeout: config.start_timeout,
             socket_dir,
             events,
@@ -418,6 +422,7 @@ mod tests {
         let config = ShimConfig {
             handlers: Arc::new(handlers),
             systemd_cgroup: false,
+            log_format: "text",
             start_timeout: Duration::from_millis(300),
         };
         let shims = Shims::start(config, &tmp.path().join("run")).await.unwrap();

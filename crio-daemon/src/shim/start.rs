@@ -28,8 +28,8 @@ struct Launch<'a> {
 impl Shims {
     /// The shim binary of `handler` as a command run in `dir`, with the
     /// environment every shim gets: the events endpoint, the sockets'
-    /// directory, the OCI runtime and root (`oci`), the cgroup driver and
-    /// the handler's `monitor_env`.
+    /// directory, the log format, the OCI runtime and root (`oci`), the
+    /// cgroup driver and the handler's `monitor_env`.
     pub(super) fn command(
         &self,
         handler: &Handler,
@@ -40,6 +40,7 @@ impl Shims {
         cmd.current_dir(dir)
             .env("TTRPC_ADDRESS", &self.events)
             .env(env::SHIM_SOCKET_DIR, &self.socket_dir)
+            .env(env::LOG_FORMAT, self.log_format)
             // One malloc arena: the shim's few threads need no more, and
             // each extra arena is memory the pod pays for.
             .env("MALLOC_ARENA_MAX", "1")

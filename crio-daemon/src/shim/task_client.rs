@@ -117,9 +117,15 @@ pub trait TaskClient: Send + Sync {
 #[derive(Clone)]
 pub struct TtrpcTask(pub task::TaskClient);
 
+/// A call's context: its deadline, and the trace context of the current
+/// span when it is sampled, so the shim records its spans under it.
 fn ctx(limit: Option<Duration>) -> ttrpc::context::Context {
     let nanos = limit.map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-    ttrpc::context::with_timeout(nanos)
+    let mut ctx = ttrpc::context::with_timeout(nanos);
+    if let Some(parent) = crate::telemetry::current_traceparent() {
+        ctx.add(crio_contract::trace::TRACEPARENT.to_string(), parent);
+    }
+    ctx
 }
 
 #[async_trait::async_trait]

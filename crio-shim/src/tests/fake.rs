@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use async_trait::async_trait;
 use containerd_shim::protos::shim::events::ForwardRequest;
 use crio_contract::bundle::EXIT_FILE;
+use crio_contract::trace::{SPANS_TOPIC, SpanRecord, decode_spans};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -177,6 +178,8 @@ pub struct Recorder {
     bundle: PathBuf,
     /// (topic, exit file content) per event.
     pub events: Mutex<Vec<(String, Option<String>)>>,
+    /// The spans of the span events.
+    pub spans: Mutex<Vec<SpanRecord>>,
 }
 
 impl Recorder {
@@ -185,6 +188,7 @@ impl Recorder {
         Self {
             bundle: bundle.to_path_buf(),
             events: Mutex::default(),
+            spans: Mutex::default(),
         }
     }
 
@@ -198,6 +202,10 @@ impl Recorder {
 impl EventSink for Recorder {
     async fn forward(&self, req: ForwardRequest) {
         let exit = std::fs::read_to_string(self.bundle.join(EXIT_FILE)).ok();
+        if req.envelope.topic == SPANS_TOPIC {
+            let spans = decode_spans(&req.envelope.event.value);
+            self.spans.lock().extend(spans);
+        }
         self.events.lock().push((req.envelope.topic.clone(), exit));
     }
 }

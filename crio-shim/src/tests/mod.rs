@@ -15,8 +15,13 @@ use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::topics;
 use crio_contract::bundle::{EXIT_FILE, exit_record};
 
+use containerd_shim::protos::shim_async::Task;
+use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
+use crio_contract::trace::TRACEPARENT;
+
 use crate::error::ShimError;
 use crate::events::Events;
+use crate::service::TaskService;
 use crate::tasks::Tasks;
 use fake::{FakeRuntime, Recorder};
 
@@ -367,4 +372,61 @@ fn errors_become_the_status_codes_clients_rely_on() {
     assert_eq!(runtime.to_string(), "kill container c: no such process");
     assert_eq!(code(runtime), Code::UNKNOWN);
     assert_eq!(code(ShimError::NoPidFile("exec ")), Code::INTERNAL);
+}
+
+/// A task call's context, with `traceparent` in its metadata if given.
+fn ttrpc_context(traceparent: Option<&str>) -> TtrpcContext {
+    TtrpcContext {
+        mh: Default::default(),
+        metadata: traceparent
+            .map(|p| (TRACEPARENT.to_string(), vec![p.to_string()]))
+            .into_iter()
+            .collect(),
+        timeout_nano: 0,
+        connection_data: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn traced_calls_send_their_spans_and_untraced_ones_none() {
+    let w = World::new();
+    let runtime = crate::trace::Traced::new(fake::FakeRuntime::default(), "fake".into());
+    let runtime = Arc::new(runtime);
+    let events = Events::new("k8s.io".into(), w.events.clone());
+    let tasks = Arc::new(Tasks::new(runtime, w.sockets.clone(), events));
+    let service = TaskService::with_tasks(tasks, Arc::new(Default::default()));
+
+    // Without a traceparent (tracing off), or with an unsampled one: nothing.
+    service
+        .create(&ttrpc_context(None), w.create_request("c1"))
+        .await
+        .unwrap();
+    let unsampled = "00-0000000000000000000000000000000a-000000000000000b-00";
+    let kill = api::KillRequest {
+        id: "c1".into(),
+        signal: 9,
+        ..Default::default()
+    };
+    let _ = service.kill(&ttrpc_context(Some(unsampled)), kill).await;
+    assert!(w.events.spans.lock().is_empty());
+
+    // Sampled: the call's span under the caller's, the runtime's under it.
+    let sampled = "00-0000000000000000000000000000000a-000000000000000b-01";
+    let delete = api::DeleteRequest {
+        id: "c1".into(),
+        ..Default::default()
+    };
+    service
+        .delete(&ttrpc_context(Some(sampled)), delete)
+        .await
+        .unwrap();
+    let spans = w.events.spans.lock().clone();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["fake delete", "shim delete"]);
+    let (runtime_span, call) = (&spans[0], &spans[1]);
+    assert!(spans.iter().all(|s| s.trace_id == 0xa));
+    assert_eq!(call.parent_span_id, 0xb);
+    assert_eq!(runtime_span.parent_span_id, call.span_id);
+    assert!(call.start_nanos <= runtime_span.start_nanos);
+    assert!(runtime_span.end_nanos <= call.end_nanos);
 }

@@ -9,6 +9,7 @@
 
 pub mod log;
 pub mod time;
+pub mod trace;
 
 /// Annotations of a container's config.json that the shim reads.
 pub mod annotations {
@@ -41,6 +42,9 @@ pub mod env {
     pub const SHIM_CGROUP: &str = "CRIO_SHIM_CGROUP";
     /// Where the shim puts its sockets.
     pub const SHIM_SOCKET_DIR: &str = "CRIO_SHIM_SOCKET_DIR";
+    /// The format of the shim's own log (its stderr, the pod's
+    /// `shim.log`): "text" or "json", as the daemon's.
+    pub const LOG_FORMAT: &str = "CRIO_LOG_FORMAT";
 }
 
 /// Files of a container's bundle directory written by the shim.

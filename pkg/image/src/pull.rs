@@ -421,6 +421,7 @@ impl Puller {
         let next = AtomicUsize::new(0);
         let first_error: Mutex<Option<PullError>> = Mutex::new(None);
         let workers = self.parallel_layers.clamp(1, descs.len().max(1));
+        let pull_span = tracing::Span::current();
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| {
@@ -429,6 +430,14 @@ impl Puller {
                         if i >= descs.len() || first_error.lock().is_some() {
                             return;
                         }
+                        let _layer = tracing::debug_span!(
+                            parent: &pull_span,
+                            "layer",
+                            otel.name = "layer",
+                            digest = %descs[i].digest,
+                            size = descs[i].size,
+                        )
+                        .entered();
                         let parent = i.checked_sub(1).map(|p| &chains[p]);
                         if let Err(e) = self.fetch_layer(
                             client,

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+use tracing::Instrument;
 
 use crate::{NetworkConf, run};
 
@@ -121,6 +122,12 @@ fn plugin_config(
     Value::Object(obj)
 }
 
+/// The span of plugin `index` of `conf` running `command` (`CNI ADD bridge`).
+fn plugin_span(conf: &NetworkConf, index: usize, command: &str) -> tracing::Span {
+    let kind = &conf.plugins[index].kind;
+    tracing::debug_span!("cni", otel.name = %format!("CNI {command} {kind}"))
+}
+
 /// Runs plugin `index` of `conf` for `command`: its output on success.
 async fn exec(
     conf: &NetworkConf,
@@ -212,7 +219,10 @@ pub async fn add(
     let mut prev: Option<Value> = None;
     for (i, plugin) in list.iter().enumerate() {
         let config = plugin_config(conf, plugin, prev.as_ref(), att);
-        match exec(conf, i, "ADD", &config, att, plugins).await {
+        match exec(conf, i, "ADD", &config, att, plugins)
+            .instrument(plugin_span(conf, i, "ADD"))
+            .await
+        {
             Ok(Some(result)) => prev = Some(result),
             Ok(None) => {}
             Err(e) => {
@@ -248,7 +258,10 @@ async fn del_from(
     let mut first = None;
     for i in (0..count.min(list.len())).rev() {
         let config = plugin_config(conf, &list[i], result, att);
-        if let Err(e) = exec(conf, i, "DEL", &config, att, plugins).await {
+        if let Err(e) = exec(conf, i, "DEL", &config, att, plugins)
+            .instrument(plugin_span(conf, i, "DEL"))
+            .await
+        {
             first.get_or_insert(e);
         }
     }
@@ -269,7 +282,9 @@ pub async fn check(
     let list = conf.list["plugins"].as_array().cloned().unwrap_or_default();
     for (i, plugin) in list.iter().enumerate() {
         let config = plugin_config(conf, plugin, Some(result), att);
-        exec(conf, i, "CHECK", &config, att, plugins).await?;
+        exec(conf, i, "CHECK", &config, att, plugins)
+            .instrument(plugin_span(conf, i, "CHECK"))
+            .await?;
     }
     Ok(())
 }

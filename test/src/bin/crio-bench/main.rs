@@ -7,7 +7,9 @@
 //! `--smoke` takes a few samples, for CI; `--daemon-log FILE` keeps the
 //! crio-rs daemon's log (per-step timings at debug level). `--only GROUPS`
 //! (comma-separated: pods, containers, throughput, pleg, images) measures
-//! those groups alone.
+//! those groups alone. `--tracing receiver|dead` has crio-rs export every
+//! trace over OTLP to a receiver in this process, or to a port where
+//! nothing listens.
 
 mod images;
 mod lifecycle;
@@ -19,6 +21,7 @@ use anyhow::Result;
 use crio_test::Registry;
 use crio_test::containerd::Containerd;
 use crio_test::images::{StandardImages, push_standard_images};
+use crio_test::otlp::Receiver;
 use crio_test::pods::{PodWorld, bridge_conflist};
 use serde_json::{Value, json};
 
@@ -67,7 +70,8 @@ async fn main() -> Result<()> {
     // Images (and the reference's pause image) come from a registry of the bench's own.
     let registry = Registry::start()?;
     let standard = push_standard_images(&registry)?;
-    let targets = targets(&args, &registry, &standard)?;
+    let (receiver, drop_in) = tracing(&args).await?;
+    let targets = targets(&args, &registry, &standard, &drop_in)?;
     // What the reference cannot do here, said rather than skipped.
     let mut notes = Vec::new();
     if targets.len() > 1 {
@@ -88,6 +92,10 @@ async fn main() -> Result<()> {
             std::fs::write(path, w.daemon.log())?;
         }
     }
+    if let Some(mode) = args.option("--tracing") {
+        let received = receiver.as_ref().map(|r| r.spans().len());
+        results["tracing"] = json!({"mode": mode, "spans_received": received});
+    }
     println!("{}", serde_json::to_string_pretty(&results)?);
     if let Some(path) = args.option("--svg") {
         std::fs::write(path, svg(&results))?;
@@ -98,9 +106,39 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// crio-rs, and containerd with `--with-containerd`.
-fn targets(args: &Args, registry: &Registry, standard: &StandardImages) -> Result<Vec<Target>> {
-    let mut targets = vec![Target::Crio(PodWorld::start_with_registry(registry)?)];
+/// With `--tracing receiver|dead`: the receiver (for `receiver`) and the
+/// drop-in that has crio-rs trace every call to it (or to a dead port).
+async fn tracing(args: &Args) -> Result<(Option<Receiver>, Vec<(String, String)>)> {
+    let (receiver, endpoint) = match args.option("--tracing").map(String::as_str) {
+        None => return Ok((None, Vec::new())),
+        Some("receiver") => {
+            let r = Receiver::start().await?;
+            let endpoint = r.endpoint();
+            (Some(r), endpoint)
+        }
+        Some("dead") => (None, "127.0.0.1:9".to_string()),
+        Some(other) => anyhow::bail!("--tracing {other}: receiver or dead"),
+    };
+    let conf = format!(
+        "[crio.tracing]\nenable_tracing = true\ntracing_endpoint = \"{endpoint}\"\n\
+         tracing_sampling_rate_per_million = 1000000\n"
+    );
+    Ok((receiver, vec![("conf.d/90-tracing.conf".into(), conf)]))
+}
+
+/// crio-rs (with `drop_in` files), and containerd with `--with-containerd`.
+fn targets(
+    args: &Args,
+    registry: &Registry,
+    standard: &StandardImages,
+    drop_in: &[(String, String)],
+) -> Result<Vec<Target>> {
+    let files: Vec<(&str, &str)> = drop_in
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let crio = PodWorld::start_with_registry_files(registry, "", &files)?;
+    let mut targets = vec![Target::Crio(crio)];
     if args.flag("--with-containerd") {
         let pid = std::process::id();
         let bridge = format!("ctrd{}", pid % 1_000_000);
