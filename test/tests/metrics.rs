@@ -457,18 +457,17 @@ async fn pod_sandbox_metrics_follow_a_container_that_allocates_and_burns_cpu() {
     );
     assert!(start["container_processes"] >= 1, "{start:?}");
 
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Whole seconds of CPU: on a loaded 2-core machine the busy loop may get
+    // well under one CPU, so the wait is long and the bar one second.
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let now = by_name(&pod_metrics(&mut client).await);
         let cpu = now["container_cpu_usage_seconds_total"];
+        let split =
+            now["container_cpu_user_seconds_total"] + now["container_cpu_system_seconds_total"];
         let grew = now["container_memory_usage_bytes"]
             .saturating_sub(start["container_memory_usage_bytes"]);
-        if cpu >= 2 && grew >= 40 << 20 {
-            assert!(
-                now["container_cpu_user_seconds_total"] + now["container_cpu_system_seconds_total"]
-                    >= 1
-            );
-            assert!(cpu > start["container_cpu_usage_seconds_total"]);
+        if cpu > start["container_cpu_usage_seconds_total"] && split >= 1 && grew >= 40 << 20 {
             break;
         }
         assert!(
