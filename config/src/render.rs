@@ -434,7 +434,10 @@ mod tests {
     #[test]
     fn entries_are_what_render_prints() {
         let entries = entries(&Config::default());
-        let listen = entries.iter().find(|e| e.path == "crio.api.listen").unwrap();
+        let listen = entries
+            .iter()
+            .find(|e| e.path == "crio.api.listen")
+            .unwrap();
         assert_eq!(listen.key, "listen");
         assert_eq!(listen.type_name(), "string");
         assert_eq!(listen.doc, Some("Path of the CRI gRPC unix socket."));
@@ -444,7 +447,9 @@ mod tests {
             .unwrap();
         assert_eq!((runc.type_name(), runc.value.is_none()), ("table", true));
         let text = render(&Config::default());
-        let keys = text.lines().filter(|l| l.contains(" = ") && !l.starts_with('#'));
+        let keys = text
+            .lines()
+            .filter(|l| l.contains(" = ") && !l.starts_with('#'));
         let values = entries.iter().filter(|e| e.value.is_some());
         assert_eq!(keys.count(), values.count());
     }
