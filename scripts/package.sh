@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds the Debian package crio-rs_VERSION_amd64.deb with cargo-deb.
 #
-#   bash scripts/package.sh [--profile release|dev] [--deb-version V] [--out DIR]
+#   bash scripts/package.sh [--profile release|dev] [--no-build] [--deb-version V] [--out DIR]
 #
 # --profile release (the default, for real use): the LTO release daemon and
 #   client and the static, size-optimised shim (profile `shim`), as
 #   scripts/setup.sh builds them; a cold build takes about 11 minutes here.
 # --profile dev: the debug build already there (CI and the tests), binaries
 #   stripped; same layout and scripts, slower and bigger binaries.
+# --no-build: package what that profile's build left in the target directory
+#   (the tests do, after the suite's build).
 # --deb-version: the package's version (default: the workspace's, revision 1).
 # --out: where the .deb goes (default: target/debian). Its path is printed last.
 set -euo pipefail
@@ -16,11 +18,13 @@ cd "$(dirname "$0")/.."
 profile=release
 deb_version=
 out=target/debian
+build=yes
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile=$2; shift 2 ;;
     --deb-version) deb_version=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --no-build) build=no; shift ;;
     *) echo "package: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -38,15 +42,19 @@ mkdir -p "$stage/man" "$stage/completions"
 
 case "$profile" in
   release)
-    cargo build --release --locked --bin crio --bin crioctl
     triple="$(rustc -vV | sed -n 's/^host: //p')"
-    RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-      cargo build --profile shim --locked --target "$triple" --bin containerd-shim-crio-v2
+    if [ "$build" = yes ]; then
+      cargo build --release --locked --bin crio --bin crioctl
+      RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+        cargo build --profile shim --locked --target "$triple" --bin containerd-shim-crio-v2
+    fi
     bin="$target/release"
     install -m 0755 "$target/$triple/shim/containerd-shim-crio-v2" "$stage/"
     ;;
   dev)
-    cargo build --locked --bin crio --bin crioctl --bin containerd-shim-crio-v2
+    if [ "$build" = yes ]; then
+      cargo build --locked --bin crio --bin crioctl --bin containerd-shim-crio-v2
+    fi
     bin="$target/debug"
     strip -o "$stage/containerd-shim-crio-v2" "$bin/containerd-shim-crio-v2"
     ;;

@@ -10,6 +10,7 @@ pub mod cri;
 pub mod daemon;
 pub mod image;
 pub mod images;
+pub mod package;
 pub mod pods;
 pub mod registry;
 pub mod shim;
