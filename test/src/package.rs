@@ -64,11 +64,19 @@ fn inputs_modified() -> SystemTime {
     paths.push(root.join("scripts/package.sh"));
     paths.push(root.join("crio-daemon/Cargo.toml"));
     for dir in ["packaging/debian", "packaging/systemd", "packaging/cni"] {
-        for entry in std::fs::read_dir(root.join(dir)).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(root.join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             paths.push(entry.path());
         }
     }
-    paths.iter().map(|p| modified(p)).max().unwrap_or(SystemTime::UNIX_EPOCH)
+    paths
+        .iter()
+        .map(|p| modified(p))
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// The .deb of version `version` (e.g. `0.1.0-1`), built from the debug
@@ -84,7 +92,10 @@ pub fn deb(version: &str) -> Result<PathBuf> {
     if modified(&deb) > inputs_modified() {
         return Ok(deb);
     }
-    let target = cache_dir().parent().map(Path::to_path_buf).unwrap_or_default();
+    let target = cache_dir()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     run(Command::new("bash")
         .arg(workspace().join("scripts/package.sh"))
         .args(["--profile", "dev", "--no-build", "--deb-version", version])
@@ -185,7 +196,9 @@ fn mirror() -> String {
 impl DebianRoot {
     /// Unpacks the cached bookworm root, or bootstraps (and caches) one.
     pub fn create() -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("crio-test-deb-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("crio-test-deb-")
+            .tempdir()?;
         // The root's `/`: others than root (apt's sandbox user) cross it.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         let root = Self { dir: Some(dir) };
@@ -248,7 +261,10 @@ impl Drop for DebianRoot {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         if mounts.contains(&dir.path().display().to_string()) {
             // Never remove a tree that still has the host's /proc in it.
-            eprintln!("DebianRoot: mounts remain under {}: kept", dir.path().display());
+            eprintln!(
+                "DebianRoot: mounts remain under {}: kept",
+                dir.path().display()
+            );
             let _ = dir.keep();
         }
     }

@@ -44,12 +44,17 @@ fn inside(root: &Path, path: &Path) -> PathBuf {
 fn assert_purged(root: &Path, files: &[PathBuf]) {
     for f in files {
         let p = inside(root, f);
-        assert!(p.symlink_metadata().is_err(), "left after purge: {}", p.display());
+        assert!(
+            p.symlink_metadata().is_err(),
+            "left after purge: {}",
+            p.display()
+        );
     }
     for left in [
         "etc/crio",
         "var/lib/crio-rs",
         "etc/systemd/system/multi-user.target.wants/crio.service",
+        "var/lib/systemd/deb-systemd-helper-enabled/crio.service.dsh-also",
     ] {
         assert!(!root.join(left).exists(), "left after purge: {left}");
     }
@@ -105,14 +110,21 @@ fn installs_runs_and_purges_in_a_fresh_debian_12_root() {
     // The shipped crio.conf (commented defaults) loads: crio config prints
     // the defaults from it.
     let config = text(&run(&mut root.chroot(&["crio", "config"])).unwrap());
-    assert!(config.contains("listen = \"/run/crio/crio.sock\""), "{config}");
+    assert!(
+        config.contains("listen = \"/run/crio/crio.sock\""),
+        "{config}"
+    );
     run(&mut root.chroot(&["crioctl", "--version"])).unwrap();
     for page in MAN_PAGES {
         let mut man = root.chroot(&["man", "--warnings", "-l", page]);
         let out = run(man.env("MANWIDTH", "80")).unwrap();
         let (shown, warnings) = (String::from_utf8_lossy(&out.stdout), &out.stderr);
         assert!(shown.contains("NAME"), "{page}: {shown}");
-        assert!(warnings.is_empty(), "{page}: {}", String::from_utf8_lossy(warnings));
+        assert!(
+            warnings.is_empty(),
+            "{page}: {}",
+            String::from_utf8_lossy(warnings)
+        );
     }
 
     // A purge keeps the storage unless asked.
@@ -120,12 +132,18 @@ fn installs_runs_and_purges_in_a_fresh_debian_12_root() {
     run(&mut root.chroot(&["apt-get", "purge", "-y", "-q", PACKAGE])).unwrap();
     assert_purged(r, &files);
     assert!(!r.join("etc/cni/net.d/10-crio-bridge.conflist").exists());
-    assert!(r.join("var/lib/crio/images").is_dir(), "storage removed unasked");
+    assert!(
+        r.join("var/lib/crio/images").is_dir(),
+        "storage removed unasked"
+    );
     install(&[]);
     let mut purge = root.chroot(&["apt-get", "purge", "-y", "-q", PACKAGE]);
     run(purge.env("CRIO_RS_PURGE_STORAGE", "yes")).unwrap();
     assert_purged(r, &files);
-    assert!(!r.join("var/lib/crio").exists(), "storage kept though asked");
+    assert!(
+        !r.join("var/lib/crio").exists(),
+        "storage kept though asked"
+    );
 }
 
 fn installed_version() -> String {
@@ -183,14 +201,24 @@ async fn an_upgrade_restarts_the_daemon_only_and_a_purge_leaves_nothing() {
     // The upgrade: the postinst says to restart the daemon by hand (no
     // systemd here); the shim and its container run on.
     let printed = host.install(&v2).unwrap();
-    assert!(printed.contains(&format!("upgraded from {V1}")), "{printed}");
+    assert!(
+        printed.contains(&format!("upgraded from {V1}")),
+        "{printed}"
+    );
     assert_eq!(installed_version(), format!("{V2} installed"));
     daemon.signal_and_wait(Signal::SIGTERM).unwrap();
     daemon.spawn().unwrap();
-    assert_eq!(exe(daemon.pid().unwrap()), "/usr/bin/crio", "not the new file");
+    assert_eq!(
+        exe(daemon.pid().unwrap()),
+        "/usr/bin/crio",
+        "not the new file"
+    );
     let mut client = daemon.client().await.unwrap();
     let listed = list_containers(&mut client).await;
-    let c = listed.iter().find(|c| c.id == id).expect("container listed");
+    let c = listed
+        .iter()
+        .find(|c| c.id == id)
+        .expect("container listed");
     assert_eq!(c.state, ContainerState::ContainerRunning as i32);
     assert_eq!(crio_test::daemon::shims_of(&daemon.path("")), shims);
     let (code, out, _) = crio_test::containers::exec_sh(&mut client, &id, "echo adopted").await;
