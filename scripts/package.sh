@@ -49,17 +49,21 @@ case "$profile" in
         cargo build --profile shim --locked --target "$triple" --bin containerd-shim-crio-v2
     fi
     bin="$target/release"
-    install -m 0755 "$target/$triple/shim/containerd-shim-crio-v2" "$stage/"
+    shim="$target/$triple/shim/containerd-shim-crio-v2"
     ;;
   dev)
     if [ "$build" = yes ]; then
       cargo build --locked --bin crio --bin crioctl --bin containerd-shim-crio-v2
     fi
     bin="$target/debug"
-    strip -o "$stage/containerd-shim-crio-v2" "$bin/containerd-shim-crio-v2"
+    shim="$bin/containerd-shim-crio-v2"
     ;;
   *) echo "package: --profile is release or dev" >&2; exit 2 ;;
 esac
+
+# cargo-deb strips the binaries it knows (target/release/…); the shim is
+# staged, so stripped here.
+strip -o "$stage/containerd-shim-crio-v2" "$shim"
 
 # Generated from the programs themselves: one source of truth with
 # `crio config`, `crio --help` and `crioctl --help`.
