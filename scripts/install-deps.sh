@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the host packages crio-rs needs to build, run and test, from Debian's apt,
-# the pinned Rust toolchain's name and cargo-deny.
+# the pinned Rust toolchain's name, cargo-deny and cargo-deb.
 # Idempotent: packages already present are not reinstalled and apt's index is
 # refreshed only when something is missing.
 set -euo pipefail
@@ -22,6 +22,11 @@ PACKAGES=(
   util-linux
   prometheus
   openssl
+  # The Debian package (scripts/package.sh) and its tests.
+  conntrack
+  lintian
+  debootstrap
+  man-db
 )
 
 missing=()
@@ -75,6 +80,14 @@ CARGO_DENY_VERSION=0.20.2
 if ! cargo deny --version 2>/dev/null | grep -q " $CARGO_DENY_VERSION\$"; then
   echo "install-deps: installing cargo-deny $CARGO_DENY_VERSION from crates.io"
   cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
+fi
+
+# cargo-deb builds the Debian package (scripts/package.sh); a cold build
+# takes a few minutes: only when missing or another version.
+CARGO_DEB_VERSION=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+  echo "install-deps: installing cargo-deb $CARGO_DEB_VERSION from crates.io"
+  cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_VERSION"
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then

@@ -6,7 +6,9 @@ set -euo pipefail
 
 SOCK=/run/crio/crio.sock
 if [ -d /run/systemd/system ]; then
-  install -m 0644 "$(dirname "$0")/../packaging/systemd/crio.service" /etc/systemd/system/crio.service
+  # The package's unit, pointed at the binaries setup.sh installs.
+  sed 's|/usr/bin/crio|/usr/local/bin/crio|' "$(dirname "$0")/../packaging/systemd/crio.service" \
+    > /etc/systemd/system/crio.service
   systemctl daemon-reload
   systemctl enable --now crio
   systemctl restart crio

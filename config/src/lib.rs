@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use load::{Loaded, Origins, Warning, load, load_from_tables};
-pub use render::render;
+pub use render::{Entry, entries, render};
 pub use validate::{
     KNOWN_CAPABILITIES, find_on_path, host_platform, parse_ulimit, resolve_runtimes, validate,
 };

@@ -104,6 +104,18 @@ pub enum Command {
         #[command(subcommand)]
         what: StatusCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page in roff: crio(8), or crio.conf(5).
+    Man {
+        /// Which page.
+        #[arg(value_enum, default_value = "crio")]
+        page: crate::docs::Page,
+    },
     /// Print version information.
     Version {
         /// As JSON.
@@ -264,6 +276,14 @@ pub fn main() -> ExitCode {
             let default = crio_config::Config::default().api.listen;
             let socket = socket.as_ref().or(cli.listen.as_ref()).unwrap_or(&default);
             crate::status::client::run(socket, &what.path())
+        }
+        Some(Command::Completion { shell }) => {
+            print!("{}", crate::docs::completion(*shell));
+            ExitCode::SUCCESS
+        }
+        Some(Command::Man { page }) => {
+            print!("{}", crate::docs::man(*page));
+            ExitCode::SUCCESS
         }
         Some(Command::PortForward { netns, port }) => {
             crate::streaming::helper_main(netns.as_ref(), *port)

@@ -14,6 +14,7 @@ pub mod command;
 pub mod container;
 pub mod cri;
 pub mod daemon;
+pub mod docs;
 pub mod error;
 pub mod events;
 pub mod handlers;

@@ -1,20 +1,33 @@
 //! Finding the pod shim binary: the handler's `monitor_path`, else next to
-//! the daemon's own executable, else on PATH.
+//! the daemon's own executable, else in the package layout relative to it
+//! (`/usr/bin/crio` finds `/usr/libexec/crio/containerd-shim-crio-v2`), else
+//! on PATH.
 
 use std::path::{Path, PathBuf};
 
 /// The shim binary's file name.
 pub const SHIM_NAME: &str = "containerd-shim-crio-v2";
 
+/// Where the package puts the shim, relative to the daemon's directory.
+pub const LIBEXEC_DIR: &str = "../libexec/crio";
+
 /// Where the shim is, or `None` when it is nowhere to be found.
 pub fn locate(monitor_path: &Path, own_exe: Option<&Path>, path_env: &str) -> Option<PathBuf> {
     if !monitor_path.as_os_str().is_empty() {
         return monitor_path.is_file().then(|| monitor_path.to_path_buf());
     }
-    own_exe
-        .and_then(Path::parent)
-        .map(|dir| dir.join(SHIM_NAME))
-        .filter(|p| p.is_file())
+    let dir = own_exe.and_then(Path::parent);
+    let beside = dir.map(|dir| dir.join(SHIM_NAME));
+    let libexec = dir.map(|dir| {
+        let dir = dir.join(LIBEXEC_DIR);
+        // `/usr/bin/../libexec/crio`, spelled `/usr/libexec/crio` in the
+        // daemon's logs and Status.
+        dir.canonicalize().unwrap_or(dir).join(SHIM_NAME)
+    });
+    [beside, libexec]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
         .or_else(|| crio_config::find_on_path(SHIM_NAME, path_env))
 }
 
@@ -42,6 +55,13 @@ mod tests {
         assert_eq!(
             locate(Path::new(""), Some(&exe), &path_env),
             Some(on_path.join(SHIM_NAME))
+        );
+        let libexec = tmp.path().join("libexec/crio");
+        std::fs::create_dir_all(&libexec).unwrap();
+        executable(&libexec.join(SHIM_NAME));
+        assert_eq!(
+            locate(Path::new(""), Some(&exe), &path_env),
+            Some(libexec.canonicalize().unwrap().join(SHIM_NAME))
         );
         executable(&beside.join(SHIM_NAME));
         assert_eq!(

@@ -93,6 +93,10 @@ pub enum Verb {
     Events(cmd::events::Args),
     /// Talk to the pod shims directly (debugging, like ctr).
     Shim(cmd::shim::ShimArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completion(cmd::docs::CompletionArgs),
+    /// Print the crioctl(1) manual page in roff.
+    Man,
 }
 
 /// A `--timeout` that does not parse.

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod image;
 pub mod images;
 pub mod otlp;
+pub mod package;
 pub mod pods;
 pub mod registry;
 pub mod shim;

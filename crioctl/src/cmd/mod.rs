@@ -1,6 +1,7 @@
 //! One module per verb.
 
 pub mod containers;
+pub mod docs;
 pub mod events;
 pub mod images;
 pub mod info;
@@ -18,6 +19,8 @@ use crate::{Cli, Verb};
 /// Runs the verb of `cli`.
 pub async fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
+        Verb::Completion(args) => docs::completion(args),
+        Verb::Man => docs::man(),
         Verb::Version => version::run(&mut runtime_client(cli).await?).await,
         Verb::Info(args) => info::run(&mut runtime_client(cli).await?, args).await,
         Verb::Pull(args) => images::pull(&mut pull_client(cli).await?, args).await,
