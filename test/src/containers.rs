@@ -93,11 +93,21 @@ pub async fn try_run_pod(
     client: &mut CriClient,
     config: crio_api::cri::PodSandboxConfig,
 ) -> Result<String, tonic::Status> {
+    try_run_pod_with(client, config, "").await
+}
+
+/// Runs a pod under runtime handler `handler` ("" is the default); its ID
+/// or the call's error.
+pub async fn try_run_pod_with(
+    client: &mut CriClient,
+    config: crio_api::cri::PodSandboxConfig,
+    handler: &str,
+) -> Result<String, tonic::Status> {
     client
         .runtime
         .run_pod_sandbox(RunPodSandboxRequest {
             config: Some(config),
-            runtime_handler: String::new(),
+            runtime_handler: handler.into(),
         })
         .await
         .map(|r| r.into_inner().pod_sandbox_id)

@@ -6,7 +6,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::{Duration, Instant};
 
-use crio_api::cri::{NamespaceMode, RunPodSandboxRequest, VersionRequest};
+use crio_api::cri::{NamespaceMode, VersionRequest};
 use crio_test::images::push_standard_images;
 use crio_test::pods::{PodWorld, pod_config};
 use crio_test::{Registry, TestDaemon};
@@ -54,14 +54,7 @@ async fn run_pod_with(
     name: &str,
     handler: &str,
 ) -> Result<String, tonic::Status> {
-    client
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(shared_pid_pod(name)),
-            runtime_handler: handler.into(),
-        })
-        .await
-        .map(|r| r.into_inner().pod_sandbox_id)
+    crio_test::containers::try_run_pod_with(client, shared_pid_pod(name), handler).await
 }
 
 /// The daemon's `/config` answer, through `crio status config`.

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use crio_api::client::CriClient;
 use crio_api::cri::{
     CheckpointContainerRequest, ContainerConfig, Int64Value, LinuxContainerConfig,
-    LinuxContainerSecurityContext, NamespaceMode, RunPodSandboxRequest, SecurityProfile,
-    StatusRequest, security_profile::ProfileType,
+    LinuxContainerSecurityContext, NamespaceMode, SecurityProfile, StatusRequest,
+    security_profile::ProfileType,
 };
 use crio_test::containers::{
     container, create, exec_sh, list_pods, pod_status, remove_pod, run_pod, setup_with_files,
@@ -126,14 +126,7 @@ async fn run_pod_with(
     name: &str,
     handler: &str,
 ) -> Result<String, tonic::Status> {
-    client
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod_config(name, POD, POD)),
-            runtime_handler: handler.into(),
-        })
-        .await
-        .map(|r| r.into_inner().pod_sandbox_id)
+    crio_test::containers::try_run_pod_with(client, pod_config(name, POD, POD), handler).await
 }
 
 async fn start(client: &mut CriClient, pod: &str, config: ContainerConfig) -> String {
