@@ -38,6 +38,19 @@ impl<T> Slot<T> {
     }
 }
 
+/// Runs `write` (a record's fsync'd write) without holding up the async
+/// executor: on a multi-thread runtime the worker hands its other tasks
+/// over first (`block_in_place`); elsewhere (a current-thread runtime, a
+/// plain thread) it just runs.
+pub fn durable<R>(write: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(write)
+        }
+        _ => write(),
+    }
+}
+
 /// Records by ID.
 #[derive(Debug)]
 pub struct Records<T>(Mutex<BTreeMap<String, Slot<T>>>);
@@ -299,5 +312,19 @@ mod tests {
         late.unwrap().persist(&mut write).unwrap();
         assert_eq!(written, [5, 7], "no write after a removal");
         assert_eq!(r.list(), [2, 7]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_durable_write_runs_on_any_runtime_and_thread() {
+        assert_eq!(durable(|| 1), 1);
+        let blocking = tokio::task::spawn_blocking(|| durable(|| 2));
+        assert_eq!(blocking.await.unwrap(), 2);
+        let current = std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async { durable(|| 3) })
+        });
+        assert_eq!(current.join().unwrap(), 3);
     }
 }

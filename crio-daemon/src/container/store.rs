@@ -186,5 +186,6 @@ impl Containers {
 pub(super) fn write_record(records_dir: &Path, r: &ContainerRecord) -> Result<()> {
     let dir = records_dir.join(r.id.as_str());
     let data = serde_json::to_vec_pretty(r).map_err(Error::internal)?;
-    crio_storage::atomic::write(&dir.join("record.json"), &data).map_err(Error::internal)
+    crate::records::durable(|| crio_storage::atomic::write(&dir.join("record.json"), &data))
+        .map_err(Error::internal)
 }

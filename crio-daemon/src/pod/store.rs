@@ -38,7 +38,8 @@ impl Pods {
 
     pub(super) fn save(&self, record: &PodRecord) -> Result<()> {
         let data = serde_json::to_vec_pretty(record).map_err(Error::internal)?;
-        crio_storage::atomic::write(&self.records_dir.join(format!("{}.json", record.id)), &data)
+        let path = self.records_dir.join(format!("{}.json", record.id));
+        crate::records::durable(|| crio_storage::atomic::write(&path, &data))
             .map_err(|e| Error::Internal(format!("save pod {}: {e}", record.id)))?;
         self.records.insert(&record.id, record.clone());
         Ok(())
@@ -47,7 +48,8 @@ impl Pods {
     /// Records how far RunPodSandbox of `record` got.
     pub(super) fn save_pending(&self, record: &PodRecord) -> Result<()> {
         let data = serde_json::to_vec(record).map_err(Error::internal)?;
-        crio_storage::atomic::write(&self.pending_file(&record.id), &data)
+        let path = self.pending_file(&record.id);
+        crate::records::durable(|| crio_storage::atomic::write(&path, &data))
             .map_err(|e| Error::Internal(format!("save pod {} in progress: {e}", record.id)))
     }
 
