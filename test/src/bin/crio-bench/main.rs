@@ -28,6 +28,14 @@ use serde_json::{Value, json};
 use crate::report::{markdown, svg};
 use crate::target::Target;
 
+/// What `--help` prints.
+const USAGE: &str =
+    "usage: crio-bench [--only pods,containers,throughput,pleg,images] [--clients N]
+                  [--with-containerd] [--tracing receiver|dead] [--smoke]
+                  [--markdown] [--svg FILE] [--daemon-log FILE] [--render FILE]
+Measures crio-rs (and with --with-containerd Debian's containerd) through the CRI
+socket and prints the figures as JSON.";
+
 /// The command line: `--name value` options and `--flag`s.
 struct Args(Vec<String>);
 
@@ -53,6 +61,10 @@ impl Args {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let args = Args(std::env::args().skip(1).collect());
+    if args.flag("--help") || args.flag("-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     // Render a saved run instead of measuring.
     if let Some(saved) = args.option("--render") {
         let results: Value = serde_json::from_str(&std::fs::read_to_string(saved)?)?;
