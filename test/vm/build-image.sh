@@ -71,6 +71,8 @@ else
   debootstrap --variant=minbase --include="$pkgs" "$SUITE" "$root" "$mirror" >"$out/debootstrap.log" 2>&1 \
     || { tail -n 30 "$out/debootstrap.log" >&2; exit 1; }
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  # One cached root: the one for this package list replaces older ones.
+  rm -f "$cache_dir"/rootfs-*.tar
   tar -C "$root" --numeric-owner -cpf "$cache.tmp" . && mv "$cache.tmp" "$cache"
 fi
 echo "build-image: root ready in $((SECONDS - start)) s"
@@ -84,6 +86,7 @@ install_guest_files() {
   install -D -m 0644 "$here/guest/crio-vm.conf" "$root/etc/crio/crio.conf.d/10-vm.conf"
   install -D -m 0644 "$here/guest/crio-vm-test.service" "$root/etc/systemd/system/crio-vm-test.service"
   install -D -m 0755 "$here/guest-test.sh" "$root/usr/local/lib/crio-vm/guest-test.sh"
+  install -D -m 0644 "$here/guest/registry.yml" "$root/etc/docker/registry/config.yml"
   rm -rf "$root/var/lib/docker-registry/docker"
   bash "$here/busybox-image.sh" "$root/var/lib/docker-registry" busybox latest
   chown -R --reference="$root/var/lib/docker-registry" "$root/var/lib/docker-registry/docker"

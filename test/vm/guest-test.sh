@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks that run inside the VM test host (test/vm/), as
 # crio-vm-test.service at boot: crio started by systemd (Type=notify) with the
-# systemd cgroup driver on cgroup v2, answering on its CRI socket. Prints
+# systemd cgroup driver on cgroup v2, answering on its CRI socket, and a pod
+# whose container gets its systemd scope and cgroup v2 limits. Prints
 # `ok NAME` or `not ok NAME: DETAIL` per check between the markers run.sh
 # parses, then the boot's journal between journal markers, and exits non-zero
 # when a check failed.
@@ -47,8 +48,79 @@ run_checks() {
   fi
 }
 
+# The guest's docker-registry serves the busybox image build-image.sh stored.
+IMAGE=localhost:5000/busybox:latest
+POD_SLICE=kubepods-besteffort-podvm1.slice
+cri() { timeout 300 crioctl --timeout 2m "$@"; }
+
+wait_registry() {
+  local i
+  for i in $(seq 1 120); do
+    (exec 3<>/dev/tcp/127.0.0.1/5000) 2>/dev/null && return 0
+    sleep 1
+  done
+  return 1
+}
+
+# PID namespace mode CONTAINER (the kubelet's default): no infra container, so
+# no pause image is needed offline.
+write_configs() {
+  cat >/tmp/pod.json <<JSON
+{"metadata": {"name": "vm-pod", "namespace": "default", "uid": "vm1", "attempt": 0},
+ "log_directory": "/var/log/crio-vm-pods",
+ "linux": {"cgroup_parent": "$POD_SLICE", "security_context": {"namespace_options": {"pid": 1}}}}
+JSON
+  cat >/tmp/ctr.json <<JSON
+{"metadata": {"name": "sleeper"}, "image": {"image": "$IMAGE"},
+ "command": ["/bin/sleep", "3600"], "log_path": "sleeper.log",
+ "linux": {"resources": {"cpu_period": 100000, "cpu_quota": 50000, "memory_limit_in_bytes": 67108864},
+           "security_context": {"namespace_options": {"pid": 1}}}}
+JSON
+}
+
+# Where the pods' processes are: every non-empty cgroup below kubepods.slice
+# and crio-shims, and the shims' cgroups (for a failed check).
+cgroup_report() {
+  local d procs p
+  echo "# cgroups:"
+  for d in $(find /sys/fs/cgroup/kubepods.slice /sys/fs/cgroup/crio-shims -type d 2>/dev/null); do
+    procs=$(tr '\n' ' ' <"$d/cgroup.procs")
+    echo "#   $d: procs=[$procs] type=$(cat "$d/cgroup.type") subtree=[$(cat "$d/cgroup.subtree_control")]"
+  done
+  for p in /proc/[0-9]*; do
+    [ "$(cat "$p/comm" 2>/dev/null)" = containerd-shim ] && echo "#   shim ${p#/proc/}: $(cat "$p/cgroup")"
+  done
+}
+
+# A pod with a container under the systemd driver: its scope below the
+# kubelet's slice, its limits in the cgroup v2 files.
+pod_checks() {
+  local out pod ctr pid cg
+  if wait_registry; then ok "the guest registry answers"; else not_ok "the guest registry answers" "no answer on :5000"; return; fi
+  if out=$(cri pull "$IMAGE" 2>&1); then ok "pull $IMAGE"; else not_ok "pull $IMAGE" "$out"; return; fi
+  write_configs
+  if ! pod=$(cri runp /tmp/pod.json 2>&1); then not_ok "run a pod" "$pod"; return; fi
+  ok "run a pod"
+  if ! ctr=$(cri create "$pod" /tmp/ctr.json /tmp/pod.json 2>&1); then
+    not_ok "create a container" "$ctr"
+    cgroup_report
+    return
+  fi
+  if out=$(cri start "$ctr" 2>&1); then ok "start a container"; else not_ok "start a container" "$out"; return; fi
+  pid=$(cri inspect "$ctr" | grep -o '"pid": *[0-9]*' | head -n1 | grep -o '[0-9]*$')
+  cg=$(sed -n 's/^0:://p' "/proc/${pid:-0}/cgroup" 2>/dev/null)
+  echo "# container $ctr pid ${pid:-?} cgroup ${cg:-?}"
+  case $cg in
+    /kubepods.slice/kubepods-besteffort.slice/$POD_SLICE/crio-$ctr.scope) ok "the container's cgroup is crio-<id>.scope in the pod's slice" ;;
+    *) not_ok "the container's cgroup is crio-<id>.scope in the pod's slice" "got '$cg'" ;;
+  esac
+  check "cpu.max holds the CPU limit" "50000 100000" "$(cat "/sys/fs/cgroup$cg/cpu.max" 2>&1)"
+  check "memory.max holds the memory limit" 67108864 "$(cat "/sys/fs/cgroup$cg/memory.max" 2>&1)"
+}
+
 echo "=== CRIO-VM-TEST BEGIN ==="
 run_checks
+pod_checks
 echo "=== CRIO-VM-TEST END failed=$failed ==="
 echo "=== CRIO-VM-JOURNAL BEGIN ==="
 journalctl -b --no-pager -o short-monotonic | tail -n 400
