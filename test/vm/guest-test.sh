@@ -4,7 +4,8 @@
 # systemd cgroup driver on cgroup v2, answering on its CRI socket, and a pod
 # whose container gets its systemd scope and cgroup v2 limits. Prints
 # `ok NAME` or `not ok NAME: DETAIL` per check between the markers run.sh
-# parses, then the boot's journal between journal markers, and exits non-zero
+# parses, then the boot's journal (the kernel's lines left out) between
+# journal markers, and exits non-zero
 # when a check failed.
 set -uo pipefail
 
@@ -92,6 +93,23 @@ cgroup_report() {
   done
 }
 
+# Diagnosis of the failed create above (docs/vm-test-host.md): the shim is
+# moved by hand from the pod slice's own cgroup into a leaf below it and the
+# create is tried again, so the checks after it still run. The failure
+# stays counted. Prints the container ID when the retry succeeds.
+shim_to_leaf_and_retry() {
+  local slice=/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice/$POD_SLICE p ctr
+  mkdir -p "$slice/crio-vm-shim-leaf" || return 1
+  for p in $(cat "$slice/cgroup.procs"); do echo "$p" >"$slice/crio-vm-shim-leaf/cgroup.procs"; done
+  if ctr=$(cri create "$1" /tmp/ctr.json /tmp/pod.json 2>&1); then
+    echo "# with the shim moved to a leaf cgroup by hand, CreateContainer succeeds" >&2
+    echo "$ctr"
+  else
+    echo "# with the shim moved to a leaf cgroup by hand, CreateContainer still fails: $ctr" >&2
+    return 1
+  fi
+}
+
 # A pod with a container under the systemd driver: its scope below the
 # kubelet's slice, its limits in the cgroup v2 files.
 pod_checks() {
@@ -104,7 +122,7 @@ pod_checks() {
   if ! ctr=$(cri create "$pod" /tmp/ctr.json /tmp/pod.json 2>&1); then
     not_ok "create a container" "$ctr"
     cgroup_report
-    return
+    ctr=$(shim_to_leaf_and_retry "$pod") || return
   fi
   if out=$(cri start "$ctr" 2>&1); then ok "start a container"; else not_ok "start a container" "$out"; return; fi
   pid=$(cri inspect "$ctr" | grep -o '"pid": *[0-9]*' | head -n1 | grep -o '[0-9]*$')
@@ -123,6 +141,6 @@ run_checks
 pod_checks
 echo "=== CRIO-VM-TEST END failed=$failed ==="
 echo "=== CRIO-VM-JOURNAL BEGIN ==="
-journalctl -b --no-pager -o short-monotonic | tail -n 400
+journalctl -b --no-pager -o short-monotonic | grep -v ' kernel: ' | tail -n 400
 echo "=== CRIO-VM-JOURNAL END ==="
 exit "$failed"
