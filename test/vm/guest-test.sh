@@ -5,8 +5,7 @@
 # whose container gets its systemd scope and cgroup v2 limits. Prints
 # `ok NAME` or `not ok NAME: DETAIL` per check between the markers run.sh
 # parses, then the boot's journal (the kernel's lines left out) between
-# journal markers, and exits non-zero
-# when a check failed.
+# journal markers, and exits non-zero when a check failed.
 set -uo pipefail
 
 failed=0
