@@ -202,11 +202,13 @@ impl Handlers {
             name: name.to_string(),
             features: Some(h.features),
         };
+        // One read of the table: a second one in this thread could wait
+        // behind a SIGHUP's write queued in between (the lock is fair).
         let by_name = self.by_name.read();
         let usable = || by_name.values().filter(|h| h.unusable.is_none());
-        self.get("")
-            .filter(|h| h.unusable.is_none())
-            .map(|h| entry("", &h))
+        usable()
+            .find(|h| h.name == self.default)
+            .map(|h| entry("", h))
             .into_iter()
             .chain(usable().map(|h| entry(&h.name, h)))
             .collect()
@@ -248,13 +250,19 @@ pub fn probed(config: &Config, missing: &BTreeMap<String, String>) -> Handlers {
         own_exe: own_exe.as_deref(),
         path_env: &path_env,
     };
-    let userns = crate::userns::probe_host(&config.root, &config.runroot);
-    if let Err(e) = &userns {
-        tracing::warn!("user namespaces are not available: {e}");
-    }
+    // The host probe makes a user namespace and mounts: only when there
+    // are handlers to probe (a SIGHUP that adds none probes nothing).
+    let userns = !config.runtime.runtimes.is_empty()
+        && match crate::userns::probe_host(&config.root, &config.runroot) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("user namespaces are not available: {e}");
+                false
+            }
+        };
     let host = Host {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(),
-        userns: userns.is_ok(),
+        userns,
     };
     Handlers::configured(config, missing, &locator).probe(&host)
 }
