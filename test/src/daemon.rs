@@ -331,12 +331,15 @@ pub fn tear_down(dir: &Path, parents: &[String]) {
     // cannot be removed, so removal is retried for a while.
     let deadline = Instant::now() + Duration::from_secs(10);
     for parent in parents {
-        let dirs: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        // Children first (a pod's shim has a leaf below its parent).
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
             .into_iter()
             .flatten()
             .flatten()
             .map(|c| c.path().join(parent.trim_start_matches('/')))
+            .flat_map(|d| cgroup_tree(&d))
             .collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
         while dirs.iter().any(|d| {
             std::fs::remove_dir(d).is_err_and(|e| e.kind() != std::io::ErrorKind::NotFound)
         }) && Instant::now() < deadline
@@ -344,6 +347,17 @@ pub fn tear_down(dir: &Path, parents: &[String]) {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Cgroup directory `dir` and every directory below it.
+fn cgroup_tree(dir: &Path) -> Vec<PathBuf> {
+    let mut tree = vec![dir.to_path_buf()];
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            tree.extend(cgroup_tree(&entry.path()));
+        }
+    }
+    tree
 }
 
 /// Unmounts every mount at or below `dir`, deepest first.

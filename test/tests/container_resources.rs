@@ -323,10 +323,14 @@ async fn crioctl_stats_update_exec_and_shim_debugging() {
     let shim_pid: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     let cmdline = std::fs::read(format!("/proc/{shim_pid}/cmdline")).unwrap();
     assert!(String::from_utf8_lossy(&cmdline).contains("containerd-shim-crio-v2"));
-    // The shim lives in the pod's cgroup, not in the daemon's.
+    // The shim lives in a leaf of its own below the pod's cgroup, not in
+    // the daemon's, beside the containers' cgroups.
+    let leaf = format!("{}/crio-shim-{pod_id}", test_cgroup_parent());
     let cgroups = std::fs::read_to_string(format!("/proc/{shim_pid}/cgroup")).unwrap();
     let memory = cgroups.lines().find(|l| l.contains(":memory:")).unwrap();
-    assert!(memory.ends_with(&test_cgroup_parent()), "{cgroups}");
+    assert!(memory.ends_with(&format!(":{leaf}")), "{cgroups}");
+    let leaf_dir = Path::new("/sys/fs/cgroup/memory").join(leaf.trim_start_matches('/'));
+    assert!(memory_cgroup(&id).starts_with(leaf_dir.parent().unwrap()));
     let ps = stdout_of(shim(&["ps", &pod_id]));
     let task = ps.lines().find(|l| l.starts_with(&id)).unwrap();
     assert!(task.contains("RUNNING"), "{ps}");
@@ -343,6 +347,8 @@ async fn crioctl_stats_update_exec_and_shim_debugging() {
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("has no shim"));
     crio_test::containers::remove_pod(&mut s.client, &pod_id).await;
+    // Removed with the pod, once the shim is gone.
+    assert!(!leaf_dir.exists(), "{} left", leaf_dir.display());
 }
 
 #[tokio::test]

@@ -165,7 +165,11 @@ impl Pods {
     pub(super) async fn roll_back(&self, record: &PodRecord) {
         self.teardown(record).await;
         self.shims
-            .shutdown(&record.id, &self.run_dir(&record.id))
+            .shutdown(
+                &record.id,
+                &self.run_dir(&record.id),
+                &record.cgroup_parent(),
+            )
             .await;
         let _ = std::fs::remove_dir_all(self.run_dir(&record.id));
         let _ = std::fs::remove_file(self.pending_file(&record.id));

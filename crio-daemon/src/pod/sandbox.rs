@@ -99,7 +99,7 @@ impl Sandboxes {
                 self.containers.remove(&c.id).await?;
             }
             self.shims
-                .shutdown(&pod.id, &self.pods.run_dir(&pod.id))
+                .shutdown(&pod.id, &self.pods.run_dir(&pod.id), &pod.cgroup_parent())
                 .await;
         }
         let last = self.pods.get(id);

@@ -274,7 +274,7 @@ impl PodShims for FakeShims {
             .push(format!("delete-action {container_id}"));
     }
 
-    async fn shutdown(&self, id: &str, _pod_dir: &Path) {
+    async fn shutdown(&self, id: &str, _pod_dir: &Path, _cgroup: &str) {
         self.shared.lock().calls.push(format!("shutdown {id}"));
     }
 

@@ -18,6 +18,7 @@ mod events;
 #[cfg(test)]
 pub mod fake;
 mod liveness;
+mod scope;
 mod start;
 mod task_client;
 
@@ -109,22 +110,69 @@ pub trait PodShims: Send + Sync {
     /// Force-deletes a container whose shim is gone, with the shim binary
     /// of its pod's runtime handler `handler`.
     async fn delete_action(&self, container_id: &str, bundle: &Path, handler: &str);
-    /// Asks pod `id`'s shim to exit and forgets it.
-    async fn shutdown(&self, id: &str, pod_dir: &Path);
+    /// Asks pod `id`'s shim to exit, forgets it and removes its cgroup
+    /// (below `cgroup`, the pod's cgroup parent).
+    async fn shutdown(&self, id: &str, pod_dir: &Path, cgroup: &str);
     /// The directory of the shims' sockets (attach sockets among them).
     fn socket_dir(&self) -> &Path;
 }
 
-/// The cgroup of a pod's shim: the pod's own (its cgroup parent, as CRI-O's
-/// `conmon_cgroup = "pod"`), or `/crio-shims` for a pod without one; never
-/// the daemon's.
-fn shim_cgroup(pod_cgroup: &str) -> String {
-    if pod_cgroup.is_empty() {
-        "/crio-shims".into()
-    } else {
-        crio_cgroups::cgroupfs_path(pod_cgroup)
-            .display()
-            .to_string()
+/// Where a pod's shim lives: a cgroup of its own below the pod's, never the
+/// daemon's (as CRI-O's `conmon_cgroup = "pod"`), and a leaf, which cgroup
+/// v2 requires of a cgroup with processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    /// cgroupfs driver: `<pod cgroup parent or /crio>/crio-shim-<pod>`,
+    /// which the shim joins itself and the daemon removes once it is gone.
+    Cgroup(PathBuf),
+    /// systemd driver: a transient scope in the pod's slice (or
+    /// `system.slice`), which systemd removes once it is empty.
+    Scope {
+        /// The slice.
+        slice: String,
+        /// The scope unit.
+        unit: String,
+    },
+}
+
+impl Place {
+    /// The place of pod `id`'s shim, of a pod with cgroup parent `parent`.
+    fn of(systemd_cgroup: bool, parent: &str, id: &str) -> Self {
+        if systemd_cgroup {
+            let slice = if parent.is_empty() {
+                "system.slice"
+            } else {
+                parent
+            };
+            return Place::Scope {
+                slice: slice.to_string(),
+                unit: scope::unit(id),
+            };
+        }
+        let parent = if parent.is_empty() {
+            PathBuf::from("/crio")
+        } else {
+            crio_cgroups::cgroupfs_path(parent)
+        };
+        Place::Cgroup(parent.join(format!("crio-shim-{id}")))
+    }
+}
+
+/// Removes a gone shim's cgroup `leaf`: a process that just exited may
+/// hold it for a moment (until it is reaped), so removal is retried for a
+/// second before it is left for the pod's cgroup removal.
+async fn remove_cgroup(leaf: &Path) {
+    let root = Path::new("/sys/fs/cgroup");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        match crio_cgroups::remove(root, leaf) {
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                tracing::warn!(cgroup = %leaf.display(), "remove the shim's cgroup: {e}");
+                return;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
     }
 }
 
@@ -279,7 +327,7 @@ impl PodShims for Shims {
         if address_of(pod_dir).is_some() && !self.alive(id, pod_dir) {
             // What is left of a shim that died goes; a new one starts.
             tracing::warn!(pod = id, "the pod's shim died: starting a new one");
-            self.shutdown(id, pod_dir).await;
+            self.shutdown(id, pod_dir, cgroup).await;
         }
         if address_of(pod_dir).is_none() {
             let lock = self
@@ -337,7 +385,7 @@ impl PodShims for Shims {
         }
     }
 
-    async fn shutdown(&self, id: &str, pod_dir: &Path) {
+    async fn shutdown(&self, id: &str, pod_dir: &Path, cgroup: &str) {
         self.starting.lock().remove(id);
         let address = address_of(pod_dir).unwrap_or_default();
         let client = self.clients.lock().remove(id);
@@ -387,6 +435,9 @@ impl PodShims for Shims {
                 let _ = std::fs::remove_file(format!("{base}.v3.sock"));
             }
         }
+        if let Place::Cgroup(leaf) = Place::of(self.systemd_cgroup, cgroup, id) {
+            remove_cgroup(&leaf).await;
+        }
     }
 
     fn socket_dir(&self) -> &Path {
@@ -397,6 +448,30 @@ impl PodShims for Shims {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shim_gets_a_leaf_below_its_pod_under_either_driver() {
+        let cgroup = |p: &str| Place::Cgroup(PathBuf::from(p));
+        assert_eq!(
+            Place::of(false, "/kubepods/pod1", "p1"),
+            cgroup("/kubepods/pod1/crio-shim-p1")
+        );
+        assert_eq!(Place::of(false, "", "p1"), cgroup("/crio/crio-shim-p1"));
+        // A slice name under the cgroupfs driver is its slice path.
+        assert_eq!(
+            Place::of(false, "kubepods-pod1.slice", "p1"),
+            cgroup("/kubepods.slice/kubepods-pod1.slice/crio-shim-p1")
+        );
+        let scope = |slice: &str| Place::Scope {
+            slice: slice.into(),
+            unit: "crio-shim-p1.scope".into(),
+        };
+        assert_eq!(
+            Place::of(true, "kubepods-besteffort-pod1.slice", "p1"),
+            scope("kubepods-besteffort-pod1.slice")
+        );
+        assert_eq!(Place::of(true, "", "p1"), scope("system.slice"));
+    }
 
     #[tokio::test]
     async fn a_shim_that_never_serves_is_killed_at_the_start_deadline() {

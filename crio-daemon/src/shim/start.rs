@@ -11,7 +11,7 @@ use crio_config::RuntimeType;
 use crio_contract::{env, pod};
 use tokio::io::AsyncReadExt;
 
-use super::{NAMESPACE, ShimError, Shims, shim_cgroup, step};
+use super::{NAMESPACE, Place, ShimError, Shims, scope, step};
 use crate::handlers::Handler;
 
 /// One start of a pod's shim: what `run_server` and `start_action` share.
@@ -21,8 +21,18 @@ struct Launch<'a> {
     /// The pod's ID.
     id: &'a str,
     pod_dir: &'a Path,
-    /// The pod's cgroup parent.
-    cgroup: &'a str,
+    /// Where the shim goes.
+    place: Place,
+}
+
+impl Launch<'_> {
+    /// Tells the shim the cgroup to join, under the cgroupfs driver (under
+    /// systemd's, the daemon moves it into its scope).
+    fn cgroup_env(&self, cmd: &mut tokio::process::Command) {
+        if let Place::Cgroup(leaf) = &self.place {
+            cmd.env(env::SHIM_CGROUP, leaf);
+        }
+    }
 }
 
 impl Shims {
@@ -77,7 +87,7 @@ impl Shims {
             binary,
             id,
             pod_dir,
-            cgroup,
+            place: Place::of(self.systemd_cgroup, cgroup, id),
         };
         let started = match handler.kind {
             RuntimeType::Oci => {
@@ -135,15 +145,25 @@ impl Shims {
         let Launch { id, binary, .. } = *launch;
         let (log, log_path) = Self::open_log(launch.pod_dir)?;
         let events = self.events.display().to_string();
-        let mut child = self
-            .command(launch.handler, binary, launch.pod_dir)
-            .args(["-namespace", NAMESPACE, "-id", id, "-address", &events])
+        let mut cmd = self.command(launch.handler, binary, launch.pod_dir);
+        cmd.args(["-namespace", NAMESPACE, "-id", id, "-address", &events])
             .args(["-socket", framework_socket])
-            .env(env::SHIM_CGROUP, shim_cgroup(launch.cgroup))
             .stdout(Stdio::piped())
-            .stderr(log)
+            .stderr(log);
+        launch.cgroup_env(&mut cmd);
+        let mut child = cmd
             .spawn()
             .map_err(step(format!("start shim {}", binary.display())))?;
+        if let (Place::Scope { slice, unit }, Some(pid)) = (&launch.place, child.id()) {
+            if let Err(message) = scope::place(slice, unit, pid, self.start_timeout).await {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(ShimError::Step {
+                    what: format!("put the shim in systemd scope {unit}"),
+                    message,
+                });
+            }
+        }
         let stdout = child.stdout.take();
         let ready = async {
             if let Some(mut out) = stdout {
@@ -200,10 +220,10 @@ impl Shims {
             &events,
             "start",
         ])
-        .env(env::SHIM_CGROUP, shim_cgroup(launch.cgroup))
         .stdout(Stdio::piped())
         .stderr(log)
         .kill_on_drop(true);
+        launch.cgroup_env(&mut cmd);
         let output = match tokio::time::timeout(self.start_timeout, cmd.output()).await {
             Ok(output) => output.map_err(step(format!("start shim {}", binary.display())))?,
             Err(_) => {

@@ -182,43 +182,57 @@ fn read_v2(dir: &Path) -> Option<Stats> {
     })
 }
 
-/// Moves process `pid` into cgroup `cgroup` (a cgroupfs path) under
-/// `root`, creating it where needed: in every v1 hierarchy, or in the
-/// unified one (in a `shim` leaf when `cgroup` has controllers enabled for
-/// children, which v2 forbids processes in).
-pub fn join(root: &Path, cgroup: &Path, pid: u32) -> std::io::Result<()> {
+/// The directories of cgroup `cgroup` (a cgroupfs path) under `root`: its
+/// one in the unified hierarchy, or its one in every v1 hierarchy (the
+/// controllers' directories that are cgroup roots, symlinks skipped).
+fn hierarchy_dirs(root: &Path, cgroup: &Path) -> std::io::Result<Vec<PathBuf>> {
     let rel = cgroup.strip_prefix("/").unwrap_or(cgroup);
-    let write = |dir: &Path| -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
-    };
-    match mode(root) {
-        Mode::V2 => {
-            let dir = root.join(rel);
-            write(&dir).or_else(|_| write(&dir.join("shim")))
-        }
-        Mode::V1 => {
-            let mut joined = 0;
-            let mut last_err = None;
-            for entry in std::fs::read_dir(root)?.flatten() {
-                let Ok(kind) = entry.file_type() else {
-                    continue;
-                };
-                // `cpu` and `cpuacct` are symlinks to `cpu,cpuacct`.
-                if !kind.is_dir() || !entry.path().join("cgroup.procs").exists() {
-                    continue;
-                }
-                match write(&entry.path().join(rel)) {
-                    Ok(()) => joined += 1,
-                    Err(e) => last_err = Some(e),
-                }
-            }
-            match (joined, last_err) {
-                (0, Some(e)) => Err(e),
-                _ => Ok(()),
-            }
+    if mode(root) == Mode::V2 {
+        return Ok(vec![root.join(rel)]);
+    }
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(root)?.flatten() {
+        // `cpu` and `cpuacct` are symlinks to `cpu,cpuacct`.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) && entry.path().join("cgroup.procs").exists()
+        {
+            dirs.push(entry.path().join(rel));
         }
     }
+    Ok(dirs)
+}
+
+/// Moves process `pid` into cgroup `cgroup` (a cgroupfs path; a leaf on
+/// v2, which forbids processes in a cgroup with children) under `root`,
+/// creating it where needed: in every v1 hierarchy, or in the unified one.
+/// It succeeds when one hierarchy took the process.
+pub fn join(root: &Path, cgroup: &Path, pid: u32) -> std::io::Result<()> {
+    let mut joined = false;
+    let mut last_err = None;
+    for dir in hierarchy_dirs(root, cgroup)? {
+        let write = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join("cgroup.procs"), pid.to_string()));
+        match write {
+            Ok(()) => joined = true,
+            Err(e) => last_err = Some(e),
+        }
+    }
+    match (joined, last_err) {
+        (false, Some(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes cgroup `cgroup` (empty by now) from every hierarchy under
+/// `root`; one that is already gone is no error.
+pub fn remove(root: &Path, cgroup: &Path) -> std::io::Result<()> {
+    let mut result = Ok(());
+    for dir in hierarchy_dirs(root, cgroup)? {
+        match std::fs::remove_dir(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => result = Err(e),
+            _ => {}
+        }
+    }
+    result
 }
 
 #[cfg(test)]
@@ -304,6 +318,24 @@ mod tests {
             assert_eq!(procs, "42");
         }
         assert!(!r.join("unrelated/pod").exists());
+    }
+
+    #[test]
+    fn removing_takes_the_cgroup_out_of_every_hierarchy_once() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for c in ["memory", "pids"] {
+            write(&r.join(c), "cgroup.procs", "");
+            std::fs::create_dir_all(r.join(c).join("pod/x")).unwrap();
+        }
+        remove(r, Path::new("/pod/x")).unwrap();
+        for c in ["memory", "pids"] {
+            assert!(!r.join(c).join("pod/x").exists());
+            assert!(r.join(c).join("pod").exists());
+        }
+        remove(r, Path::new("/pod/x")).unwrap();
+        std::fs::write(r.join("memory/pod/busy"), "").unwrap();
+        assert!(remove(r, Path::new("/pod")).is_err());
     }
 
     #[test]
