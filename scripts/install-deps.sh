@@ -27,6 +27,8 @@ PACKAGES=(
   lintian
   debootstrap
   man-db
+  # apparmor_parser: a unit test parses the crio-default profile (no kernel load).
+  apparmor
 )
 
 missing=()

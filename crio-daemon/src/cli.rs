@@ -116,6 +116,9 @@ pub enum Command {
         #[arg(value_enum, default_value = "crio")]
         page: crate::docs::Page,
     },
+    /// Print the AppArmor profile crio-default, as the daemon loads it
+    /// where AppArmor is enabled (for packagers and operators).
+    ApparmorProfile,
     /// Print version information.
     Version {
         /// As JSON.
@@ -283,6 +286,10 @@ pub fn main() -> ExitCode {
         }
         Some(Command::Man { page }) => {
             print!("{}", crate::docs::man(*page));
+            ExitCode::SUCCESS
+        }
+        Some(Command::ApparmorProfile) => {
+            print!("{}", crate::apparmor::profile());
             ExitCode::SUCCESS
         }
         Some(Command::PortForward { netns, port }) => {

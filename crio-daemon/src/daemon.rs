@@ -103,6 +103,11 @@ async fn serve(loaded: crio_config::Loaded, cli: Arc<Cli>) -> Result<()> {
     let listener = crate::socket::bind(&listen).await?;
     start_metrics(&config).await?;
     let state = open_state(config, missing).await?;
+    let rt = &state.config.runtime;
+    state
+        .apparmor
+        .ensure(&rt.apparmor_profile, &state.config.runroot)
+        .await;
     let streaming = start_streaming(&state).await?;
     let _ = state.streaming.set(streaming);
     if let Some(hup) = hangups {
@@ -218,6 +223,7 @@ async fn open_state(
         cpu_rates: Default::default(),
         streaming: Default::default(),
         reloaded: Default::default(),
+        apparmor: Default::default(),
     }))
 }
 

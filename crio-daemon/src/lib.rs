@@ -9,6 +9,7 @@
 //! `daemon` wires them together at start.
 #![deny(unsafe_code)]
 
+pub mod apparmor;
 pub mod cli;
 pub mod command;
 pub mod container;

@@ -190,6 +190,11 @@ pub async fn on_sighup(
                 state
                     .containers
                     .set_security_profiles(new.seccomp, new.values.apparmor_profile.clone());
+                // Loads crio-default if it became the default, or failed before.
+                state
+                    .apparmor
+                    .ensure(&new.values.apparmor_profile, &state.config.runroot)
+                    .await;
                 let mut effective = state.effective_config();
                 new.values.apply_to(&mut effective);
                 add_handlers(&state, &mut effective, new.added, new.runtimes);

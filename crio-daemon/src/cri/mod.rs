@@ -52,6 +52,8 @@ pub struct State {
     pub streaming: std::sync::OnceLock<crio_streaming::Server>,
     /// Previous CPU samples, for CPU rates in stats.
     pub cpu_rates: stats::CpuRates,
+    /// The AppArmor profile `crio-default`: why it could not be loaded, if so.
+    pub apparmor: crate::apparmor::DefaultProfile,
 }
 
 impl State {

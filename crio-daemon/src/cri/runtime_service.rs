@@ -236,6 +236,7 @@ impl RuntimeService for RuntimeApi {
         Ok(Response::new(runtime_status::status(
             &self.state.config,
             &self.state.handlers,
+            &self.state.apparmor,
             req.get_ref(),
         )))
     }

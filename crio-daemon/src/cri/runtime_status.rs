@@ -16,7 +16,12 @@ pub const NETWORK_NOT_READY: &str = "NetworkPluginNotReady";
 
 /// Builds the Status answer. The CNI directory is read on every call, so a
 /// configuration that appears or changes is seen without a restart.
-pub fn status(config: &Config, handlers: &Handlers, req: &StatusRequest) -> StatusResponse {
+pub fn status(
+    config: &Config,
+    handlers: &Handlers,
+    apparmor: &crate::apparmor::DefaultProfile,
+    req: &StatusRequest,
+) -> StatusResponse {
     let net = &config.network;
     let network =
         crio_network::load_network(&net.network_dir, &net.cni_default_network, &net.plugin_dirs);
@@ -39,11 +44,9 @@ pub fn status(config: &Config, handlers: &Handlers, req: &StatusRequest) -> Stat
             info.insert("cniconfig".to_string(), conf.list.to_string());
         }
         info.insert("runtimeHandlers".to_string(), handlers.report().to_string());
-        let lsm = crate::container::host_lsm(config);
-        info.insert(
-            "security".to_string(),
-            lsm.report(config.runtime.selinux).to_string(),
-        );
+        let mut lsm = crate::container::host_lsm(config).report(config.runtime.selinux);
+        apparmor.annotate(&mut lsm);
+        info.insert("security".to_string(), lsm.to_string());
     }
     StatusResponse {
         status: Some(RuntimeStatus {
@@ -83,10 +86,15 @@ mod tests {
         };
         let handlers = Handlers::configured(&config, &missing, &locator);
         let network = |c: &Config| {
-            status(c, &handlers, &StatusRequest { verbose: true })
-                .status
-                .unwrap()
-                .conditions[1]
+            status(
+                c,
+                &handlers,
+                &Default::default(),
+                &StatusRequest { verbose: true },
+            )
+            .status
+            .unwrap()
+            .conditions[1]
                 .clone()
         };
         let cond = network(&config);
@@ -106,7 +114,12 @@ mod tests {
         )
         .unwrap();
         assert!(network(&config).status);
-        let full = status(&config, &handlers, &StatusRequest { verbose: true });
+        let full = status(
+            &config,
+            &handlers,
+            &Default::default(),
+            &StatusRequest { verbose: true },
+        );
         assert!(full.info["cniconfig"].contains("loopback"));
         assert!(full.info["config"].contains("\"cgroup_manager\":\"cgroupfs\""));
         let names: Vec<_> = full
