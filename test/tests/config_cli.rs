@@ -164,6 +164,41 @@ fn version_text_and_json() {
     assert_eq!(v["runtimeApiVersion"], "v1");
 }
 
+/// `crio apparmor-profile` prints the profile the daemon loads, and
+/// Debian's apparmor_parser (installed by scripts/install-deps.sh) compiles
+/// it without loading it: this host's kernel has AppArmor off.
+#[test]
+fn apparmor_profile_compiles() {
+    let (ok, profile, err) = crio(&["apparmor-profile"]);
+    assert!(ok, "{err}");
+    assert!(profile.contains("profile crio-default flags="), "{profile}");
+    let parser = ["/usr/sbin/apparmor_parser", "/sbin/apparmor_parser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("apparmor_parser (Debian package apparmor, scripts/install-deps.sh)");
+    let dir = tempfile::tempdir().unwrap();
+    let compile = |text: &str| {
+        let file = dir.path().join("crio-default");
+        std::fs::write(&file, text).unwrap();
+        Command::new(parser)
+            .args(["--skip-kernel-load", "--skip-cache", "--debug"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let out = compile(&profile);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built = String::from_utf8_lossy(&out.stdout);
+    assert!(built.contains("Name:\t\tcrio-default"), "{built}");
+    // The parser does check: the same text with one rule broken fails.
+    let broken = compile(&profile.replacen("deny mount,", "deny mount", 1));
+    assert!(!broken.status.success());
+}
+
 #[test]
 fn packaged_default_config_is_current() {
     let (ok, out, err) = crio(&["config", "--default"]);
