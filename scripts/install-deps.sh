@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the host packages crio-rs needs to build, run and test, from Debian's apt,
-# the pinned Rust toolchain's name, cargo-deny and cargo-deb.
+# Installs the host packages crio-rs needs to build, run and test, from Debian's apt
+# (qemu for the VM suite from bookworm-backports), the pinned Rust toolchain's
+# name, cargo-deny and cargo-deb.
 # Idempotent: packages already present are not reinstalled and apt's index is
 # refreshed only when something is missing.
 set -euo pipefail
@@ -47,6 +48,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The VM test host (test/vm/): qemu-system-x86 from bookworm-backports.
+bash "$(dirname "$0")/../test/vm/install-qemu.sh" >/dev/null
 
 # Debian's prometheus (installed for promtool) would serve on 9090, crio's
 # default metrics port, from the next boot on: masked, as `systemctl mask`

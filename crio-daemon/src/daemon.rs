@@ -98,11 +98,14 @@ async fn serve(loaded: crio_config::Loaded, cli: Arc<Cli>) -> Result<()> {
     let signals = stop_signals();
     let hangups = crate::reload::hangups();
     let started = loaded.config.clone();
-    let (config, missing) = prepare_host(loaded)?;
+    let (config, missing, rebooted) = prepare_host(loaded)?;
     let listen = config.api.listen.clone();
     let listener = crate::socket::bind(&listen).await?;
     start_metrics(&config).await?;
     let state = open_state(config, missing).await?;
+    if rebooted {
+        state.sandboxes.wipe().await;
+    }
     let rt = &state.config.runtime;
     state
         .apparmor
@@ -129,10 +132,11 @@ async fn serve(loaded: crio_config::Loaded, cli: Arc<Cli>) -> Result<()> {
 
 /// The effective configuration (runtime paths resolved, checked) with the
 /// handlers whose runtime binary is missing (and why), the security modules
-/// logged, the directories made, the start marked.
+/// logged, the directories made, the start marked; and whether this is the
+/// first start since boot.
 fn prepare_host(
     loaded: crio_config::Loaded,
-) -> Result<(crio_config::Config, BTreeMap<String, String>)> {
+) -> Result<(crio_config::Config, BTreeMap<String, String>, bool)> {
     let mut config = loaded.config;
     let path_env = std::env::var("PATH").unwrap_or_default();
     let platform = crio_config::host_platform();
@@ -150,8 +154,8 @@ fn prepare_host(
     for dir in [&config.root, &config.runroot] {
         create_private_dir(dir)?;
     }
-    mark_start(&config);
-    Ok((config, missing))
+    let rebooted = mark_start(&config);
+    Ok((config, missing, rebooted))
 }
 
 /// The runtime handlers, each probed (off the executor: runtimes run)
@@ -294,8 +298,10 @@ async fn run_server(
 
 /// CRI-O's markers: the version file (in volatile storage, so a reboot
 /// removes it) and the clean-shutdown file, removed while running, so its
-/// absence at start means the last stop was not clean.
-fn mark_start(config: &crio_config::Config) {
+/// absence at start means the last stop was not clean. True when the
+/// version file was missing while pods are recorded: the first start since
+/// a reboot that left pods to wipe.
+fn mark_start(config: &crio_config::Config) -> bool {
     let clean = &config.clean_shutdown_file;
     if !clean.as_os_str().is_empty() {
         if clean.exists() {
@@ -319,9 +325,19 @@ fn mark_start(config: &crio_config::Config) {
             tracing::warn!("write {}: {e}", file.display());
         }
     }
+    let pods = config.root.join("pods");
+    let recorded = std::fs::read_dir(&pods).is_ok_and(|mut d| d.next().is_some());
     if rebooted {
-        tracing::info!("no version file in volatile storage: first start since boot");
+        tracing::info!(
+            "no version file in volatile storage: first start since boot{}",
+            if recorded {
+                ", the pods left are removed"
+            } else {
+                ""
+            }
+        );
     }
+    rebooted && recorded
 }
 
 fn mark_clean_stop(file: &Path) {

@@ -175,7 +175,7 @@ impl Tasks {
         exit_tx: watch::Sender<Option<Exit>>,
     ) {
         let (running_tx, running) = watch::channel(false);
-        if let Some(cg) = &container.spec.memory_cgroup {
+        let recorded_ooms = container.spec.memory_cgroup.as_ref().map(|cg| {
             let (oom_tx, mut ooms) = tokio::sync::mpsc::channel(4);
             tokio::spawn(crate::oom::watch(cg.clone(), running, oom_tx));
             let (tasks, id, bundle) = (self.clone(), id.clone(), container.bundle.clone());
@@ -183,13 +183,17 @@ impl Tasks {
                 while ooms.recv().await.is_some() {
                     tasks.oom_killed(&id, &bundle).await;
                 }
-            });
-        }
+            })
+        });
         let tasks = self.clone();
         tokio::spawn(async move {
             let pid = container.pid;
             let code = watch.exit_of(pid).await;
             let _ = running_tx.send(true);
+            // The kills the watch saw are recorded before the exit is.
+            if let Some(recorded) = recorded_ooms {
+                let _ = recorded.await;
+            }
             // Let the pumps drain what the container wrote last.
             drain(pumps).await;
             container.io.finish(code).await;

@@ -1,8 +1,11 @@
 //! OOM kills in a container's memory cgroup: watched while it runs (the
 //! `oom_kill` count of `memory.oom_control` on v1, of `memory.events` on
-//! v2, checked when the v1 eventfd registered on `memory.oom_control`
-//! fires and twice a second), and read once more when its init has exited,
-//! before the runtime deletes the cgroup.
+//! v2, checked when the v1 eventfd registered on `memory.oom_control` or
+//! the v2 inotify watch on `memory.events` fires, and twice a second), and
+//! read once more when its init has exited, before the runtime deletes the
+//! cgroup. The v2 watch matters under the systemd driver: systemd removes
+//! an emptied scope's cgroup as soon as the init is gone, before any read
+//! after the exit, so the kill must be seen as it happens.
 
 use std::path::{Path, PathBuf};
 
@@ -32,16 +35,21 @@ pub async fn watch(
 ) {
     let mut seen = oom_kills(&cgroup);
     let v1 = cgroup.join("memory.oom_control").exists();
-    let mut events = if v1 { register_v1(&cgroup).ok() } else { None };
+    let mut events = if v1 {
+        register_v1(&cgroup).ok()
+    } else {
+        register_v2(&cgroup).ok()
+    };
     loop {
-        // The eventfd wakes at once where the kernel signals it; the count
-        // is also checked twice a second (v2, and v1 kernels that signal
-        // only part of the OOMs).
+        // The descriptor wakes at once where the kernel signals it; the
+        // count is also checked twice a second (v1 kernels that signal
+        // only part of the OOMs, a watch that could not be set up).
         let woke = async {
             let tick = tokio::time::sleep(std::time::Duration::from_millis(500));
             match events.as_mut() {
                 Some(fd) => {
-                    let mut buf = [0u8; 8];
+                    // Room for a batch of inotify events (an eventfd reads 8).
+                    let mut buf = [0u8; 512];
                     tokio::select! {
                         _ = tokio::io::AsyncReadExt::read(fd, &mut buf) => {}
                         _ = tick => {}
@@ -50,7 +58,9 @@ pub async fn watch(
                 None => tick.await,
             }
         };
+        // A kill signalled with the exit is still counted.
         tokio::select! {
+            biased;
             _ = woke => {}
             _ = done.wait_for(|d| *d) => return,
         }
@@ -87,6 +97,19 @@ fn register_v1(cgroup: &Path) -> std::io::Result<tokio::net::unix::pipe::Receive
         format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()),
     )?;
     tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(efd)
+}
+
+/// An inotify descriptor that wakes when a v2 cgroup's `memory.events`
+/// changes (the kernel notifies every counter change).
+fn register_v2(cgroup: &Path) -> std::io::Result<tokio::net::unix::pipe::Receiver> {
+    use rustix::fs::inotify;
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
+    inotify::add_watch(
+        &fd,
+        cgroup.join("memory.events"),
+        inotify::WatchFlags::MODIFY,
+    )?;
+    tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(fd)
 }
 
 #[cfg(test)]

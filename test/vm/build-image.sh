@@ -1,44 +1,45 @@
 #!/usr/bin/env bash
 # Builds the VM test host (issue 21): a Debian 12 guest with systemd as PID 1
-# and cgroup v2, runc, the CNI plugins and iptables from Debian, the project's
-# daemon, client and shim, crio.service from packaging/systemd/ with
-# cgroup_manager = "systemd", and crio-vm-test.service, which runs
-# guest-test.sh at boot, writes its results to the serial console and powers
-# the VM off. test/vm/run.sh boots it.
+# and cgroup v2, runc, the CNI plugins, iptables and AppArmor from Debian, the
+# project's packages to install (two versions of crio-rs's .deb, for the
+# install and the upgrade), a drop-in for crio with cgroup_manager =
+# "systemd", and crio-vm-test.service, which runs guest-test.sh at boot,
+# writes its results to the serial console and powers the VM off.
+# test/vm/run.sh boots it.
 #
-#   test/vm/build-image.sh [--bin-dir DIR] OUT_DIR
+#   test/vm/build-image.sh --debs DIR OUT_DIR
 #
-# OUT_DIR gets disk.img (raw ext4, the guest's root), vmlinuz and initrd.img.
-# --bin-dir: where crio, crioctl and containerd-shim-crio-v2 are (default:
-# the repository's target/debug). The debootstrap root is cached as a tarball
-# under target/vm/, keyed by suite, mirror and package list; a missing or
-# broken cache only costs a new debootstrap (about 70 s). Needs root.
+# DIR holds crio-rs_*-1_amd64.deb and crio-rs_*-2_amd64.deb (test/vm/suite.sh
+# makes them with scripts/package.sh). OUT_DIR gets disk.img (raw ext4, the
+# guest's root), vmlinuz and initrd.img. The debootstrap root is cached as a
+# tarball under target/vm/, keyed by suite, mirror and package list; a
+# missing or broken cache only costs a new debootstrap (about 90 s). Needs
+# root.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-bin_dir=$repo/target/debug
+debs=
 while [ $# -gt 0 ]; do
   case $1 in
-    --bin-dir) bin_dir=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --debs) debs=$2; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) break ;;
   esac
 done
-[ $# -eq 1 ] || { echo "usage: $0 [--bin-dir DIR] OUT_DIR" >&2; exit 2; }
+[ $# -eq 1 ] && [ -n "$debs" ] || { echo "usage: $0 --debs DIR OUT_DIR" >&2; exit 2; }
 out=$1
 
 SUITE=bookworm
 PACKAGES=(
   linux-image-amd64 systemd-sysv udev dbus kmod initramfs-tools e2fsprogs
   iproute2 runc containernetworking-plugins iptables conntrack busybox-static
-  docker-registry
+  docker-registry apparmor jq procps
 )
 DISK_SIZE=3G
-BINARIES=(crio crioctl containerd-shim-crio-v2)
-
-for b in "${BINARIES[@]}"; do
-  [ -x "$bin_dir/$b" ] || { echo "build-image: $bin_dir/$b missing (build it or pass --bin-dir)" >&2; exit 1; }
+for v in 1 2; do
+  compgen -G "$debs/crio-rs_*-${v}_amd64.deb" >/dev/null \
+    || { echo "build-image: no crio-rs_*-${v}_amd64.deb in $debs" >&2; exit 1; }
 done
 mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources)
 pkgs=$(IFS=,; echo "${PACKAGES[*]}")
@@ -78,11 +79,8 @@ fi
 echo "build-image: root ready in $((SECONDS - start)) s"
 
 install_guest_files() {
-  install -D -m 0755 "$bin_dir/crio" "$root/usr/bin/crio"
-  install -D -m 0755 "$bin_dir/crioctl" "$root/usr/bin/crioctl"
-  install -D -m 0755 "$bin_dir/containerd-shim-crio-v2" "$root/usr/libexec/crio/containerd-shim-crio-v2"
-  install -D -m 0644 "$repo/packaging/systemd/crio.service" "$root/usr/lib/systemd/system/crio.service"
-  install -D -m 0644 "$repo/packaging/cni/10-crio-bridge.conflist" "$root/etc/cni/net.d/10-crio-bridge.conflist"
+  install -d "$root/root/crio-vm/debs"
+  install -m 0644 "$debs"/crio-rs_*-[12]_amd64.deb "$root/root/crio-vm/debs/"
   install -D -m 0644 "$here/guest/crio-vm.conf" "$root/etc/crio/crio.conf.d/10-vm.conf"
   install -D -m 0644 "$here/guest/crio-vm-test.service" "$root/etc/systemd/system/crio-vm-test.service"
   install -D -m 0755 "$here/guest-test.sh" "$root/usr/local/lib/crio-vm/guest-test.sh"
@@ -98,7 +96,6 @@ install_guest_files() {
 enable_units() {
   local wants=$root/etc/systemd/system/multi-user.target.wants
   mkdir -p "$wants"
-  ln -sf /usr/lib/systemd/system/crio.service "$wants/crio.service"
   ln -sf /etc/systemd/system/crio-vm-test.service "$wants/crio-vm-test.service"
   # Nothing else writes to the serial console or wakes up during the test.
   local u

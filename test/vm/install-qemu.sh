@@ -3,7 +3,7 @@
 # bookworm-backports: the machines carry qemu-utils 10.0 from backports, which
 # bookworm's own qemu-system-x86 7.2 conflicts with. The backports suite is
 # added beside /etc/apt/sources.list.d/debian.sources with the same mirror.
-# Idempotent; kept out of scripts/install-deps.sh until the VM suite joins CI.
+# Idempotent; scripts/install-deps.sh runs it.
 set -euo pipefail
 
 if command -v qemu-system-x86_64 >/dev/null; then

@@ -66,6 +66,25 @@ impl Sandboxes {
         Ok(id)
     }
 
+    /// After a reboot nothing of any pod runs any more: each is stopped and
+    /// removed (its network released, its containers' storage removed), as
+    /// CRI-O wipes its containers after a reboot; the kubelet makes the
+    /// pods anew. A pod that cannot be removed stays, not ready, for the
+    /// kubelet's own stop and remove.
+    pub async fn wipe(&self) {
+        for pod in self.pods.list() {
+            let id = pod.id.to_string();
+            let result = match self.stop(&id).await {
+                Ok(()) => self.remove(&id).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => tracing::info!(pod = %id, "removed: it did not survive the reboot"),
+                Err(e) => tracing::warn!(pod = %id, "left after the reboot: {e}"),
+            }
+        }
+    }
+
     /// Publishes that pod `id` reached `kind`.
     fn announce(&self, id: &str, kind: EventKind) {
         if let Some(pod) = self.pods.get(id) {
