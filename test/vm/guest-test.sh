@@ -141,6 +141,48 @@ pod_checks() {
     "${SLICE_DIR#/sys/fs/cgroup}/crio-shim-$pod.scope" "$(sed -n 's/^0:://p' "/proc/${shim:-0}/cgroup" 2>/dev/null)"
   check "systemd runs the shim's scope" active "$(systemctl is-active "crio-shim-$pod.scope")"
   check "the pod's slice holds no process itself" "" "$(cat "$SLICE_DIR/cgroup.procs" 2>&1)"
+  apparmor_checks "$ctr" "$pid"
+}
+
+# Debian's kernel enables AppArmor: the daemon loads crio-default and a
+# container that asks for nothing runs confined by it.
+apparmor_checks() {
+  local out
+  check "the kernel has AppArmor" Y "$(cat /sys/module/apparmor/parameters/enabled)"
+  if grep -qx 'crio-default (enforce)' /sys/kernel/security/apparmor/profiles; then
+    ok "the daemon loaded crio-default"
+  else
+    not_ok "the daemon loaded crio-default" "$(crio status info 2>&1 | grep -i apparmor)"
+  fi
+  check "the container runs under crio-default" "crio-default (enforce)" "$(cat "/proc/$2/attr/current" 2>&1)"
+  # runc masks /proc/kcore with /dev/null (an empty read); only the
+  # profile's deny makes the open fail.
+  out=$(cri exec -s "$1" cat /proc/kcore 2>&1)
+  if [ $? -ne 0 ] && grep -q "Permission denied" <<<"$out"; then
+    ok "crio-default denies /proc/kcore"
+  else
+    not_ok "crio-default denies /proc/kcore" "$out"
+  fi
+  # The same read in an Unconfined container succeeds: the denial is the
+  # profile's. (A deny rule is not audited: no kernel line to look for.)
+  cat >/tmp/unconfined.json <<JSON
+{"metadata": {"name": "unconfined"}, "image": {"image": "$IMAGE"},
+ "command": ["/bin/sleep", "3600"], "log_path": "unconfined.log",
+ "linux": {"security_context": {"namespace_options": {"pid": 1},
+                                "apparmor": {"profile_type": 1}}}}
+JSON
+  local plain
+  if plain=$(cri create "$(cat "$STATE/pod")" /tmp/unconfined.json /tmp/pod.json 2>&1) && cri start "$plain" >/dev/null 2>&1; then
+    check "an Unconfined container runs unconfined" unconfined "$(cat "/proc/$(ctr_pid "$plain")/attr/current" 2>&1)"
+    if out=$(cri exec -s "$plain" cat /proc/kcore 2>&1); then
+      ok "an Unconfined container reads the masked /proc/kcore"
+    else
+      not_ok "an Unconfined container reads the masked /proc/kcore" "$out"
+    fi
+    cri stop -t 0 "$plain" >/dev/null && cri rm "$plain" >/dev/null
+  else
+    not_ok "an Unconfined container runs" "$plain"
+  fi
 }
 
 # Where the pods' processes are (for a failed check).

@@ -154,15 +154,15 @@ impl Shims {
         let mut child = cmd
             .spawn()
             .map_err(step(format!("start shim {}", binary.display())))?;
-        if let (Place::Scope { slice, unit }, Some(pid)) = (&launch.place, child.id()) {
-            if let Err(message) = scope::place(slice, unit, pid, self.start_timeout).await {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                return Err(ShimError::Step {
-                    what: format!("put the shim in systemd scope {unit}"),
-                    message,
-                });
-            }
+        if let (Place::Scope { slice, unit }, Some(pid)) = (&launch.place, child.id())
+            && let Err(message) = scope::place(slice, unit, pid, self.start_timeout).await
+        {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(ShimError::Step {
+                what: format!("put the shim in systemd scope {unit}"),
+                message,
+            });
         }
         let stdout = child.stdout.take();
         let ready = async {
