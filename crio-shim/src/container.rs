@@ -38,6 +38,9 @@ pub struct Container {
     pub spec: BundleSpec,
     /// Whether the shim mounted the rootfs (from the request's mounts).
     pub mounted_rootfs: bool,
+    /// Whether a kill request sent the init SIGKILL: such an exit is no
+    /// OOM kill, whatever the parent cgroup's count says.
+    pub sigkill_sent: std::sync::atomic::AtomicBool,
 }
 
 /// A created init whose output is not copied yet.
@@ -110,6 +113,7 @@ impl Tasks {
             io,
             spec,
             mounted_rootfs: !req.rootfs.is_empty(),
+            sigkill_sent: Default::default(),
         });
         self.containers
             .lock()
@@ -175,6 +179,11 @@ impl Tasks {
         exit_tx: watch::Sender<Option<Exit>>,
     ) {
         let (running_tx, running) = watch::channel(false);
+        let parent_ooms = container
+            .spec
+            .memory_cgroup
+            .as_deref()
+            .and_then(crate::oom::ParentCount::read);
         let recorded_ooms = container.spec.memory_cgroup.as_ref().map(|cg| {
             let (oom_tx, mut ooms) = tokio::sync::mpsc::channel(4);
             tokio::spawn(crate::oom::watch(cg.clone(), running, oom_tx));
@@ -198,12 +207,16 @@ impl Tasks {
             drain(pumps).await;
             container.io.finish(code).await;
             let exit = now_exit(code as u32);
-            // Read before the runtime deletes the cgroup.
-            let oom = container
-                .spec
-                .memory_cgroup
-                .as_deref()
-                .is_some_and(|cg| crate::oom::oom_kills(cg) > 0);
+            // Read before the runtime deletes the cgroup (systemd may
+            // have removed it already).
+            let sigkilled = code == 128 + nix::sys::signal::Signal::SIGKILL as i32
+                && !container
+                    .sigkill_sent
+                    .load(std::sync::atomic::Ordering::SeqCst);
+            let oom =
+                container.spec.memory_cgroup.as_deref().is_some_and(|cg| {
+                    crate::oom::killed_at_exit(cg, parent_ooms.as_ref(), sigkilled)
+                });
             let oom_file = container.bundle.join(OOM_FILE);
             if oom && !tokio::fs::try_exists(&oom_file).await.unwrap_or(false) {
                 tasks.oom_killed(&id, &container.bundle).await;
@@ -242,6 +255,10 @@ impl Tasks {
         let c = self.container(id)?;
         if c.exited.borrow().is_some() {
             return Ok(());
+        }
+        if signal == nix::sys::signal::Signal::SIGKILL as u32 {
+            c.sigkill_sent
+                .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         match self.runtime.kill(id, signal, all).await {
             // Gone between the check and the kill: not an error.

@@ -26,6 +26,44 @@ pub fn oom_kills(cgroup: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The hierarchical `oom_kill` count of a container's parent cgroup when
+/// the container was created: on v2 it grows with every kill below it.
+#[derive(Debug, Clone)]
+pub struct ParentCount {
+    parent: PathBuf,
+    count: u64,
+}
+
+impl ParentCount {
+    /// The count of `cgroup`'s parent now (None on v1, where a container's
+    /// own cgroup outlives its processes and is read instead).
+    pub fn read(cgroup: &Path) -> Option<Self> {
+        let parent = cgroup.parent()?;
+        parent.join("memory.events").exists().then(|| Self {
+            parent: parent.to_path_buf(),
+            count: oom_kills(parent),
+        })
+    }
+
+    /// Whether the parent's count grew since.
+    fn grew(&self) -> bool {
+        oom_kills(&self.parent) > self.count
+    }
+}
+
+/// Whether the container whose memory cgroup is `cgroup` was OOM-killed,
+/// decided at its init's exit: its cgroup's own count while the cgroup is
+/// there. Under the systemd driver on v2, systemd removes an emptied scope
+/// at once, possibly before this read and before a throttled inotify
+/// event told the watch: then an init killed by a SIGKILL no kill request
+/// sent (`sigkilled`) while the parent's count grew was OOM-killed.
+pub fn killed_at_exit(cgroup: &Path, parent: Option<&ParentCount>, sigkilled: bool) -> bool {
+    if cgroup.join("memory.events").exists() || cgroup.join("memory.oom_control").exists() {
+        return oom_kills(cgroup) > 0;
+    }
+    sigkilled && parent.is_some_and(ParentCount::grew)
+}
+
 /// Sends on `tx` for every OOM kill in `cgroup` until `done` turns true or
 /// the cgroup goes.
 pub async fn watch(
@@ -33,13 +71,14 @@ pub async fn watch(
     mut done: tokio::sync::watch::Receiver<bool>,
     tx: tokio::sync::mpsc::Sender<()>,
 ) {
-    let mut seen = oom_kills(&cgroup);
     let v1 = cgroup.join("memory.oom_control").exists();
     let mut events = if v1 {
         register_v1(&cgroup).ok()
     } else {
         register_v2(&cgroup).ok()
     };
+    // Read after the watch is set: a kill in between is not missed.
+    let mut seen = oom_kills(&cgroup);
     loop {
         // The descriptor wakes at once where the kernel signals it; the
         // count is also checked twice a second (v1 kernels that signal
@@ -137,5 +176,38 @@ mod tests {
         assert_eq!(oom_kills(&v2), 1);
         assert_eq!(oom_kills(&tmp.join("none")), 0);
         let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn a_removed_scope_is_judged_by_its_parent_and_the_signal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (pod, ctr) = (
+            tmp.path().join("pod.slice"),
+            tmp.path().join("pod.slice/c.scope"),
+        );
+        std::fs::create_dir_all(&ctr).unwrap();
+        let events = |dir: &Path, kills: u32| {
+            std::fs::write(
+                dir.join("memory.events"),
+                format!("oom 1\noom_kill {kills}\n"),
+            )
+            .unwrap()
+        };
+        events(&pod, 2);
+        events(&ctr, 0);
+        let base = ParentCount::read(&ctr).unwrap();
+        // The cgroup is there: its own count decides.
+        events(&pod, 3);
+        assert!(!killed_at_exit(&ctr, Some(&base), true));
+        events(&ctr, 1);
+        assert!(killed_at_exit(&ctr, Some(&base), false));
+        // Removed by systemd: a SIGKILL nobody asked for while the
+        // parent's count grew.
+        std::fs::remove_dir_all(&ctr).unwrap();
+        assert!(killed_at_exit(&ctr, Some(&base), true));
+        assert!(!killed_at_exit(&ctr, Some(&base), false));
+        events(&pod, 2);
+        assert!(!killed_at_exit(&ctr, Some(&base), true));
+        assert!(!killed_at_exit(&ctr, None, true));
     }
 }
