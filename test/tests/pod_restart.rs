@@ -4,7 +4,7 @@
 
 use crio_api::cri::{
     ListPodSandboxRequest, NamespaceMode, PodSandboxState, PodSandboxStatusRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
+    RunPodSandboxRequest,
 };
 use crio_test::daemon::unmount_below;
 use crio_test::pods::{PodWorld, pod_config};
@@ -96,20 +96,7 @@ async fn pods_survive_a_daemon_kill_and_a_reboot_wipes_them() {
     );
     assert!(!world.daemon.path(&format!("root/pods/{id}.json")).exists());
     // The kubelet's stop and remove of the pod it knew still succeed.
-    client
-        .runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .unwrap();
-    client
-        .runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    crio_test::containers::remove_pod(&mut client, &id).await;
     let left = client
         .runtime
         .list_pod_sandbox(ListPodSandboxRequest::default())
@@ -184,18 +171,7 @@ async fn a_pod_network_broken_while_the_daemon_was_down_is_reported_at_start() {
     assert!(!broken(&world.daemon.log(), &ids[1]));
     let mut client = world.daemon.client().await.unwrap();
     for id in ids {
-        client
-            .runtime
-            .stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await
-            .unwrap();
-        client
-            .runtime
-            .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
-            .await
-            .unwrap();
+        crio_test::containers::remove_pod(&mut client, &id).await;
     }
     assert!(world.leases().is_empty(), "{:?}", world.leases());
 }
