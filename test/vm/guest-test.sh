@@ -238,6 +238,40 @@ oom_checks() {
   cri rm "$ctr" >/dev/null
 }
 
+# A `vm` handler added by SIGHUP (our shim, copied, started through its
+# shim v2 `start` action like a Kata shim): the daemon moves the server the
+# action left into the pod's crio-shim-<pod>.scope.
+vm_handler_checks() {
+  local bin=/usr/local/lib/crio-vm/containerd-shim-vmtest-v2 pod p shim=
+  install -m 0755 /usr/libexec/crio/containerd-shim-crio-v2 "$bin"
+  printf '[crio.runtime.runtimes.vmtest]\nruntime_type = "vm"\nruntime_path = "%s"\n' "$bin" \
+    >/etc/crio/crio.conf.d/50-vmtest.conf
+  try "systemctl reload crio (a vm handler added)" systemctl reload crio || return
+  pod_config vm-handler vm3 /tmp/vmpod.json
+  pod=$(eventually_out 30 cri runp --runtime vmtest /tmp/vmpod.json) \
+    && ok "a pod runs on the vm handler" || { not_ok "a pod runs on the vm handler" "$pod"; return; }
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/exe" 2>/dev/null)" = "$bin" ] && grep -qF "$pod" "$p/cmdline" 2>/dev/null && shim=${p#/proc/}
+  done
+  check "the vm handler's shim is in crio-shim-<pod>.scope" \
+    "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podvm3.slice/crio-shim-$pod.scope" \
+    "$(sed -n 's/^0:://p' "/proc/${shim:-0}/cgroup" 2>/dev/null)"
+  cri stopp "$pod" >/dev/null && cri rmp "$pod" >/dev/null
+}
+
+# eventually_out SECS COMMAND...: the output of the first success within
+# SECS (a handler added by SIGHUP is usable a moment after the signal).
+eventually_out() {
+  local secs=$1 i out
+  shift
+  for i in $(seq 1 "$secs"); do
+    out=$("$@" 2>&1) && { echo "$out"; return 0; }
+    sleep 1
+  done
+  echo "$out"
+  return 1
+}
+
 # systemctl reload (SIGHUP) applies a changed log level; restart and stop
 # keep the containers running.
 unit_checks() {
@@ -343,6 +377,7 @@ else
   if install_checks && pod_checks; then
     stats_checks
     oom_checks
+    vm_handler_checks
     unit_checks
     upgrade_checks
     before_reboot

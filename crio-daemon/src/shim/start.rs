@@ -108,6 +108,13 @@ impl Shims {
                 Err(e) => Err(e),
             },
         };
+        if let (Ok(_), RuntimeType::Vm, Place::Scope { slice, unit }) =
+            (&started, handler.kind, &launch.place)
+            && let Err(e) = self.place_served(id, pod_dir, slice, unit).await
+        {
+            // It serves the pod all the same, from the daemon's cgroup.
+            tracing::warn!(pod = id, "the shim stays in the daemon's cgroup: {e}");
+        }
         if let Err(e) = &started {
             for file in super::ADDRESS_FILES {
                 let _ = std::fs::remove_file(pod_dir.join(file));
@@ -119,6 +126,38 @@ impl Shims {
             tracing::warn!(pod = id, handler = %handler.name, "{e}");
         }
         started
+    }
+
+    /// Moves the server a `vm` handler's `start` action left (no child of
+    /// the daemon: its pid from the task API's Connect) into its scope.
+    async fn place_served(
+        &self,
+        id: &str,
+        pod_dir: &Path,
+        slice: &str,
+        unit: &str,
+    ) -> Result<(), ShimError> {
+        let client = self.client(id, pod_dir).await?;
+        let req = crio_api::task::ConnectRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let timeout = i64::try_from(self.start_timeout.as_nanos()).unwrap_or(i64::MAX);
+        let pid = client
+            .0
+            .connect(crio_api::task::ttrpc::context::with_timeout(timeout), &req)
+            .await
+            .map_err(|e| ShimError::Step {
+                what: format!("ask shim of pod {id} for its pid"),
+                message: e.to_string(),
+            })?
+            .shim_pid;
+        scope::place(slice, unit, pid, self.start_timeout)
+            .await
+            .map_err(|message| ShimError::Step {
+                what: format!("put the shim in systemd scope {unit}"),
+                message,
+            })
     }
 
     /// The shim's messages (it has no other log), in the pod's directory.
