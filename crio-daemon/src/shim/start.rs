@@ -152,6 +152,11 @@ impl Shims {
                 message: e.to_string(),
             })?
             .shim_pid;
+        self.to_scope(slice, unit, pid).await
+    }
+
+    /// Moves shim process `pid` into scope `unit` of `slice`.
+    async fn to_scope(&self, slice: &str, unit: &str, pid: u32) -> Result<(), ShimError> {
         scope::place(slice, unit, pid, self.start_timeout)
             .await
             .map_err(|message| ShimError::Step {
@@ -194,14 +199,11 @@ impl Shims {
             .spawn()
             .map_err(step(format!("start shim {}", binary.display())))?;
         if let (Place::Scope { slice, unit }, Some(pid)) = (&launch.place, child.id())
-            && let Err(message) = scope::place(slice, unit, pid, self.start_timeout).await
+            && let Err(e) = self.to_scope(slice, unit, pid).await
         {
             let _ = child.start_kill();
             let _ = child.wait().await;
-            return Err(ShimError::Step {
-                what: format!("put the shim in systemd scope {unit}"),
-                message,
-            });
+            return Err(e);
         }
         let stdout = child.stdout.take();
         let ready = async {
