@@ -153,6 +153,16 @@ impl Drop for HostInstall {
     }
 }
 
+/// A lock held while a test runs something as the host's `/usr/bin/crio`
+/// (the package installed on the host, or a stand-in for it): such tests
+/// would see each other's processes, so they take turns.
+pub fn host_crio_lock() -> Result<File> {
+    std::fs::create_dir_all(cache_dir())?;
+    let lock = File::create(cache_dir().join("host-crio.lock"))?;
+    lock.lock()?;
+    Ok(lock)
+}
+
 /// Pids of the processes running a program of the package: the daemon,
 /// the client or a shim (also one whose file an upgrade replaced).
 pub fn package_processes() -> Vec<i32> {

@@ -13,7 +13,8 @@ use crio_test::containers::{
     container, create, list_containers, remove_pod, run_pod, setup, start_container,
 };
 use crio_test::package::{
-    DebianRoot, HostInstall, PACKAGE, apt_get, deb, files_of, package_processes, run,
+    DebianRoot, HostInstall, PACKAGE, apt_get, deb, files_of, host_crio_lock, package_processes,
+    run,
 };
 use crio_test::pods::pod_config;
 use nix::sys::signal::Signal;
@@ -68,6 +69,47 @@ fn lintian_finds_no_error() {
     assert!(out.status.success(), "lintian failed: {report}");
     let errors: Vec<_> = report.lines().filter(|l| l.starts_with("E:")).collect();
     assert!(errors.is_empty(), "lintian errors: {errors:#?}");
+}
+
+/// A process of the host whose executable reads `/usr/bin/crio` (a copy of
+/// sleep over a private bind mount of /usr/bin), without installing
+/// anything on the host; killed when dropped.
+struct HostCrio(std::process::Child, tempfile::TempDir);
+
+impl HostCrio {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy("/usr/bin/sleep", dir.path().join("crio")).unwrap();
+        let script = format!(
+            "mount --bind {} /usr/bin && exec /usr/bin/crio 600",
+            dir.path().display()
+        );
+        let child = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while exe(pid) != "/usr/bin/crio" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no /usr/bin/crio decoy"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Self(child, dir)
+    }
+
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().is_ok_and(|s| s.is_none())
+    }
+}
+
+impl Drop for HostCrio {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
@@ -127,9 +169,19 @@ fn installs_runs_and_purges_in_a_fresh_debian_12_root() {
         );
     }
 
-    // A purge keeps the storage unless asked.
-    std::fs::create_dir_all(r.join("var/lib/crio/images")).unwrap();
-    run(&mut root.chroot(&["apt-get", "purge", "-y", "-q", PACKAGE])).unwrap();
+    // A purge keeps the storage unless asked, and stops no daemon of the
+    // host: a host process whose executable reads as /usr/bin/crio (through
+    // the host's /proc, mounted in the root) survives it.
+    {
+        let _turn = host_crio_lock().unwrap();
+        let mut host_crio = HostCrio::start();
+        std::fs::create_dir_all(r.join("var/lib/crio/images")).unwrap();
+        run(&mut root.chroot(&["apt-get", "purge", "-y", "-q", PACKAGE])).unwrap();
+        assert!(
+            host_crio.alive(),
+            "the purge in the chroot stopped the host's crio"
+        );
+    }
     assert_purged(r, &files);
     assert!(!r.join("etc/cni/net.d/10-crio-bridge.conflist").exists());
     assert!(
@@ -167,6 +219,8 @@ fn exe(pid: u32) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upgrade_restarts_the_daemon_only_and_a_purge_leaves_nothing() {
     let (v1, v2) = (deb(V1).unwrap(), deb(V2).unwrap());
+    // Dropped last: after the host install's own clean-up.
+    let _turn = host_crio_lock().unwrap();
     let files = files_of(&v2).unwrap();
     assert!(
         !installed(),
