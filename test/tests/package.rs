@@ -74,7 +74,11 @@ fn lintian_finds_no_error() {
 /// A process of the host whose executable reads `/usr/bin/crio` (a copy of
 /// sleep over a private bind mount of /usr/bin), without installing
 /// anything on the host; killed when dropped.
-struct HostCrio(std::process::Child, tempfile::TempDir);
+struct HostCrio {
+    child: std::process::Child,
+    /// The directory the stand-in runs from, kept while it runs.
+    _dir: tempfile::TempDir,
+}
 
 impl HostCrio {
     fn start() -> Self {
@@ -97,18 +101,18 @@ impl HostCrio {
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        Self(child, dir)
+        Self { child, _dir: dir }
     }
 
     fn alive(&mut self) -> bool {
-        self.0.try_wait().is_ok_and(|s| s.is_none())
+        self.child.try_wait().is_ok_and(|s| s.is_none())
     }
 }
 
 impl Drop for HostCrio {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
